@@ -1,0 +1,148 @@
+//! The delivery's vocabulary, shared by every stage: states, methods,
+//! outcome kinds and attempt error classes. Proto types stop at `api/`;
+//! these are what `store/`, `scheduler/` and `outcomes/` speak.
+//!
+//! ```text
+//!            enqueue (api -> store)
+//!                  |
+//!                  v
+//!   +--------> PENDING --claim (scheduler::claimer)--> attempt in flight
+//!   |                                                        |
+//!   +-- retry scheduled (scheduler::completer) <-------------+
+//!                                                            |
+//!          SUCCEEDED <-- 2xx (scheduler::completer) ---------+
+//!      DEAD_LETTERED <-- permanent / exhausted (completer) --+
+//! ```
+
+use std::{fmt, str::FromStr};
+
+/// Parses the stored text form of an enum; a mismatch means the database
+/// holds a value this build does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} {value:?} in the database")]
+pub struct UnknownValue {
+    kind: &'static str,
+    value: String,
+}
+
+/// Declares a closed enum stored as lower-case text, with `as_str`,
+/// `Display` and `FromStr` kept in one table so they cannot drift.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The text stored in the database for this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(UnknownValue { kind: $kind, value: other.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// Where a delivery is in its life.
+    DeliveryState, "delivery state" {
+        /// Waiting for its next attempt, or being attempted under a lease.
+        Pending => "pending",
+        /// The receiver answered 2xx. Terminal.
+        Succeeded => "succeeded",
+        /// Herald gave up on it. Terminal.
+        DeadLettered => "dead_lettered",
+    }
+}
+
+stored_enum! {
+    /// The HTTP method a delivery is sent with.
+    HttpMethod, "http method" {
+        /// POST, the default.
+        Post => "POST",
+        /// PUT.
+        Put => "PUT",
+        /// PATCH.
+        Patch => "PATCH",
+        /// DELETE.
+        Delete => "DELETE",
+        /// GET.
+        Get => "GET",
+    }
+}
+
+stored_enum! {
+    /// What one attempt led to, as recorded in the outcome feed.
+    OutcomeKind, "outcome kind" {
+        /// 2xx: the delivery is done.
+        Succeeded => "succeeded",
+        /// A transient failure; another attempt is scheduled.
+        RetryScheduled => "retry_scheduled",
+        /// Herald gave up on the delivery.
+        DeadLettered => "dead_lettered",
+    }
+}
+
+stored_enum! {
+    /// Why an attempt got no HTTP response.
+    AttemptErrorKind, "attempt error" {
+        /// The connection could not be made (refused, DNS, TLS handshake).
+        Connect => "connect",
+        /// No complete response before the request timeout.
+        Timeout => "timeout",
+        /// The connection broke mid-request or mid-response.
+        Io => "io",
+        /// Herald could not build a valid request from the delivery.
+        InvalidRequest => "invalid_request",
+    }
+}
+
+impl HttpMethod {
+    /// The method as an [`http::Method`] for the transport.
+    pub fn to_http(self) -> http::Method {
+        match self {
+            Self::Post => http::Method::POST,
+            Self::Put => http::Method::PUT,
+            Self::Patch => http::Method::PATCH,
+            Self::Delete => http::Method::DELETE,
+            Self::Get => http::Method::GET,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_round_trips() {
+        for state in [
+            DeliveryState::Pending,
+            DeliveryState::Succeeded,
+            DeliveryState::DeadLettered,
+        ] {
+            assert_eq!(state.as_str().parse::<DeliveryState>().unwrap(), state);
+        }
+        assert!("bogus".parse::<OutcomeKind>().is_err());
+    }
+}
