@@ -14,7 +14,7 @@
 //!      DEAD_LETTERED <-- permanent / exhausted (completer) --+
 //! ```
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, time::Duration};
 
 /// Parses the stored text form of an enum; a mismatch means the database
 /// holds a value this build does not know.
@@ -126,6 +126,40 @@ impl HttpMethod {
             Self::Patch => http::Method::PATCH,
             Self::Delete => http::Method::DELETE,
             Self::Get => http::Method::GET,
+        }
+    }
+}
+
+/// What the scheduler decided after an attempt; the completer persists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The receiver answered 2xx.
+    Succeeded,
+    /// Try again after this delay.
+    Retry {
+        /// How long to wait before the next attempt.
+        delay: Duration,
+    },
+    /// Give up: a permanent failure or no attempts left.
+    DeadLetter,
+}
+
+impl Decision {
+    /// The state the delivery moves to.
+    pub fn state(self) -> DeliveryState {
+        match self {
+            Self::Succeeded => DeliveryState::Succeeded,
+            Self::Retry { .. } => DeliveryState::Pending,
+            Self::DeadLetter => DeliveryState::DeadLettered,
+        }
+    }
+
+    /// The outcome recorded in the feed.
+    pub fn outcome_kind(self) -> OutcomeKind {
+        match self {
+            Self::Succeeded => OutcomeKind::Succeeded,
+            Self::Retry { .. } => OutcomeKind::RetryScheduled,
+            Self::DeadLetter => OutcomeKind::DeadLettered,
         }
     }
 }

@@ -1,0 +1,21 @@
+//! Herald's schema history. `herald migrate` applies it, and `herald serve`
+//! applies pending migrations at start unless told not to.
+//!
+//! Every migration runs on SQLite and PostgreSQL from one definition. Times
+//! are stored as `BIGINT` Unix epoch milliseconds (UTC) in columns ending in
+//! `_ms`: the same type, comparison and index on both backends, and the hot
+//! queries compute "now" in the database rather than on a replica's clock.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+/// The ordered list of Herald's migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,143 @@
+//! Store records to proto messages, and proto times to Unix milliseconds.
+
+use herald_proto::v1 as proto;
+use prost_types::{Duration as ProtoDuration, Timestamp};
+
+use crate::{
+    domain::{AttemptErrorKind, DeliveryState, HttpMethod, OutcomeKind},
+    store::records::{AttemptRecord, DeliveryRecord, OutcomeRecord},
+};
+
+/// A proto timestamp as Unix milliseconds; `None` if out of range.
+pub fn timestamp_ms(time: &Timestamp) -> Option<i64> {
+    if !(0..1_000_000_000).contains(&time.nanos) {
+        return None;
+    }
+    time.seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(time.nanos / 1_000_000))
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        // rem_euclid(1000) is below 1000, so the product fits an i32.
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+fn duration_us(us: i64) -> ProtoDuration {
+    ProtoDuration {
+        seconds: us.div_euclid(1_000_000),
+        nanos: i32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    }
+}
+
+fn method(method: HttpMethod) -> proto::HttpMethod {
+    match method {
+        HttpMethod::Post => proto::HttpMethod::Post,
+        HttpMethod::Put => proto::HttpMethod::Put,
+        HttpMethod::Patch => proto::HttpMethod::Patch,
+        HttpMethod::Delete => proto::HttpMethod::Delete,
+        HttpMethod::Get => proto::HttpMethod::Get,
+    }
+}
+
+fn state(state: DeliveryState) -> proto::DeliveryState {
+    match state {
+        DeliveryState::Pending => proto::DeliveryState::Pending,
+        DeliveryState::Succeeded => proto::DeliveryState::Succeeded,
+        DeliveryState::DeadLettered => proto::DeliveryState::DeadLettered,
+    }
+}
+
+fn attempt_error(kind: Option<AttemptErrorKind>) -> proto::AttemptError {
+    match kind {
+        None => proto::AttemptError::Unspecified,
+        Some(AttemptErrorKind::Connect) => proto::AttemptError::Connect,
+        Some(AttemptErrorKind::Timeout) => proto::AttemptError::Timeout,
+        Some(AttemptErrorKind::Io) => proto::AttemptError::Io,
+        Some(AttemptErrorKind::InvalidRequest) => proto::AttemptError::InvalidRequest,
+    }
+}
+
+fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
+    match kind {
+        OutcomeKind::Succeeded => proto::OutcomeKind::Succeeded,
+        OutcomeKind::RetryScheduled => proto::OutcomeKind::RetryScheduled,
+        OutcomeKind::DeadLettered => proto::OutcomeKind::DeadLettered,
+    }
+}
+
+/// A stored delivery as the API shows it.
+pub fn delivery(record: DeliveryRecord) -> proto::Delivery {
+    proto::Delivery {
+        id: record.id.to_string(),
+        url: record.url,
+        method: method(record.method).into(),
+        headers: record
+            .headers
+            .into_iter()
+            .map(|(name, value)| proto::Header { name, value })
+            .collect(),
+        body: record.body.to_vec(),
+        content_type: record.content_type.unwrap_or_default(),
+        idempotency_key: record.idempotency_key.unwrap_or_default(),
+        state: state(record.state).into(),
+        attempt_count: record.attempt_count,
+        max_attempts: record.max_attempts,
+        next_attempt_time: record.next_attempt_at_ms.map(timestamp),
+        last_status_code: record.last_status_code.map_or(0, u32::from),
+        last_error: record.last_error.unwrap_or_default(),
+        create_time: Some(timestamp(record.created_at_ms)),
+        update_time: Some(timestamp(record.updated_at_ms)),
+        finish_time: record.finished_at_ms.map(timestamp),
+        attempts: record.attempts.into_iter().map(attempt).collect(),
+    }
+}
+
+fn attempt(record: AttemptRecord) -> proto::Attempt {
+    proto::Attempt {
+        number: record.number,
+        started_time: Some(timestamp(record.started_at_ms)),
+        duration: Some(duration_us(record.duration_us)),
+        status_code: record.status_code.map_or(0, u32::from),
+        error: attempt_error(record.error_kind).into(),
+        error_message: record.error_message.unwrap_or_default(),
+        response_excerpt: record.response_excerpt.to_vec(),
+    }
+}
+
+/// A recorded outcome as the API shows it.
+pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
+    proto::Outcome {
+        sequence: u64::try_from(record.sequence).unwrap_or(0),
+        delivery_id: record.delivery_id.to_string(),
+        kind: outcome_kind(record.kind).into(),
+        attempt_number: record.attempt_number,
+        status_code: record.status_code.map_or(0, u32::from),
+        error: attempt_error(record.error_kind).into(),
+        error_message: record.error_message.unwrap_or_default(),
+        next_attempt_time: record.next_attempt_at_ms.map(timestamp),
+        create_time: Some(timestamp(record.created_at_ms)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_millis() {
+        for ms in [0, 1, 999, 1_795_000_000_123, -1, -1001] {
+            assert_eq!(timestamp_ms(&timestamp(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(timestamp_ms(&Timestamp { seconds: 1, nanos: -1 }), None);
+    }
+
+    #[test]
+    fn durations_keep_microseconds() {
+        let duration = duration_us(1_500_250);
+        assert_eq!((duration.seconds, duration.nanos), (1, 500_250_000));
+    }
+}

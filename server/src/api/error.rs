@@ -1,0 +1,56 @@
+//! The one place where errors become gRPC statuses. The set of codes is
+//! deliberately small; internal failures are logged once with their cause
+//! and answered with an opaque message.
+
+use tonic::Status;
+
+use crate::store::StoreError;
+
+/// Why a request failed, before it becomes a [`Status`].
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: `field` broke a rule.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        /// The request field, as named in the proto.
+        field: &'static str,
+        /// The rule it broke, for people.
+        message: String,
+    },
+    /// The thing asked for does not exist (for this caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// The storage layer failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// Shorthand for an invalid field.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+            ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::Store(StoreError::IdempotencyConflict { .. }) => Status::already_exists(error.to_string()),
+            ApiError::Store(StoreError::Database(
+                ref cause @ (sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)),
+            )) => {
+                tracing::error!(error = %cause, "database unavailable");
+                Status::unavailable("the database is unavailable; retry shortly")
+            }
+            ApiError::Store(other) => {
+                tracing::error!(error = %other, "request failed");
+                Status::internal("internal error; the server log has the cause")
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The gRPC edge: `herald.v1.DeliveryService`, the standard health service
+//! and server reflection (v1 and v1alpha, so older `grpcurl`s work too).
+//! Proto types stop here; everything behind speaks `domain` and `store`.
+
+mod convert;
+mod delivery_service;
+mod error;
+mod page_token;
+mod validate;
+
+use herald_proto::{FILE_DESCRIPTOR_SET, v1::delivery_service_server::DeliveryServiceServer};
+use tonic::service::Routes;
+
+pub use delivery_service::DeliveryApi;
+pub use validate::Limits;
+
+/// Builds the routes Herald serves; `max_message_bytes` bounds a decoded
+/// request (it must admit the largest body plus headers).
+pub async fn routes(api: DeliveryApi, max_message_bytes: usize) -> Result<Routes, tonic_reflection::server::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<DeliveryServiceServer<DeliveryApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let service = DeliveryServiceServer::new(api).max_decoding_message_size(max_message_bytes);
+    Ok(Routes::new(service)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}

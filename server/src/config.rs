@@ -1,0 +1,148 @@
+//! One typed [`Config`], read from flags and `HERALD_*` environment
+//! variables (flags win), validated once at load with cross-field checks.
+//! Defaults work on a laptop: loopback listener, embedded SQLite.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+
+/// Everything `herald serve` can be told. Durations take humantime values
+/// such as `500ms`, `30s` or `2h`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "HERALD_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
+    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db")]
+    pub database_url: String,
+
+    /// Apply pending migrations at start.
+    #[arg(long, env = "HERALD_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+
+    /// Longest one attempt may take, from connect to the end of the response.
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long a claimed delivery stays leased to one replica. Must exceed
+    /// the request timeout, so a live attempt never loses its lease.
+    #[arg(long, env = "HERALD_LEASE_DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// Attempts per delivery unless the enqueue says otherwise.
+    #[arg(long, env = "HERALD_MAX_ATTEMPTS", default_value_t = 18)]
+    pub max_attempts: u32,
+
+    /// Backoff floor: the first retry waits up to this long (full jitter).
+    #[arg(long, env = "HERALD_RETRY_MIN_BACKOFF", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub retry_min_backoff: Duration,
+
+    /// Backoff cap: no retry waits longer than this (unless `Retry-After` asks, up to its cap).
+    #[arg(long, env = "HERALD_RETRY_MAX_BACKOFF", default_value = "3h", value_parser = humantime::parse_duration)]
+    pub retry_max_backoff: Duration,
+
+    /// Longest `Retry-After` a receiver can ask for; longer requests are cut to this.
+    #[arg(long, env = "HERALD_RETRY_AFTER_CAP", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retry_after_cap: Duration,
+
+    /// Most attempts in flight at once on this replica.
+    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+
+    /// Safety-net poll for due work when no wake-up arrives.
+    #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Largest request body accepted by Enqueue, in bytes.
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How much of each response body is kept with the attempt, in bytes.
+    #[arg(long, env = "HERALD_RESPONSE_EXCERPT_BYTES", default_value_t = 1024)]
+    pub response_excerpt_bytes: usize,
+
+    /// On shutdown, how long in-flight attempts may take to finish.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration that cannot work, with what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value outside the range it may take.
+    #[error("{field} {problem}")]
+    Invalid {
+        /// The setting, as its environment variable.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl Default for Config {
+    /// The documented defaults, with any `HERALD_*` environment variables applied.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Defaults as clap::Parser>::parse_from(["herald"]).config
+    }
+}
+
+impl Config {
+    /// Checks the values against each other; `serve` refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: String| Err(ConfigError::Invalid { field, problem });
+        if self.lease_duration <= self.request_timeout {
+            return invalid(
+                "HERALD_LEASE_DURATION",
+                format!(
+                    "({}) must be longer than HERALD_REQUEST_TIMEOUT ({}), or a slow attempt could lose its lease and be sent twice",
+                    humantime::format_duration(self.lease_duration),
+                    humantime::format_duration(self.request_timeout)
+                ),
+            );
+        }
+        if self.retry_min_backoff > self.retry_max_backoff {
+            return invalid(
+                "HERALD_RETRY_MIN_BACKOFF",
+                "must not exceed HERALD_RETRY_MAX_BACKOFF".to_owned(),
+            );
+        }
+        if self.max_attempts == 0 {
+            return invalid("HERALD_MAX_ATTEMPTS", "must be at least 1".to_owned());
+        }
+        if self.concurrency == 0 {
+            return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.poll_interval.is_zero() {
+            return invalid("HERALD_POLL_INTERVAL", "must be above zero".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn lease_must_outlive_request_timeout() {
+        let config = Config {
+            lease_duration: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("HERALD_LEASE_DURATION"), "{error}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Herald: durable HTTP/webhook delivery over gRPC.
+//!
+//! The path of a delivery, one module per stage:
+//! [`api`] (validate, convert) -> [`store`] (enqueue) ->
+//! [`scheduler`] (claimer -> executor -> completer) with [`transport`]
+//! for the HTTP attempt -> [`outcomes`] (the live feed). [`domain`] holds
+//! the shared vocabulary and [`config`] the one typed configuration.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod outcomes;
+pub mod scheduler;
+mod server;
+pub mod store;
+pub mod transport;
+
+pub use config::Config;
+pub use server::{RunningServer, ServeError, StartError, start};

@@ -1,0 +1,194 @@
+//! Composition root: wires config, store, transport, scheduler, feed and
+//! API into one running server, and takes it down in order.
+//!
+//! Shutdown order: stop accepting RPCs and end watch streams, stop claiming,
+//! let in-flight attempts finish and be recorded, close the database.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Config,
+    api::{self, DeliveryApi, Limits},
+    config::ConfigError,
+    outcomes::OutcomeFeed,
+    scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
+    store::{Store, StoreError},
+    transport::{HttpSender, TransportConfig},
+};
+
+/// Outcomes held in the live ring for watchers; a watcher further behind
+/// reads storage instead.
+const FEED_CAPACITY: usize = 4096;
+/// Most rows one claim statement leases.
+const CLAIM_BATCH: usize = 64;
+/// Room in a gRPC request beyond the body, for headers and the URL.
+const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
+/// HTTP/2 keepalive pings, so idle watch streams survive proxies and NATs.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database {url}: {source}")]
+    Database {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        source: StoreError,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The reflection service could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Why the running server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task panicked.
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A started Herald: gRPC listening, scheduler running.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    /// The address the gRPC server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A token that, once cancelled, shuts the server down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Shuts down gracefully and waits until everything has stopped.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.task.await?
+    }
+
+    /// Waits until the server stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.task.await?
+    }
+}
+
+/// Opens the database (migrating it unless `config.migrate` is off), binds
+/// the listener and starts serving and delivering.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    config.validate()?;
+    let database = |source| StartError::Database {
+        url: config.database_url.clone(),
+        source,
+    };
+    let store = Store::connect(&config.database_url).await.map_err(database)?;
+    if config.migrate {
+        store.migrate().await.map_err(database)?;
+    }
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen_addr,
+        source,
+    })?;
+
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let feed = OutcomeFeed::new(store.clone(), FEED_CAPACITY, shutdown.child_token());
+    let sender = HttpSender::new(TransportConfig {
+        request_timeout: config.request_timeout,
+        response_excerpt_bytes: config.response_excerpt_bytes,
+    });
+    let scheduler_stop = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        sender,
+        feed.clone(),
+        RetryPolicy {
+            min_backoff: config.retry_min_backoff,
+            max_backoff: config.retry_max_backoff,
+            retry_after_cap: config.retry_after_cap,
+        },
+        SchedulerConfig {
+            concurrency: config.concurrency,
+            claim_batch: CLAIM_BATCH.min(config.concurrency),
+            lease_duration: config.lease_duration,
+            poll_interval: config.poll_interval,
+            shutdown_grace: config.shutdown_grace,
+        },
+        Arc::clone(&wake),
+        scheduler_stop.clone(),
+    );
+    let api = DeliveryApi::new(
+        store.clone(),
+        feed,
+        wake,
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+            default_max_attempts: config.max_attempts,
+        },
+    );
+    let routes = api::routes(api, config.max_body_bytes + MESSAGE_OVERHEAD_BYTES).await?;
+    tracing::info!(%local_addr, database = %redact(&config.database_url), "herald is serving");
+
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+            .await;
+        scheduler_stop.cancel();
+        scheduler.stopped().await;
+        if let Err(error) = store.close().await {
+            tracing::warn!(%error, "closing the database");
+        }
+        tracing::info!("herald stopped");
+        Ok(served?)
+    });
+    Ok(RunningServer {
+        local_addr,
+        shutdown,
+        task,
+    })
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.into()
+        }
+        _ => url.to_owned(),
+    }
+}

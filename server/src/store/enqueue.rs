@@ -1,0 +1,136 @@
+//! Enqueue: one `INSERT ... ON CONFLICT DO NOTHING` per delivery.
+//!
+//! Idempotency rides on the unique index (tenant, idempotency key): when two
+//! enqueues with the same key race, the database lets one insert win and the
+//! other finds the winner's row. A hash of the request tells "the same
+//! request again" (answer the existing id) from "a different request under a
+//! used key" (refuse).
+
+use sea_orm::{ConnectionTrait, Statement, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    Store, StoreError,
+    records::{Enqueued, NewDelivery},
+};
+
+const INSERT: &str = "\
+INSERT INTO deliveries (id, tenant_id, url, method, headers, body, content_type, idempotency_key, \
+    request_hash, state, attempt_count, max_attempts, next_attempt_at_ms, created_at_ms, updated_at_ms) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, COALESCE($11, {now}), {now}, {now}) \
+ON CONFLICT (tenant_id, idempotency_key) DO NOTHING";
+
+const FIND_BY_KEY: &str = "\
+SELECT id, request_hash FROM deliveries WHERE tenant_id = $1 AND idempotency_key = $2";
+
+impl Store {
+    /// Inserts a delivery, due at once or at its not-before time. With an
+    /// idempotency key already used by the same request, returns the
+    /// existing delivery with `created = false`.
+    pub async fn enqueue(&self, delivery: &NewDelivery) -> Result<Enqueued, StoreError> {
+        let id = Uuid::now_v7();
+        let hash = request_hash(delivery);
+        let headers = serde_json::to_string(&delivery.headers)
+            .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
+        let values: Vec<Value> = vec![
+            id.into(),
+            delivery.tenant_id.clone().into(),
+            delivery.url.clone().into(),
+            delivery.method.as_str().into(),
+            headers.into(),
+            delivery.body.to_vec().into(),
+            delivery.content_type.clone().into(),
+            delivery.idempotency_key.clone().into(),
+            hash.clone().into(),
+            i32::try_from(delivery.max_attempts).unwrap_or(i32::MAX).into(),
+            delivery.not_before_ms.into(),
+        ];
+        let insert = Statement::from_sql_and_values(self.backend(), self.dialect.sql(INSERT), values);
+        let inserted = self.db.execute_raw(insert).await?.rows_affected();
+        if inserted == 1 {
+            return Ok(Enqueued { id, created: true });
+        }
+        // Only an idempotency key can make the insert a no-op.
+        let Some(key) = &delivery.idempotency_key else {
+            return Err(StoreError::Corrupt("insert without idempotency key was skipped".into()));
+        };
+        let find = Statement::from_sql_and_values(
+            self.backend(),
+            self.dialect.sql(FIND_BY_KEY),
+            [delivery.tenant_id.clone().into(), key.clone().into()],
+        );
+        let row = self
+            .db
+            .query_one_raw(find)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key:?} conflicted but no row holds it")))?;
+        let existing: Uuid = row.try_get_by_index(0)?;
+        let existing_hash: String = row.try_get_by_index(1)?;
+        if existing_hash == hash {
+            Ok(Enqueued { id: existing, created: false })
+        } else {
+            Err(StoreError::IdempotencyConflict { key: key.clone(), existing })
+        }
+    }
+}
+
+/// SHA-256 over every field that defines the request, length-prefixed so
+/// that no two different requests share an encoding.
+fn request_hash(delivery: &NewDelivery) -> String {
+    fn field(hasher: &mut Sha256, bytes: &[u8]) {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    }
+    let mut hasher = Sha256::new();
+    field(&mut hasher, delivery.url.as_bytes());
+    field(&mut hasher, delivery.method.as_str().as_bytes());
+    hasher.update((delivery.headers.len() as u64).to_be_bytes());
+    for (name, value) in &delivery.headers {
+        field(&mut hasher, name.as_bytes());
+        field(&mut hasher, value.as_bytes());
+    }
+    field(&mut hasher, delivery.content_type.as_deref().unwrap_or_default().as_bytes());
+    hasher.update([u8::from(delivery.content_type.is_some())]);
+    field(&mut hasher, &delivery.body);
+    hasher.update(delivery.max_attempts.to_be_bytes());
+    hasher.update(delivery.not_before_ms.unwrap_or(i64::MIN).to_be_bytes());
+    format!("{:x}", hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::domain::HttpMethod;
+
+    fn delivery() -> NewDelivery {
+        NewDelivery {
+            tenant_id: "default".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            method: HttpMethod::Post,
+            headers: vec![("x-a".into(), "1".into())],
+            body: Bytes::from_static(b"{}"),
+            content_type: Some("application/json".into()),
+            idempotency_key: Some("k".into()),
+            max_attempts: 3,
+            not_before_ms: None,
+        }
+    }
+
+    #[test]
+    fn hash_tells_requests_apart() {
+        let base = request_hash(&delivery());
+        assert_eq!(base, request_hash(&delivery()));
+        let mut other = delivery();
+        other.body = Bytes::from_static(b"{ }");
+        assert_ne!(base, request_hash(&other));
+        let mut other = delivery();
+        other.headers = vec![("x-a1".into(), String::new())];
+        assert_ne!(base, request_hash(&other), "length prefixes keep fields apart");
+        let mut other = delivery();
+        other.content_type = None;
+        assert_ne!(base, request_hash(&other));
+    }
+}

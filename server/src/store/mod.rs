@@ -1,0 +1,118 @@
+//! Storage: every query Herald runs, behind one [`Store`] over SeaORM.
+//!
+//! Consumes domain values from `api/` and `scheduler/`; produces the records
+//! in [`records`]. Knows nothing of gRPC or HTTP. The hot path (enqueue,
+//! claim, complete) is hand-written SQL with one shape for both backends:
+//! only "now" and the row-locking clause differ (see [`Dialect`]). Reads
+//! that are not hot (get, list) go through the SeaORM entities.
+//!
+//! Times are Unix epoch milliseconds computed by the database, so replicas
+//! with skewed clocks still agree on what is due and which lease expired.
+
+mod claim;
+mod complete;
+mod dialect;
+mod enqueue;
+mod entity;
+mod outcomes;
+mod read;
+pub mod records;
+
+use std::time::Duration;
+
+use herald_migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+pub use dialect::Dialect;
+pub use read::DeadLetterCursor;
+
+/// Errors from the store, typed so that `api/` can map each once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The idempotency key was used before for a different request.
+    #[error("idempotency key {key:?} was already used for a different request (delivery {existing})")]
+    IdempotencyConflict {
+        /// The key that collided.
+        key: String,
+        /// The delivery created by the first use of the key.
+        existing: uuid::Uuid,
+    },
+    /// The database URL names a backend Herald does not run on.
+    #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
+    UnsupportedUrl(String),
+    /// A row holds a value this build cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database failed or could not be reached.
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Handle to Herald's database; cheap to clone (a pool inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connects to `url`. A SQLite file is created if missing and runs in
+    /// WAL mode with full fsync, so an acknowledged enqueue survives a crash.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let dialect = Dialect::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        if dialect == Dialect::Sqlite {
+            // SQLite allows one writer at a time; a small pool avoids
+            // connections queueing on the write lock instead of in the pool.
+            options.max_connections(4);
+        } else {
+            options.max_connections(16);
+        }
+        let db = Database::connect(options).await?;
+        Ok(Self { db, dialect })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Which SQL dialect this store speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// Converts a stored integer column to the unsigned type the domain uses.
+fn unsigned(value: i32, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} is negative: {value}")))
+}
+
+/// Converts a duration to whole milliseconds for SQL arithmetic.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,128 @@
+//! Reads for the API: one delivery with its attempts, and the dead-letter
+//! listing. Not on the hot path, so they go through the SeaORM entities.
+
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use super::{
+    Store, StoreError,
+    entity::{attempts, deliveries},
+    records::{AttemptRecord, DeliveryRecord},
+    unsigned,
+};
+use crate::domain::DeliveryState;
+
+/// Where a dead-letter page starts: after this (finish time, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterCursor {
+    /// Finish time of the last delivery of the previous page, Unix ms.
+    pub finished_at_ms: i64,
+    /// Id of the last delivery of the previous page.
+    pub id: Uuid,
+}
+
+impl Store {
+    /// One delivery of `tenant_id` with its attempts, oldest first.
+    pub async fn get_delivery(&self, tenant_id: &str, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+        let Some(model) = deliveries::Entity::find_by_id(id)
+            .filter(deliveries::Column::TenantId.eq(tenant_id))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = attempts::Entity::find()
+            .filter(attempts::Column::DeliveryId.eq(id))
+            .order_by_asc(attempts::Column::Number)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(attempt_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut delivery = delivery_record(model)?;
+        delivery.attempts = attempts;
+        Ok(Some(delivery))
+    }
+
+    /// Up to `limit` dead letters of `tenant_id` after `cursor`, in the
+    /// order they were dead-lettered. The (finish time, id) order is total,
+    /// so paging returns every dead letter exactly once.
+    pub async fn list_dead_letters(
+        &self,
+        tenant_id: &str,
+        cursor: Option<DeadLetterCursor>,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut query = deliveries::Entity::find()
+            .filter(deliveries::Column::TenantId.eq(tenant_id))
+            .filter(deliveries::Column::State.eq(DeliveryState::DeadLettered.as_str()));
+        if let Some(cursor) = cursor {
+            query = query.filter(
+                Condition::any()
+                    .add(deliveries::Column::FinishedAtMs.gt(cursor.finished_at_ms))
+                    .add(
+                        Condition::all()
+                            .add(deliveries::Column::FinishedAtMs.eq(cursor.finished_at_ms))
+                            .add(deliveries::Column::Id.gt(cursor.id)),
+                    ),
+            );
+        }
+        query
+            .order_by_asc(deliveries::Column::FinishedAtMs)
+            .order_by_asc(deliveries::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(delivery_record)
+            .collect()
+    }
+}
+
+/// Reads the stored JSON list of `[name, value]` header pairs.
+pub(super) fn parse_headers(json: &str) -> Result<Vec<(String, String)>, StoreError> {
+    serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("headers: {error}")))
+}
+
+fn status(code: Option<i32>) -> Result<Option<u16>, StoreError> {
+    code.map(|code| u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}"))))
+        .transpose()
+}
+
+fn delivery_record(model: deliveries::Model) -> Result<DeliveryRecord, StoreError> {
+    let corrupt = |error: crate::domain::UnknownValue| StoreError::Corrupt(error.to_string());
+    Ok(DeliveryRecord {
+        id: model.id,
+        url: model.url,
+        method: model.method.parse().map_err(corrupt)?,
+        headers: parse_headers(&model.headers)?,
+        body: model.body.into(),
+        content_type: model.content_type,
+        idempotency_key: model.idempotency_key,
+        state: model.state.parse().map_err(corrupt)?,
+        attempt_count: unsigned(model.attempt_count, "attempt_count")?,
+        max_attempts: unsigned(model.max_attempts, "max_attempts")?,
+        next_attempt_at_ms: model.next_attempt_at_ms,
+        last_status_code: status(model.last_status_code)?,
+        last_error: model.last_error,
+        created_at_ms: model.created_at_ms,
+        updated_at_ms: model.updated_at_ms,
+        finished_at_ms: model.finished_at_ms,
+        attempts: Vec::new(),
+    })
+}
+
+fn attempt_record(model: attempts::Model) -> Result<AttemptRecord, StoreError> {
+    Ok(AttemptRecord {
+        number: unsigned(model.number, "number")?,
+        started_at_ms: model.started_at_ms,
+        duration_us: model.duration_us,
+        status_code: status(model.status_code)?,
+        error_kind: model
+            .error_kind
+            .map(|kind| kind.parse().map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(e.to_string())))
+            .transpose()?,
+        error_message: model.error_message,
+        response_excerpt: model.response_excerpt.unwrap_or_default().into(),
+    })
+}

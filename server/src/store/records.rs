@@ -1,0 +1,175 @@
+//! The values that cross the store's boundary: what goes in (a new
+//! delivery, a completion) and what comes out (deliveries, attempts,
+//! outcomes, claimed work).
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::domain::{AttemptErrorKind, Decision, DeliveryState, HttpMethod, OutcomeKind};
+
+/// A validated delivery to insert.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Destination URL (validated http/https).
+    pub url: String,
+    /// HTTP method.
+    pub method: HttpMethod,
+    /// Caller's headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body, byte for byte.
+    pub body: Bytes,
+    /// Content-Type of the body, if any.
+    pub content_type: Option<String>,
+    /// Caller's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Most attempts to make.
+    pub max_attempts: u32,
+    /// Earliest first attempt, Unix ms; now when `None`.
+    pub not_before_ms: Option<i64>,
+}
+
+/// Result of an enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The delivery's id.
+    pub id: Uuid,
+    /// False when an earlier enqueue with the same idempotency key made it.
+    pub created: bool,
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// Delivery id.
+    pub id: Uuid,
+    /// Destination URL.
+    pub url: String,
+    /// HTTP method.
+    pub method: HttpMethod,
+    /// Caller's headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Bytes,
+    /// Content-Type, if any.
+    pub content_type: Option<String>,
+    /// Idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Current state.
+    pub state: DeliveryState,
+    /// Attempts claimed so far.
+    pub attempt_count: u32,
+    /// Most attempts to make.
+    pub max_attempts: u32,
+    /// When the next attempt (or lease expiry) is due; `None` once terminal.
+    pub next_attempt_at_ms: Option<i64>,
+    /// Status of the last recorded attempt, if it got a response.
+    pub last_status_code: Option<u16>,
+    /// What went wrong on the last recorded attempt.
+    pub last_error: Option<String>,
+    /// When it was accepted.
+    pub created_at_ms: i64,
+    /// When it last changed.
+    pub updated_at_ms: i64,
+    /// When it became terminal.
+    pub finished_at_ms: Option<i64>,
+    /// Recorded attempts, oldest first (empty in listings).
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One recorded send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub number: u32,
+    /// When the request started, Unix ms.
+    pub started_at_ms: i64,
+    /// How long it took, in microseconds.
+    pub duration_us: i64,
+    /// Response status, if there was a response.
+    pub status_code: Option<u16>,
+    /// Why there was no response, if there was none.
+    pub error_kind: Option<AttemptErrorKind>,
+    /// What went wrong, for people.
+    pub error_message: Option<String>,
+    /// First bytes of the response body.
+    pub response_excerpt: Bytes,
+}
+
+/// One recorded outcome in the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRecord {
+    /// Position in the feed.
+    pub sequence: i64,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// What the attempt led to.
+    pub kind: OutcomeKind,
+    /// Which attempt.
+    pub attempt_number: u32,
+    /// Response status, if any.
+    pub status_code: Option<u16>,
+    /// Why there was no response, if none.
+    pub error_kind: Option<AttemptErrorKind>,
+    /// What went wrong, for people.
+    pub error_message: Option<String>,
+    /// For retries: when the next attempt is due, Unix ms.
+    pub next_attempt_at_ms: Option<i64>,
+    /// When it was recorded, Unix ms.
+    pub created_at_ms: i64,
+}
+
+/// A delivery leased to this replica for one attempt. Every write about it
+/// is fenced by `lease_token`: if the lease expired and another claimer
+/// took the row, the write changes nothing.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// Delivery id.
+    pub id: Uuid,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Destination URL.
+    pub url: String,
+    /// HTTP method.
+    pub method: HttpMethod,
+    /// Caller's headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Bytes,
+    /// Content-Type, if any.
+    pub content_type: Option<String>,
+    /// This attempt's number (the claim counted it).
+    pub attempt_number: u32,
+    /// Most attempts to make.
+    pub max_attempts: u32,
+    /// The lease this attempt holds.
+    pub lease_token: Uuid,
+}
+
+/// The result of one attempt, ready to persist.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Delivery id.
+    pub delivery_id: Uuid,
+    /// Owning tenant (for the outcome row).
+    pub tenant_id: String,
+    /// The lease the attempt was made under.
+    pub lease_token: Uuid,
+    /// The attempt as it happened.
+    pub attempt: AttemptRecord,
+    /// What happens to the delivery next.
+    pub decision: Decision,
+}
+
+/// What persisting one completion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionResult {
+    /// Written; this outcome was recorded.
+    Recorded(OutcomeRecord),
+    /// The lease was no longer ours (expired and re-claimed, or the row
+    /// changed): nothing was written.
+    LeaseLost,
+}
