@@ -52,6 +52,9 @@ pub enum StartError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The outbound TLS configuration could not be built.
+    #[error("outbound TLS: {0}")]
+    Tls(#[from] rustls::Error),
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -127,7 +130,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sender = HttpSender::new(TransportConfig {
         request_timeout: config.request_timeout,
         response_excerpt_bytes: config.response_excerpt_bytes,
-    });
+    })?;
     let scheduler_stop = CancellationToken::new();
     let scheduler = Scheduler::start(
         store.clone(),
