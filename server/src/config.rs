@@ -15,7 +15,11 @@ pub struct Config {
     pub listen_addr: SocketAddr,
 
     /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db")]
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "sqlite://herald.db"
+    )]
     pub database_url: String,
 
     /// Apply pending migrations at start.

@@ -22,7 +22,11 @@ enum Command {
     /// Apply pending database migrations and exit.
     Migrate {
         /// Database URL: `sqlite://FILE` or `postgres://...`.
-        #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db")]
+        #[arg(
+            long,
+            env = "HERALD_DATABASE_URL",
+            default_value = "sqlite://herald.db"
+        )]
         database_url: String,
     },
 }
@@ -30,7 +34,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("HERALD_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
         .init();
     let result = match Cli::parse().command {
         Command::Serve(config) => serve(config).await,
@@ -70,7 +77,9 @@ async fn wait_for_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(signal) => signal,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");

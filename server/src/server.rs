@@ -109,7 +109,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         url: config.database_url.clone(),
         source,
     };
-    let store = Store::connect(&config.database_url).await.map_err(database)?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .map_err(database)?;
     if config.migrate {
         store.migrate().await.map_err(database)?;
     }

@@ -132,7 +132,13 @@ mod tests {
         for ms in [0, 1, 999, 1_795_000_000_123, -1, -1001] {
             assert_eq!(timestamp_ms(&timestamp(ms)), Some(ms), "{ms}");
         }
-        assert_eq!(timestamp_ms(&Timestamp { seconds: 1, nanos: -1 }), None);
+        assert_eq!(
+            timestamp_ms(&Timestamp {
+                seconds: 1,
+                nanos: -1
+            }),
+            None
+        );
     }
 
     #[test]

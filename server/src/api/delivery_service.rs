@@ -5,8 +5,9 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use herald_proto::v1::{
-    EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse, ListDeadLettersRequest,
-    ListDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse, delivery_service_server::DeliveryService,
+    EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse,
+    ListDeadLettersRequest, ListDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
+    delivery_service_server::DeliveryService,
 };
 use tokio::sync::Notify;
 use tokio_stream::wrappers::ReceiverStream;
@@ -54,16 +55,25 @@ impl DeliveryApi {
 }
 
 fn delivery_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a delivery id (a UUID)")))
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a delivery id (a UUID)")))
 }
 
-type OutcomeStream = Pin<Box<dyn Stream<Item = Result<WatchOutcomesResponse, Status>> + Send + 'static>>;
+type OutcomeStream =
+    Pin<Box<dyn Stream<Item = Result<WatchOutcomesResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl DeliveryService for DeliveryApi {
-    async fn enqueue(&self, request: Request<EnqueueRequest>) -> Result<Response<EnqueueResponse>, Status> {
+    async fn enqueue(
+        &self,
+        request: Request<EnqueueRequest>,
+    ) -> Result<Response<EnqueueResponse>, Status> {
         let delivery = validate::enqueue(request.into_inner(), DEFAULT_TENANT, &self.limits)?;
-        let enqueued = self.store.enqueue(&delivery).await.map_err(ApiError::from)?;
+        let enqueued = self
+            .store
+            .enqueue(&delivery)
+            .await
+            .map_err(ApiError::from)?;
         if enqueued.created {
             self.wake.notify_one();
         }
@@ -98,7 +108,11 @@ impl DeliveryService for DeliveryApi {
             0 => DEFAULT_PAGE_SIZE,
             n if n <= MAX_PAGE_SIZE => n,
             n => {
-                return Err(ApiError::invalid("page_size", format!("is {n}; the most is {MAX_PAGE_SIZE}")).into());
+                return Err(ApiError::invalid(
+                    "page_size",
+                    format!("is {n}; the most is {MAX_PAGE_SIZE}"),
+                )
+                .into());
             }
         };
         let cursor = page_token::decode(&request.page_token)?;
@@ -108,10 +122,12 @@ impl DeliveryService for DeliveryApi {
             .await
             .map_err(ApiError::from)?;
         let next_page_token = match page.last() {
-            Some(last) if page.len() == page_size as usize => page_token::encode(DeadLetterCursor {
-                finished_at_ms: last.finished_at_ms.unwrap_or_default(),
-                id: last.id,
-            }),
+            Some(last) if page.len() == page_size as usize => {
+                page_token::encode(DeadLetterCursor {
+                    finished_at_ms: last.finished_at_ms.unwrap_or_default(),
+                    id: last.id,
+                })
+            }
             _ => String::new(),
         };
         Ok(Response::new(ListDeadLettersResponse {
@@ -129,10 +145,17 @@ impl DeliveryService for DeliveryApi {
         let cursor = match request.into_inner().after_sequence {
             None => Cursor::Now,
             Some(sequence) => Cursor::After(i64::try_from(sequence).map_err(|_| {
-                ApiError::invalid("after_sequence", format!("{sequence} is beyond any sequence Herald assigns"))
+                ApiError::invalid(
+                    "after_sequence",
+                    format!("{sequence} is beyond any sequence Herald assigns"),
+                )
             })?),
         };
-        let outcomes = self.feed.watch(DEFAULT_TENANT.to_owned(), cursor);
+        let outcomes = self
+            .feed
+            .watch(DEFAULT_TENANT.to_owned(), cursor)
+            .await
+            .map_err(ApiError::from)?;
         let stream = ReceiverStream::new(outcomes).map(|item| match item {
             Ok(outcome) => Ok(WatchOutcomesResponse {
                 outcome: Some(convert::outcome(outcome)),

@@ -40,7 +40,9 @@ impl From<ApiError> for Status {
         match error {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::Store(StoreError::IdempotencyConflict { .. }) => Status::already_exists(error.to_string()),
+            ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
+                Status::already_exists(error.to_string())
+            }
             ApiError::Store(StoreError::Database(
                 ref cause @ (sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)),
             )) => {

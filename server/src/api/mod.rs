@@ -16,9 +16,14 @@ pub use validate::Limits;
 
 /// Builds the routes Herald serves; `max_message_bytes` bounds a decoded
 /// request (it must admit the largest body plus headers).
-pub async fn routes(api: DeliveryApi, max_message_bytes: usize) -> Result<Routes, tonic_reflection::server::Error> {
+pub async fn routes(
+    api: DeliveryApi,
+    max_message_bytes: usize,
+) -> Result<Routes, tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<DeliveryServiceServer<DeliveryApi>>().await;
+    health
+        .set_serving::<DeliveryServiceServer<DeliveryApi>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

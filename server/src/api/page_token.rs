@@ -17,7 +17,12 @@ pub fn decode(token: &str) -> Result<Option<DeadLetterCursor>, ApiError> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || ApiError::invalid("page_token", "is not a token returned by ListDeadLetters; start again with an empty page_token");
+    let invalid = || {
+        ApiError::invalid(
+            "page_token",
+            "is not a token returned by ListDeadLetters; start again with an empty page_token",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let mut parts = text.splitn(3, ':');

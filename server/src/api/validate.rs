@@ -46,10 +46,20 @@ const RESERVED_HEADERS: &[&str] = &[
 const RESERVED_PREFIXES: &[&str] = &["webhook-", "herald-", "proxy-"];
 
 /// Checks `request` and builds the delivery to store for `tenant_id`.
-pub fn enqueue(request: EnqueueRequest, tenant_id: &str, limits: &Limits) -> Result<NewDelivery, ApiError> {
+pub fn enqueue(
+    request: EnqueueRequest,
+    tenant_id: &str,
+    limits: &Limits,
+) -> Result<NewDelivery, ApiError> {
     let url = url(&request.url)?;
     let method = method(request.method)?;
-    let headers = headers(request.headers.into_iter().map(|h| (h.name, h.value)).collect())?;
+    let headers = headers(
+        request
+            .headers
+            .into_iter()
+            .map(|h| (h.name, h.value))
+            .collect(),
+    )?;
     if request.body.len() > limits.max_body_bytes {
         return Err(ApiError::invalid(
             "body",
@@ -62,9 +72,12 @@ pub fn enqueue(request: EnqueueRequest, tenant_id: &str, limits: &Limits) -> Res
     }
     let content_type = non_empty(request.content_type)
         .map(|value| {
-            HeaderValue::from_str(&value)
-                .map(|_| value)
-                .map_err(|_| ApiError::invalid("content_type", "must be visible ASCII, e.g. application/json"))
+            HeaderValue::from_str(&value).map(|_| value).map_err(|_| {
+                ApiError::invalid(
+                    "content_type",
+                    "must be visible ASCII, e.g. application/json",
+                )
+            })
         })
         .transpose()?;
     let idempotency_key = non_empty(request.idempotency_key)
@@ -82,7 +95,10 @@ pub fn enqueue(request: EnqueueRequest, tenant_id: &str, limits: &Limits) -> Res
     };
     let not_before_ms = request
         .not_before_time
-        .map(|time| timestamp_ms(&time).ok_or_else(|| ApiError::invalid("not_before_time", "is not a valid timestamp")))
+        .map(|time| {
+            timestamp_ms(&time)
+                .ok_or_else(|| ApiError::invalid("not_before_time", "is not a valid timestamp"))
+        })
         .transpose()?;
     Ok(NewDelivery {
         tenant_id: tenant_id.to_owned(),
@@ -107,21 +123,34 @@ fn url(raw: &str) -> Result<String, ApiError> {
         return Err(invalid("is required, e.g. https://example.com/webhooks"));
     }
     if raw.len() > MAX_URL_BYTES {
-        return Err(invalid(&format!("is {} bytes; the limit is {MAX_URL_BYTES}", raw.len())));
+        return Err(invalid(&format!(
+            "is {} bytes; the limit is {MAX_URL_BYTES}",
+            raw.len()
+        )));
     }
-    let parsed = url::Url::parse(raw)
-        .map_err(|error| invalid(&format!("is not an absolute URL ({error}), e.g. https://example.com/webhooks")))?;
+    let parsed = url::Url::parse(raw).map_err(|error| {
+        invalid(&format!(
+            "is not an absolute URL ({error}), e.g. https://example.com/webhooks"
+        ))
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid(&format!("has scheme {:?}; only http and https are allowed", parsed.scheme())));
+        return Err(invalid(&format!(
+            "has scheme {:?}; only http and https are allowed",
+            parsed.scheme()
+        )));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid("has no host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid("must not carry credentials; send them in a header instead"));
+        return Err(invalid(
+            "must not carry credentials; send them in a header instead",
+        ));
     }
     if parsed.fragment().is_some() {
-        return Err(invalid("must not have a #fragment; fragments are never sent"));
+        return Err(invalid(
+            "must not have a #fragment; fragments are never sent",
+        ));
     }
     // The normalised form is what every attempt will request.
     Ok(parsed.into())
@@ -148,7 +177,10 @@ fn headers(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, ApiE
             format!("has {} headers; the limit is {MAX_HEADERS}", headers.len()),
         ));
     }
-    let total: usize = headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+    let total: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
     if total > MAX_HEADER_BYTES {
         return Err(ApiError::invalid(
             "headers",
@@ -183,11 +215,17 @@ fn idempotency_key(key: String) -> Result<String, ApiError> {
     if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
         return Err(ApiError::invalid(
             "idempotency_key",
-            format!("is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}", key.len()),
+            format!(
+                "is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}",
+                key.len()
+            ),
         ));
     }
     if key.chars().any(char::is_control) {
-        return Err(ApiError::invalid("idempotency_key", "must not contain control characters"));
+        return Err(ApiError::invalid(
+            "idempotency_key",
+            "must not contain control characters",
+        ));
     }
     Ok(key)
 }
@@ -227,7 +265,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls() {
-        for url in ["", "example.com/hook", "ftp://example.com/x", "http://user:pw@example.com/", "http://x/#frag"] {
+        for url in [
+            "",
+            "example.com/hook",
+            "ftp://example.com/x",
+            "http://user:pw@example.com/",
+            "http://x/#frag",
+        ] {
             assert_eq!(rejected_field(request(url)), "url", "{url}");
         }
     }
@@ -237,7 +281,12 @@ mod tests {
         let mut big = request("http://example.com/");
         big.body = vec![0; 9];
         assert_eq!(rejected_field(big), "body");
-        for (name, value) in [("bad name", "v"), ("x-ok", "line\nbreak"), ("Host", "evil"), ("webhook-id", "x")] {
+        for (name, value) in [
+            ("bad name", "v"),
+            ("x-ok", "line\nbreak"),
+            ("Host", "evil"),
+            ("webhook-id", "x"),
+        ] {
             let mut bad = request("http://example.com/");
             bad.headers = vec![Header {
                 name: name.into(),

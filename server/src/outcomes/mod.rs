@@ -48,7 +48,11 @@ impl OutcomeFeed {
     /// streams end when `shutdown` is cancelled.
     pub fn new(store: Store, capacity: usize, shutdown: CancellationToken) -> Self {
         let (live, _) = broadcast::channel(capacity);
-        Self { store, live, shutdown }
+        Self {
+            store,
+            live,
+            shutdown,
+        }
     }
 
     /// Hands committed outcomes, in commit order, to the live watchers.
@@ -59,13 +63,26 @@ impl OutcomeFeed {
         }
     }
 
-    /// Streams `tenant_id`'s outcomes from `cursor` on. The stream ends on
-    /// shutdown, or with an error if storage fails.
-    pub fn watch(&self, tenant_id: String, cursor: Cursor) -> mpsc::Receiver<Result<OutcomeRecord, StoreError>> {
+    /// Streams `tenant_id`'s outcomes from `cursor` on. [`Cursor::Now`] is
+    /// resolved before this returns, so every outcome recorded after the
+    /// call is streamed. The stream ends on shutdown, or with an error if
+    /// storage fails.
+    pub async fn watch(
+        &self,
+        tenant_id: String,
+        cursor: Cursor,
+    ) -> Result<mpsc::Receiver<Result<OutcomeRecord, StoreError>>, StoreError> {
+        // Subscribe before reading storage: whatever commits in between is
+        // in the ring, and the cursor filters out what storage already gave.
+        let live = self.live.subscribe();
+        let after = match cursor {
+            Cursor::After(sequence) => sequence,
+            Cursor::Now => self.store.latest_sequence().await?,
+        };
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
         let watcher = Watcher {
             store: self.store.clone(),
-            live: self.live.subscribe(),
+            live,
             tenant_id,
             tx,
         };
@@ -73,10 +90,10 @@ impl OutcomeFeed {
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = watcher.run(cursor) => {}
+                () = watcher.run(after) => {}
             }
         });
-        rx
+        Ok(rx)
     }
 }
 
@@ -89,15 +106,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn run(mut self, cursor: Cursor) {
-        let start = match cursor {
-            Cursor::After(sequence) => Ok(sequence),
-            Cursor::Now => self.store.latest_sequence().await,
-        };
-        let mut last = match start {
-            Ok(sequence) => sequence,
-            Err(error) => return self.fail(error).await,
-        };
+    async fn run(mut self, mut last: i64) {
         loop {
             last = match self.catch_up(last).await {
                 Ok(Some(sequence)) => sequence,
@@ -115,7 +124,10 @@ impl Watcher {
     /// `None` if the client went away.
     async fn catch_up(&mut self, mut last: i64) -> Result<Option<i64>, StoreError> {
         loop {
-            let page = self.store.outcomes_after(&self.tenant_id, last, REPLAY_PAGE).await?;
+            let page = self
+                .store
+                .outcomes_after(&self.tenant_id, last, REPLAY_PAGE)
+                .await?;
             let full = page.len() as u64 == REPLAY_PAGE;
             for outcome in page {
                 last = outcome.sequence;
@@ -139,7 +151,12 @@ impl Watcher {
                         continue;
                     }
                     *last = outcome.sequence;
-                    if self.tx.send(Ok(OutcomeRecord::clone(&outcome))).await.is_err() {
+                    if self
+                        .tx
+                        .send(Ok(OutcomeRecord::clone(&outcome)))
+                        .await
+                        .is_err()
+                    {
                         return Tail::Ended;
                     }
                 }

@@ -27,11 +27,18 @@ pub const MAX_BATCH: usize = 128;
 const WRITE_TRIES: u32 = 3;
 
 /// Runs until every sender is dropped and the channel is drained.
-pub async fn run(store: Store, feed: OutcomeFeed, wake: std::sync::Arc<Notify>, mut inbox: mpsc::Receiver<Completion>) {
+pub async fn run(
+    store: Store,
+    feed: OutcomeFeed,
+    wake: std::sync::Arc<Notify>,
+    mut inbox: mpsc::Receiver<Completion>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if let Some(results) = write(&store, &batch).await {
-            let retries = batch.iter().any(|c| matches!(c.decision, crate::domain::Decision::Retry { .. }));
+            let retries = batch
+                .iter()
+                .any(|c| matches!(c.decision, crate::domain::Decision::Retry { .. }));
             feed.publish(results.into_iter().filter_map(|result| match result {
                 CompletionResult::Recorded(outcome) => Some(outcome),
                 CompletionResult::LeaseLost => None,

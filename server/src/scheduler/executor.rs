@@ -15,7 +15,11 @@ use crate::{
 };
 
 /// Sends `delivery` once and returns the attempt with its decision.
-pub async fn execute(sender: &HttpSender, policy: &RetryPolicy, delivery: ClaimedDelivery) -> Completion {
+pub async fn execute(
+    sender: &HttpSender,
+    policy: &RetryPolicy,
+    delivery: ClaimedDelivery,
+) -> Completion {
     let request = OutboundRequest {
         delivery_id: delivery.id,
         attempt_number: delivery.attempt_number,
@@ -47,7 +51,9 @@ fn attempt_record(number: u32, report: AttemptReport) -> AttemptRecord {
     let started_at_ms = report
         .started_at
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
     let duration_us = i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX);
     let error_message = describe(&report.result);
     match report.result {

@@ -55,7 +55,12 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) -> Self {
         let (completions, inbox) = tokio::sync::mpsc::channel(completer::MAX_BATCH * 2);
-        let completer = tokio::spawn(completer::run(store.clone(), feed, Arc::clone(&wake), inbox));
+        let completer = tokio::spawn(completer::run(
+            store.clone(),
+            feed,
+            Arc::clone(&wake),
+            inbox,
+        ));
         let claimer = claimer::Claimer {
             store,
             sender,

@@ -25,7 +25,9 @@ impl RetryPolicy {
             Verdict::Success => Decision::Succeeded,
             Verdict::Permanent => Decision::DeadLetter,
             Verdict::Retry { .. } if attempt >= max_attempts => Decision::DeadLetter,
-            Verdict::Retry { retry_after: Some(asked) } => Decision::Retry {
+            Verdict::Retry {
+                retry_after: Some(asked),
+            } => Decision::Retry {
                 delay: (*asked).min(self.retry_after_cap),
             },
             Verdict::Retry { retry_after: None } => Decision::Retry {
@@ -66,10 +68,14 @@ mod tests {
     fn backoff_stays_between_floor_and_growing_ceiling() {
         let mut rng = StdRng::seed_from_u64(7);
         for attempt in 1..=40 {
-            let ceiling = Duration::from_secs(1u64 << (attempt - 1).min(20)).min(POLICY.max_backoff);
+            let ceiling =
+                Duration::from_secs(1u64 << (attempt - 1).min(20)).min(POLICY.max_backoff);
             for _ in 0..50 {
                 let delay = POLICY.backoff(attempt, &mut rng);
-                assert!(delay >= POLICY.min_backoff && delay <= ceiling, "attempt {attempt}: {delay:?}");
+                assert!(
+                    delay >= POLICY.min_backoff && delay <= ceiling,
+                    "attempt {attempt}: {delay:?}"
+                );
             }
         }
         assert_eq!(POLICY.backoff(1, &mut rng), POLICY.min_backoff);
@@ -79,21 +85,37 @@ mod tests {
     fn decisions_follow_the_classification() {
         let retry = Verdict::Retry { retry_after: None };
         assert_eq!(POLICY.decide(&Verdict::Success, 1, 3), Decision::Succeeded);
-        assert_eq!(POLICY.decide(&Verdict::Permanent, 1, 3), Decision::DeadLetter);
-        assert_eq!(POLICY.decide(&retry, 3, 3), Decision::DeadLetter, "last attempt");
-        assert!(matches!(POLICY.decide(&retry, 2, 3), Decision::Retry { .. }));
+        assert_eq!(
+            POLICY.decide(&Verdict::Permanent, 1, 3),
+            Decision::DeadLetter
+        );
+        assert_eq!(
+            POLICY.decide(&retry, 3, 3),
+            Decision::DeadLetter,
+            "last attempt"
+        );
+        assert!(matches!(
+            POLICY.decide(&retry, 2, 3),
+            Decision::Retry { .. }
+        ));
     }
 
     #[test]
     fn retry_after_is_honoured_and_capped() {
-        let asked = |secs| Verdict::Retry { retry_after: Some(Duration::from_secs(secs)) };
+        let asked = |secs| Verdict::Retry {
+            retry_after: Some(Duration::from_secs(secs)),
+        };
         assert_eq!(
             POLICY.decide(&asked(7), 1, 3),
-            Decision::Retry { delay: Duration::from_secs(7) }
+            Decision::Retry {
+                delay: Duration::from_secs(7)
+            }
         );
         assert_eq!(
             POLICY.decide(&asked(3600), 1, 3),
-            Decision::Retry { delay: POLICY.retry_after_cap }
+            Decision::Retry {
+                delay: POLICY.retry_after_cap
+            }
         );
     }
 }

@@ -34,9 +34,15 @@ SELECT MIN(next_attempt_at_ms) - {now} FROM deliveries WHERE state = 'pending'";
 impl Store {
     /// Leases up to `limit` due deliveries for `lease`, oldest due first.
     /// Concurrent claimers (other replicas) never get the same row.
-    pub async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    pub async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = Uuid::new_v4();
-        let sql = self.dialect.sql(&CLAIM.replace("{skip_locked}", self.dialect.skip_locked()));
+        let sql = self
+            .dialect
+            .sql(&CLAIM.replace("{skip_locked}", self.dialect.skip_locked()));
         let values: Vec<Value> = vec![
             token.into(),
             millis(lease).into(),
@@ -69,7 +75,9 @@ fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, Stor
         id: row.try_get_by_index(0)?,
         tenant_id: row.try_get_by_index(1)?,
         url: row.try_get_by_index(2)?,
-        method: method.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+        method: method
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
         headers: super::read::parse_headers(&headers)?,
         body: body.into(),
         content_type: row.try_get_by_index(6)?,

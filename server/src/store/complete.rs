@@ -43,7 +43,10 @@ impl Store {
     /// If the transaction fails nothing is written and every row keeps its
     /// lease, to be attempted again when the lease expires (so a 2xx whose
     /// recording failed is re-sent, never dead-lettered).
-    pub async fn complete(&self, batch: &[Completion]) -> Result<Vec<CompletionResult>, StoreError> {
+    pub async fn complete(
+        &self,
+        batch: &[Completion],
+    ) -> Result<Vec<CompletionResult>, StoreError> {
         let txn = self.db.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for completion in batch {
@@ -85,7 +88,8 @@ impl Store {
         let now_ms: i64 = row.try_get_by_index(1)?;
 
         let number = i32::try_from(attempt.number).unwrap_or(i32::MAX);
-        let excerpt = (!attempt.response_excerpt.is_empty()).then(|| attempt.response_excerpt.to_vec());
+        let excerpt =
+            (!attempt.response_excerpt.is_empty()).then(|| attempt.response_excerpt.to_vec());
         let insert_attempt: Vec<Value> = vec![
             completion.delivery_id.into(),
             number.into(),
@@ -96,7 +100,8 @@ impl Store {
             attempt.error_message.clone().into(),
             excerpt.into(),
         ];
-        txn.execute_raw(self.statement(INSERT_ATTEMPT, insert_attempt)).await?;
+        txn.execute_raw(self.statement(INSERT_ATTEMPT, insert_attempt))
+            .await?;
 
         let kind = completion.decision.outcome_kind();
         let insert_outcome: Vec<Value> = vec![

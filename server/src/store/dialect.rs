@@ -55,9 +55,18 @@ mod tests {
 
     #[test]
     fn picks_dialect_from_url() {
-        assert_eq!(Dialect::from_url("sqlite://herald.db"), Some(Dialect::Sqlite));
-        assert_eq!(Dialect::from_url("postgres://u@h/db"), Some(Dialect::Postgres));
-        assert_eq!(Dialect::from_url("postgresql://u@h/db"), Some(Dialect::Postgres));
+        assert_eq!(
+            Dialect::from_url("sqlite://herald.db"),
+            Some(Dialect::Sqlite)
+        );
+        assert_eq!(
+            Dialect::from_url("postgres://u@h/db"),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(
+            Dialect::from_url("postgresql://u@h/db"),
+            Some(Dialect::Postgres)
+        );
         assert_eq!(Dialect::from_url("mysql://u@h/db"), None);
     }
 

@@ -43,34 +43,45 @@ impl Store {
             delivery.content_type.clone().into(),
             delivery.idempotency_key.clone().into(),
             hash.clone().into(),
-            i32::try_from(delivery.max_attempts).unwrap_or(i32::MAX).into(),
+            i32::try_from(delivery.max_attempts)
+                .unwrap_or(i32::MAX)
+                .into(),
             delivery.not_before_ms.into(),
         ];
-        let insert = Statement::from_sql_and_values(self.backend(), self.dialect.sql(INSERT), values);
+        let insert =
+            Statement::from_sql_and_values(self.backend(), self.dialect.sql(INSERT), values);
         let inserted = self.db.execute_raw(insert).await?.rows_affected();
         if inserted == 1 {
             return Ok(Enqueued { id, created: true });
         }
         // Only an idempotency key can make the insert a no-op.
         let Some(key) = &delivery.idempotency_key else {
-            return Err(StoreError::Corrupt("insert without idempotency key was skipped".into()));
+            return Err(StoreError::Corrupt(
+                "insert without idempotency key was skipped".into(),
+            ));
         };
         let find = Statement::from_sql_and_values(
             self.backend(),
             self.dialect.sql(FIND_BY_KEY),
             [delivery.tenant_id.clone().into(), key.clone().into()],
         );
-        let row = self
-            .db
-            .query_one_raw(find)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key:?} conflicted but no row holds it")))?;
+        let row = self.db.query_one_raw(find).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "idempotency key {key:?} conflicted but no row holds it"
+            ))
+        })?;
         let existing: Uuid = row.try_get_by_index(0)?;
         let existing_hash: String = row.try_get_by_index(1)?;
         if existing_hash == hash {
-            Ok(Enqueued { id: existing, created: false })
+            Ok(Enqueued {
+                id: existing,
+                created: false,
+            })
         } else {
-            Err(StoreError::IdempotencyConflict { key: key.clone(), existing })
+            Err(StoreError::IdempotencyConflict {
+                key: key.clone(),
+                existing,
+            })
         }
     }
 }
@@ -90,7 +101,14 @@ fn request_hash(delivery: &NewDelivery) -> String {
         field(&mut hasher, name.as_bytes());
         field(&mut hasher, value.as_bytes());
     }
-    field(&mut hasher, delivery.content_type.as_deref().unwrap_or_default().as_bytes());
+    field(
+        &mut hasher,
+        delivery
+            .content_type
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     hasher.update([u8::from(delivery.content_type.is_some())]);
     field(&mut hasher, &delivery.body);
     hasher.update(delivery.max_attempts.to_be_bytes());
@@ -128,7 +146,11 @@ mod tests {
         assert_ne!(base, request_hash(&other));
         let mut other = delivery();
         other.headers = vec![("x-a1".into(), String::new())];
-        assert_ne!(base, request_hash(&other), "length prefixes keep fields apart");
+        assert_ne!(
+            base,
+            request_hash(&other),
+            "length prefixes keep fields apart"
+        );
         let mut other = delivery();
         other.content_type = None;
         assert_ne!(base, request_hash(&other));

@@ -33,7 +33,9 @@ pub use read::DeadLetterCursor;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The idempotency key was used before for a different request.
-    #[error("idempotency key {key:?} was already used for a different request (delivery {existing})")]
+    #[error(
+        "idempotency key {key:?} was already used for a different request (delivery {existing})"
+    )]
     IdempotencyConflict {
         /// The key that collided.
         key: String,
@@ -62,7 +64,8 @@ impl Store {
     /// Connects to `url`. A SQLite file is created if missing and runs in
     /// WAL mode with full fsync, so an acknowledged enqueue survives a crash.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let dialect = Dialect::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let dialect =
+            Dialect::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)

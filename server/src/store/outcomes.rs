@@ -37,9 +37,15 @@ fn outcome_record(model: outcomes::Model) -> Result<OutcomeRecord, StoreError> {
         attempt_number: unsigned(model.attempt_number, "attempt_number")?,
         status_code: model
             .status_code
-            .map(|code| u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}"))))
+            .map(|code| {
+                u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}")))
+            })
             .transpose()?,
-        error_kind: model.error_kind.map(|kind| kind.parse()).transpose().map_err(corrupt)?,
+        error_kind: model
+            .error_kind
+            .map(|kind| kind.parse())
+            .transpose()
+            .map_err(corrupt)?,
         error_message: model.error_message,
         next_attempt_at_ms: model.next_attempt_at_ms,
         created_at_ms: model.created_at_ms,

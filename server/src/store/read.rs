@@ -23,7 +23,11 @@ pub struct DeadLetterCursor {
 
 impl Store {
     /// One delivery of `tenant_id` with its attempts, oldest first.
-    pub async fn get_delivery(&self, tenant_id: &str, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+    pub async fn get_delivery(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
         let Some(model) = deliveries::Entity::find_by_id(id)
             .filter(deliveries::Column::TenantId.eq(tenant_id))
             .one(&self.db)
@@ -85,8 +89,10 @@ pub(super) fn parse_headers(json: &str) -> Result<Vec<(String, String)>, StoreEr
 }
 
 fn status(code: Option<i32>) -> Result<Option<u16>, StoreError> {
-    code.map(|code| u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}"))))
-        .transpose()
+    code.map(|code| {
+        u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}")))
+    })
+    .transpose()
 }
 
 fn delivery_record(model: deliveries::Model) -> Result<DeliveryRecord, StoreError> {
@@ -120,7 +126,10 @@ fn attempt_record(model: attempts::Model) -> Result<AttemptRecord, StoreError> {
         status_code: status(model.status_code)?,
         error_kind: model
             .error_kind
-            .map(|kind| kind.parse().map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(e.to_string())))
+            .map(|kind| {
+                kind.parse()
+                    .map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(e.to_string()))
+            })
             .transpose()?,
         error_message: model.error_message,
         response_excerpt: model.response_excerpt.unwrap_or_default().into(),

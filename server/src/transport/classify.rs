@@ -26,9 +26,9 @@ pub enum Verdict {
 pub fn classify(result: &Result<HttpResponse, TransportError>) -> Verdict {
     match result {
         Ok(response) => classify_status(response.status, response.retry_after),
-        Err(TransportError::Connect { .. } | TransportError::Timeout(_) | TransportError::Io { .. }) => {
-            Verdict::Retry { retry_after: None }
-        }
+        Err(
+            TransportError::Connect { .. } | TransportError::Timeout(_) | TransportError::Io { .. },
+        ) => Verdict::Retry { retry_after: None },
         Err(TransportError::InvalidRequest(_)) => Verdict::Permanent,
     }
 }
@@ -136,7 +136,13 @@ mod tests {
             }
         );
         assert_eq!(describe(&response(204)), None);
-        assert_eq!(describe(&response(503)).unwrap(), "HTTP 503 Service Unavailable");
-        assert_eq!(describe(&response(302)).unwrap(), "HTTP 302 Found (redirects are not followed)");
+        assert_eq!(
+            describe(&response(503)).unwrap(),
+            "HTTP 503 Service Unavailable"
+        );
+        assert_eq!(
+            describe(&response(302)).unwrap(),
+            "HTTP 302 Found (redirects are not followed)"
+        );
     }
 }

@@ -45,8 +45,13 @@ impl TransportError {
 
     /// Classifies an error of the pooled client. hyper's top-level message
     /// ("client error (Connect)") hides the cause, so the chain is kept.
-    pub(super) fn from_client(error: &hyper_util::client::legacy::Error, authority: String) -> Self {
-        let cause = error.source().map_or_else(|| error.to_string(), cause_chain);
+    pub(super) fn from_client(
+        error: &hyper_util::client::legacy::Error,
+        authority: String,
+    ) -> Self {
+        let cause = error
+            .source()
+            .map_or_else(|| error.to_string(), cause_chain);
         if error.is_connect() {
             Self::Connect { authority, cause }
         } else {

@@ -118,7 +118,9 @@ impl HttpSender {
     pub async fn send(&self, request: &OutboundRequest) -> AttemptReport {
         let started_at = SystemTime::now();
         let started = Instant::now();
-        let result = self.exchange(request, started + self.config.request_timeout).await;
+        let result = self
+            .exchange(request, started + self.config.request_timeout)
+            .await;
         AttemptReport {
             started_at,
             duration: started.elapsed(),
@@ -126,7 +128,11 @@ impl HttpSender {
         }
     }
 
-    async fn exchange(&self, request: &OutboundRequest, deadline: Instant) -> Result<HttpResponse, TransportError> {
+    async fn exchange(
+        &self,
+        request: &OutboundRequest,
+        deadline: Instant,
+    ) -> Result<HttpResponse, TransportError> {
         let http_request = build_request(request)?;
         let authority = http_request
             .uri()
@@ -143,7 +149,12 @@ impl HttpSender {
             .get(header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, SystemTime::now()));
-        let excerpt = read_excerpt(response.into_body(), self.config.response_excerpt_bytes, deadline).await;
+        let excerpt = read_excerpt(
+            response.into_body(),
+            self.config.response_excerpt_bytes,
+            deadline,
+        )
+        .await;
         Ok(HttpResponse {
             status,
             retry_after,
@@ -157,22 +168,29 @@ fn build_request(request: &OutboundRequest) -> Result<Request<Full<Bytes>>, Tran
     let mut builder = Request::builder()
         .method(request.method.to_http())
         .uri(request.url.as_str());
-    let headers = builder
-        .headers_mut()
-        .ok_or_else(|| invalid(format!("URL {:?} is not a valid request target", request.url)))?;
+    let headers = builder.headers_mut().ok_or_else(|| {
+        invalid(format!(
+            "URL {:?} is not a valid request target",
+            request.url
+        ))
+    })?;
     for (name, value) in &request.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("header name {name:?}")))?;
-        let value = HeaderValue::from_str(value).map_err(|_| invalid(format!("value of header {name}")))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("header name {name:?}")))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|_| invalid(format!("value of header {name}")))?;
         headers.append(name, value);
     }
     if let Some(content_type) = &request.content_type {
-        let value = HeaderValue::from_str(content_type).map_err(|_| invalid("content type".into()))?;
+        let value =
+            HeaderValue::from_str(content_type).map_err(|_| invalid("content type".into()))?;
         headers.insert(header::CONTENT_TYPE, value);
     }
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
-    let id = HeaderValue::try_from(request.delivery_id.to_string()).map_err(|_| invalid("delivery id".into()))?;
+    let id = HeaderValue::try_from(request.delivery_id.to_string())
+        .map_err(|_| invalid("delivery id".into()))?;
     headers.insert("webhook-id", id);
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
     headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));

@@ -64,7 +64,10 @@ where
 }
 
 fn status(code: u16) -> Response<Full<Bytes>> {
-    Response::builder().status(code).body(Full::default()).unwrap()
+    Response::builder()
+        .status(code)
+        .body(Full::default())
+        .unwrap()
 }
 
 fn sender(timeout: Duration) -> HttpSender {
@@ -99,10 +102,22 @@ async fn sends_body_and_headers_byte_for_byte() {
     let values: Vec<_> = seen.headers.get_all("x-one").iter().collect();
     assert_eq!(values, ["1", "2"]);
     assert_eq!(seen.headers["content-type"], "application/octet-stream");
-    assert_eq!(seen.headers["webhook-id"], request.delivery_id.to_string().as_str());
+    assert_eq!(
+        seen.headers["webhook-id"],
+        request.delivery_id.to_string().as_str()
+    );
     assert_eq!(seen.headers["herald-attempt"], "2");
-    assert!(seen.headers["user-agent"].to_str().unwrap().starts_with("herald/"));
-    let timestamp: u64 = seen.headers["webhook-timestamp"].to_str().unwrap().parse().unwrap();
+    assert!(
+        seen.headers["user-agent"]
+            .to_str()
+            .unwrap()
+            .starts_with("herald/")
+    );
+    let timestamp: u64 = seen.headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(timestamp > 1_700_000_000);
 }
 
@@ -120,13 +135,18 @@ async fn does_not_follow_redirects() {
     assert_eq!(classify(&report.result), Verdict::Permanent);
     assert_eq!(report.result.unwrap().status, StatusCode::FOUND);
     seen.recv().await.unwrap();
-    assert!(seen.try_recv().is_err(), "the redirect target was requested");
+    assert!(
+        seen.try_recv().is_err(),
+        "the redirect target was requested"
+    );
 }
 
 #[tokio::test]
 async fn times_out_on_a_receiver_that_never_answers() {
     let (addr, _seen) = receiver(|| std::future::pending()).await;
-    let report = sender(Duration::from_millis(200)).send(&request(addr)).await;
+    let report = sender(Duration::from_millis(200))
+        .send(&request(addr))
+        .await;
     let error = report.result.unwrap_err();
     assert!(matches!(error, TransportError::Timeout(_)), "{error}");
     assert_eq!(error.kind(), AttemptErrorKind::Timeout);
@@ -138,7 +158,11 @@ async fn connection_refused_is_a_connect_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let error = sender(Duration::from_secs(5)).send(&request(addr)).await.result.unwrap_err();
+    let error = sender(Duration::from_secs(5))
+        .send(&request(addr))
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(error.kind(), AttemptErrorKind::Connect, "{error}");
     assert!(error.to_string().contains(&addr.to_string()), "{error}");
     assert_eq!(classify(&Err(error)), Verdict::Retry { retry_after: None });
@@ -154,7 +178,11 @@ async fn keeps_a_capped_excerpt_and_retry_after() {
             .unwrap()
     })
     .await;
-    let response = sender(Duration::from_secs(5)).send(&request(addr)).await.result.unwrap();
+    let response = sender(Duration::from_secs(5))
+        .send(&request(addr))
+        .await
+        .result
+        .unwrap();
     assert_eq!(response.excerpt, Bytes::from(vec![b'x'; 16]));
     assert_eq!(response.retry_after, Some(Duration::from_secs(7)));
     assert_eq!(

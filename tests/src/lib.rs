@@ -1,0 +1,43 @@
+//! The harness of Herald's end-to-end tests: a real HTTP [`Receiver`], a
+//! fresh database per test on either [`Backend`] ([`TestDb`]), and a real
+//! Herald serving gRPC on an ephemeral port ([`TestHerald`]).
+//!
+//! PostgreSQL tests connect to `HERALD_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable
+//! they are skipped with a loud message, unless `HERALD_REQUIRE_POSTGRES=1`.
+
+mod db;
+mod herald;
+mod receiver;
+
+pub use db::{Backend, TestDb};
+pub use herald::{TestHerald, test_config};
+pub use receiver::{Receiver, Recorded, Reply};
+
+/// How long any wait in a test may take before it fails: a guard against
+/// hangs, never a pacing device.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs each named `async fn(Backend)` as two tests, `sqlite::NAME` and
+/// `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}

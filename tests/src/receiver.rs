@@ -1,0 +1,221 @@
+//! A real HTTP/1 receiver on 127.0.0.1 that records every request and
+//! answers from a per-path script. Tests await arrivals through a watch
+//! channel, never by sleeping.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::PATIENCE;
+
+/// One answer of the receiver.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// This status with an empty body.
+    Status(u16),
+    /// This status with these headers.
+    WithHeaders(u16, Vec<(&'static str, String)>),
+    /// Never answer (until the receiver is dropped).
+    Hang,
+}
+
+/// A request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query.
+    pub path: String,
+    /// Headers as received.
+    pub headers: HeaderMap,
+    /// Body bytes as received.
+    pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Recorded {
+    /// A header's value as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<Recorded>>,
+    scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+}
+
+/// The receiver; it stops serving when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    state: Arc<State>,
+    arrivals: watch::Receiver<usize>,
+    stop: CancellationToken,
+}
+
+impl Receiver {
+    /// Starts a receiver that answers 204 unless a script says otherwise.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let state = Arc::new(State::default());
+        let (arrived, arrivals) = watch::channel(0);
+        let arrived = Arc::new(arrived);
+        let stop = CancellationToken::new();
+        let accept_state = Arc::clone(&state);
+        let accept_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    () = accept_stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                };
+                let state = Arc::clone(&accept_state);
+                let arrived = Arc::clone(&arrived);
+                let stop = accept_stop.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        handle(
+                            Arc::clone(&state),
+                            Arc::clone(&arrived),
+                            stop.clone(),
+                            request,
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            state,
+            arrivals,
+            stop,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers the next requests to `path` with `replies`, in order; after
+    /// that, 204.
+    pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
+        self.state
+            .scripts
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), replies.into_iter().collect());
+    }
+
+    /// Every request to `path` so far, in arrival order.
+    pub fn requests(&self, path: &str) -> Vec<Recorded> {
+        let requests = self.state.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `count` requests to `path` have arrived and returns them.
+    pub async fn wait_for(&self, path: &str, count: usize) -> Vec<Recorded> {
+        let mut arrivals = self.arrivals.clone();
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let seen = self.requests(path);
+                if seen.len() >= count {
+                    return seen;
+                }
+                arrivals.changed().await.expect("receiver alive");
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            panic!(
+                "waited {PATIENCE:?} for {count} requests to {path}; got {}",
+                self.requests(path).len()
+            )
+        })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    arrived: Arc<watch::Sender<usize>>,
+    stop: CancellationToken,
+    request: hyper::Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let reply = state
+        .scripts
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(Reply::Status(204));
+    state.requests.lock().unwrap().push(Recorded {
+        method: parts.method,
+        path,
+        headers: parts.headers,
+        body,
+        at: Instant::now(),
+    });
+    arrived.send_modify(|count| *count += 1);
+    let (status, headers) = match reply {
+        Reply::Status(status) => (status, Vec::new()),
+        Reply::WithHeaders(status, headers) => (status, headers),
+        Reply::Hang => {
+            stop.cancelled().await;
+            (503, Vec::new())
+        }
+    };
+    let mut response = Response::builder().status(status);
+    for (name, value) in headers {
+        response = response.header(name, value);
+    }
+    Ok(response
+        .body(Full::default())
+        .expect("a valid scripted response"))
+}

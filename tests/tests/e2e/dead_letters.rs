@@ -1,0 +1,97 @@
+//! `ListDeadLetters` pagination.
+
+use std::collections::HashSet;
+
+use herald_proto::v1::{DeliveryState, ListDeadLettersRequest};
+use herald_tests::{Backend, Receiver, Reply, TestHerald, on_both_backends};
+use tonic::Code;
+
+on_both_backends!(
+    pagination_returns_every_dead_letter_once,
+    bad_page_token_is_invalid
+);
+
+async fn pagination_returns_every_dead_letter_once(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script("/reject", vec![Reply::Status(422); 25]);
+    let mut expected = HashSet::new();
+    for n in 0..25 {
+        expected.insert(
+            herald
+                .post(receiver.url("/reject"), format!("{n}").as_bytes())
+                .await,
+        );
+    }
+    // One that succeeds must not be listed.
+    let ok = herald.post(receiver.url("/fine"), b"").await;
+    for id in expected.iter().chain([&ok]) {
+        herald.wait_terminal(id).await;
+    }
+
+    let mut client = herald.client();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .list_dead_letters(ListDeadLettersRequest {
+                page_size: 7,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.deliveries.len() <= 7);
+        for delivery in &page.deliveries {
+            assert_eq!(delivery.state, i32::from(DeliveryState::DeadLettered));
+            assert!(delivery.attempts.is_empty(), "listings carry no attempts");
+        }
+        seen.extend(page.deliveries.into_iter().map(|d| d.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen.len(), 25, "every dead letter exactly once");
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), expected);
+    herald.stop().await;
+}
+
+async fn bad_page_token_is_invalid(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let status = herald
+        .client()
+        .list_dead_letters(ListDeadLettersRequest {
+            page_size: 0,
+            page_token: "not-a-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("page_token:"),
+        "{}",
+        status.message()
+    );
+    let status = herald
+        .client()
+        .list_dead_letters(ListDeadLettersRequest {
+            page_size: 100_000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("page_size:"),
+        "{}",
+        status.message()
+    );
+    herald.stop().await;
+}

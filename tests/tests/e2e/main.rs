@@ -1,0 +1,8 @@
+//! End-to-end: a real Herald over real gRPC, delivering to a real local
+//! HTTP receiver, on SQLite and on PostgreSQL.
+
+mod dead_letters;
+mod delivery;
+mod enqueue;
+mod grpcurl;
+mod watch;

@@ -1,0 +1,140 @@
+//! `WatchOutcomes`: live outcomes, and replay from a sequence.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use herald_proto::v1::{Outcome, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse};
+use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
+use tonic::Streaming;
+
+on_both_backends!(
+    streams_outcomes_as_they_happen,
+    replays_from_a_sequence_then_tails
+);
+
+async fn next_outcomes(
+    stream: &mut Streaming<WatchOutcomesResponse>,
+    count: usize,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(count);
+    tokio::time::timeout(PATIENCE, async {
+        while outcomes.len() < count {
+            let item = stream
+                .next()
+                .await
+                .expect("stream open")
+                .expect("an outcome");
+            outcomes.push(item.outcome.expect("outcome set"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("expected {count} outcomes within {PATIENCE:?}, got {outcomes:?}"));
+    outcomes
+}
+
+fn assert_increasing(outcomes: &[Outcome]) {
+    for pair in outcomes.windows(2) {
+        assert!(pair[0].sequence < pair[1].sequence, "{outcomes:?}");
+    }
+}
+
+async fn streams_outcomes_as_they_happen(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let mut stream = herald
+        .client()
+        .watch_outcomes(WatchOutcomesRequest {
+            after_sequence: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    receiver.script("/flaky", [Reply::Status(503)]);
+    receiver.script("/reject", [Reply::Status(404)]);
+    let ok = herald.post(receiver.url("/ok"), b"").await;
+    let flaky = herald.post(receiver.url("/flaky"), b"").await;
+    let rejected = herald.post(receiver.url("/reject"), b"").await;
+
+    let outcomes = next_outcomes(&mut stream, 4).await;
+    assert_increasing(&outcomes);
+    let mut kinds: HashMap<&str, Vec<i32>> = HashMap::new();
+    for outcome in &outcomes {
+        kinds
+            .entry(outcome.delivery_id.as_str())
+            .or_default()
+            .push(outcome.kind);
+    }
+    assert_eq!(kinds[ok.as_str()], [i32::from(OutcomeKind::Succeeded)]);
+    assert_eq!(
+        kinds[flaky.as_str()],
+        [
+            i32::from(OutcomeKind::RetryScheduled),
+            i32::from(OutcomeKind::Succeeded)
+        ]
+    );
+    assert_eq!(
+        kinds[rejected.as_str()],
+        [i32::from(OutcomeKind::DeadLettered)]
+    );
+    let retry = outcomes
+        .iter()
+        .find(|o| o.kind == i32::from(OutcomeKind::RetryScheduled))
+        .unwrap();
+    assert_eq!((retry.attempt_number, retry.status_code), (1, 503));
+    assert!(retry.next_attempt_time.is_some(), "a retry says when");
+    let dead = outcomes.iter().find(|o| o.delivery_id == rejected).unwrap();
+    assert_eq!(dead.error_message, "HTTP 404 Not Found");
+    herald.stop().await;
+}
+
+async fn replays_from_a_sequence_then_tails(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let first = herald.post(receiver.url("/a"), b"").await;
+    let second = herald.post(receiver.url("/b"), b"").await;
+    herald.wait_terminal(&first).await;
+    herald.wait_terminal(&second).await;
+
+    let mut everything = herald
+        .client()
+        .watch_outcomes(WatchOutcomesRequest {
+            after_sequence: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let replayed = next_outcomes(&mut everything, 2).await;
+    let mut ids: Vec<_> = replayed.iter().map(|o| o.delivery_id.clone()).collect();
+    ids.sort();
+    let mut expected = vec![first.clone(), second.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Resuming after the first replayed outcome yields only the rest.
+    let mut resumed = herald
+        .client()
+        .watch_outcomes(WatchOutcomesRequest {
+            after_sequence: Some(replayed[0].sequence),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        next_outcomes(&mut resumed, 1).await[0].sequence,
+        replayed[1].sequence
+    );
+
+    let third = herald.post(receiver.url("/c"), b"").await;
+    let live = next_outcomes(&mut everything, 1).await;
+    assert_eq!(
+        live[0].delivery_id, third,
+        "no duplicate of a replayed outcome"
+    );
+    assert!(live[0].sequence > replayed[1].sequence);
+    assert_eq!(next_outcomes(&mut resumed, 1).await[0].delivery_id, third);
+    herald.stop().await;
+}
