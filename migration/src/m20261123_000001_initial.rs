@@ -84,33 +84,67 @@ impl MigrationTrait for Migration {
 fn tenants() -> TableCreateStatement {
     Table::create()
         .table(Tenants::Table)
-        .col(ColumnDef::new(Tenants::Id).string_len(64).not_null().primary_key())
+        .col(
+            ColumnDef::new(Tenants::Id)
+                .string_len(64)
+                .not_null()
+                .primary_key(),
+        )
         .col(ColumnDef::new(Tenants::Name).string_len(255).not_null())
-        .col(ColumnDef::new(Tenants::CreatedAtMs).big_integer().not_null())
+        .col(
+            ColumnDef::new(Tenants::CreatedAtMs)
+                .big_integer()
+                .not_null(),
+        )
         .to_owned()
 }
 
 fn deliveries() -> TableCreateStatement {
     Table::create()
         .table(Deliveries::Table)
-        .col(ColumnDef::new(Deliveries::Id).uuid().not_null().primary_key())
-        .col(ColumnDef::new(Deliveries::TenantId).string_len(64).not_null())
+        .col(
+            ColumnDef::new(Deliveries::Id)
+                .uuid()
+                .not_null()
+                .primary_key(),
+        )
+        .col(
+            ColumnDef::new(Deliveries::TenantId)
+                .string_len(64)
+                .not_null(),
+        )
         .col(ColumnDef::new(Deliveries::Url).text().not_null())
         .col(ColumnDef::new(Deliveries::Method).string_len(8).not_null())
         .col(ColumnDef::new(Deliveries::Headers).text().not_null())
         .col(ColumnDef::new(Deliveries::Body).blob().not_null())
         .col(ColumnDef::new(Deliveries::ContentType).text())
         .col(ColumnDef::new(Deliveries::IdempotencyKey).string_len(255))
-        .col(ColumnDef::new(Deliveries::RequestHash).string_len(64).not_null())
+        .col(
+            ColumnDef::new(Deliveries::RequestHash)
+                .string_len(64)
+                .not_null(),
+        )
         .col(ColumnDef::new(Deliveries::State).string_len(16).not_null())
-        .col(ColumnDef::new(Deliveries::AttemptCount).integer().not_null())
+        .col(
+            ColumnDef::new(Deliveries::AttemptCount)
+                .integer()
+                .not_null(),
+        )
         .col(ColumnDef::new(Deliveries::MaxAttempts).integer().not_null())
         .col(ColumnDef::new(Deliveries::NextAttemptAtMs).big_integer())
         .col(ColumnDef::new(Deliveries::LeaseToken).uuid())
         .col(ColumnDef::new(Deliveries::LastStatusCode).integer())
         .col(ColumnDef::new(Deliveries::LastError).text())
-        .col(ColumnDef::new(Deliveries::CreatedAtMs).big_integer().not_null())
-        .col(ColumnDef::new(Deliveries::UpdatedAtMs).big_integer().not_null())
+        .col(
+            ColumnDef::new(Deliveries::CreatedAtMs)
+                .big_integer()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(Deliveries::UpdatedAtMs)
+                .big_integer()
+                .not_null(),
+        )
         .col(ColumnDef::new(Deliveries::FinishedAtMs).big_integer())
         .foreign_key(
             ForeignKey::create()
@@ -125,8 +159,16 @@ fn attempts() -> TableCreateStatement {
         .table(Attempts::Table)
         .col(ColumnDef::new(Attempts::DeliveryId).uuid().not_null())
         .col(ColumnDef::new(Attempts::Number).integer().not_null())
-        .col(ColumnDef::new(Attempts::StartedAtMs).big_integer().not_null())
-        .col(ColumnDef::new(Attempts::DurationUs).big_integer().not_null())
+        .col(
+            ColumnDef::new(Attempts::StartedAtMs)
+                .big_integer()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(Attempts::DurationUs)
+                .big_integer()
+                .not_null(),
+        )
         .col(ColumnDef::new(Attempts::StatusCode).integer())
         .col(ColumnDef::new(Attempts::ErrorKind).string_len(16))
         .col(ColumnDef::new(Attempts::ErrorMessage).text())
@@ -163,7 +205,11 @@ fn outcomes() -> TableCreateStatement {
         .col(ColumnDef::new(Outcomes::ErrorKind).string_len(16))
         .col(ColumnDef::new(Outcomes::ErrorMessage).text())
         .col(ColumnDef::new(Outcomes::NextAttemptAtMs).big_integer())
-        .col(ColumnDef::new(Outcomes::CreatedAtMs).big_integer().not_null())
+        .col(
+            ColumnDef::new(Outcomes::CreatedAtMs)
+                .big_integer()
+                .not_null(),
+        )
         .to_owned()
 }
 
