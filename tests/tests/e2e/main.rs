@@ -6,4 +6,5 @@ mod dead_letters;
 mod delivery;
 mod enqueue;
 mod grpcurl;
+mod store;
 mod watch;
