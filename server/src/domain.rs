@@ -16,6 +16,8 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
+use bytes::Bytes;
+
 /// Parses the stored text form of an enum; a mismatch means the database
 /// holds a value this build does not know.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,21 @@ impl HttpMethod {
             Self::Get => http::Method::GET,
         }
     }
+}
+
+/// The HTTP request a delivery sends on every attempt, frozen at enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// HTTP method.
+    pub method: HttpMethod,
+    /// Absolute http(s) URL.
+    pub url: String,
+    /// Caller's headers, in order (names lower-case).
+    pub headers: Vec<(String, String)>,
+    /// `content-type` of the body, if any.
+    pub content_type: Option<String>,
+    /// The body, byte for byte.
+    pub body: Bytes,
 }
 
 /// What the scheduler decided after an attempt; the completer persists it.

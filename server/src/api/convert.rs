@@ -71,17 +71,18 @@ fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
 
 /// A stored delivery as the API shows it.
 pub fn delivery(record: DeliveryRecord) -> proto::Delivery {
+    let request = record.request;
     proto::Delivery {
         id: record.id.to_string(),
-        url: record.url,
-        method: method(record.method).into(),
-        headers: record
+        url: request.url,
+        method: method(request.method).into(),
+        headers: request
             .headers
             .into_iter()
             .map(|(name, value)| proto::Header { name, value })
             .collect(),
-        body: record.body.to_vec(),
-        content_type: record.content_type.unwrap_or_default(),
+        body: request.body.to_vec(),
+        content_type: request.content_type.unwrap_or_default(),
         idempotency_key: record.idempotency_key.unwrap_or_default(),
         state: state(record.state).into(),
         attempt_count: record.attempt_count,

@@ -6,7 +6,10 @@ use herald_proto::v1::{EnqueueRequest, HttpMethod as ProtoMethod};
 use http::{HeaderName, HeaderValue};
 
 use super::{convert::timestamp_ms, error::ApiError};
-use crate::{domain::HttpMethod, store::records::NewDelivery};
+use crate::{
+    domain::{HttpMethod, HttpRequest},
+    store::records::NewDelivery,
+};
 
 /// Limits applied to every enqueue.
 #[derive(Debug, Clone, Copy)]
@@ -102,11 +105,13 @@ pub fn enqueue(
         .transpose()?;
     Ok(NewDelivery {
         tenant_id: tenant_id.to_owned(),
-        url,
-        method,
-        headers,
-        body: Bytes::from(request.body),
-        content_type,
+        request: HttpRequest {
+            method,
+            url,
+            headers,
+            content_type,
+            body: Bytes::from(request.body),
+        },
         idempotency_key,
         max_attempts,
         not_before_ms,
@@ -258,7 +263,7 @@ mod tests {
     #[test]
     fn accepts_a_plain_post_with_defaults() {
         let delivery = enqueue(request("https://example.com/hook"), "default", &LIMITS).unwrap();
-        assert_eq!(delivery.method, HttpMethod::Post);
+        assert_eq!(delivery.request.method, HttpMethod::Post);
         assert_eq!(delivery.max_attempts, 5);
         assert_eq!(delivery.idempotency_key, None);
     }

@@ -23,11 +23,7 @@ pub async fn execute(
     let request = OutboundRequest {
         delivery_id: delivery.id,
         attempt_number: delivery.attempt_number,
-        method: delivery.method,
-        url: delivery.url,
-        headers: delivery.headers,
-        content_type: delivery.content_type,
-        body: delivery.body,
+        http: delivery.request,
     };
     let report = sender.send(&request).await;
     let verdict = classify(&report.result);

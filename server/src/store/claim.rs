@@ -11,7 +11,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, QueryResult, Statement, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError, millis, records::ClaimedDelivery, unsigned};
+use super::{Store, StoreError, http_request, millis, records::ClaimedDelivery, unsigned};
 
 const CLAIM: &str = "\
 WITH due AS MATERIALIZED ( \
@@ -68,19 +68,16 @@ impl Store {
 }
 
 fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
-    let method: String = row.try_get_by_index(3)?;
-    let headers: String = row.try_get_by_index(4)?;
-    let body: Vec<u8> = row.try_get_by_index(5)?;
     Ok(ClaimedDelivery {
         id: row.try_get_by_index(0)?,
         tenant_id: row.try_get_by_index(1)?,
-        url: row.try_get_by_index(2)?,
-        method: method
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
-        headers: super::read::parse_headers(&headers)?,
-        body: body.into(),
-        content_type: row.try_get_by_index(6)?,
+        request: http_request(
+            row.try_get_by_index(3)?,
+            row.try_get_by_index(2)?,
+            &row.try_get_by_index::<String>(4)?,
+            row.try_get_by_index(5)?,
+            row.try_get_by_index(6)?,
+        )?,
         attempt_number: unsigned(row.try_get_by_index(7)?, "attempt_count")?,
         max_attempts: unsigned(row.try_get_by_index(8)?, "max_attempts")?,
         lease_token,

@@ -31,16 +31,17 @@ impl Store {
     pub async fn enqueue(&self, delivery: &NewDelivery) -> Result<Enqueued, StoreError> {
         let id = Uuid::now_v7();
         let hash = request_hash(delivery);
-        let headers = serde_json::to_string(&delivery.headers)
+        let request = &delivery.request;
+        let headers = serde_json::to_string(&request.headers)
             .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
         let values: Vec<Value> = vec![
             id.into(),
             delivery.tenant_id.clone().into(),
-            delivery.url.clone().into(),
-            delivery.method.as_str().into(),
+            request.url.clone().into(),
+            request.method.as_str().into(),
             headers.into(),
-            delivery.body.to_vec().into(),
-            delivery.content_type.clone().into(),
+            request.body.to_vec().into(),
+            request.content_type.clone().into(),
             delivery.idempotency_key.clone().into(),
             hash.clone().into(),
             i32::try_from(delivery.max_attempts)
@@ -93,24 +94,25 @@ fn request_hash(delivery: &NewDelivery) -> String {
         hasher.update((bytes.len() as u64).to_be_bytes());
         hasher.update(bytes);
     }
+    let request = &delivery.request;
     let mut hasher = Sha256::new();
-    field(&mut hasher, delivery.url.as_bytes());
-    field(&mut hasher, delivery.method.as_str().as_bytes());
-    hasher.update((delivery.headers.len() as u64).to_be_bytes());
-    for (name, value) in &delivery.headers {
+    field(&mut hasher, request.url.as_bytes());
+    field(&mut hasher, request.method.as_str().as_bytes());
+    hasher.update((request.headers.len() as u64).to_be_bytes());
+    for (name, value) in &request.headers {
         field(&mut hasher, name.as_bytes());
         field(&mut hasher, value.as_bytes());
     }
     field(
         &mut hasher,
-        delivery
+        request
             .content_type
             .as_deref()
             .unwrap_or_default()
             .as_bytes(),
     );
-    hasher.update([u8::from(delivery.content_type.is_some())]);
-    field(&mut hasher, &delivery.body);
+    hasher.update([u8::from(request.content_type.is_some())]);
+    field(&mut hasher, &request.body);
     hasher.update(delivery.max_attempts.to_be_bytes());
     hasher.update(delivery.not_before_ms.unwrap_or(i64::MIN).to_be_bytes());
     format!("{:x}", hasher.finalize())
@@ -121,16 +123,18 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::domain::HttpMethod;
+    use crate::domain::{HttpMethod, HttpRequest};
 
     fn delivery() -> NewDelivery {
         NewDelivery {
             tenant_id: "default".into(),
-            url: "http://127.0.0.1:9/hook".into(),
-            method: HttpMethod::Post,
-            headers: vec![("x-a".into(), "1".into())],
-            body: Bytes::from_static(b"{}"),
-            content_type: Some("application/json".into()),
+            request: HttpRequest {
+                url: "http://127.0.0.1:9/hook".into(),
+                method: HttpMethod::Post,
+                headers: vec![("x-a".into(), "1".into())],
+                body: Bytes::from_static(b"{}"),
+                content_type: Some("application/json".into()),
+            },
             idempotency_key: Some("k".into()),
             max_attempts: 3,
             not_before_ms: None,
@@ -142,17 +146,17 @@ mod tests {
         let base = request_hash(&delivery());
         assert_eq!(base, request_hash(&delivery()));
         let mut other = delivery();
-        other.body = Bytes::from_static(b"{ }");
+        other.request.body = Bytes::from_static(b"{ }");
         assert_ne!(base, request_hash(&other));
         let mut other = delivery();
-        other.headers = vec![("x-a1".into(), String::new())];
+        other.request.headers = vec![("x-a1".into(), String::new())];
         assert_ne!(
             base,
             request_hash(&other),
             "length prefixes keep fields apart"
         );
         let mut other = delivery();
-        other.content_type = None;
+        other.request.content_type = None;
         assert_ne!(base, request_hash(&other));
     }
 }

@@ -21,6 +21,8 @@ pub mod records;
 use std::time::Duration;
 
 use herald_migration::{Migrator, MigratorTrait};
+
+use crate::domain::HttpRequest;
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
@@ -108,6 +110,38 @@ impl Store {
         self.db.close().await?;
         Ok(())
     }
+}
+
+impl From<crate::domain::UnknownValue> for StoreError {
+    fn from(error: crate::domain::UnknownValue) -> Self {
+        Self::Corrupt(error.to_string())
+    }
+}
+
+/// Rebuilds the frozen request from its stored columns.
+fn http_request(
+    method: String,
+    url: String,
+    headers_json: &str,
+    body: Vec<u8>,
+    content_type: Option<String>,
+) -> Result<HttpRequest, StoreError> {
+    Ok(HttpRequest {
+        method: method.parse()?,
+        url,
+        headers: serde_json::from_str(headers_json)
+            .map_err(|error| StoreError::Corrupt(format!("headers: {error}")))?,
+        content_type,
+        body: body.into(),
+    })
+}
+
+/// Reads a stored HTTP status code.
+fn status_code(code: Option<i32>) -> Result<Option<u16>, StoreError> {
+    code.map(|code| {
+        u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}")))
+    })
+    .transpose()
 }
 
 /// Converts a stored integer column to the unsigned type the domain uses.

@@ -3,7 +3,7 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{Store, StoreError, entity::outcomes, records::OutcomeRecord, unsigned};
+use super::{Store, StoreError, entity::outcomes, records::OutcomeRecord, status_code, unsigned};
 
 impl Store {
     /// Up to `limit` outcomes of `tenant_id` with a sequence above `after`,
@@ -28,24 +28,14 @@ impl Store {
 }
 
 fn outcome_record(model: outcomes::Model) -> Result<OutcomeRecord, StoreError> {
-    let corrupt = |error: crate::domain::UnknownValue| StoreError::Corrupt(error.to_string());
     Ok(OutcomeRecord {
         sequence: model.sequence,
         tenant_id: model.tenant_id,
         delivery_id: model.delivery_id,
-        kind: model.kind.parse().map_err(corrupt)?,
+        kind: model.kind.parse()?,
         attempt_number: unsigned(model.attempt_number, "attempt_number")?,
-        status_code: model
-            .status_code
-            .map(|code| {
-                u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}")))
-            })
-            .transpose()?,
-        error_kind: model
-            .error_kind
-            .map(|kind| kind.parse())
-            .transpose()
-            .map_err(corrupt)?,
+        status_code: status_code(model.status_code)?,
+        error_kind: model.error_kind.map(|kind| kind.parse()).transpose()?,
         error_message: model.error_message,
         next_attempt_at_ms: model.next_attempt_at_ms,
         created_at_ms: model.created_at_ms,

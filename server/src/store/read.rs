@@ -7,8 +7,9 @@ use uuid::Uuid;
 use super::{
     Store, StoreError,
     entity::{attempts, deliveries},
+    http_request,
     records::{AttemptRecord, DeliveryRecord},
-    unsigned,
+    status_code, unsigned,
 };
 use crate::domain::DeliveryState;
 
@@ -83,33 +84,22 @@ impl Store {
     }
 }
 
-/// Reads the stored JSON list of `[name, value]` header pairs.
-pub(super) fn parse_headers(json: &str) -> Result<Vec<(String, String)>, StoreError> {
-    serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("headers: {error}")))
-}
-
-fn status(code: Option<i32>) -> Result<Option<u16>, StoreError> {
-    code.map(|code| {
-        u16::try_from(code).map_err(|_| StoreError::Corrupt(format!("status code {code}")))
-    })
-    .transpose()
-}
-
 fn delivery_record(model: deliveries::Model) -> Result<DeliveryRecord, StoreError> {
-    let corrupt = |error: crate::domain::UnknownValue| StoreError::Corrupt(error.to_string());
     Ok(DeliveryRecord {
         id: model.id,
-        url: model.url,
-        method: model.method.parse().map_err(corrupt)?,
-        headers: parse_headers(&model.headers)?,
-        body: model.body.into(),
-        content_type: model.content_type,
+        request: http_request(
+            model.method,
+            model.url,
+            &model.headers,
+            model.body,
+            model.content_type,
+        )?,
         idempotency_key: model.idempotency_key,
-        state: model.state.parse().map_err(corrupt)?,
+        state: model.state.parse()?,
         attempt_count: unsigned(model.attempt_count, "attempt_count")?,
         max_attempts: unsigned(model.max_attempts, "max_attempts")?,
         next_attempt_at_ms: model.next_attempt_at_ms,
-        last_status_code: status(model.last_status_code)?,
+        last_status_code: status_code(model.last_status_code)?,
         last_error: model.last_error,
         created_at_ms: model.created_at_ms,
         updated_at_ms: model.updated_at_ms,
@@ -123,14 +113,8 @@ fn attempt_record(model: attempts::Model) -> Result<AttemptRecord, StoreError> {
         number: unsigned(model.number, "number")?,
         started_at_ms: model.started_at_ms,
         duration_us: model.duration_us,
-        status_code: status(model.status_code)?,
-        error_kind: model
-            .error_kind
-            .map(|kind| {
-                kind.parse()
-                    .map_err(|e: crate::domain::UnknownValue| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()?,
+        status_code: status_code(model.status_code)?,
+        error_kind: model.error_kind.map(|kind| kind.parse()).transpose()?,
         error_message: model.error_message,
         response_excerpt: model.response_excerpt.unwrap_or_default().into(),
     })

@@ -5,23 +5,15 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::domain::{AttemptErrorKind, Decision, DeliveryState, HttpMethod, OutcomeKind};
+use crate::domain::{AttemptErrorKind, Decision, DeliveryState, HttpRequest, OutcomeKind};
 
 /// A validated delivery to insert.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     /// Owning tenant.
     pub tenant_id: String,
-    /// Destination URL (validated http/https).
-    pub url: String,
-    /// HTTP method.
-    pub method: HttpMethod,
-    /// Caller's headers, in order.
-    pub headers: Vec<(String, String)>,
-    /// Body, byte for byte.
-    pub body: Bytes,
-    /// Content-Type of the body, if any.
-    pub content_type: Option<String>,
+    /// The validated request to send.
+    pub request: HttpRequest,
     /// Caller's idempotency key, if any.
     pub idempotency_key: Option<String>,
     /// Most attempts to make.
@@ -44,16 +36,8 @@ pub struct Enqueued {
 pub struct DeliveryRecord {
     /// Delivery id.
     pub id: Uuid,
-    /// Destination URL.
-    pub url: String,
-    /// HTTP method.
-    pub method: HttpMethod,
-    /// Caller's headers.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Bytes,
-    /// Content-Type, if any.
-    pub content_type: Option<String>,
+    /// The request sent on every attempt.
+    pub request: HttpRequest,
     /// Idempotency key, if any.
     pub idempotency_key: Option<String>,
     /// Current state.
@@ -131,16 +115,8 @@ pub struct ClaimedDelivery {
     pub id: Uuid,
     /// Owning tenant.
     pub tenant_id: String,
-    /// Destination URL.
-    pub url: String,
-    /// HTTP method.
-    pub method: HttpMethod,
-    /// Caller's headers.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Bytes,
-    /// Content-Type, if any.
-    pub content_type: Option<String>,
+    /// The request to send.
+    pub request: HttpRequest,
     /// This attempt's number (the claim counted it).
     pub attempt_number: u32,
     /// Most attempts to make.

@@ -29,7 +29,7 @@ use hyper_util::{
 pub use error::TransportError;
 pub use retry_after::parse_retry_after;
 
-use crate::domain::HttpMethod;
+use crate::domain::HttpRequest;
 
 /// `user-agent` sent with every attempt.
 const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
@@ -52,16 +52,8 @@ pub struct OutboundRequest {
     pub delivery_id: uuid::Uuid,
     /// Sent as `herald-attempt`.
     pub attempt_number: u32,
-    /// HTTP method.
-    pub method: HttpMethod,
-    /// Absolute http(s) URL.
-    pub url: String,
-    /// Caller's headers, sent in order.
-    pub headers: Vec<(String, String)>,
-    /// `content-type` of the body, if any.
-    pub content_type: Option<String>,
-    /// The body, byte for byte.
-    pub body: Bytes,
+    /// What to send.
+    pub http: HttpRequest,
 }
 
 /// What happened on one attempt.
@@ -163,7 +155,8 @@ impl HttpSender {
     }
 }
 
-fn build_request(request: &OutboundRequest) -> Result<Request<Full<Bytes>>, TransportError> {
+fn build_request(outbound: &OutboundRequest) -> Result<Request<Full<Bytes>>, TransportError> {
+    let request = &outbound.http;
     let invalid = |what: String| TransportError::InvalidRequest(what);
     let mut builder = Request::builder()
         .method(request.method.to_http())
@@ -189,12 +182,12 @@ fn build_request(request: &OutboundRequest) -> Result<Request<Full<Bytes>>, Tran
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
-    let id = HeaderValue::try_from(request.delivery_id.to_string())
+    let id = HeaderValue::try_from(outbound.delivery_id.to_string())
         .map_err(|_| invalid("delivery id".into()))?;
     headers.insert("webhook-id", id);
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
     headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    headers.insert("herald-attempt", HeaderValue::from(request.attempt_number));
+    headers.insert("herald-attempt", HeaderValue::from(outbound.attempt_number));
     builder
         .body(Full::new(request.body.clone()))
         .map_err(|error| invalid(format!("{error} (URL {:?})", request.url)))

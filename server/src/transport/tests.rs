@@ -14,7 +14,7 @@ use super::{
     HttpSender, OutboundRequest, TransportConfig, TransportError,
     classify::{Verdict, classify},
 };
-use crate::domain::{AttemptErrorKind, HttpMethod};
+use crate::domain::{AttemptErrorKind, HttpMethod, HttpRequest};
 
 /// A request as the receiver saw it.
 struct Seen {
@@ -82,11 +82,13 @@ fn request(addr: SocketAddr) -> OutboundRequest {
     OutboundRequest {
         delivery_id: Uuid::now_v7(),
         attempt_number: 2,
-        method: HttpMethod::Put,
-        url: format!("http://{addr}/hook?x=1"),
-        headers: vec![("x-one".into(), "1".into()), ("x-one".into(), "2".into())],
-        content_type: Some("application/octet-stream".into()),
-        body: Bytes::from_static(&[0, 159, 146, 150, 255, b'{']),
+        http: HttpRequest {
+            method: HttpMethod::Put,
+            url: format!("http://{addr}/hook?x=1"),
+            headers: vec![("x-one".into(), "1".into()), ("x-one".into(), "2".into())],
+            content_type: Some("application/octet-stream".into()),
+            body: Bytes::from_static(&[0, 159, 146, 150, 255, b'{']),
+        },
     }
 }
 
@@ -98,7 +100,7 @@ async fn sends_body_and_headers_byte_for_byte() {
     assert_eq!(report.result.unwrap().status, StatusCode::NO_CONTENT);
     let seen = seen.recv().await.unwrap();
     assert_eq!(seen.method, http::Method::PUT);
-    assert_eq!(seen.body, request.body);
+    assert_eq!(seen.body, request.http.body);
     let values: Vec<_> = seen.headers.get_all("x-one").iter().collect();
     assert_eq!(values, ["1", "2"]);
     assert_eq!(seen.headers["content-type"], "application/octet-stream");
@@ -143,7 +145,7 @@ async fn does_not_follow_redirects() {
 
 #[tokio::test]
 async fn times_out_on_a_receiver_that_never_answers() {
-    let (addr, _seen) = receiver(|| std::future::pending()).await;
+    let (addr, _seen) = receiver(std::future::pending).await;
     let report = sender(Duration::from_millis(200))
         .send(&request(addr))
         .await;

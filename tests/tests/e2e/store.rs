@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_server::{
-    domain::{Decision, DeliveryState, HttpMethod},
+    domain::{Decision, DeliveryState, HttpMethod, HttpRequest},
     store::{
         Store,
         records::{AttemptRecord, ClaimedDelivery, Completion, CompletionResult, NewDelivery},
@@ -29,11 +29,13 @@ async fn store(backend: Backend) -> Option<(TestDb, Store)> {
 fn delivery(n: usize) -> NewDelivery {
     NewDelivery {
         tenant_id: "default".into(),
-        url: format!("http://127.0.0.1:9/{n}"),
-        method: HttpMethod::Post,
-        headers: vec![("x-n".into(), n.to_string())],
-        body: Bytes::from(n.to_string()),
-        content_type: None,
+        request: HttpRequest {
+            method: HttpMethod::Post,
+            url: format!("http://127.0.0.1:9/{n}"),
+            headers: vec![("x-n".into(), n.to_string())],
+            content_type: None,
+            body: Bytes::from(n.to_string()),
+        },
         idempotency_key: None,
         max_attempts: 3,
         not_before_ms: None,
