@@ -18,25 +18,18 @@ async fn sdk_enqueues_reads_pages_and_watches(backend: Backend) {
         .unwrap();
     let mut outcomes = client.watch_outcomes(None).await.unwrap();
 
-    let enqueued = client
-        .enqueue(receiver.url("/sdk"))
-        .json(&serde_json_value())
-        .header("x-event-type", "order.created")
-        .idempotency_key("sdk-1")
-        .max_attempts(2)
-        .send()
-        .await
-        .unwrap();
+    let order = || {
+        client
+            .enqueue(receiver.url("/sdk"))
+            .json(&serde_json_value())
+            .header("x-event-type", "order.created")
+            .idempotency_key("sdk-1")
+            .max_attempts(2)
+            .send()
+    };
+    let enqueued = order().await.unwrap();
     assert!(enqueued.created);
-    let again = client
-        .enqueue(receiver.url("/sdk"))
-        .json(&serde_json_value())
-        .header("x-event-type", "order.created")
-        .idempotency_key("sdk-1")
-        .max_attempts(2)
-        .send()
-        .await
-        .unwrap();
+    let again = order().await.unwrap();
     assert_eq!(
         (again.id.as_str(), again.created),
         (enqueued.id.as_str(), false)
