@@ -34,6 +34,7 @@
 
 mod enqueue;
 mod error;
+mod operate;
 
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use herald_proto::v1::{
@@ -49,6 +50,7 @@ pub use herald_proto::v1 as proto;
 pub use herald_proto::v1::{
     Attempt, Delivery, DeliveryState, Header, HttpMethod, Outcome, OutcomeKind,
 };
+pub use operate::{DeliveryQuery, Redrive};
 
 /// Page size used by [`Client::dead_letters`].
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -83,6 +85,44 @@ impl Client {
         EnqueueBuilder::new(self.grpc.clone(), url.into())
     }
 
+    /// Cancels the pending delivery `id` and returns it, now CANCELLED. A
+    /// delivery that already finished is an error with code
+    /// `FailedPrecondition`.
+    pub async fn cancel_delivery(&self, id: &str) -> Result<Delivery, Error> {
+        let response = self
+            .grpc
+            .clone()
+            .cancel_delivery(proto::CancelDeliveryRequest { id: id.to_owned() })
+            .await?;
+        response
+            .into_inner()
+            .delivery
+            .ok_or(Error::MissingField("delivery"))
+    }
+
+    /// Starts a redrive of dead letters; choose them on the returned
+    /// [`Redrive`] and finish with [`Redrive::send`].
+    pub fn redrive_dead_letters(&self) -> Redrive {
+        Redrive::new(self.grpc.clone())
+    }
+
+    /// Deliveries matching `query`, newest first, fetched a page at a time
+    /// as the stream is read.
+    pub fn deliveries(
+        &self,
+        query: DeliveryQuery,
+    ) -> impl Stream<Item = Result<Delivery, Error>> + Send + 'static {
+        let grpc = self.grpc.clone();
+        pages(move |page_token| {
+            let mut grpc = grpc.clone();
+            let request = query.request(page_token);
+            async move {
+                let page = grpc.list_deliveries(request).await?.into_inner();
+                Ok((page.deliveries, page.next_page_token))
+            }
+        })
+    }
+
     /// The delivery with `id`, with all its attempts.
     pub async fn get_delivery(&self, id: &str) -> Result<Delivery, Error> {
         let response = self
@@ -108,13 +148,9 @@ impl Client {
         page_size: u32,
     ) -> impl Stream<Item = Result<Delivery, Error>> + Send + 'static {
         let grpc = self.grpc.clone();
-        // State: the token of the next page, or None once the last is read.
-        stream::try_unfold(Some(String::new()), move |token| {
+        pages(move |page_token| {
             let mut grpc = grpc.clone();
             async move {
-                let Some(page_token) = token else {
-                    return Ok(None);
-                };
                 let page = grpc
                     .list_dead_letters(ListDeadLettersRequest {
                         page_size,
@@ -122,14 +158,9 @@ impl Client {
                     })
                     .await?
                     .into_inner();
-                let next = (!page.next_page_token.is_empty()).then_some(page.next_page_token);
-                Ok::<_, Error>(Some((
-                    stream::iter(page.deliveries.into_iter().map(Ok)),
-                    next,
-                )))
+                Ok((page.deliveries, page.next_page_token))
             }
         })
-        .try_flatten()
     }
 
     /// Streams outcomes as Herald records them. With `after_sequence`,
@@ -146,4 +177,26 @@ impl Client {
             .into_inner();
         Ok(stream.map(|item| item?.outcome.ok_or(Error::MissingField("outcome"))))
     }
+}
+
+/// Follows page tokens: `fetch` gets the page for a token and returns its
+/// items and the next token (empty after the last page).
+fn pages<F, Fut>(fetch: F) -> impl Stream<Item = Result<Delivery, Error>> + Send + 'static
+where
+    F: Fn(String) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Vec<Delivery>, String), Error>> + Send + 'static,
+{
+    // State: the token of the next page, or None once the last is read.
+    stream::try_unfold(Some(String::new()), move |token| {
+        let page = token.map(&fetch);
+        async move {
+            let Some(page) = page else {
+                return Ok(None);
+            };
+            let (items, next) = page.await?;
+            let next = (!next.is_empty()).then_some(next);
+            Ok::<_, Error>(Some((stream::iter(items.into_iter().map(Ok)), next)))
+        }
+    })
+    .try_flatten()
 }

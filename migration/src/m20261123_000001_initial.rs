@@ -1,6 +1,7 @@
 //! Tenants, deliveries, attempts and outcomes, with the indexes the hot
-//! queries use: due pending rows (claim), dead letters by time (listing),
-//! idempotency keys per tenant (enqueue) and outcomes by sequence (watch).
+//! queries use: due pending rows (claim), dead letters by time (listing and
+//! redrive), deliveries by creation (listing), idempotency keys per tenant
+//! (enqueue) and outcomes by sequence (watch).
 
 use sea_orm_migration::prelude::*;
 
@@ -26,6 +27,14 @@ impl MigrationTrait for Migration {
                 .col(Deliveries::TenantId)
                 .col(Deliveries::IdempotencyKey)
                 .unique()
+                .to_owned(),
+            // ListDeliveries: a tenant's deliveries, newest first.
+            Index::create()
+                .name("deliveries_created_idx")
+                .table(Deliveries::Table)
+                .col(Deliveries::TenantId)
+                .col(Deliveries::CreatedAtMs)
+                .col(Deliveries::Id)
                 .to_owned(),
             // Outcome feed: a tenant's outcomes in sequence order.
             Index::create()
@@ -114,6 +123,9 @@ fn deliveries() -> TableCreateStatement {
                 .not_null(),
         )
         .col(ColumnDef::new(Deliveries::Url).text().not_null())
+        // `scheme://host:port`, the unit of per-destination fairness.
+        .col(ColumnDef::new(Deliveries::Destination).text().not_null())
+        .col(ColumnDef::new(Deliveries::Host).text().not_null())
         .col(ColumnDef::new(Deliveries::Method).string_len(8).not_null())
         .col(ColumnDef::new(Deliveries::Headers).text().not_null())
         .col(ColumnDef::new(Deliveries::Body).blob().not_null())
@@ -131,6 +143,13 @@ fn deliveries() -> TableCreateStatement {
                 .not_null(),
         )
         .col(ColumnDef::new(Deliveries::MaxAttempts).integer().not_null())
+        // The attempts one round may use; a redrive adds it to max_attempts.
+        .col(
+            ColumnDef::new(Deliveries::AttemptBudget)
+                .integer()
+                .not_null(),
+        )
+        .col(ColumnDef::new(Deliveries::DeadlineAtMs).big_integer())
         .col(ColumnDef::new(Deliveries::NextAttemptAtMs).big_integer())
         .col(ColumnDef::new(Deliveries::LeaseToken).uuid())
         .col(ColumnDef::new(Deliveries::LastStatusCode).integer())
@@ -227,6 +246,8 @@ enum Deliveries {
     Id,
     TenantId,
     Url,
+    Destination,
+    Host,
     Method,
     Headers,
     Body,
@@ -236,6 +257,8 @@ enum Deliveries {
     State,
     AttemptCount,
     MaxAttempts,
+    AttemptBudget,
+    DeadlineAtMs,
     NextAttemptAtMs,
     LeaseToken,
     LastStatusCode,

@@ -36,7 +36,7 @@ pub struct Config {
     pub lease_duration: Duration,
 
     /// Attempts per delivery unless the enqueue says otherwise.
-    #[arg(long, env = "HERALD_MAX_ATTEMPTS", default_value_t = 18)]
+    #[arg(long, env = "HERALD_MAX_ATTEMPTS", default_value_t = 20)]
     pub max_attempts: u32,
 
     /// Backoff floor: the first retry waits up to this long (full jitter).
@@ -44,7 +44,7 @@ pub struct Config {
     pub retry_min_backoff: Duration,
 
     /// Backoff cap: no retry waits longer than this (unless `Retry-After` asks, up to its cap).
-    #[arg(long, env = "HERALD_RETRY_MAX_BACKOFF", default_value = "3h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HERALD_RETRY_MAX_BACKOFF", default_value = "6h", value_parser = humantime::parse_duration)]
     pub retry_max_backoff: Duration,
 
     /// Longest `Retry-After` a receiver can ask for; longer requests are cut to this.
@@ -52,8 +52,13 @@ pub struct Config {
     pub retry_after_cap: Duration,
 
     /// Most attempts in flight at once on this replica.
-    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 128)]
     pub concurrency: usize,
+
+    /// Most attempts in flight at once to one destination (scheme, host,
+    /// port) on this replica, so a slow receiver cannot take every slot.
+    #[arg(long, env = "HERALD_DESTINATION_CONCURRENCY", default_value_t = 16)]
+    pub destination_concurrency: usize,
 
     /// Safety-net poll for due work when no wake-up arrives.
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -122,6 +127,12 @@ impl Config {
         }
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.destination_concurrency == 0 {
+            return invalid(
+                "HERALD_DESTINATION_CONCURRENCY",
+                "must be at least 1".to_owned(),
+            );
         }
         if self.poll_interval.is_zero() {
             return invalid("HERALD_POLL_INTERVAL", "must be above zero".to_owned());

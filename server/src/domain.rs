@@ -72,8 +72,10 @@ stored_enum! {
         Pending => "pending",
         /// The receiver answered 2xx. Terminal.
         Succeeded => "succeeded",
-        /// Herald gave up on it. Terminal.
+        /// Herald gave up on it. Terminal unless redriven.
         DeadLettered => "dead_lettered",
+        /// An operator cancelled it. Terminal.
+        Cancelled => "cancelled",
     }
 }
 
@@ -102,6 +104,8 @@ stored_enum! {
         RetryScheduled => "retry_scheduled",
         /// Herald gave up on the delivery.
         DeadLettered => "dead_lettered",
+        /// An operator cancelled the delivery.
+        Cancelled => "cancelled",
     }
 }
 
@@ -147,6 +151,28 @@ pub struct HttpRequest {
     pub body: Bytes,
 }
 
+/// Where a delivery goes, as far as fairness is concerned: one in-flight
+/// limit applies per scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    /// `scheme://host:port`, the port made explicit.
+    pub key: String,
+    /// The host alone, for filters.
+    pub host: String,
+}
+
+impl Destination {
+    /// The destination of an absolute http(s) URL; `None` without a host.
+    pub fn of(url: &url::Url) -> Option<Self> {
+        let host = url.host_str()?.to_ascii_lowercase();
+        let port = url.port_or_known_default()?;
+        Some(Self {
+            key: format!("{}://{host}:{port}", url.scheme()),
+            host,
+        })
+    }
+}
+
 /// What the scheduler decided after an attempt; the completer persists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -184,6 +210,21 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_make_the_port_explicit() {
+        let of = |raw: &str| Destination::of(&url::Url::parse(raw).unwrap()).unwrap();
+        assert_eq!(
+            of("https://API.example.com/x").key,
+            "https://api.example.com:443"
+        );
+        assert_eq!(
+            of("http://example.com:8080/").key,
+            "http://example.com:8080"
+        );
+        assert_eq!(of("http://[::1]/").host, "[::1]");
+        assert_eq!(of("http://a.example/"), of("http://a.example:80/y?z"));
+    }
 
     #[test]
     fn stored_text_round_trips() {

@@ -4,9 +4,9 @@
 //! Shutdown order: stop accepting RPCs and end watch streams, stop claiming,
 //! let in-flight attempts finish and be recorded, close the database.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
@@ -127,14 +127,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
 
     let shutdown = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
     let feed = OutcomeFeed::new(store.clone(), FEED_CAPACITY, shutdown.child_token());
     let sender = HttpSender::new(TransportConfig {
         request_timeout: config.request_timeout,
         response_excerpt_bytes: config.response_excerpt_bytes,
     })?;
     let scheduler_stop = CancellationToken::new();
-    let scheduler = Scheduler::start(
+    let (scheduler, scheduler_handle) = Scheduler::start(
         store.clone(),
         sender,
         feed.clone(),
@@ -145,18 +144,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         },
         SchedulerConfig {
             concurrency: config.concurrency,
+            destination_concurrency: config.destination_concurrency,
             claim_batch: CLAIM_BATCH.min(config.concurrency),
             lease_duration: config.lease_duration,
             poll_interval: config.poll_interval,
             shutdown_grace: config.shutdown_grace,
         },
-        Arc::clone(&wake),
         scheduler_stop.clone(),
     );
     let api = DeliveryApi::new(
         store.clone(),
         feed,
-        wake,
+        scheduler_handle,
         Limits {
             max_body_bytes: config.max_body_bytes,
             default_max_attempts: config.max_attempts,

@@ -27,6 +27,7 @@ pub fn test_config(database_url: &str) -> Config {
         retry_max_backoff: Duration::from_millis(20),
         retry_after_cap: Duration::from_secs(1),
         concurrency: 16,
+        destination_concurrency: 8,
         poll_interval: Duration::from_millis(200),
         max_body_bytes: 64 * 1024,
         response_excerpt_bytes: 256,

@@ -43,11 +43,33 @@ fn method(method: HttpMethod) -> proto::HttpMethod {
     }
 }
 
+/// A state filter from the API: `None` for "any state".
+pub fn state_filter(raw: i32) -> Result<Option<DeliveryState>, UnknownState> {
+    match proto::DeliveryState::try_from(raw) {
+        Ok(proto::DeliveryState::Unspecified) => Ok(None),
+        Ok(proto::DeliveryState::Pending) => Ok(Some(DeliveryState::Pending)),
+        Ok(proto::DeliveryState::Succeeded) => Ok(Some(DeliveryState::Succeeded)),
+        Ok(proto::DeliveryState::DeadLettered) => Ok(Some(DeliveryState::DeadLettered)),
+        Ok(proto::DeliveryState::Cancelled) => Ok(Some(DeliveryState::Cancelled)),
+        Err(_) => Err(UnknownState(raw)),
+    }
+}
+
+/// A state number this build does not know.
+#[derive(Debug)]
+pub struct UnknownState(pub i32);
+
+/// The name a person reads for a state, as in the proto.
+pub fn state_name(state: DeliveryState) -> &'static str {
+    self::state(state).as_str_name()
+}
+
 fn state(state: DeliveryState) -> proto::DeliveryState {
     match state {
         DeliveryState::Pending => proto::DeliveryState::Pending,
         DeliveryState::Succeeded => proto::DeliveryState::Succeeded,
         DeliveryState::DeadLettered => proto::DeliveryState::DeadLettered,
+        DeliveryState::Cancelled => proto::DeliveryState::Cancelled,
     }
 }
 
@@ -66,6 +88,7 @@ fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
         OutcomeKind::Succeeded => proto::OutcomeKind::Succeeded,
         OutcomeKind::RetryScheduled => proto::OutcomeKind::RetryScheduled,
         OutcomeKind::DeadLettered => proto::OutcomeKind::DeadLettered,
+        OutcomeKind::Cancelled => proto::OutcomeKind::Cancelled,
     }
 }
 
@@ -94,6 +117,7 @@ pub fn delivery(record: DeliveryRecord) -> proto::Delivery {
         update_time: Some(timestamp(record.updated_at_ms)),
         finish_time: record.finished_at_ms.map(timestamp),
         attempts: record.attempts.into_iter().map(attempt).collect(),
+        deadline_time: record.deadline_at_ms.map(timestamp),
     }
 }
 

@@ -1,62 +1,74 @@
 //! `herald.v1.DeliveryService`: each RPC reads the request, validates and
-//! converts it, calls the store or the feed, and maps the error once.
+//! converts it, calls the store, the scheduler or the feed, and maps the
+//! error once.
 
-use std::{pin::Pin, sync::Arc};
+use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use herald_proto::v1::{
-    EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse,
-    ListDeadLettersRequest, ListDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
+    CancelDeliveryRequest, CancelDeliveryResponse, EnqueueRequest, EnqueueResponse,
+    GetDeliveryRequest, GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+    ListDeliveriesRequest, ListDeliveriesResponse, RedriveDeadLettersRequest,
+    RedriveDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
     delivery_service_server::DeliveryService,
 };
-use tokio::sync::Notify;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::{
     convert,
     error::ApiError,
-    page_token,
+    filters::{self, delivery_id, page_size},
+    page_token::{self, Listing},
     validate::{self, Limits},
 };
 use crate::{
     outcomes::{Cursor, OutcomeFeed},
-    store::{DeadLetterCursor, Store},
+    scheduler::SchedulerHandle,
+    store::{PageCursor, Store, records::CancelResult},
 };
 
 /// Every caller belongs to this tenant until API keys arrive.
 pub const DEFAULT_TENANT: &str = "default";
-/// Page size when the request leaves it at 0.
-const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest page a caller may ask for.
-const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The service's shared state.
 #[derive(Clone)]
 pub struct DeliveryApi {
     store: Store,
     feed: OutcomeFeed,
-    wake: Arc<Notify>,
+    scheduler: SchedulerHandle,
     limits: Limits,
 }
 
 impl DeliveryApi {
-    /// A service over `store` and `feed` that wakes the scheduler through
-    /// `wake` after each enqueue.
-    pub fn new(store: Store, feed: OutcomeFeed, wake: Arc<Notify>, limits: Limits) -> Self {
+    /// A service over `store` and `feed` that tells `scheduler` about new
+    /// work and routes cancellations through it.
+    pub fn new(
+        store: Store,
+        feed: OutcomeFeed,
+        scheduler: SchedulerHandle,
+        limits: Limits,
+    ) -> Self {
         Self {
             store,
             feed,
-            wake,
+            scheduler,
             limits,
         }
     }
+
+    async fn delivery(&self, id: uuid::Uuid) -> Result<herald_proto::v1::Delivery, ApiError> {
+        let delivery = self
+            .store
+            .get_delivery(DEFAULT_TENANT, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        Ok(convert::delivery(delivery))
+    }
 }
 
-fn delivery_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| ApiError::invalid("id", format!("{raw:?} is not a delivery id (a UUID)")))
+fn not_found(id: uuid::Uuid) -> ApiError {
+    ApiError::NotFound(format!("delivery {id} not found"))
 }
 
 type OutcomeStream =
@@ -75,7 +87,7 @@ impl DeliveryService for DeliveryApi {
             .await
             .map_err(ApiError::from)?;
         if enqueued.created {
-            self.wake.notify_one();
+            self.scheduler.work_added();
         }
         Ok(Response::new(EnqueueResponse {
             id: enqueued.id.to_string(),
@@ -87,15 +99,9 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<GetDeliveryRequest>,
     ) -> Result<Response<GetDeliveryResponse>, Status> {
-        let id = delivery_id(&request.into_inner().id)?;
-        let delivery = self
-            .store
-            .get_delivery(DEFAULT_TENANT, id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("delivery {id} not found")))?;
+        let id = delivery_id("id", &request.into_inner().id)?;
         Ok(Response::new(GetDeliveryResponse {
-            delivery: Some(convert::delivery(delivery)),
+            delivery: Some(self.delivery(id).await?),
         }))
     }
 
@@ -104,32 +110,18 @@ impl DeliveryService for DeliveryApi {
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
         let request = request.into_inner();
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(ApiError::invalid(
-                    "page_size",
-                    format!("is {n}; the most is {MAX_PAGE_SIZE}"),
-                )
-                .into());
-            }
-        };
-        let cursor = page_token::decode(&request.page_token)?;
+        let page_size = page_size(request.page_size)?;
+        let cursor = page_token::decode(Listing::DeadLetters, &request.page_token)?;
         let page = self
             .store
             .list_dead_letters(DEFAULT_TENANT, cursor, u64::from(page_size))
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = match page.last() {
-            Some(last) if page.len() == page_size as usize => {
-                page_token::encode(DeadLetterCursor {
-                    finished_at_ms: last.finished_at_ms.unwrap_or_default(),
-                    id: last.id,
-                })
-            }
-            _ => String::new(),
-        };
+        let next_page_token =
+            page_token::next(Listing::DeadLetters, &page, page_size, |last| PageCursor {
+                at_ms: last.finished_at_ms.unwrap_or_default(),
+                id: last.id,
+            });
         Ok(Response::new(ListDeadLettersResponse {
             deliveries: page.into_iter().map(convert::delivery).collect(),
             next_page_token,
@@ -163,5 +155,73 @@ impl DeliveryService for DeliveryApi {
             Err(error) => Err(Status::from(ApiError::from(error))),
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cancel_delivery(
+        &self,
+        request: Request<CancelDeliveryRequest>,
+    ) -> Result<Response<CancelDeliveryResponse>, Status> {
+        let id = delivery_id("id", &request.into_inner().id)?;
+        match self
+            .scheduler
+            .cancel(DEFAULT_TENANT, id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            Ok(CancelResult::Cancelled(_)) => {}
+            Ok(CancelResult::NotFound) => return Err(not_found(id).into()),
+            Ok(CancelResult::Finished(state)) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "delivery {id} is already {}; only pending deliveries can be cancelled",
+                    convert::state_name(state)
+                ))
+                .into());
+            }
+            Err(error) => return Err(ApiError::from(error).into()),
+        }
+        Ok(Response::new(CancelDeliveryResponse {
+            delivery: Some(self.delivery(id).await?),
+        }))
+    }
+
+    async fn redrive_dead_letters(
+        &self,
+        request: Request<RedriveDeadLettersRequest>,
+    ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        let selection = filters::redrive_selection(&request)?;
+        let count = self
+            .store
+            .redrive(DEFAULT_TENANT, &selection, request.dry_run)
+            .await
+            .map_err(ApiError::from)?;
+        if count > 0 && !request.dry_run {
+            self.scheduler.work_added();
+        }
+        Ok(Response::new(RedriveDeadLettersResponse { count }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<ListDeliveriesRequest>,
+    ) -> Result<Response<ListDeliveriesResponse>, Status> {
+        let request = request.into_inner();
+        let filter = filters::delivery_filter(&request)?;
+        let page_size = page_size(request.page_size)?;
+        let cursor = page_token::decode(Listing::Deliveries, &request.page_token)?;
+        let page = self
+            .store
+            .list_deliveries(DEFAULT_TENANT, &filter, cursor, u64::from(page_size))
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token =
+            page_token::next(Listing::Deliveries, &page, page_size, |last| PageCursor {
+                at_ms: last.created_at_ms,
+                id: last.id,
+            });
+        Ok(Response::new(ListDeliveriesResponse {
+            deliveries: page.into_iter().map(convert::delivery).collect(),
+            next_page_token,
+        }))
     }
 }

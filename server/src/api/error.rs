@@ -20,6 +20,12 @@ pub enum ApiError {
     /// The thing asked for does not exist (for this caller).
     #[error("{0}")]
     NotFound(String),
+    /// The request is valid but the resource is in the wrong state for it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The server is shutting down; retry against another replica.
+    #[error("{0}")]
+    ShuttingDown(#[from] crate::scheduler::ShuttingDown),
     /// The storage layer failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -40,6 +46,8 @@ impl From<ApiError> for Status {
         match error {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::ShuttingDown(_) => Status::unavailable(error.to_string()),
             ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
                 Status::already_exists(error.to_string())
             }

@@ -5,6 +5,7 @@
 mod convert;
 mod delivery_service;
 mod error;
+mod filters;
 mod page_token;
 mod validate;
 

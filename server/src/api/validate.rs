@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{convert::timestamp_ms, error::ApiError};
 use crate::{
-    domain::{HttpMethod, HttpRequest},
+    domain::{Destination, HttpMethod, HttpRequest},
     store::records::NewDelivery,
 };
 
@@ -54,7 +54,7 @@ pub fn enqueue(
     tenant_id: &str,
     limits: &Limits,
 ) -> Result<NewDelivery, ApiError> {
-    let url = url(&request.url)?;
+    let (url, destination) = url(&request.url)?;
     let method = method(request.method)?;
     let headers = headers(
         request
@@ -96,13 +96,16 @@ pub fn enqueue(
             ));
         }
     };
-    let not_before_ms = request
-        .not_before_time
-        .map(|time| {
-            timestamp_ms(&time)
-                .ok_or_else(|| ApiError::invalid("not_before_time", "is not a valid timestamp"))
-        })
-        .transpose()?;
+    let not_before_ms = time_ms("not_before_time", request.not_before_time.as_ref())?;
+    let deadline_ms = time_ms("deadline_time", request.deadline_time.as_ref())?;
+    if let Some(deadline) = deadline_ms
+        && deadline <= not_before_ms.unwrap_or_else(now_ms)
+    {
+        return Err(ApiError::invalid(
+            "deadline_time",
+            "must be in the future and after not_before_time",
+        ));
+    }
     Ok(NewDelivery {
         tenant_id: tenant_id.to_owned(),
         request: HttpRequest {
@@ -112,17 +115,38 @@ pub fn enqueue(
             content_type,
             body: Bytes::from(request.body),
         },
+        destination,
         idempotency_key,
         max_attempts,
         not_before_ms,
+        deadline_ms,
     })
+}
+
+/// An optional proto timestamp as Unix ms, or INVALID_ARGUMENT for `field`.
+pub fn time_ms(
+    field: &'static str,
+    time: Option<&prost_types::Timestamp>,
+) -> Result<Option<i64>, ApiError> {
+    time.map(|time| {
+        timestamp_ms(time).ok_or_else(|| ApiError::invalid(field, "is not a valid timestamp"))
+    })
+    .transpose()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-fn url(raw: &str) -> Result<String, ApiError> {
+fn url(raw: &str) -> Result<(String, Destination), ApiError> {
     let invalid = |message: &str| ApiError::invalid("url", message.to_owned());
     if raw.is_empty() {
         return Err(invalid("is required, e.g. https://example.com/webhooks"));
@@ -157,8 +181,9 @@ fn url(raw: &str) -> Result<String, ApiError> {
             "must not have a #fragment; fragments are never sent",
         ));
     }
+    let destination = Destination::of(&parsed).ok_or_else(|| invalid("has no host"))?;
     // The normalised form is what every attempt will request.
-    Ok(parsed.into())
+    Ok((parsed.into(), destination))
 }
 
 fn method(raw: i32) -> Result<HttpMethod, ApiError> {
@@ -299,6 +324,24 @@ mod tests {
             }];
             assert_eq!(rejected_field(bad), "headers", "{name}: {value}");
         }
+    }
+
+    #[test]
+    fn deadline_must_follow_not_before() {
+        let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+        let mut past = request("http://example.com/");
+        past.deadline_time = at(1);
+        assert_eq!(rejected_field(past), "deadline_time");
+        let mut inverted = request("http://example.com/");
+        inverted.not_before_time = at(4_000_000_000);
+        inverted.deadline_time = at(3_999_999_999);
+        assert_eq!(rejected_field(inverted), "deadline_time");
+        let mut fine = request("http://example.com/");
+        fine.deadline_time = at(4_000_000_000);
+        assert_eq!(
+            enqueue(fine, "default", &LIMITS).unwrap().deadline_ms,
+            Some(4_000_000_000_000)
+        );
     }
 
     #[test]

@@ -1,28 +1,49 @@
 //! Claimer: lease due deliveries and start one executor per delivery.
 //!
 //! Concurrency is structural: an executor runs only while it holds an owned
-//! permit of the global semaphore, and the claimer never leases more rows
-//! than it holds free permits, so nothing claimed waits in a local queue
-//! while its lease runs down. When there is nothing due it sleeps until the
-//! first of: a wake-up (an enqueue, a scheduled retry), the earliest due
-//! time in the database, the safety-net poll, or shutdown.
+//! permit of the global semaphore and a slot of its destination, and the
+//! claimer never leases more rows than it holds free permits, so nothing
+//! claimed waits in a local queue while its lease runs down. Destinations
+//! that are full are excluded from the claim; a row claimed for a
+//! destination that filled up meanwhile is released at once with its
+//! attempt given back. When there is nothing due it sleeps until the first
+//! of: a wake-up (an enqueue here or on another replica, a scheduled
+//! retry, a destination freeing up), the earliest due time in the
+//! database, the safety-net poll, or shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
-    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{SchedulerConfig, executor::execute, retry::RetryPolicy};
+use super::{
+    SchedulerConfig,
+    completer::Work,
+    executor::execute,
+    fairness::{DestinationLimits, DestinationPermit},
+    retry::RetryPolicy,
+    wakeup::Wakeup,
+};
 use crate::{
-    store::{Store, records::Completion},
+    store::{
+        Store,
+        records::{ClaimedDelivery, Lease},
+    },
     transport::HttpSender,
 };
 
 /// Longest wait after a failed claim before trying again.
 const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Leases of attempts in flight, so shutdown can give back what it aborts.
+type InFlight = Arc<Mutex<HashSet<Lease>>>;
 
 /// The claim loop and the executors it started.
 pub struct Claimer {
@@ -30,19 +51,20 @@ pub struct Claimer {
     pub(super) sender: HttpSender,
     pub(super) policy: RetryPolicy,
     pub(super) config: SchedulerConfig,
-    pub(super) wake: Arc<Notify>,
-    pub(super) completions: mpsc::Sender<Completion>,
+    pub(super) wakeup: Wakeup,
+    pub(super) limits: DestinationLimits,
+    pub(super) completions: mpsc::Sender<Work>,
 }
 
 impl Claimer {
     /// Claims and executes until `shutdown`, then gives in-flight attempts
-    /// `config.shutdown_grace` to finish before abandoning them to lease
-    /// expiry.
+    /// `config.shutdown_grace` to finish; what is still running after that
+    /// is aborted and its leases are given back for any replica to take.
     pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut in_flight = JoinSet::new();
+        let leases = InFlight::default();
+        let mut tasks = JoinSet::new();
         loop {
-            // Wait for a free slot (reaping finished executors meanwhile).
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
                 permit = Arc::clone(&permits).acquire_owned() => match permit {
@@ -57,9 +79,14 @@ impl Claimer {
                     Err(_) => break,
                 }
             }
-            reap(&mut in_flight);
+            reap(&mut tasks);
             let wanted = held.len();
-            let claimed = match self.store.claim(wanted, self.config.lease_duration).await {
+            let excluded = self.limits.saturated();
+            let claimed = match self
+                .store
+                .claim(wanted, self.config.lease_duration, &excluded)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::error!(%error, "claiming due deliveries failed");
@@ -71,37 +98,59 @@ impl Claimer {
                 }
             };
             let got = claimed.len();
-            for (delivery, permit) in claimed.into_iter().zip(held.drain(..)) {
-                in_flight.spawn(self.attempt(delivery, permit));
+            let mut overflow = Vec::new();
+            for delivery in claimed {
+                match self.limits.try_acquire(&delivery.destination) {
+                    Some(slot) => {
+                        let permit = held.pop().expect("one permit per claimed row");
+                        tasks.spawn(self.attempt(delivery, permit, slot, Arc::clone(&leases)));
+                    }
+                    None => overflow.push(delivery.lease()),
+                }
             }
             drop(held);
+            if !overflow.is_empty() {
+                // Its destination filled up within this claim: give the rows
+                // back, unsent and uncounted. The next claim excludes it.
+                if let Err(error) = self.store.release(&overflow, true).await {
+                    tracing::warn!(%error, count = overflow.len(), "could not release rows; their leases will expire");
+                }
+            }
             if got < wanted && self.wait_for_work(&shutdown).await {
                 break;
             }
         }
-        self.drain(in_flight).await;
+        self.drain(tasks, leases).await;
     }
 
     fn attempt(
         &self,
-        delivery: crate::store::records::ClaimedDelivery,
+        delivery: ClaimedDelivery,
         permit: OwnedSemaphorePermit,
+        slot: DestinationPermit,
+        leases: InFlight,
     ) -> impl Future<Output = ()> + Send + 'static {
         let sender = self.sender.clone();
         let policy = self.policy;
         let completions = self.completions.clone();
+        let lease = delivery.lease();
+        lock(&leases).insert(lease);
         async move {
             let completion = execute(&sender, &policy, delivery).await;
             // The completer outlives every executor, so this only fails if it
             // panicked; the lease then expires and the attempt is retried.
-            let _ = completions.send(completion).await;
-            drop(permit);
+            let _ = completions.send(Work::Attempt(completion)).await;
+            lock(&leases).remove(&lease);
+            drop((slot, permit));
         }
     }
 
     /// Sleeps until work may be due. Returns true on shutdown.
     async fn wait_for_work(&self, shutdown: &CancellationToken) -> bool {
-        let due_in = match self.store.next_due_in().await {
+        // Rows bound for full destinations are due but not claimable: their
+        // destination freeing up wakes the claimer, not the clock.
+        let excluded = self.limits.saturated();
+        let due_in = match self.store.next_due_in(&excluded).await {
             Ok(Some(due_in)) => due_in.min(self.config.poll_interval),
             Ok(None) => self.config.poll_interval,
             Err(error) => {
@@ -116,35 +165,46 @@ impl Claimer {
     async fn idle(&self, shutdown: &CancellationToken, duration: Duration) -> bool {
         tokio::select! {
             () = shutdown.cancelled() => true,
-            () = self.wake.notified() => false,
+            () = self.wakeup.woken() => false,
             () = tokio::time::sleep(duration) => false,
         }
     }
 
-    /// Lets in-flight attempts finish within the grace period; what is still
-    /// running after it is aborted and recovered by lease expiry.
-    async fn drain(self, mut in_flight: JoinSet<()>) {
-        let count = in_flight.len();
+    async fn drain(self, mut tasks: JoinSet<()>, leases: InFlight) {
+        let count = tasks.len();
         if count > 0 {
             tracing::info!(count, "waiting for in-flight attempts to finish");
         }
         let finished = tokio::time::timeout(self.config.shutdown_grace, async {
-            while in_flight.join_next().await.is_some() {}
+            while tasks.join_next().await.is_some() {}
         })
         .await;
-        if finished.is_err() {
-            tracing::warn!(
-                count = in_flight.len(),
-                "shutdown grace ran out; abandoning attempts to lease expiry"
-            );
-            in_flight.abort_all();
+        if finished.is_ok() {
+            return;
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let abandoned: Vec<Lease> = lock(&leases).drain().collect();
+        tracing::warn!(
+            count = abandoned.len(),
+            "shutdown grace ran out; giving the unfinished attempts back for another replica"
+        );
+        // They may have reached their receivers: the attempt stays counted.
+        if let Err(error) = self.store.release(&abandoned, false).await {
+            tracing::warn!(%error, "could not release leases; they will expire");
         }
     }
 }
 
+fn lock(leases: &InFlight) -> std::sync::MutexGuard<'_, HashSet<Lease>> {
+    leases
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Collects finished executors so the set does not grow without bound.
-fn reap(in_flight: &mut JoinSet<()>) {
-    while let Some(result) = in_flight.try_join_next() {
+fn reap(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.try_join_next() {
         if let Err(error) = result {
             tracing::error!(%error, "an attempt task failed");
         }

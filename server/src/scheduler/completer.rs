@@ -1,6 +1,8 @@
-//! Completer: the one writer of attempt results. Consumes [`Completion`]s
-//! from every executor, writes them in batches (one transaction per batch,
-//! as many as are waiting, up to [`MAX_BATCH`]), then publishes the
+//! Completer: the one writer of outcomes on this replica. Consumes
+//! [`Work`] from every executor (attempt results) and from the API
+//! (cancellations), writes attempt results in batches (one transaction per
+//! batch: as many as are waiting, up to [`MAX_BATCH`], so commits are
+//! shared under load and nothing waits when idle), then publishes the
 //! committed outcomes to the feed in commit order.
 //!
 //! Its inbound channel is bounded: when the database falls behind,
@@ -11,60 +13,94 @@
 
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
+use super::wakeup::Wakeup;
 use crate::{
+    domain::Decision,
     outcomes::OutcomeFeed,
     store::{
-        Store,
-        records::{Completion, CompletionResult},
+        Store, StoreError,
+        records::{CancelResult, Completion, CompletionResult},
     },
 };
 
-/// Most completions written in one transaction.
+/// Most attempt results written in one transaction.
 pub const MAX_BATCH: usize = 128;
 /// Tries per batch before its rows are left to lease expiry.
 const WRITE_TRIES: u32 = 3;
 
+/// What the completer writes.
+#[derive(Debug)]
+pub enum Work {
+    /// An attempt's result.
+    Attempt(Completion),
+    /// An operator's cancellation, answered on `reply`.
+    Cancel {
+        /// The caller's tenant.
+        tenant_id: String,
+        /// The delivery to cancel.
+        id: Uuid,
+        /// Where the result goes.
+        reply: oneshot::Sender<Result<CancelResult, StoreError>>,
+    },
+}
+
 /// Runs until every sender is dropped and the channel is drained.
-pub async fn run(
-    store: Store,
-    feed: OutcomeFeed,
-    wake: std::sync::Arc<Notify>,
-    mut inbox: mpsc::Receiver<Completion>,
-) {
+pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Wakeup, mut inbox: mpsc::Receiver<Work>) {
+    let mut work = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Some(results) = write(&store, &batch).await {
-            let retries = batch
-                .iter()
-                .any(|c| matches!(c.decision, crate::domain::Decision::Retry { .. }));
-            feed.publish(results.into_iter().filter_map(|result| match result {
-                CompletionResult::Recorded(outcome) => Some(outcome),
-                CompletionResult::LeaseLost => None,
-            }));
-            if retries {
-                // A retry may now be due sooner than the claimer's timer.
-                wake.notify_one();
+    while inbox.recv_many(&mut work, MAX_BATCH).await > 0 {
+        let mut cancels = Vec::new();
+        for item in work.drain(..) {
+            match item {
+                Work::Attempt(completion) => batch.push(completion),
+                Work::Cancel {
+                    tenant_id,
+                    id,
+                    reply,
+                } => cancels.push((tenant_id, id, reply)),
             }
         }
-        batch.clear();
+        if !batch.is_empty() {
+            write(&store, &feed, &batch).await;
+            if batch
+                .iter()
+                .any(|c| matches!(c.decision, Decision::Retry { .. }))
+            {
+                // A retry may now be due sooner than the claimer's timer.
+                wakeup.wake_local();
+            }
+            batch.clear();
+        }
+        for (tenant_id, id, reply) in cancels {
+            let result = store.cancel(&tenant_id, id).await;
+            if let Ok(CancelResult::Cancelled(outcome)) = &result {
+                feed.publish([outcome.clone()]);
+            }
+            // The caller may have gone away; the cancel stands regardless.
+            let _ = reply.send(result);
+        }
     }
 }
 
-async fn write(store: &Store, batch: &[Completion]) -> Option<Vec<CompletionResult>> {
+async fn write(store: &Store, feed: &OutcomeFeed, batch: &[Completion]) {
     for attempt in 1..=WRITE_TRIES {
         match store.complete(batch).await {
             Ok(results) => {
-                for (completion, result) in batch.iter().zip(&results) {
-                    if *result == CompletionResult::LeaseLost {
-                        tracing::warn!(
+                let mut recorded = Vec::with_capacity(results.len());
+                for (completion, result) in batch.iter().zip(results) {
+                    match result {
+                        CompletionResult::Recorded(outcome) => recorded.push(outcome),
+                        CompletionResult::LeaseLost => tracing::warn!(
                             delivery_id = %completion.delivery_id,
-                            "lease lost before the attempt was recorded; result discarded"
-                        );
+                            "lease lost before the attempt was recorded (expired, or cancelled); result discarded"
+                        ),
                     }
                 }
-                return Some(results);
+                feed.publish(recorded);
+                return;
             }
             Err(error) => {
                 tracing::error!(%error, attempt, size = batch.len(), "could not record attempt results");
@@ -76,5 +112,4 @@ async fn write(store: &Store, batch: &[Completion]) -> Option<Vec<CompletionResu
         size = batch.len(),
         "giving up on recording this batch; its deliveries will be attempted again when their leases expire"
     );
-    None
 }

@@ -2,11 +2,17 @@
 //! [`ClaimedDelivery`], produces a [`Completion`]; never touches the
 //! database (the completer persists), so a slow database cannot stall
 //! sending and a slow receiver cannot hold a database connection.
+//!
+//! Two checks come before sending: a delivery past its deadline is
+//! dead-lettered unsent, and so is one whose claims ran past its attempt
+//! budget plus one (invariant I3: beyond the budget, at most one re-send
+//! after a crash lost an attempt's result).
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::retry::RetryPolicy;
 use crate::{
+    domain::Decision,
     store::records::{AttemptRecord, ClaimedDelivery, Completion},
     transport::{
         AttemptReport, HttpSender, OutboundRequest,
@@ -14,62 +20,87 @@ use crate::{
     },
 };
 
-/// Sends `delivery` once and returns the attempt with its decision.
+/// Sends `delivery` once (unless it may not be sent) and returns the
+/// result with its decision.
 pub async fn execute(
     sender: &HttpSender,
     policy: &RetryPolicy,
     delivery: ClaimedDelivery,
 ) -> Completion {
+    let now_ms = unix_ms(SystemTime::now());
+    let attempt_number = delivery.attempt_number;
+    let unsent = |reason: String| Completion {
+        delivery_id: delivery.id,
+        tenant_id: delivery.tenant_id.clone(),
+        lease_token: delivery.lease_token,
+        attempt_number,
+        attempt: None,
+        reason: Some(reason),
+        decision: Decision::DeadLetter,
+    };
+    if delivery
+        .deadline_at_ms
+        .is_some_and(|deadline| now_ms >= deadline)
+    {
+        return unsent(format!(
+            "the deadline passed before attempt {attempt_number}"
+        ));
+    }
+    if attempt_number > delivery.max_attempts.saturating_add(1) {
+        return unsent(format!(
+            "all {} attempts were used; the results of some were lost when Herald stopped mid-attempt",
+            delivery.max_attempts
+        ));
+    }
+    let until_deadline = delivery
+        .deadline_at_ms
+        .map(|deadline| Duration::from_millis(u64::try_from(deadline - now_ms).unwrap_or(0)));
     let request = OutboundRequest {
         delivery_id: delivery.id,
-        attempt_number: delivery.attempt_number,
+        attempt_number,
         http: delivery.request,
     };
     let report = sender.send(&request).await;
     let verdict = classify(&report.result);
-    let decision = policy.decide(&verdict, delivery.attempt_number, delivery.max_attempts);
-    tracing::debug!(
-        delivery_id = %delivery.id,
-        attempt = delivery.attempt_number,
-        ?decision,
-        "attempt finished"
+    let decision = policy.decide(
+        &verdict,
+        attempt_number,
+        delivery.max_attempts,
+        until_deadline,
     );
+    tracing::debug!(delivery_id = %delivery.id, attempt = attempt_number, ?decision, "attempt finished");
     Completion {
         delivery_id: delivery.id,
         tenant_id: delivery.tenant_id,
         lease_token: delivery.lease_token,
-        attempt: attempt_record(delivery.attempt_number, report),
+        attempt_number,
+        attempt: Some(attempt_record(attempt_number, report)),
+        reason: None,
         decision,
     }
 }
 
+fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
 fn attempt_record(number: u32, report: AttemptReport) -> AttemptRecord {
-    let started_at_ms = report
-        .started_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        });
+    let started_at_ms = unix_ms(report.started_at);
     let duration_us = i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX);
     let error_message = describe(&report.result);
-    match report.result {
-        Ok(response) => AttemptRecord {
-            number,
-            started_at_ms,
-            duration_us,
-            status_code: Some(response.status.as_u16()),
-            error_kind: None,
-            error_message,
-            response_excerpt: response.excerpt,
-        },
-        Err(error) => AttemptRecord {
-            number,
-            started_at_ms,
-            duration_us,
-            status_code: None,
-            error_kind: Some(error.kind()),
-            error_message,
-            response_excerpt: bytes::Bytes::new(),
-        },
+    let (status_code, error_kind, response_excerpt) = match report.result {
+        Ok(response) => (Some(response.status.as_u16()), None, response.excerpt),
+        Err(error) => (None, Some(error.kind()), bytes::Bytes::new()),
+    };
+    AttemptRecord {
+        number,
+        started_at_ms,
+        duration_us,
+        status_code,
+        error_kind,
+        error_message,
+        response_excerpt,
     }
 }

@@ -1,32 +1,48 @@
 //! The lease-and-retry scheduler: `claimer -> executor -> completer`.
 //!
-//! - [`claimer`] leases due deliveries (as many as it has free permits)
-//!   and starts one executor task per delivery;
+//! - [`claimer`] leases due deliveries (as many as it has free permits,
+//!   none for destinations at their in-flight limit, see [`fairness`]) and
+//!   starts one executor task per delivery;
 //! - [`executor`] sends one attempt through `transport` and decides, with
 //!   [`retry`], what follows; it never writes to the database;
 //! - [`completer`] persists results in batches, fenced by lease token, and
-//!   publishes the committed outcomes to the feed.
+//!   publishes the committed outcomes to the feed;
+//! - [`wakeup`] carries "work is due" between API, claimer and replicas.
 //!
 //! Shutdown has two phases: stop claiming, then drain (in-flight attempts
-//! finish within the grace period, the completer writes what they produced).
+//! finish within the grace period and are recorded; what does not finish is
+//! aborted and its lease given back so another replica takes it at once).
 
 mod claimer;
 mod completer;
 mod executor;
+mod fairness;
 pub mod retry;
+pub mod wakeup;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use tokio::{sync::Notify, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::{outcomes::OutcomeFeed, store::Store, transport::HttpSender};
+use self::{completer::Work, fairness::DestinationLimits, wakeup::Wakeup};
+use crate::{
+    outcomes::OutcomeFeed,
+    store::{Store, StoreError, records::CancelResult},
+    transport::HttpSender,
+};
 
 /// The scheduler's knobs, taken from [`crate::Config`].
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
     /// Most attempts in flight at once.
     pub concurrency: usize,
+    /// Most attempts in flight at once to one destination.
+    pub destination_concurrency: usize,
     /// Most rows leased per claim statement.
     pub claim_batch: usize,
     /// How long a claim leases a row.
@@ -42,42 +58,49 @@ pub struct Scheduler {
     task: JoinHandle<()>,
 }
 
+/// What the API may ask of the scheduler; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SchedulerHandle {
+    wakeup: Wakeup,
+    inbox: mpsc::Sender<Work>,
+}
+
 impl Scheduler {
-    /// Starts the claimer and the completer. `wake` is notified by enqueues
-    /// and scheduled retries; `shutdown` stops claiming.
+    /// Starts the claimer and the completer. `shutdown` stops claiming.
     pub fn start(
         store: Store,
         sender: HttpSender,
         feed: OutcomeFeed,
         policy: retry::RetryPolicy,
         config: SchedulerConfig,
-        wake: Arc<Notify>,
         shutdown: CancellationToken,
-    ) -> Self {
-        let (completions, inbox) = tokio::sync::mpsc::channel(completer::MAX_BATCH * 2);
+    ) -> (Self, SchedulerHandle) {
+        let wakeup = Wakeup::start(&store, &shutdown);
+        let (inbox, completer_inbox) = mpsc::channel(completer::MAX_BATCH * 2);
         let completer = tokio::spawn(completer::run(
             store.clone(),
             feed,
-            Arc::clone(&wake),
-            inbox,
+            wakeup.clone(),
+            completer_inbox,
         ));
         let claimer = claimer::Claimer {
             store,
             sender,
             policy,
             config,
-            wake,
-            completions,
+            limits: DestinationLimits::new(config.destination_concurrency, wakeup.clone()),
+            wakeup: wakeup.clone(),
+            completions: inbox.clone(),
         };
         let task = tokio::spawn(async move {
-            // The claimer owns the only completion sender (executors hold
-            // clones); when it and they are gone, the completer drains and ends.
+            // The completer ends once the claimer, its executors and every
+            // handle (held by the API) have dropped their senders.
             claimer.run(shutdown).await;
             if let Err(error) = completer.await {
                 tracing::error!(%error, "the completer failed");
             }
         });
-        Self { task }
+        (Self { task }, SchedulerHandle { wakeup, inbox })
     }
 
     /// Waits until the scheduler has stopped claiming, drained in-flight
@@ -86,5 +109,34 @@ impl Scheduler {
         if let Err(error) = self.task.await {
             tracing::error!(%error, "the scheduler failed");
         }
+    }
+}
+
+/// The scheduler stopped before it could answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the scheduler is shutting down")]
+pub struct ShuttingDown;
+
+impl SchedulerHandle {
+    /// New work is due now (an enqueue, a redrive): wake every replica.
+    pub fn work_added(&self) {
+        self.wakeup.work_added();
+    }
+
+    /// Cancels a delivery through the completer, so the cancellation's
+    /// outcome is ordered with this replica's attempt outcomes.
+    pub async fn cancel(
+        &self,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Result<CancelResult, StoreError>, ShuttingDown> {
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Cancel {
+            tenant_id: tenant_id.to_owned(),
+            id,
+            reply,
+        };
+        self.inbox.send(work).await.map_err(|_| ShuttingDown)?;
+        answer.await.map_err(|_| ShuttingDown)
     }
 }

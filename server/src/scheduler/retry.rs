@@ -20,19 +20,27 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Decides what follows attempt `attempt` (1-based) of `max_attempts`.
-    pub fn decide(&self, verdict: &Verdict, attempt: u32, max_attempts: u32) -> Decision {
-        match verdict {
-            Verdict::Success => Decision::Succeeded,
-            Verdict::Permanent => Decision::DeadLetter,
-            Verdict::Retry { .. } if attempt >= max_attempts => Decision::DeadLetter,
+    /// `until_deadline` is the time left before the delivery's deadline, if
+    /// it has one: a retry that would start after it dead-letters instead.
+    pub fn decide(
+        &self,
+        verdict: &Verdict,
+        attempt: u32,
+        max_attempts: u32,
+        until_deadline: Option<Duration>,
+    ) -> Decision {
+        let delay = match verdict {
+            Verdict::Success => return Decision::Succeeded,
+            Verdict::Permanent => return Decision::DeadLetter,
+            Verdict::Retry { .. } if attempt >= max_attempts => return Decision::DeadLetter,
             Verdict::Retry {
                 retry_after: Some(asked),
-            } => Decision::Retry {
-                delay: (*asked).min(self.retry_after_cap),
-            },
-            Verdict::Retry { retry_after: None } => Decision::Retry {
-                delay: self.backoff(attempt, &mut rand::rng()),
-            },
+            } => (*asked).min(self.retry_after_cap),
+            Verdict::Retry { retry_after: None } => self.backoff(attempt, &mut rand::rng()),
+        };
+        match until_deadline {
+            Some(left) if delay >= left => Decision::DeadLetter,
+            _ => Decision::Retry { delay },
         }
     }
 
@@ -84,20 +92,40 @@ mod tests {
     #[test]
     fn decisions_follow_the_classification() {
         let retry = Verdict::Retry { retry_after: None };
-        assert_eq!(POLICY.decide(&Verdict::Success, 1, 3), Decision::Succeeded);
         assert_eq!(
-            POLICY.decide(&Verdict::Permanent, 1, 3),
+            POLICY.decide(&Verdict::Success, 1, 3, None),
+            Decision::Succeeded
+        );
+        assert_eq!(
+            POLICY.decide(&Verdict::Permanent, 1, 3, None),
             Decision::DeadLetter
         );
         assert_eq!(
-            POLICY.decide(&retry, 3, 3),
+            POLICY.decide(&retry, 3, 3, None),
             Decision::DeadLetter,
             "last attempt"
         );
         assert!(matches!(
-            POLICY.decide(&retry, 2, 3),
+            POLICY.decide(&retry, 2, 3, None),
             Decision::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn a_retry_past_the_deadline_dead_letters() {
+        let asked = Verdict::Retry {
+            retry_after: Some(Duration::from_secs(10)),
+        };
+        assert_eq!(
+            POLICY.decide(&asked, 1, 3, Some(Duration::from_secs(5))),
+            Decision::DeadLetter
+        );
+        assert_eq!(
+            POLICY.decide(&asked, 1, 3, Some(Duration::from_secs(60))),
+            Decision::Retry {
+                delay: Duration::from_secs(10)
+            }
+        );
     }
 
     #[test]
@@ -106,13 +134,13 @@ mod tests {
             retry_after: Some(Duration::from_secs(secs)),
         };
         assert_eq!(
-            POLICY.decide(&asked(7), 1, 3),
+            POLICY.decide(&asked(7), 1, 3, None),
             Decision::Retry {
                 delay: Duration::from_secs(7)
             }
         );
         assert_eq!(
-            POLICY.decide(&asked(3600), 1, 3),
+            POLICY.decide(&asked(3600), 1, 3, None),
             Decision::Retry {
                 delay: POLICY.retry_after_cap
             }

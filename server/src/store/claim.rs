@@ -8,15 +8,19 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError, http_request, millis, records::ClaimedDelivery, unsigned};
+use super::{
+    Store, StoreError, http_request, millis,
+    records::{ClaimedDelivery, Lease},
+    unsigned,
+};
 
 const CLAIM: &str = "\
 WITH due AS MATERIALIZED ( \
     SELECT id FROM deliveries \
-    WHERE state = 'pending' AND next_attempt_at_ms <= {now} \
+    WHERE state = 'pending' AND next_attempt_at_ms <= {now} {excluded} \
     ORDER BY next_attempt_at_ms \
     LIMIT $3 {skip_locked} \
 ) \
@@ -26,45 +30,94 @@ UPDATE deliveries SET \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
 WHERE id IN (SELECT id FROM due) \
-RETURNING id, tenant_id, url, method, headers, body, content_type, attempt_count, max_attempts";
+RETURNING id, tenant_id, url, method, headers, body, content_type, attempt_count, max_attempts, \
+    destination, deadline_at_ms";
+
+/// Gives a lease back: the row is due again at once. `$3` says whether the
+/// attempt never started, so its count is returned too.
+const RELEASE: &str = "\
+UPDATE deliveries SET \
+    lease_token = NULL, \
+    next_attempt_at_ms = {now}, \
+    attempt_count = CASE WHEN $3 THEN attempt_count - 1 ELSE attempt_count END, \
+    updated_at_ms = {now} \
+WHERE id = $1 AND lease_token = $2 AND state = 'pending'";
 
 const NEXT_DUE: &str = "\
-SELECT MIN(next_attempt_at_ms) - {now} FROM deliveries WHERE state = 'pending'";
+SELECT MIN(next_attempt_at_ms) - {now} FROM deliveries WHERE state = 'pending' {excluded}";
 
 impl Store {
-    /// Leases up to `limit` due deliveries for `lease`, oldest due first.
-    /// Concurrent claimers (other replicas) never get the same row.
+    /// Leases up to `limit` due deliveries for `lease`, oldest due first,
+    /// skipping those bound for the `excluded` destinations (saturated on
+    /// this replica). Concurrent claimers (other replicas) never get the
+    /// same row.
     pub async fn claim(
         &self,
         limit: usize,
         lease: Duration,
+        excluded: &[String],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = Uuid::new_v4();
-        let sql = self
-            .dialect
-            .sql(&CLAIM.replace("{skip_locked}", self.dialect.skip_locked()));
-        let values: Vec<Value> = vec![
+        let mut values: Vec<Value> = vec![
             token.into(),
             millis(lease).into(),
             i64::try_from(limit).unwrap_or(i64::MAX).into(),
         ];
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(self.backend(), sql, values))
-            .await?;
+        let (excluded_sql, excluded_values) = not_in_destinations(excluded, values.len() + 1);
+        values.extend(excluded_values);
+        let sql = CLAIM
+            .replace("{skip_locked}", self.dialect.skip_locked())
+            .replace("{excluded}", &excluded_sql);
+        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
         rows.iter().map(|row| claimed(row, token)).collect()
     }
 
-    /// How long until the earliest pending delivery is due (zero if one is
-    /// due now); `None` when nothing is pending.
-    pub async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
-        let sql = Statement::from_string(self.backend(), self.dialect.sql(NEXT_DUE));
-        let Some(row) = self.db.query_one_raw(sql).await? else {
+    /// Gives `leases` back so their deliveries are due again at once (on
+    /// any replica). With `unstarted`, the claims' attempt counts are
+    /// returned as well. A lease that was lost meanwhile is left alone.
+    pub async fn release(&self, leases: &[Lease], unstarted: bool) -> Result<(), StoreError> {
+        for lease in leases {
+            let values: Vec<Value> = vec![
+                lease.delivery_id.into(),
+                lease.token.into(),
+                unstarted.into(),
+            ];
+            self.db.execute_raw(self.statement(RELEASE, values)).await?;
+        }
+        Ok(())
+    }
+
+    /// How long until the earliest pending delivery not bound for an
+    /// `excluded` destination is due (zero if one is due now); `None` when
+    /// there is none.
+    pub async fn next_due_in(&self, excluded: &[String]) -> Result<Option<Duration>, StoreError> {
+        let (excluded_sql, values) = not_in_destinations(excluded, 1);
+        let sql = NEXT_DUE.replace("{excluded}", &excluded_sql);
+        let Some(row) = self.db.query_one_raw(self.statement(&sql, values)).await? else {
             return Ok(None);
         };
         let millis: Option<i64> = row.try_get_by_index(0)?;
         Ok(millis.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
     }
+}
+
+/// `AND destination NOT IN ($first, ...)` and its values; empty when
+/// nothing is excluded.
+fn not_in_destinations(excluded: &[String], first: usize) -> (String, Vec<Value>) {
+    if excluded.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let placeholders: Vec<String> = (first..first + excluded.len())
+        .map(|n| format!("${n}"))
+        .collect();
+    let values = excluded
+        .iter()
+        .map(|key| Value::from(key.clone()))
+        .collect();
+    (
+        format!("AND destination NOT IN ({})", placeholders.join(", ")),
+        values,
+    )
 }
 
 fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
@@ -80,6 +133,8 @@ fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, Stor
         )?,
         attempt_number: unsigned(row.try_get_by_index(7)?, "attempt_count")?,
         max_attempts: unsigned(row.try_get_by_index(8)?, "max_attempts")?,
+        destination: row.try_get_by_index(9)?,
+        deadline_at_ms: row.try_get_by_index(10)?,
         lease_token,
     })
 }

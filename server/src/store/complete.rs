@@ -5,7 +5,7 @@
 //! attempt was made under. A stale completion (lease expired, row re-claimed)
 //! changes nothing and is reported as [`CompletionResult::LeaseLost`].
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
 
 use super::{
     Store, StoreError, millis,
@@ -14,12 +14,14 @@ use super::{
 use crate::domain::Decision;
 
 /// Moves the row on, if we still hold its lease. Terminal rows lose their
-/// due time (so they leave the due index) and get a finish time.
+/// due time (so they leave the due index) and get a finish time. `$8` says
+/// whether a request was sent; if not, the claim's count is given back.
 const UPDATE_DELIVERY: &str = "\
 UPDATE deliveries SET \
     state = $3, \
     next_attempt_at_ms = CASE WHEN $4 IS NULL THEN NULL ELSE {now} + $4 END, \
     lease_token = NULL, \
+    attempt_count = CASE WHEN $8 THEN attempt_count ELSE attempt_count - 1 END, \
     last_status_code = $5, \
     last_error = $6, \
     updated_at_ms = {now}, \
@@ -32,6 +34,7 @@ INSERT INTO attempts (delivery_id, number, started_at_ms, duration_us, status_co
     error_message, response_excerpt) \
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// Appends to the outcome feed; shared with cancellation.
 const INSERT_OUTCOME: &str = "\
 INSERT INTO outcomes (tenant_id, delivery_id, kind, attempt_number, status_code, error_kind, \
     error_message, next_attempt_at_ms, created_at_ms) \
@@ -61,22 +64,23 @@ impl Store {
         txn: &DatabaseTransaction,
         completion: &Completion,
     ) -> Result<CompletionResult, StoreError> {
-        let attempt = &completion.attempt;
-        let status_code = attempt.status_code.map(i32::from);
-        let error_kind = attempt.error_kind.map(|kind| kind.as_str());
+        let attempt = completion.attempt.as_ref();
+        let status_code = attempt.and_then(|a| a.status_code);
+        let error_kind = attempt.and_then(|a| a.error_kind);
+        let error_message = completion.error_message().map(str::to_owned);
         let delay_ms = match completion.decision {
             Decision::Retry { delay } => Some(millis(delay)),
             Decision::Succeeded | Decision::DeadLetter => None,
         };
-        let terminal = delay_ms.is_none();
         let update: Vec<Value> = vec![
             completion.delivery_id.into(),
             completion.lease_token.into(),
             completion.decision.state().as_str().into(),
             delay_ms.into(),
-            status_code.into(),
-            attempt.error_message.clone().into(),
-            terminal.into(),
+            status_code.map(i32::from).into(),
+            error_message.clone().into(),
+            delay_ms.is_none().into(),
+            attempt.is_some().into(),
         ];
         let Some(row) = txn
             .query_one_raw(self.statement(UPDATE_DELIVERY, update))
@@ -86,54 +90,63 @@ impl Store {
         };
         let next_attempt_at_ms: Option<i64> = row.try_get_by_index(0)?;
         let now_ms: i64 = row.try_get_by_index(1)?;
-
-        let number = i32::try_from(attempt.number).unwrap_or(i32::MAX);
-        let excerpt =
-            (!attempt.response_excerpt.is_empty()).then(|| attempt.response_excerpt.to_vec());
-        let insert_attempt: Vec<Value> = vec![
-            completion.delivery_id.into(),
-            number.into(),
-            attempt.started_at_ms.into(),
-            attempt.duration_us.into(),
-            status_code.into(),
-            error_kind.into(),
-            attempt.error_message.clone().into(),
-            excerpt.into(),
-        ];
-        txn.execute_raw(self.statement(INSERT_ATTEMPT, insert_attempt))
-            .await?;
-
-        let kind = completion.decision.outcome_kind();
-        let insert_outcome: Vec<Value> = vec![
-            completion.tenant_id.clone().into(),
-            completion.delivery_id.into(),
-            kind.as_str().into(),
-            number.into(),
-            status_code.into(),
-            error_kind.into(),
-            attempt.error_message.clone().into(),
-            next_attempt_at_ms.into(),
-            now_ms.into(),
-        ];
-        let sequence_row = txn
-            .query_one_raw(self.statement(INSERT_OUTCOME, insert_outcome))
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))?;
-        Ok(CompletionResult::Recorded(OutcomeRecord {
-            sequence: sequence_row.try_get_by_index(0)?,
+        if let Some(attempt) = attempt {
+            let excerpt =
+                (!attempt.response_excerpt.is_empty()).then(|| attempt.response_excerpt.to_vec());
+            let insert_attempt: Vec<Value> = vec![
+                completion.delivery_id.into(),
+                i32::try_from(attempt.number).unwrap_or(i32::MAX).into(),
+                attempt.started_at_ms.into(),
+                attempt.duration_us.into(),
+                status_code.map(i32::from).into(),
+                error_kind.map(|kind| kind.as_str()).into(),
+                attempt.error_message.clone().into(),
+                excerpt.into(),
+            ];
+            txn.execute_raw(self.statement(INSERT_ATTEMPT, insert_attempt))
+                .await?;
+        }
+        let outcome = OutcomeRecord {
+            sequence: 0,
             tenant_id: completion.tenant_id.clone(),
             delivery_id: completion.delivery_id,
-            kind,
-            attempt_number: attempt.number,
-            status_code: attempt.status_code,
-            error_kind: attempt.error_kind,
-            error_message: attempt.error_message.clone(),
+            kind: completion.decision.outcome_kind(),
+            attempt_number: completion.attempt_number,
+            status_code,
+            error_kind,
+            error_message,
             next_attempt_at_ms,
             created_at_ms: now_ms,
-        }))
+        };
+        Ok(CompletionResult::Recorded(
+            self.record_outcome(txn, outcome).await?,
+        ))
     }
 
-    fn statement(&self, template: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend(), self.dialect.sql(template), values)
+    /// Appends `outcome` to the feed inside `txn`; returns it with its sequence.
+    pub(super) async fn record_outcome(
+        &self,
+        txn: &DatabaseTransaction,
+        mut outcome: OutcomeRecord,
+    ) -> Result<OutcomeRecord, StoreError> {
+        let values: Vec<Value> = vec![
+            outcome.tenant_id.clone().into(),
+            outcome.delivery_id.into(),
+            outcome.kind.as_str().into(),
+            i32::try_from(outcome.attempt_number)
+                .unwrap_or(i32::MAX)
+                .into(),
+            outcome.status_code.map(i32::from).into(),
+            outcome.error_kind.map(|kind| kind.as_str()).into(),
+            outcome.error_message.clone().into(),
+            outcome.next_attempt_at_ms.into(),
+            outcome.created_at_ms.into(),
+        ];
+        let row = txn
+            .query_one_raw(self.statement(INSERT_OUTCOME, values))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))?;
+        outcome.sequence = row.try_get_by_index(0)?;
+        Ok(outcome)
     }
 }

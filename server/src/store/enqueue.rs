@@ -6,7 +6,7 @@
 //! request again" (answer the existing id) from "a different request under a
 //! used key" (refuse).
 
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -16,9 +16,11 @@ use super::{
 };
 
 const INSERT: &str = "\
-INSERT INTO deliveries (id, tenant_id, url, method, headers, body, content_type, idempotency_key, \
-    request_hash, state, attempt_count, max_attempts, next_attempt_at_ms, created_at_ms, updated_at_ms) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, COALESCE($11, {now}), {now}, {now}) \
+INSERT INTO deliveries (id, tenant_id, url, destination, host, method, headers, body, content_type, \
+    idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, deadline_at_ms, \
+    next_attempt_at_ms, created_at_ms, updated_at_ms) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $12, $12, $13, \
+    COALESCE($14, {now}), {now}, {now}) \
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING";
 
 const FIND_BY_KEY: &str = "\
@@ -38,6 +40,8 @@ impl Store {
             id.into(),
             delivery.tenant_id.clone().into(),
             request.url.clone().into(),
+            delivery.destination.key.clone().into(),
+            delivery.destination.host.clone().into(),
             request.method.as_str().into(),
             headers.into(),
             request.body.to_vec().into(),
@@ -47,10 +51,10 @@ impl Store {
             i32::try_from(delivery.max_attempts)
                 .unwrap_or(i32::MAX)
                 .into(),
+            delivery.deadline_ms.into(),
             delivery.not_before_ms.into(),
         ];
-        let insert =
-            Statement::from_sql_and_values(self.backend(), self.dialect.sql(INSERT), values);
+        let insert = self.statement(INSERT, values);
         let inserted = self.db.execute_raw(insert).await?.rows_affected();
         if inserted == 1 {
             return Ok(Enqueued { id, created: true });
@@ -61,10 +65,9 @@ impl Store {
                 "insert without idempotency key was skipped".into(),
             ));
         };
-        let find = Statement::from_sql_and_values(
-            self.backend(),
-            self.dialect.sql(FIND_BY_KEY),
-            [delivery.tenant_id.clone().into(), key.clone().into()],
+        let find = self.statement(
+            FIND_BY_KEY,
+            vec![delivery.tenant_id.clone().into(), key.clone().into()],
         );
         let row = self.db.query_one_raw(find).await?.ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -115,6 +118,7 @@ fn request_hash(delivery: &NewDelivery) -> String {
     field(&mut hasher, &request.body);
     hasher.update(delivery.max_attempts.to_be_bytes());
     hasher.update(delivery.not_before_ms.unwrap_or(i64::MIN).to_be_bytes());
+    hasher.update(delivery.deadline_ms.unwrap_or(i64::MIN).to_be_bytes());
     format!("{:x}", hasher.finalize())
 }
 
@@ -123,7 +127,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::domain::{HttpMethod, HttpRequest};
+    use crate::domain::{Destination, HttpMethod, HttpRequest};
 
     fn delivery() -> NewDelivery {
         NewDelivery {
@@ -135,9 +139,11 @@ mod tests {
                 body: Bytes::from_static(b"{}"),
                 content_type: Some("application/json".into()),
             },
+            destination: Destination::of(&"http://127.0.0.1:9/hook".parse().unwrap()).unwrap(),
             idempotency_key: Some("k".into()),
             max_attempts: 3,
             not_before_ms: None,
+            deadline_ms: None,
         }
     }
 

@@ -14,6 +14,8 @@ mod complete;
 mod dialect;
 mod enqueue;
 mod entity;
+mod notify;
+mod operate;
 mod outcomes;
 mod read;
 pub mod records;
@@ -24,12 +26,13 @@ use herald_migration::{Migrator, MigratorTrait};
 
 use crate::domain::HttpRequest;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr,
+    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, Statement, Value,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
 pub use dialect::Dialect;
-pub use read::DeadLetterCursor;
+pub use notify::WorkListener;
+pub use read::PageCursor;
 
 /// Errors from the store, typed so that `api/` can map each once.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,9 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] DbErr),
+    /// The listening connection failed.
+    #[error("listening for work: {0}")]
+    Listen(#[from] sea_orm::sqlx::Error),
 }
 
 /// Handle to Herald's database; cheap to clone (a pool inside).
@@ -103,6 +109,11 @@ impl Store {
 
     fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// A statement from a `$n`/`{now}` template in this store's dialect.
+    fn statement(&self, template: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend(), self.dialect.sql(template), values)
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

@@ -8,16 +8,18 @@ use super::{
     Store, StoreError,
     entity::{attempts, deliveries},
     http_request,
-    records::{AttemptRecord, DeliveryRecord},
+    records::{AttemptRecord, DeliveryFilter, DeliveryRecord},
     status_code, unsigned,
 };
 use crate::domain::DeliveryState;
 
-/// Where a dead-letter page starts: after this (finish time, id).
+/// Where a page starts: just past the last delivery of the previous page,
+/// by the listing's (time, id) order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadLetterCursor {
-    /// Finish time of the last delivery of the previous page, Unix ms.
-    pub finished_at_ms: i64,
+pub struct PageCursor {
+    /// The time the listing orders by (finish time for dead letters,
+    /// creation time for deliveries), Unix ms.
+    pub at_ms: i64,
     /// Id of the last delivery of the previous page.
     pub id: Uuid,
 }
@@ -55,7 +57,7 @@ impl Store {
     pub async fn list_dead_letters(
         &self,
         tenant_id: &str,
-        cursor: Option<DeadLetterCursor>,
+        cursor: Option<PageCursor>,
         limit: u64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let mut query = deliveries::Entity::find()
@@ -64,10 +66,10 @@ impl Store {
         if let Some(cursor) = cursor {
             query = query.filter(
                 Condition::any()
-                    .add(deliveries::Column::FinishedAtMs.gt(cursor.finished_at_ms))
+                    .add(deliveries::Column::FinishedAtMs.gt(cursor.at_ms))
                     .add(
                         Condition::all()
-                            .add(deliveries::Column::FinishedAtMs.eq(cursor.finished_at_ms))
+                            .add(deliveries::Column::FinishedAtMs.eq(cursor.at_ms))
                             .add(deliveries::Column::Id.gt(cursor.id)),
                     ),
             );
@@ -75,6 +77,61 @@ impl Store {
         query
             .order_by_asc(deliveries::Column::FinishedAtMs)
             .order_by_asc(deliveries::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(delivery_record)
+            .collect()
+    }
+}
+
+impl Store {
+    /// Up to `limit` of `tenant_id`'s deliveries matching `filter`, newest
+    /// first, starting past `cursor`.
+    pub async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        cursor: Option<PageCursor>,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let condition = Condition::all()
+            .add(deliveries::Column::TenantId.eq(tenant_id))
+            .add_option(
+                filter
+                    .state
+                    .map(|state| deliveries::Column::State.eq(state.as_str())),
+            )
+            .add_option(
+                filter
+                    .host
+                    .as_ref()
+                    .map(|host| deliveries::Column::Host.eq(host.as_str())),
+            )
+            .add_option(
+                filter
+                    .created_after_ms
+                    .map(|ms| deliveries::Column::CreatedAtMs.gte(ms)),
+            )
+            .add_option(
+                filter
+                    .created_before_ms
+                    .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
+            )
+            .add_option(cursor.map(|cursor| {
+                Condition::any()
+                    .add(deliveries::Column::CreatedAtMs.lt(cursor.at_ms))
+                    .add(
+                        Condition::all()
+                            .add(deliveries::Column::CreatedAtMs.eq(cursor.at_ms))
+                            .add(deliveries::Column::Id.lt(cursor.id)),
+                    )
+            }));
+        deliveries::Entity::find()
+            .filter(condition)
+            .order_by_desc(deliveries::Column::CreatedAtMs)
+            .order_by_desc(deliveries::Column::Id)
             .limit(limit)
             .all(&self.db)
             .await?
@@ -104,6 +161,7 @@ fn delivery_record(model: deliveries::Model) -> Result<DeliveryRecord, StoreErro
         created_at_ms: model.created_at_ms,
         updated_at_ms: model.updated_at_ms,
         finished_at_ms: model.finished_at_ms,
+        deadline_at_ms: model.deadline_at_ms,
         attempts: Vec::new(),
     })
 }

@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::domain::{AttemptErrorKind, Decision, DeliveryState, HttpRequest, OutcomeKind};
+use crate::domain::{
+    AttemptErrorKind, Decision, DeliveryState, Destination, HttpRequest, OutcomeKind,
+};
 
 /// A validated delivery to insert.
 #[derive(Debug, Clone)]
@@ -14,12 +16,16 @@ pub struct NewDelivery {
     pub tenant_id: String,
     /// The validated request to send.
     pub request: HttpRequest,
+    /// Where it goes (scheme, host, port).
+    pub destination: Destination,
     /// Caller's idempotency key, if any.
     pub idempotency_key: Option<String>,
-    /// Most attempts to make.
+    /// Most attempts to make (per round: a redrive grants as many again).
     pub max_attempts: u32,
     /// Earliest first attempt, Unix ms; now when `None`.
     pub not_before_ms: Option<i64>,
+    /// No attempt starts after this, Unix ms.
+    pub deadline_ms: Option<i64>,
 }
 
 /// Result of an enqueue.
@@ -58,6 +64,8 @@ pub struct DeliveryRecord {
     pub updated_at_ms: i64,
     /// When it became terminal.
     pub finished_at_ms: Option<i64>,
+    /// No attempt starts after this, Unix ms.
+    pub deadline_at_ms: Option<i64>,
     /// Recorded attempts, oldest first (empty in listings).
     pub attempts: Vec<AttemptRecord>,
 }
@@ -117,12 +125,35 @@ pub struct ClaimedDelivery {
     pub tenant_id: String,
     /// The request to send.
     pub request: HttpRequest,
+    /// `scheme://host:port`, for the per-destination in-flight limit.
+    pub destination: String,
     /// This attempt's number (the claim counted it).
     pub attempt_number: u32,
     /// Most attempts to make.
     pub max_attempts: u32,
+    /// No attempt starts after this, Unix ms.
+    pub deadline_at_ms: Option<i64>,
     /// The lease this attempt holds.
     pub lease_token: Uuid,
+}
+
+impl ClaimedDelivery {
+    /// The lease this claim holds, to release or fence by.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            delivery_id: self.id,
+            token: self.lease_token,
+        }
+    }
+}
+
+/// One delivery's lease: the row and the token that fences it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// Delivery id.
+    pub delivery_id: Uuid,
+    /// The claim's token.
+    pub token: Uuid,
 }
 
 /// The result of one attempt, ready to persist.
@@ -134,10 +165,66 @@ pub struct Completion {
     pub tenant_id: String,
     /// The lease the attempt was made under.
     pub lease_token: Uuid,
-    /// The attempt as it happened.
-    pub attempt: AttemptRecord,
+    /// The claimed attempt's number.
+    pub attempt_number: u32,
+    /// The attempt as it happened; `None` when Herald decided without
+    /// sending (deadline passed, attempt budget used up), in which case the
+    /// claim's count is given back.
+    pub attempt: Option<AttemptRecord>,
+    /// Why Herald decided without sending; `None` when it sent.
+    pub reason: Option<String>,
     /// What happens to the delivery next.
     pub decision: Decision,
+}
+
+impl Completion {
+    /// What went wrong, for people: the attempt's error or the reason.
+    pub fn error_message(&self) -> Option<&str> {
+        self.attempt
+            .as_ref()
+            .and_then(|attempt| attempt.error_message.as_deref())
+            .or(self.reason.as_deref())
+    }
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelResult {
+    /// Cancelled; this outcome was recorded.
+    Cancelled(OutcomeRecord),
+    /// No such delivery for the tenant.
+    NotFound,
+    /// The delivery had already finished in this state.
+    Finished(DeliveryState),
+}
+
+/// Which dead letters a redrive selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveSelection {
+    /// Exactly these.
+    Ids(Vec<Uuid>),
+    /// Those matching every filter given.
+    Filter {
+        /// Dead-lettered at or after this, Unix ms.
+        after_ms: Option<i64>,
+        /// Dead-lettered before this, Unix ms.
+        before_ms: Option<i64>,
+        /// URL host.
+        host: Option<String>,
+    },
+}
+
+/// Filters of a delivery listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only this URL host.
+    pub host: Option<String>,
+    /// Created at or after this, Unix ms.
+    pub created_after_ms: Option<i64>,
+    /// Created before this, Unix ms.
+    pub created_before_ms: Option<i64>,
 }
 
 /// What persisting one completion did.

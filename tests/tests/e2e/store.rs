@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_server::{
-    domain::{Decision, DeliveryState, HttpMethod, HttpRequest},
+    domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
     store::{
         Store,
         records::{AttemptRecord, ClaimedDelivery, Completion, CompletionResult, NewDelivery},
@@ -36,9 +36,11 @@ fn delivery(n: usize) -> NewDelivery {
             content_type: None,
             body: Bytes::from(n.to_string()),
         },
+        destination: Destination::of(&format!("http://127.0.0.1:9/{n}").parse().unwrap()).unwrap(),
         idempotency_key: None,
         max_attempts: 3,
         not_before_ms: None,
+        deadline_ms: None,
     }
 }
 
@@ -47,7 +49,9 @@ fn completion(claimed: &ClaimedDelivery, decision: Decision) -> Completion {
         delivery_id: claimed.id,
         tenant_id: claimed.tenant_id.clone(),
         lease_token: claimed.lease_token,
-        attempt: AttemptRecord {
+        attempt_number: claimed.attempt_number,
+        reason: None,
+        attempt: Some(AttemptRecord {
             number: claimed.attempt_number,
             started_at_ms: 1,
             duration_us: 10,
@@ -55,7 +59,7 @@ fn completion(claimed: &ClaimedDelivery, decision: Decision) -> Completion {
             error_kind: None,
             error_message: None,
             response_excerpt: Bytes::new(),
-        },
+        }),
         decision,
     }
 }
@@ -69,11 +73,11 @@ async fn claims_never_overlap_and_count_attempts(backend: Backend) {
     for n in 0..10 {
         store.enqueue(&delivery(n)).await.unwrap();
     }
-    let first = store.claim(4, LEASE).await.unwrap();
-    let second = store.claim(10, LEASE).await.unwrap();
+    let first = store.claim(4, LEASE, &[]).await.unwrap();
+    let second = store.claim(10, LEASE, &[]).await.unwrap();
     assert_eq!((first.len(), second.len()), (4, 6));
     assert!(
-        store.claim(10, LEASE).await.unwrap().is_empty(),
+        store.claim(10, LEASE, &[]).await.unwrap().is_empty(),
         "leased rows are not due"
     );
     let mut ids: Vec<_> = first.iter().chain(&second).map(|c| c.id).collect();
@@ -82,7 +86,7 @@ async fn claims_never_overlap_and_count_attempts(backend: Backend) {
     assert_eq!(ids.len(), 10, "no row claimed twice");
     assert!(first.iter().chain(&second).all(|c| c.attempt_number == 1));
     let due_in = store
-        .next_due_in()
+        .next_due_in(&[])
         .await
         .unwrap()
         .expect("leased rows are pending");
@@ -100,8 +104,8 @@ async fn a_completion_from_an_expired_lease_changes_nothing(backend: Backend) {
     let enqueued = store.enqueue(&delivery(1)).await.unwrap();
     // A zero lease expires at once: the row is due again and re-claimable,
     // as if the first holder had died.
-    let stale = store.claim(1, Duration::ZERO).await.unwrap().remove(0);
-    let current = store.claim(1, LEASE).await.unwrap().remove(0);
+    let stale = store.claim(1, Duration::ZERO, &[]).await.unwrap().remove(0);
+    let current = store.claim(1, LEASE, &[]).await.unwrap().remove(0);
     assert_eq!(current.id, stale.id);
     assert_ne!(current.lease_token, stale.lease_token);
     assert_eq!((stale.attempt_number, current.attempt_number), (1, 2));
@@ -158,8 +162,8 @@ async fn not_before_holds_a_delivery_back(backend: Backend) {
         ..delivery(1)
     };
     store.enqueue(&later).await.unwrap();
-    assert!(store.claim(10, LEASE).await.unwrap().is_empty());
-    let due_in = store.next_due_in().await.unwrap().unwrap();
+    assert!(store.claim(10, LEASE, &[]).await.unwrap().is_empty());
+    let due_in = store.next_due_in(&[]).await.unwrap().unwrap();
     assert!(due_in > Duration::from_secs(365 * 24 * 3600));
     store.close().await.unwrap();
 }

@@ -1,0 +1,123 @@
+//! Builders for the operator calls: redrives and delivery queries.
+
+use std::time::SystemTime;
+
+use herald_proto::v1::{
+    DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest,
+    delivery_service_client::DeliveryServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::Error;
+
+/// A redrive being described; finish with [`Redrive::send`]. Select by ids,
+/// or by any of the filters (not both).
+#[derive(Debug)]
+#[must_use = "a redrive does nothing until `send` is awaited"]
+pub struct Redrive {
+    grpc: DeliveryServiceClient<Channel>,
+    request: RedriveDeadLettersRequest,
+}
+
+impl Redrive {
+    pub(crate) fn new(grpc: DeliveryServiceClient<Channel>) -> Self {
+        Self {
+            grpc,
+            request: RedriveDeadLettersRequest::default(),
+        }
+    }
+
+    /// Redrives exactly these dead letters.
+    pub fn ids(mut self, ids: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.request.ids = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only those dead-lettered at or after `time`.
+    pub fn dead_lettered_after(mut self, time: SystemTime) -> Self {
+        self.request.dead_lettered_after_time = Some(time.into());
+        self
+    }
+
+    /// Only those dead-lettered before `time`.
+    pub fn dead_lettered_before(mut self, time: SystemTime) -> Self {
+        self.request.dead_lettered_before_time = Some(time.into());
+        self
+    }
+
+    /// Only those whose URL has this host.
+    pub fn destination_host(mut self, host: impl Into<String>) -> Self {
+        self.request.destination_host = host.into();
+        self
+    }
+
+    /// Only count what would be redriven.
+    pub fn dry_run(mut self) -> Self {
+        self.request.dry_run = true;
+        self
+    }
+
+    /// Sends the redrive; returns how many dead letters were (or, with
+    /// [`Redrive::dry_run`], would be) redriven.
+    pub async fn send(mut self) -> Result<u64, Error> {
+        Ok(self
+            .grpc
+            .redrive_dead_letters(self.request)
+            .await?
+            .into_inner()
+            .count)
+    }
+}
+
+/// Filters for [`crate::Client::deliveries`]; the default lists everything.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    state: Option<DeliveryState>,
+    destination_host: String,
+    created_after: Option<SystemTime>,
+    created_before: Option<SystemTime>,
+    page_size: u32,
+}
+
+impl DeliveryQuery {
+    /// Only deliveries in `state`.
+    pub fn state(mut self, state: DeliveryState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only deliveries whose URL has this host.
+    pub fn destination_host(mut self, host: impl Into<String>) -> Self {
+        self.destination_host = host.into();
+        self
+    }
+
+    /// Only deliveries created at or after `time`.
+    pub fn created_after(mut self, time: SystemTime) -> Self {
+        self.created_after = Some(time);
+        self
+    }
+
+    /// Only deliveries created before `time`.
+    pub fn created_before(mut self, time: SystemTime) -> Self {
+        self.created_before = Some(time);
+        self
+    }
+
+    /// Deliveries fetched per request (the server's default when unset).
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
+    pub(crate) fn request(&self, page_token: String) -> ListDeliveriesRequest {
+        ListDeliveriesRequest {
+            state: self.state.unwrap_or_default().into(),
+            destination_host: self.destination_host.clone(),
+            created_after_time: self.created_after.map(Into::into),
+            created_before_time: self.created_before.map(Into::into),
+            page_size: self.page_size,
+            page_token,
+        }
+    }
+}
