@@ -6,5 +6,6 @@ mod dead_letters;
 mod delivery;
 mod enqueue;
 mod grpcurl;
+mod operate;
 mod store;
 mod watch;
