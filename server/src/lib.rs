@@ -7,6 +7,7 @@
 //! the shared vocabulary and [`config`] the one typed configuration.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod outcomes;

@@ -8,10 +8,12 @@
 
 mod db;
 mod herald;
+mod process;
 mod receiver;
 
 pub use db::{Backend, TestDb};
 pub use herald::{TestHerald, test_config};
+pub use process::HeraldProcess;
 pub use receiver::{Receiver, Recorded, Reply};
 
 /// How long any wait in a test may take before it fails: a guard against

@@ -3,7 +3,7 @@
 //! channel, never by sleeping.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -56,10 +56,12 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
 struct State {
     requests: Mutex<Vec<Recorded>>,
     scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    /// Paths whose unscripted requests wait for the gate to open.
+    held: Mutex<HashSet<String>>,
+    gate: watch::Sender<bool>,
 }
 
 /// The receiver; it stops serving when dropped.
@@ -77,7 +79,12 @@ impl Receiver {
             .await
             .expect("bind the receiver");
         let addr = listener.local_addr().expect("receiver address");
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            requests: Mutex::default(),
+            scripts: Mutex::default(),
+            held: Mutex::default(),
+            gate: watch::channel(false).0,
+        });
         let (arrived, arrivals) = watch::channel(0);
         let arrived = Arc::new(arrived);
         let stop = CancellationToken::new();
@@ -131,6 +138,17 @@ impl Receiver {
             .lock()
             .unwrap()
             .insert(path.to_owned(), replies.into_iter().collect());
+    }
+
+    /// Holds every unscripted request to `path` open (no answer) until
+    /// [`Receiver::open_gate`]; then they, and later ones, get 204.
+    pub fn hold(&self, path: &str) {
+        self.state.held.lock().unwrap().insert(path.to_owned());
+    }
+
+    /// Answers every held request, and stops holding.
+    pub fn open_gate(&self) {
+        self.state.gate.send_replace(true);
     }
 
     /// Every request to `path` so far, in arrival order.
@@ -188,13 +206,14 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let reply = state
+    let scripted = state
         .scripts
         .lock()
         .unwrap()
         .get_mut(&path)
-        .and_then(VecDeque::pop_front)
-        .unwrap_or(Reply::Status(204));
+        .and_then(VecDeque::pop_front);
+    let held = scripted.is_none() && state.held.lock().unwrap().contains(&path);
+    let reply = scripted.unwrap_or(Reply::Status(204));
     state.requests.lock().unwrap().push(Recorded {
         method: parts.method,
         path,
@@ -203,6 +222,13 @@ async fn handle(
         at: Instant::now(),
     });
     arrived.send_modify(|count| *count += 1);
+    if held {
+        let mut gate = state.gate.subscribe();
+        tokio::select! {
+            () = stop.cancelled() => {}
+            _ = gate.wait_for(|open| *open) => {}
+        }
+    }
     let (status, headers) = match reply {
         Reply::Status(status) => (status, Vec::new()),
         Reply::WithHeaders(status, headers) => (status, headers),

@@ -158,6 +158,7 @@ impl Claimer {
                 self.config.poll_interval
             }
         };
+        tracing::debug!(?due_in, "idle until woken or due");
         self.idle(shutdown, due_in).await
     }
 

@@ -5,7 +5,12 @@ mod client;
 mod dead_letters;
 mod delivery;
 mod enqueue;
+mod faults;
 mod grpcurl;
+mod isolation;
 mod operate;
 mod store;
 mod watch;
+
+/// The `herald` binary under test (the same entry point as `herald serve`).
+const HERALD: &str = env!("CARGO_BIN_EXE_herald-under-test");

@@ -1,0 +1,110 @@
+//! The `herald` command line: `serve` runs the server, `migrate` applies
+//! the schema and exits. `main.rs` only calls [`main`], so tests can build
+//! the very same entry point.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::{Config, store::Store};
+
+/// Durable HTTP/webhook delivery over gRPC.
+#[derive(Parser)]
+#[command(name = "herald", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server and the delivery scheduler.
+    Serve(Config),
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// Database URL: `sqlite://FILE` or `postgres://...`.
+        #[arg(
+            long,
+            env = "HERALD_DATABASE_URL",
+            default_value = "sqlite://herald.db"
+        )]
+        database_url: String,
+    },
+}
+
+/// Runs the `herald` command with the process's arguments; exits 0 after a
+/// clean shutdown (SIGTERM or Ctrl-C) and 1 on any error.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("HERALD_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(config) => serve(config).await,
+            Command::Migrate { database_url } => migrate(&database_url).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let server = crate::start(config).await?;
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight attempts");
+        shutdown.cancel();
+    });
+    server.wait().await?;
+    Ok(())
+}
+
+async fn migrate(database_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::connect(database_url).await?;
+    store.migrate().await?;
+    store.close().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

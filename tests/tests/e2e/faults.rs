@@ -1,0 +1,283 @@
+//! Real processes, really killed: kill -9 mid-flight, graceful shutdown,
+//! two replicas sharing PostgreSQL, and wake-ups across replicas.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
+use herald_proto::v1::{
+    DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
+    delivery_service_client::DeliveryServiceClient,
+};
+use herald_tests::{Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, on_both_backends};
+use tonic::transport::Channel;
+
+use crate::HERALD;
+
+on_both_backends!(
+    kill_9_mid_flight_loses_nothing,
+    sigterm_records_in_flight_work_and_hands_over_the_rest
+);
+
+/// Short timings for child processes, as `HERALD_*` settings.
+fn settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut settings: HashMap<&'static str, String> = [
+        ("HERALD_REQUEST_TIMEOUT", "3s"),
+        ("HERALD_LEASE_DURATION", "4s"),
+        ("HERALD_RETRY_MIN_BACKOFF", "5ms"),
+        ("HERALD_RETRY_MAX_BACKOFF", "20ms"),
+        ("HERALD_POLL_INTERVAL", "100ms"),
+        ("HERALD_SHUTDOWN_GRACE", "1s"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name, value.to_owned()))
+    .collect();
+    settings.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned())),
+    );
+    settings.into_iter().collect()
+}
+
+/// Enqueues `count` POSTs to `url` over `tasks` concurrent callers.
+async fn enqueue_many(
+    client: &DeliveryServiceClient<Channel>,
+    url: &str,
+    count: usize,
+    tasks: usize,
+) -> Vec<String> {
+    let calls = (0..tasks).map(|task| {
+        let mut client = client.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in (task..count).step_by(tasks) {
+                let request = EnqueueRequest {
+                    url: url.clone(),
+                    body: b"{}".to_vec(),
+                    ..Default::default()
+                };
+                ids.push(
+                    client
+                        .enqueue(request)
+                        .await
+                        .expect("enqueue")
+                        .into_inner()
+                        .id,
+                );
+            }
+            ids
+        })
+    });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flat_map(|ids| ids.expect("enqueue task"))
+        .collect()
+}
+
+/// Waits until every one of `ids` has SUCCEEDED, watching the outcome
+/// streams of all `replicas` from the start (each replica's live feed
+/// carries the outcomes it recorded itself).
+async fn all_succeed(replicas: &[&DeliveryServiceClient<Channel>], ids: &[String]) {
+    let mut waiting: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut streams = Vec::new();
+    for client in replicas {
+        let request = WatchOutcomesRequest {
+            after_sequence: Some(0),
+        };
+        streams.push(
+            (*client)
+                .clone()
+                .watch_outcomes(request)
+                .await
+                .expect("watch")
+                .into_inner(),
+        );
+    }
+    let mut outcomes = futures::stream::select_all(streams);
+    let finished = tokio::time::timeout(PATIENCE, async {
+        while !waiting.is_empty() {
+            let outcome = outcomes
+                .next()
+                .await
+                .expect("stream open")
+                .expect("outcome")
+                .outcome
+                .unwrap();
+            assert_ne!(
+                outcome.kind,
+                i32::from(OutcomeKind::DeadLettered),
+                "{outcome:?}"
+            );
+            if outcome.kind == i32::from(OutcomeKind::Succeeded) {
+                waiting.remove(outcome.delivery_id.as_str());
+            }
+        }
+    })
+    .await;
+    assert!(
+        finished.is_ok(),
+        "{} deliveries did not succeed in time",
+        waiting.len()
+    );
+}
+
+async fn kill_9_mid_flight_loses_nothing(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.hold("/crash");
+    let config = settings(&[
+        ("HERALD_CONCURRENCY", "32"),
+        ("HERALD_DESTINATION_CONCURRENCY", "32"),
+    ]);
+    let mut first = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let ids = enqueue_many(&first.client().await, &receiver.url("/crash"), 500, 8).await;
+    receiver.wait_for("/crash", 32).await;
+    first.kill_9().await;
+    let in_flight_at_kill = receiver.requests("/crash").len();
+
+    receiver.open_gate();
+    let second = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    all_succeed(&[&second.client().await], &ids).await;
+
+    let seen = receiver.requests("/crash");
+    let unique: HashSet<&str> = seen.iter().map(|r| r.header("webhook-id")).collect();
+    let expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(unique, expected, "every delivery reached the receiver");
+    let duplicates = seen.len() - unique.len();
+    assert!(
+        duplicates <= in_flight_at_kill,
+        "{duplicates} duplicates, but only {in_flight_at_kill} requests were in flight at the kill"
+    );
+}
+
+async fn sigterm_records_in_flight_work_and_hands_over_the_rest(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.hold("/finish");
+    receiver.script("/hang", [Reply::Hang, Reply::Hang]);
+    // Leases far longer than the test: the hand-over must not wait for them.
+    let config = settings(&[
+        ("HERALD_LEASE_DURATION", "60s"),
+        ("HERALD_REQUEST_TIMEOUT", "30s"),
+    ]);
+    let mut first = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let client = first.client().await;
+    let finishing = enqueue_many(&client, &receiver.url("/finish"), 3, 1).await;
+    let hanging = enqueue_many(&client, &receiver.url("/hang"), 2, 1).await;
+    receiver.wait_for("/finish", 3).await;
+    receiver.wait_for("/hang", 2).await;
+
+    first.terminate();
+    receiver.open_gate();
+    let status = first.exited().await;
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+
+    let second = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let mut client = second.client().await;
+    for id in &finishing {
+        let delivery = client
+            .get_delivery(GetDeliveryRequest { id: id.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .delivery
+            .unwrap();
+        assert_eq!(
+            delivery.state,
+            i32::from(DeliveryState::Succeeded),
+            "in-flight attempt recorded"
+        );
+        assert_eq!(delivery.attempts.len(), 1);
+    }
+    // The attempts cut off by the grace period were given back: the second
+    // process takes them at once, not after the 60 s lease.
+    all_succeed(&[&client], &hanging).await;
+    let retried = receiver.requests("/hang");
+    assert_eq!(retried.len(), 4);
+    assert!(
+        retried[2..]
+            .iter()
+            .all(|r| r.header("herald-attempt") == "2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_work_and_send_each_delivery_once() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let config = settings(&[("HERALD_CONCURRENCY", "16")]);
+    let a = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let b = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let url = receiver.url("/shared");
+    let (client_a, client_b) = (a.client().await, b.client().await);
+    let (via_a, via_b) = tokio::join!(
+        enqueue_many(&client_a, &url, 1000, 4),
+        enqueue_many(&client_b, &url, 1000, 4)
+    );
+    let ids: Vec<String> = via_a.into_iter().chain(via_b).collect();
+    all_succeed(&[&client_a, &client_b], &ids).await;
+
+    let seen = receiver.requests("/shared");
+    let unique: HashSet<&str> = seen.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(unique.len(), 2000, "every delivery arrived");
+    assert_eq!(seen.len(), 2000, "no delivery arrived twice");
+    let (by_a, by_b) = (
+        a.log_count("attempt finished"),
+        b.log_count("attempt finished"),
+    );
+    assert_eq!(by_a + by_b, 2000, "attempts logged by the replicas");
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both replicas worked: {by_a} and {by_b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_on_one_replica_wakes_another() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    // Polls too slow to matter within this test: only NOTIFY can wake B.
+    let busy = settings(&[
+        ("HERALD_CONCURRENCY", "1"),
+        ("HERALD_POLL_INTERVAL", "5m"),
+        ("HERALD_REQUEST_TIMEOUT", "1m"),
+        ("HERALD_LEASE_DURATION", "2m"),
+    ]);
+    let a = HeraldProcess::spawn(HERALD, db.url(), &busy).await;
+    let mut client_a = a.client().await;
+    // A's only slot is taken by a receiver that never answers.
+    receiver.script("/hang-a", [Reply::Hang]);
+    enqueue_many(&client_a, &receiver.url("/hang-a"), 1, 1).await;
+    receiver.wait_for("/hang-a", 1).await;
+    let idle = settings(&[("HERALD_POLL_INTERVAL", "5m")]);
+    let b = HeraldProcess::spawn(HERALD, db.url(), &idle).await;
+    b.wait_for_log("idle until woken or due", 1).await;
+
+    let id = client_a
+        .enqueue(EnqueueRequest {
+            url: receiver.url("/woken"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let seen = receiver.wait_for("/woken", 1).await;
+    assert_eq!(seen[0].header("webhook-id"), id);
+    b.wait_for_log("attempt finished", 1).await;
+    assert_eq!(
+        a.log_count("attempt finished"),
+        0,
+        "A's only slot stayed taken"
+    );
+}
