@@ -104,3 +104,73 @@ fn attempt_record(number: u32, report: AttemptReport) -> AttemptRecord {
         response_excerpt,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        domain::{HttpMethod, HttpRequest},
+        transport::TransportConfig,
+    };
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        min_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+        retry_after_cap: Duration::from_secs(1),
+    };
+
+    /// A claim whose URL nobody listens on: if it were sent, the attempt
+    /// would be a connection error, not the unsent dead letter expected.
+    fn claimed(attempt_number: u32, deadline_at_ms: Option<i64>) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: Uuid::now_v7(),
+            tenant_id: "default".into(),
+            request: HttpRequest {
+                method: HttpMethod::Post,
+                url: "http://127.0.0.1:9/unused".into(),
+                headers: Vec::new(),
+                content_type: None,
+                body: Bytes::new(),
+            },
+            destination: "http://127.0.0.1:9".into(),
+            attempt_number,
+            max_attempts: 3,
+            deadline_at_ms,
+            lease_token: Uuid::new_v4(),
+        }
+    }
+
+    fn sender() -> HttpSender {
+        HttpSender::new(TransportConfig {
+            request_timeout: Duration::from_secs(1),
+            response_excerpt_bytes: 16,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_resend_after_lost_results_then_no_more() {
+        // Attempt 4 of 3: the one re-send I3 allows after a crash.
+        let allowed = execute(&sender(), &POLICY, claimed(4, None)).await;
+        assert!(allowed.attempt.is_some(), "the re-send is made");
+        assert_eq!(allowed.decision, Decision::DeadLetter, "and it is the last");
+        let refused = execute(&sender(), &POLICY, claimed(5, None)).await;
+        assert!(
+            refused.attempt.is_none(),
+            "nothing sent beyond budget plus one"
+        );
+        assert_eq!(refused.decision, Decision::DeadLetter);
+        assert!(refused.reason.unwrap().contains("lost"));
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_dead_letters_unsent() {
+        let completion = execute(&sender(), &POLICY, claimed(1, Some(1))).await;
+        assert!(completion.attempt.is_none());
+        assert_eq!(completion.decision, Decision::DeadLetter);
+        assert!(completion.error_message().unwrap().contains("deadline"));
+    }
+}
