@@ -1,7 +1,7 @@
 //! Reads for the API: one delivery with its attempts, and the dead-letter
 //! listing. Not on the hot path, so they go through the SeaORM entities.
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::{
@@ -60,33 +60,13 @@ impl Store {
         cursor: Option<PageCursor>,
         limit: u64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let mut query = deliveries::Entity::find()
-            .filter(deliveries::Column::TenantId.eq(tenant_id))
-            .filter(deliveries::Column::State.eq(DeliveryState::DeadLettered.as_str()));
-        if let Some(cursor) = cursor {
-            query = query.filter(
-                Condition::any()
-                    .add(deliveries::Column::FinishedAtMs.gt(cursor.at_ms))
-                    .add(
-                        Condition::all()
-                            .add(deliveries::Column::FinishedAtMs.eq(cursor.at_ms))
-                            .add(deliveries::Column::Id.gt(cursor.id)),
-                    ),
-            );
-        }
-        query
-            .order_by_asc(deliveries::Column::FinishedAtMs)
-            .order_by_asc(deliveries::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(delivery_record)
-            .collect()
+        let condition = Condition::all()
+            .add(deliveries::Column::TenantId.eq(tenant_id))
+            .add(deliveries::Column::State.eq(DeliveryState::DeadLettered.as_str()));
+        let order = (deliveries::Column::FinishedAtMs, Order::Asc);
+        self.page(condition, order, cursor, limit).await
     }
-}
 
-impl Store {
     /// Up to `limit` of `tenant_id`'s deliveries matching `filter`, newest
     /// first, starting past `cursor`.
     pub async fn list_deliveries(
@@ -118,20 +98,35 @@ impl Store {
                 filter
                     .created_before_ms
                     .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
-            )
-            .add_option(cursor.map(|cursor| {
-                Condition::any()
-                    .add(deliveries::Column::CreatedAtMs.lt(cursor.at_ms))
-                    .add(
-                        Condition::all()
-                            .add(deliveries::Column::CreatedAtMs.eq(cursor.at_ms))
-                            .add(deliveries::Column::Id.lt(cursor.id)),
-                    )
-            }));
+            );
+        let order = (deliveries::Column::CreatedAtMs, Order::Desc);
+        self.page(condition, order, cursor, limit).await
+    }
+
+    /// One page of deliveries matching `condition`, in (`time column`, id)
+    /// order, starting just past `cursor` in that order (keyset paging: no
+    /// row is skipped or repeated however deep the page).
+    async fn page(
+        &self,
+        condition: Condition,
+        (at, order): (deliveries::Column, Order),
+        cursor: Option<PageCursor>,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let id = deliveries::Column::Id;
+        let past = cursor.map(|cursor| {
+            let (past_at, past_id) = match order {
+                Order::Desc => (at.lt(cursor.at_ms), id.lt(cursor.id)),
+                _ => (at.gt(cursor.at_ms), id.gt(cursor.id)),
+            };
+            Condition::any()
+                .add(past_at)
+                .add(Condition::all().add(at.eq(cursor.at_ms)).add(past_id))
+        });
         deliveries::Entity::find()
-            .filter(condition)
-            .order_by_desc(deliveries::Column::CreatedAtMs)
-            .order_by_desc(deliveries::Column::Id)
+            .filter(condition.add_option(past))
+            .order_by(at, order.clone())
+            .order_by(id, order)
             .limit(limit)
             .all(&self.db)
             .await?

@@ -25,6 +25,17 @@ fn in_a_year() -> Option<prost_types::Timestamp> {
     Some((SystemTime::now() + Duration::from_secs(365 * 24 * 3600)).into())
 }
 
+/// Enqueues a delivery to `url` that stays pending for a year.
+async fn enqueue_for_next_year(herald: &TestHerald, url: String) -> String {
+    herald
+        .enqueue(EnqueueRequest {
+            url,
+            not_before_time: in_a_year(),
+            ..Default::default()
+        })
+        .await
+}
+
 async fn cancel_ends_a_pending_delivery_and_refuses_finished_ones(backend: Backend) {
     let Some(herald) = TestHerald::start(backend).await else {
         return;
@@ -38,13 +49,7 @@ async fn cancel_ends_a_pending_delivery_and_refuses_finished_ones(backend: Backe
         .await
         .unwrap()
         .into_inner();
-    let later = herald
-        .enqueue(EnqueueRequest {
-            url: receiver.url("/later"),
-            not_before_time: in_a_year(),
-            ..Default::default()
-        })
-        .await;
+    let later = enqueue_for_next_year(&herald, receiver.url("/later")).await;
     let cancel = |id: &str| CancelDeliveryRequest { id: id.to_owned() };
     let cancelled = client
         .cancel_delivery(cancel(&later))
@@ -235,15 +240,7 @@ async fn list_filters_and_pages_newest_first(backend: Backend) {
     }
     let mut pending = Vec::new();
     for _ in 0..2 {
-        pending.push(
-            herald
-                .enqueue(EnqueueRequest {
-                    url: receiver.url("/later"),
-                    not_before_time: in_a_year(),
-                    ..Default::default()
-                })
-                .await,
-        );
+        pending.push(enqueue_for_next_year(&herald, receiver.url("/later")).await);
     }
     let mut client = herald.client();
     let list = |state: DeliveryState, host: &str, page_size, page_token| ListDeliveriesRequest {
