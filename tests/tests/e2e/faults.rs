@@ -8,6 +8,7 @@ use herald_proto::v1::{
     DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
     delivery_service_client::DeliveryServiceClient,
 };
+use herald_server::store::{Store, records::DeliveryFilter};
 use herald_tests::{Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, on_both_backends};
 use tonic::transport::Channel;
 
@@ -77,8 +78,8 @@ async fn enqueue_many(
 }
 
 /// Waits until every one of `ids` has SUCCEEDED, watching the outcome
-/// streams of all `replicas` from the start (each replica's live feed
-/// carries the outcomes it recorded itself).
+/// streams of `replicas` from the start. (One replica's stream is complete;
+/// several replicas writing at once are issue-4 territory for the feed.)
 async fn all_succeed(replicas: &[&DeliveryServiceClient<Channel>], ids: &[String]) {
     let mut waiting: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut streams = Vec::new();
@@ -214,21 +215,40 @@ async fn two_replicas_share_the_work_and_send_each_delivery_once() {
     };
     let receiver = Receiver::start().await;
     let config = settings(&[("HERALD_CONCURRENCY", "16")]);
-    let a = HeraldProcess::spawn(HERALD, db.url(), &config).await;
-    let b = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let mut a = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    let mut b = HeraldProcess::spawn(HERALD, db.url(), &config).await;
     let url = receiver.url("/shared");
     let (client_a, client_b) = (a.client().await, b.client().await);
     let (via_a, via_b) = tokio::join!(
         enqueue_many(&client_a, &url, 1000, 4),
         enqueue_many(&client_b, &url, 1000, 4)
     );
-    let ids: Vec<String> = via_a.into_iter().chain(via_b).collect();
-    all_succeed(&[&client_a, &client_b], &ids).await;
+    assert_eq!(via_a.len() + via_b.len(), 2000);
+    receiver.wait_for("/shared", 2000).await;
+    // A graceful stop records every attempt in flight, so once both have
+    // exited the database holds every result.
+    a.terminate();
+    b.terminate();
+    assert_eq!(
+        (a.exited().await.code(), b.exited().await.code()),
+        (Some(0), Some(0))
+    );
 
     let seen = receiver.requests("/shared");
     let unique: HashSet<&str> = seen.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(unique.len(), 2000, "every delivery arrived");
     assert_eq!(seen.len(), 2000, "no delivery arrived twice");
+    let store = Store::connect(db.url()).await.unwrap();
+    let succeeded = DeliveryFilter {
+        state: Some(herald_server::domain::DeliveryState::Succeeded),
+        ..Default::default()
+    };
+    let listed = store
+        .list_deliveries("default", &succeeded, None, 5000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2000, "every delivery recorded as succeeded");
+    store.close().await.unwrap();
     let (by_a, by_b) = (
         a.log_count("attempt finished"),
         b.log_count("attempt finished"),
