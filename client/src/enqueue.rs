@@ -1,20 +1,21 @@
-//! The enqueue builder.
+//! [`EnqueueBuilder`]: describes one delivery and hands it to Herald.
+//!
+//! The builder only fills an `EnqueueRequest`; nothing is sent until
+//! [`EnqueueBuilder::send`]. A JSON body that fails to serialize is kept as an
+//! error and returned by `send`, so building never panics.
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{
-    EnqueueRequest, Header, HttpMethod, delivery_service_client::DeliveryServiceClient,
-};
+use herald_proto::v1::{EnqueueRequest, Header, HttpMethod};
 use serde::Serialize;
-use tonic::transport::Channel;
 
-use crate::Error;
+use crate::{Client, Error};
 
 /// A delivery being described; send it with [`EnqueueBuilder::send`].
 #[derive(Debug)]
 #[must_use = "an enqueue does nothing until `send` is awaited"]
 pub struct EnqueueBuilder {
-    grpc: DeliveryServiceClient<Channel>,
+    client: Client,
     request: EnqueueRequest,
     json_error: Option<serde_json::Error>,
 }
@@ -29,18 +30,21 @@ pub struct Enqueued {
 }
 
 impl EnqueueBuilder {
-    pub(crate) fn new(grpc: DeliveryServiceClient<Channel>, url: String) -> Self {
+    pub(crate) fn new(client: Client, url: String) -> Self {
         Self {
-            grpc,
+            client,
             request: EnqueueRequest {
                 url,
+                // Explicit rather than UNSPECIFIED, so the request on the wire
+                // says what the receiver will see.
+                method: HttpMethod::Post.into(),
                 ..Default::default()
             },
             json_error: None,
         }
     }
 
-    /// The HTTP method (POST when not set).
+    /// The HTTP method; POST unless set.
     pub fn method(mut self, method: HttpMethod) -> Self {
         self.request.method = method.into();
         self
@@ -55,20 +59,22 @@ impl EnqueueBuilder {
         self
     }
 
-    /// The body, sent byte for byte.
+    /// The body, sent byte for byte (a `Vec<u8>`, `&[u8]`, `String`,
+    /// `bytes::Bytes`, ...).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.request.body = body.into();
         self
     }
 
-    /// The body's `content-type`.
+    /// The body's `content-type`, e.g. `text/plain; charset=utf-8`.
     pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
         self.request.content_type = content_type.into();
         self
     }
 
     /// `value` as a JSON body with `content-type: application/json`. A
-    /// value that does not serialize makes [`EnqueueBuilder::send`] fail.
+    /// value that does not serialize makes [`EnqueueBuilder::send`] fail
+    /// with [`Error::Json`] without sending anything.
     pub fn json(mut self, value: &impl Serialize) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => {
@@ -81,7 +87,9 @@ impl EnqueueBuilder {
     }
 
     /// Makes the enqueue idempotent: the same key with the same request
-    /// returns the existing delivery.
+    /// returns the existing delivery (with `created: false`), so `send` can
+    /// be repeated safely after a timeout; the same key with a different
+    /// request is an error with code `AlreadyExists`.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.request.idempotency_key = key.into();
         self
@@ -93,9 +101,15 @@ impl EnqueueBuilder {
         self
     }
 
-    /// Do not attempt before `time`.
+    /// Do not attempt before `time` (now when not set).
     pub fn not_before(mut self, time: SystemTime) -> Self {
         self.request.not_before_time = Some(time.into());
+        self
+    }
+
+    /// Dead-letter rather than start an attempt after `time`.
+    pub fn deadline(mut self, time: SystemTime) -> Self {
+        self.request.deadline_time = Some(time.into());
         self
     }
 
@@ -106,76 +120,15 @@ impl EnqueueBuilder {
 
     /// Sends the enqueue; once this returns `Ok`, Herald holds the delivery
     /// durably.
-    pub async fn send(mut self) -> Result<Enqueued, Error> {
+    pub async fn send(self) -> Result<Enqueued, Error> {
         if let Some(error) = self.json_error {
             return Err(Error::Json(error));
         }
-        let response = self.grpc.enqueue(self.request).await?.into_inner();
+        let request = self.client.request(self.request);
+        let response = self.client.grpc().enqueue(request).await?.into_inner();
         Ok(Enqueued {
             id: response.id,
             created: response.created,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn builder() -> EnqueueBuilder {
-        let channel = Channel::from_static("http://127.0.0.1:1").connect_lazy();
-        EnqueueBuilder::new(
-            DeliveryServiceClient::new(channel),
-            "https://example.com/hook".into(),
-        )
-    }
-
-    #[tokio::test]
-    async fn builds_exactly_the_request_described() {
-        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        let builder = builder()
-            .method(HttpMethod::Put)
-            .json(&serde_json::json!({"a": 1}))
-            .header("x-one", "1")
-            .header("x-one", "2")
-            .idempotency_key("k")
-            .max_attempts(3)
-            .not_before(at);
-        let request = builder.request();
-        assert_eq!(request.url, "https://example.com/hook");
-        assert_eq!(request.method, i32::from(HttpMethod::Put));
-        assert_eq!(request.body, br#"{"a":1}"#);
-        assert_eq!(request.content_type, "application/json");
-        let headers: Vec<_> = request
-            .headers
-            .iter()
-            .map(|h| (&*h.name, &*h.value))
-            .collect();
-        assert_eq!(headers, [("x-one", "1"), ("x-one", "2")]);
-        assert_eq!(request.idempotency_key, "k");
-        assert_eq!(request.max_attempts, Some(3));
-        assert_eq!(
-            request.not_before_time.as_ref().map(|t| t.seconds),
-            Some(1_800_000_000)
-        );
-    }
-
-    #[tokio::test]
-    async fn defaults_leave_method_and_attempts_to_the_server() {
-        let request = builder().request().clone();
-        assert_eq!(request.method, i32::from(HttpMethod::Unspecified));
-        assert_eq!(request.max_attempts, None);
-    }
-
-    #[tokio::test]
-    async fn a_json_failure_surfaces_from_send() {
-        struct Unserializable;
-        impl Serialize for Unserializable {
-            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-                Err(serde::ser::Error::custom("nope"))
-            }
-        }
-        let error = builder().json(&Unserializable).send().await.unwrap_err();
-        assert!(matches!(error, Error::Json(_)), "{error}");
     }
 }

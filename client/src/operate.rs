@@ -1,28 +1,25 @@
-//! Builders for the operator calls: redrives and delivery queries.
+//! Builders for the operator calls: [`Redrive`] of dead letters and the
+//! [`DeliveryQuery`] filters of [`crate::Client::deliveries`].
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{
-    DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest,
-    delivery_service_client::DeliveryServiceClient,
-};
-use tonic::transport::Channel;
+use herald_proto::v1::{DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest};
 
-use crate::Error;
+use crate::{Client, Error};
 
 /// A redrive being described; finish with [`Redrive::send`]. Select by ids,
 /// or by any of the filters (not both).
 #[derive(Debug)]
 #[must_use = "a redrive does nothing until `send` is awaited"]
 pub struct Redrive {
-    grpc: DeliveryServiceClient<Channel>,
+    client: Client,
     request: RedriveDeadLettersRequest,
 }
 
 impl Redrive {
-    pub(crate) fn new(grpc: DeliveryServiceClient<Channel>) -> Self {
+    pub(crate) fn new(client: Client) -> Self {
         Self {
-            grpc,
+            client,
             request: RedriveDeadLettersRequest::default(),
         }
     }
@@ -59,13 +56,10 @@ impl Redrive {
 
     /// Sends the redrive; returns how many dead letters were (or, with
     /// [`Redrive::dry_run`], would be) redriven.
-    pub async fn send(mut self) -> Result<u64, Error> {
-        Ok(self
-            .grpc
-            .redrive_dead_letters(self.request)
-            .await?
-            .into_inner()
-            .count)
+    pub async fn send(self) -> Result<u64, Error> {
+        let request = self.client.request(self.request);
+        let response = self.client.grpc().redrive_dead_letters(request).await?;
+        Ok(response.into_inner().count)
     }
 }
 

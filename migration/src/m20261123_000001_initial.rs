@@ -19,6 +19,7 @@ impl MigrationTrait for Migration {
         manager.create_table(deliveries()).await?;
         manager.create_table(attempts()).await?;
         manager.create_table(outcomes()).await?;
+        manager.create_table(feed_state()).await?;
         for index in [
             // Idempotent enqueue: one key per tenant. NULL keys never collide.
             Index::create()
@@ -35,6 +36,12 @@ impl MigrationTrait for Migration {
                 .col(Deliveries::TenantId)
                 .col(Deliveries::CreatedAtMs)
                 .col(Deliveries::Id)
+                .to_owned(),
+            // Retention: outcomes by age.
+            Index::create()
+                .name("outcomes_created_idx")
+                .table(Outcomes::Table)
+                .col(Outcomes::CreatedAtMs)
                 .to_owned(),
             // Outcome feed: a tenant's outcomes in sequence order.
             Index::create()
@@ -66,11 +73,18 @@ impl MigrationTrait for Migration {
             .values_panic([DEFAULT_TENANT.into(), DEFAULT_TENANT.into(), 0i64.into()])
             .to_owned();
         manager.exec_stmt(seed).await?;
+        let horizon = Query::insert()
+            .into_table(FeedState::Table)
+            .columns([FeedState::Id, FeedState::PrunedThrough])
+            .values_panic([1.into(), 0i64.into()])
+            .to_owned();
+        manager.exec_stmt(horizon).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            FeedState::Table.into_iden(),
             Outcomes::Table.into_iden(),
             Attempts::Table.into_iden(),
             Deliveries::Table.into_iden(),
@@ -218,6 +232,8 @@ fn outcomes() -> TableCreateStatement {
         )
         .col(ColumnDef::new(Outcomes::TenantId).string_len(64).not_null())
         .col(ColumnDef::new(Outcomes::DeliveryId).uuid().not_null())
+        // The delivery's URL host, so watchers can filter by destination.
+        .col(ColumnDef::new(Outcomes::Host).text().not_null())
         .col(ColumnDef::new(Outcomes::Kind).string_len(24).not_null())
         .col(ColumnDef::new(Outcomes::AttemptNumber).integer().not_null())
         .col(ColumnDef::new(Outcomes::StatusCode).integer())
@@ -230,6 +246,32 @@ fn outcomes() -> TableCreateStatement {
                 .not_null(),
         )
         .to_owned()
+}
+
+/// One row: the highest outcome sequence retention has deleted, so a
+/// watcher asking to resume from before it learns that it cannot.
+fn feed_state() -> TableCreateStatement {
+    Table::create()
+        .table(FeedState::Table)
+        .col(
+            ColumnDef::new(FeedState::Id)
+                .integer()
+                .not_null()
+                .primary_key(),
+        )
+        .col(
+            ColumnDef::new(FeedState::PrunedThrough)
+                .big_integer()
+                .not_null(),
+        )
+        .to_owned()
+}
+
+#[derive(DeriveIden)]
+enum FeedState {
+    Table,
+    Id,
+    PrunedThrough,
 }
 
 #[derive(DeriveIden)]
@@ -287,6 +329,7 @@ enum Outcomes {
     Sequence,
     TenantId,
     DeliveryId,
+    Host,
     Kind,
     AttemptNumber,
     StatusCode,

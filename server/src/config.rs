@@ -72,6 +72,10 @@ pub struct Config {
     #[arg(long, env = "HERALD_RESPONSE_EXCERPT_BYTES", default_value_t = 1024)]
     pub response_excerpt_bytes: usize,
 
+    /// How long outcomes stay in the feed for `WatchOutcomes` replays.
+    #[arg(long, env = "HERALD_OUTCOME_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub outcome_retention: Duration,
+
     /// On shutdown, how long in-flight attempts may take to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

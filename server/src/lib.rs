@@ -13,6 +13,7 @@ pub mod domain;
 pub mod outcomes;
 pub mod scheduler;
 mod server;
+pub mod signal;
 pub mod store;
 pub mod transport;
 

@@ -14,7 +14,7 @@ use crate::{
     Config,
     api::{self, DeliveryApi, Limits},
     config::ConfigError,
-    outcomes::OutcomeFeed,
+    outcomes::{OutcomeFeed, Retention},
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
     store::{Store, StoreError},
     transport::{HttpSender, TransportConfig},
@@ -127,7 +127,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
 
     let shutdown = CancellationToken::new();
-    let feed = OutcomeFeed::new(store.clone(), FEED_CAPACITY, shutdown.child_token());
+    let feed = OutcomeFeed::start(
+        store.clone(),
+        FEED_CAPACITY,
+        config.poll_interval,
+        shutdown.child_token(),
+    );
+    let retention = Retention {
+        store: store.clone(),
+        window: config.outcome_retention,
+    };
+    tokio::spawn(retention.run(shutdown.child_token()));
     let sender = HttpSender::new(TransportConfig {
         request_timeout: config.request_timeout,
         response_excerpt_bytes: config.response_excerpt_bytes,

@@ -23,7 +23,7 @@ use super::{
     validate::{self, Limits},
 };
 use crate::{
-    outcomes::{Cursor, OutcomeFeed},
+    outcomes::OutcomeFeed,
     scheduler::SchedulerHandle,
     store::{PageCursor, Store, records::CancelResult},
 };
@@ -134,18 +134,10 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<WatchOutcomesRequest>,
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
-        let cursor = match request.into_inner().after_sequence {
-            None => Cursor::Now,
-            Some(sequence) => Cursor::After(i64::try_from(sequence).map_err(|_| {
-                ApiError::invalid(
-                    "after_sequence",
-                    format!("{sequence} is beyond any sequence Herald assigns"),
-                )
-            })?),
-        };
+        let (cursor, filter) = filters::watch(&request.into_inner())?;
         let outcomes = self
             .feed
-            .watch(DEFAULT_TENANT.to_owned(), cursor)
+            .watch(DEFAULT_TENANT.to_owned(), filter, cursor)
             .await
             .map_err(ApiError::from)?;
         let stream = ReceiverStream::new(outcomes).map(|item| match item {

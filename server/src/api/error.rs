@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The request is valid but the resource is in the wrong state for it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A watch cursor older than retention kept.
+    #[error(transparent)]
+    Watch(#[from] crate::outcomes::WatchError),
     /// The server is shutting down; retry against another replica.
     #[error("{0}")]
     ShuttingDown(#[from] crate::scheduler::ShuttingDown),
@@ -48,6 +51,12 @@ impl From<ApiError> for Status {
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::ShuttingDown(_) => Status::unavailable(error.to_string()),
+            ApiError::Watch(crate::outcomes::WatchError::OutOfRange { .. }) => {
+                Status::out_of_range(error.to_string())
+            }
+            ApiError::Watch(crate::outcomes::WatchError::Store(store)) => {
+                ApiError::Store(store).into()
+            }
             ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
                 Status::already_exists(error.to_string())
             }

@@ -1,7 +1,10 @@
 //! Parsing of the operator RPCs' selections and filters, with
 //! INVALID_ARGUMENT naming the field at fault.
 
-use herald_proto::v1::{ListDeliveriesRequest, RedriveDeadLettersRequest};
+use herald_proto::v1::{
+    ListDeliveriesRequest, OutcomeKind as ProtoKind, RedriveDeadLettersRequest,
+    WatchOutcomesRequest,
+};
 use uuid::Uuid;
 
 use super::{
@@ -9,10 +12,14 @@ use super::{
     error::ApiError,
     validate::time_ms,
 };
-use crate::store::records::{DeliveryFilter, RedriveSelection};
+use crate::{
+    domain::OutcomeKind,
+    outcomes::Cursor,
+    store::records::{DeliveryFilter, OutcomeFilter, RedriveSelection},
+};
 
-/// Most ids one redrive may name.
-const MAX_REDRIVE_IDS: usize = 1000;
+/// Most ids one redrive or watch may name.
+const MAX_IDS: usize = 1000;
 /// Page size when the request leaves it at 0.
 const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Largest page a caller may ask for.
@@ -74,13 +81,10 @@ pub fn redrive_selection(
             "cannot be combined with time or destination filters; give one or the other",
         ));
     }
-    if request.ids.len() > MAX_REDRIVE_IDS {
+    if request.ids.len() > MAX_IDS {
         return Err(ApiError::invalid(
             "ids",
-            format!(
-                "has {} ids; the most is {MAX_REDRIVE_IDS}",
-                request.ids.len()
-            ),
+            format!("has {} ids; the most is {MAX_IDS}", request.ids.len()),
         ));
     }
     let ids = request
@@ -102,6 +106,62 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
         created_after_ms: time_ms("created_after_time", request.created_after_time.as_ref())?,
         created_before_ms: time_ms("created_before_time", request.created_before_time.as_ref())?,
     })
+}
+
+/// Where a watch starts and what it streams.
+pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), ApiError> {
+    let cursor = match (request.after_sequence, request.from_oldest) {
+        (Some(_), true) => {
+            return Err(ApiError::invalid(
+                "from_oldest",
+                "cannot be combined with after_sequence; give one or the other",
+            ));
+        }
+        (None, true) => Cursor::Oldest,
+        (None, false) => Cursor::Now,
+        (Some(sequence), false) => Cursor::After(i64::try_from(sequence).map_err(|_| {
+            ApiError::invalid(
+                "after_sequence",
+                format!("{sequence} is beyond any sequence Herald assigns"),
+            )
+        })?),
+    };
+    if request.delivery_ids.len() > MAX_IDS {
+        return Err(ApiError::invalid(
+            "delivery_ids",
+            format!(
+                "has {} ids; the most is {MAX_IDS}",
+                request.delivery_ids.len()
+            ),
+        ));
+    }
+    let delivery_ids = request
+        .delivery_ids
+        .iter()
+        .map(|id| delivery_id("delivery_ids", id))
+        .collect::<Result<_, _>>()?;
+    let kinds = request
+        .kinds
+        .iter()
+        .map(|&raw| match ProtoKind::try_from(raw) {
+            Ok(ProtoKind::Succeeded) => Ok(OutcomeKind::Succeeded),
+            Ok(ProtoKind::RetryScheduled) => Ok(OutcomeKind::RetryScheduled),
+            Ok(ProtoKind::DeadLettered) => Ok(OutcomeKind::DeadLettered),
+            Ok(ProtoKind::Cancelled) => Ok(OutcomeKind::Cancelled),
+            Ok(ProtoKind::Unspecified) | Err(_) => Err(ApiError::invalid(
+                "kinds",
+                format!("{raw} is not an outcome kind to filter by"),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((
+        cursor,
+        OutcomeFilter {
+            delivery_ids,
+            kinds,
+            host: host(&request.destination_host),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -142,6 +202,31 @@ mod tests {
                 host: Some("api.example.com".into())
             }
         );
+    }
+
+    #[test]
+    fn watch_cursors_and_filters() {
+        let both = WatchOutcomesRequest {
+            after_sequence: Some(3),
+            from_oldest: true,
+            ..Default::default()
+        };
+        assert_eq!(field(watch(&both).unwrap_err()), "from_oldest");
+        let kinds = WatchOutcomesRequest {
+            kinds: vec![0],
+            ..Default::default()
+        };
+        assert_eq!(field(watch(&kinds).unwrap_err()), "kinds");
+        let (cursor, filter) = watch(&WatchOutcomesRequest {
+            from_oldest: true,
+            kinds: vec![ProtoKind::DeadLettered.into()],
+            destination_host: "Example.COM".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cursor, Cursor::Oldest);
+        assert_eq!(filter.kinds, [OutcomeKind::DeadLettered]);
+        assert_eq!(filter.host.as_deref(), Some("example.com"));
     }
 
     #[test]

@@ -29,8 +29,8 @@ use super::{
     executor::execute,
     fairness::{DestinationLimits, DestinationPermit},
     retry::RetryPolicy,
-    wakeup::Wakeup,
 };
+use crate::signal::Signal;
 use crate::{
     store::{
         Store,
@@ -51,7 +51,7 @@ pub struct Claimer {
     pub(super) sender: HttpSender,
     pub(super) policy: RetryPolicy,
     pub(super) config: SchedulerConfig,
-    pub(super) wakeup: Wakeup,
+    pub(super) wakeup: Signal,
     pub(super) limits: DestinationLimits,
     pub(super) completions: mpsc::Sender<Work>,
 }
@@ -166,7 +166,7 @@ impl Claimer {
     async fn idle(&self, shutdown: &CancellationToken, duration: Duration) -> bool {
         tokio::select! {
             () = shutdown.cancelled() => true,
-            () = self.wakeup.woken() => false,
+            () = self.wakeup.raised() => false,
             () = tokio::time::sleep(duration) => false,
         }
     }

@@ -2,8 +2,8 @@
 //! [`Work`] from every executor (attempt results) and from the API
 //! (cancellations), writes attempt results in batches (one transaction per
 //! batch: as many as are waiting, up to [`MAX_BATCH`], so commits are
-//! shared under load and nothing waits when idle), then publishes the
-//! committed outcomes to the feed in commit order.
+//! shared under load and nothing waits when idle), then tells the outcome
+//! feed that outcomes were committed.
 //!
 //! Its inbound channel is bounded: when the database falls behind,
 //! executors wait to hand over results, and the claimer (out of permits)
@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::wakeup::Wakeup;
+use crate::signal::Signal;
 use crate::{
     domain::Decision,
     outcomes::OutcomeFeed,
@@ -48,7 +48,7 @@ pub enum Work {
 }
 
 /// Runs until every sender is dropped and the channel is drained.
-pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Wakeup, mut inbox: mpsc::Receiver<Work>) {
+pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Signal, mut inbox: mpsc::Receiver<Work>) {
     let mut work = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut work, MAX_BATCH).await > 0 {
@@ -70,14 +70,14 @@ pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Wakeup, mut inbox: mps
                 .any(|c| matches!(c.decision, Decision::Retry { .. }))
             {
                 // A retry may now be due sooner than the claimer's timer.
-                wakeup.wake_local();
+                wakeup.raise_local();
             }
             batch.clear();
         }
         for (tenant_id, id, reply) in cancels {
             let result = store.cancel(&tenant_id, id).await;
-            if let Ok(CancelResult::Cancelled(outcome)) = &result {
-                feed.publish([outcome.clone()]);
+            if let Ok(CancelResult::Cancelled(_)) = &result {
+                feed.committed();
             }
             // The caller may have gone away; the cancel stands regardless.
             let _ = reply.send(result);
@@ -89,17 +89,20 @@ async fn write(store: &Store, feed: &OutcomeFeed, batch: &[Completion]) {
     for attempt in 1..=WRITE_TRIES {
         match store.complete(batch).await {
             Ok(results) => {
-                let mut recorded = Vec::with_capacity(results.len());
-                for (completion, result) in batch.iter().zip(results) {
-                    match result {
-                        CompletionResult::Recorded(outcome) => recorded.push(outcome),
-                        CompletionResult::LeaseLost => tracing::warn!(
+                for (completion, result) in batch.iter().zip(&results) {
+                    if *result == CompletionResult::LeaseLost {
+                        tracing::warn!(
                             delivery_id = %completion.delivery_id,
                             "lease lost before the attempt was recorded (expired, or cancelled); result discarded"
-                        ),
+                        );
                     }
                 }
-                feed.publish(recorded);
+                if results
+                    .iter()
+                    .any(|result| matches!(result, CompletionResult::Recorded(_)))
+                {
+                    feed.committed();
+                }
                 return;
             }
             Err(error) => {

@@ -10,14 +10,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::wakeup::Wakeup;
+use crate::signal::Signal;
 
 /// In-flight counts per destination; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct DestinationLimits {
     limit: usize,
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
-    wakeup: Wakeup,
+    wakeup: Signal,
 }
 
 /// One attempt's hold on its destination; dropping it frees the slot and,
@@ -30,7 +30,7 @@ pub struct DestinationPermit {
 
 impl DestinationLimits {
     /// Allows `limit` attempts in flight per destination.
-    pub fn new(limit: usize, wakeup: Wakeup) -> Self {
+    pub fn new(limit: usize, wakeup: Signal) -> Self {
         Self {
             limit,
             in_flight: Arc::default(),
@@ -83,7 +83,7 @@ impl Drop for DestinationPermit {
         }
         drop(in_flight);
         if was_full {
-            self.limits.wakeup.wake_local();
+            self.limits.wakeup.raise_local();
         }
     }
 }
@@ -93,12 +93,15 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Channel, Store};
 
     #[tokio::test]
     async fn limits_each_destination_separately() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
-        let limits = DestinationLimits::new(2, Wakeup::start(&store, &CancellationToken::new()));
+        let limits = DestinationLimits::new(
+            2,
+            Signal::start(&store, Channel::Work, &CancellationToken::new()),
+        );
         let a1 = limits.try_acquire("http://a:80").unwrap();
         let _a2 = limits.try_acquire("http://a:80").unwrap();
         assert!(limits.try_acquire("http://a:80").is_none());

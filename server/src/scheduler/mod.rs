@@ -7,7 +7,7 @@
 //!   [`retry`], what follows; it never writes to the database;
 //! - [`completer`] persists results in batches, fenced by lease token, and
 //!   publishes the committed outcomes to the feed;
-//! - [`wakeup`] carries "work is due" between API, claimer and replicas.
+//! - [`crate::signal`] carries "work is due" between API, claimer and replicas.
 //!
 //! Shutdown has two phases: stop claiming, then drain (in-flight attempts
 //! finish within the grace period and are recorded; what does not finish is
@@ -18,7 +18,6 @@ mod completer;
 mod executor;
 mod fairness;
 pub mod retry;
-pub mod wakeup;
 
 use std::time::Duration;
 
@@ -29,10 +28,11 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::{completer::Work, fairness::DestinationLimits, wakeup::Wakeup};
+use self::{completer::Work, fairness::DestinationLimits};
 use crate::{
     outcomes::OutcomeFeed,
-    store::{Store, StoreError, records::CancelResult},
+    signal::Signal,
+    store::{Channel, Store, StoreError, records::CancelResult},
     transport::HttpSender,
 };
 
@@ -61,7 +61,7 @@ pub struct Scheduler {
 /// What the API may ask of the scheduler; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SchedulerHandle {
-    wakeup: Wakeup,
+    wakeup: Signal,
     inbox: mpsc::Sender<Work>,
 }
 
@@ -75,7 +75,7 @@ impl Scheduler {
         config: SchedulerConfig,
         shutdown: CancellationToken,
     ) -> (Self, SchedulerHandle) {
-        let wakeup = Wakeup::start(&store, &shutdown);
+        let wakeup = Signal::start(&store, Channel::Work, &shutdown);
         let (inbox, completer_inbox) = mpsc::channel(completer::MAX_BATCH * 2);
         let completer = tokio::spawn(completer::run(
             store.clone(),
@@ -120,7 +120,7 @@ pub struct ShuttingDown;
 impl SchedulerHandle {
     /// New work is due now (an enqueue, a redrive): wake every replica.
     pub fn work_added(&self) {
-        self.wakeup.work_added();
+        self.wakeup.raise();
     }
 
     /// Cancels a delivery through the completer, so the cancellation's

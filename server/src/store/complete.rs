@@ -34,12 +34,12 @@ INSERT INTO attempts (delivery_id, number, started_at_ms, duration_us, status_co
     error_message, response_excerpt) \
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// Appends to the outcome feed; shared with cancellation.
+/// Appends to the outcome feed, with the delivery's host for filters.
 const INSERT_OUTCOME: &str = "\
-INSERT INTO outcomes (tenant_id, delivery_id, kind, attempt_number, status_code, error_kind, \
+INSERT INTO outcomes (tenant_id, delivery_id, host, kind, attempt_number, status_code, error_kind, \
     error_message, next_attempt_at_ms, created_at_ms) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-RETURNING sequence";
+VALUES ($1, $2, (SELECT host FROM deliveries WHERE id = $2), $3, $4, $5, $6, $7, $8, $9) \
+RETURNING sequence, host";
 
 impl Store {
     /// Persists `batch` in one transaction; the results are in batch order.
@@ -51,6 +51,7 @@ impl Store {
         batch: &[Completion],
     ) -> Result<Vec<CompletionResult>, StoreError> {
         let txn = self.db.begin().await?;
+        self.lock_feed(&txn).await?;
         let mut results = Vec::with_capacity(batch.len());
         for completion in batch {
             results.push(self.complete_one(&txn, completion).await?);
@@ -110,6 +111,7 @@ impl Store {
             sequence: 0,
             tenant_id: completion.tenant_id.clone(),
             delivery_id: completion.delivery_id,
+            host: String::new(),
             kind: completion.decision.outcome_kind(),
             attempt_number: completion.attempt_number,
             status_code,
@@ -147,6 +149,24 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))?;
         outcome.sequence = row.try_get_by_index(0)?;
+        outcome.host = row.try_get_by_index(1)?;
         Ok(outcome)
+    }
+
+    /// Serializes the transactions that write outcomes, from before their
+    /// first insert until they commit, so outcome sequences become visible
+    /// in sequence order and a reader of `sequence > n` never skips one
+    /// that commits later (invariant I6). PostgreSQL allocates sequence
+    /// values at insert but shows rows at commit, so without this two
+    /// replicas' transactions could commit 11 before 10. SQLite has one
+    /// writer at a time already. The lock is per transaction, taken after
+    /// the attempts are done, and completions are batched, so it costs one
+    /// short serialized section per batch.
+    pub(super) async fn lock_feed(&self, txn: &DatabaseTransaction) -> Result<(), StoreError> {
+        if self.dialect == super::Dialect::Postgres {
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7255001)")
+                .await?;
+        }
+        Ok(())
     }
 }

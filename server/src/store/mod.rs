@@ -31,7 +31,7 @@ use sea_orm::{
 };
 
 pub use dialect::Dialect;
-pub use notify::WorkListener;
+pub use notify::{Channel, Listener};
 pub use read::PageCursor;
 
 /// Errors from the store, typed so that `api/` can map each once.

@@ -30,6 +30,7 @@ impl Store {
     /// Cancels `tenant_id`'s pending delivery `id` and records the outcome.
     pub async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<CancelResult, StoreError> {
         let txn = self.db.begin().await?;
+        self.lock_feed(&txn).await?;
         let values: Vec<Value> = vec![id.into(), tenant_id.into()];
         let Some(row) = txn.query_one_raw(self.statement(CANCEL, values)).await? else {
             txn.rollback().await?;
@@ -42,6 +43,7 @@ impl Store {
             sequence: 0,
             tenant_id: tenant_id.to_owned(),
             delivery_id: id,
+            host: String::new(),
             kind: OutcomeKind::Cancelled,
             attempt_number: unsigned(row.try_get_by_index(0)?, "attempt_count")?,
             status_code: None,

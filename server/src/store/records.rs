@@ -98,6 +98,8 @@ pub struct OutcomeRecord {
     pub tenant_id: String,
     /// The delivery.
     pub delivery_id: Uuid,
+    /// The delivery's URL host.
+    pub host: String,
     /// What the attempt led to.
     pub kind: OutcomeKind,
     /// Which attempt.
@@ -235,4 +237,24 @@ pub enum CompletionResult {
     /// The lease was no longer ours (expired and re-claimed, or the row
     /// changed): nothing was written.
     LeaseLost,
+}
+
+/// Which outcomes a watcher wants (every field given must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeFilter {
+    /// Only these deliveries (any when empty).
+    pub delivery_ids: Vec<Uuid>,
+    /// Only these kinds (any when empty).
+    pub kinds: Vec<OutcomeKind>,
+    /// Only deliveries to this URL host.
+    pub host: Option<String>,
+}
+
+impl OutcomeFilter {
+    /// Whether `outcome` passes the filter.
+    pub fn matches(&self, outcome: &OutcomeRecord) -> bool {
+        (self.delivery_ids.is_empty() || self.delivery_ids.contains(&outcome.delivery_id))
+            && (self.kinds.is_empty() || self.kinds.contains(&outcome.kind))
+            && self.host.as_ref().is_none_or(|host| *host == outcome.host)
+    }
 }

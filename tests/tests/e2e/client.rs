@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
-use herald_client::{Client, DeliveryState, OutcomeKind};
+use herald_client::{Client, DeliveryState, OutcomeKind, WatchOptions};
 use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
 
 on_both_backends!(sdk_enqueues_reads_pages_and_watches);
@@ -16,7 +16,10 @@ async fn sdk_enqueues_reads_pages_and_watches(backend: Backend) {
     let client = Client::connect(format!("http://{}", herald.addr()))
         .await
         .unwrap();
-    let mut outcomes = client.watch_outcomes(None).await.unwrap();
+    let mut outcomes = client
+        .watch_outcomes(WatchOptions::default())
+        .await
+        .unwrap();
 
     let order = || {
         client

@@ -45,6 +45,7 @@ async fn cancel_ends_a_pending_delivery_and_refuses_finished_ones(backend: Backe
     let mut outcomes = client
         .watch_outcomes(WatchOutcomesRequest {
             after_sequence: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -165,6 +166,7 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
     let mut outcomes = client
         .watch_outcomes(WatchOutcomesRequest {
             after_sequence: None,
+            ..Default::default()
         })
         .await
         .unwrap()

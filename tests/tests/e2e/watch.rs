@@ -47,6 +47,7 @@ async fn streams_outcomes_as_they_happen(backend: Backend) {
         .client()
         .watch_outcomes(WatchOutcomesRequest {
             after_sequence: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -103,6 +104,7 @@ async fn replays_from_a_sequence_then_tails(backend: Backend) {
         .client()
         .watch_outcomes(WatchOutcomesRequest {
             after_sequence: Some(0),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -119,6 +121,7 @@ async fn replays_from_a_sequence_then_tails(backend: Backend) {
         .client()
         .watch_outcomes(WatchOutcomesRequest {
             after_sequence: Some(replayed[0].sequence),
+            ..Default::default()
         })
         .await
         .unwrap()

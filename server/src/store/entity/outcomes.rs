@@ -10,6 +10,7 @@ pub struct Model {
     pub sequence: i64,
     pub tenant_id: String,
     pub delivery_id: Uuid,
+    pub host: String,
     pub kind: String,
     pub attempt_number: i32,
     pub status_code: Option<i32>,

@@ -1,0 +1,203 @@
+//! A resuming outcome stream: it reconnects by itself when the connection
+//! drops, the server answers UNAVAILABLE or ends the stream (a restart),
+//! and resumes after the last sequence it yielded, so the caller sees every
+//! outcome once, in order.
+
+use std::time::Duration;
+
+use futures::{
+    StreamExt,
+    stream::{self, BoxStream},
+};
+use herald_proto::v1::{OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse};
+use tonic::{Code, Streaming};
+
+use crate::{Client, Error, Outcome};
+
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where an outcome stream starts and what it carries; the default starts
+/// now and carries everything.
+#[derive(Debug, Clone, Default)]
+pub struct WatchOptions {
+    after_sequence: Option<u64>,
+    from_oldest: bool,
+    delivery_ids: Vec<String>,
+    kinds: Vec<OutcomeKind>,
+    destination_host: String,
+}
+
+impl WatchOptions {
+    /// Starts after this sequence: pass the last one you processed.
+    pub fn after(mut self, sequence: u64) -> Self {
+        self.after_sequence = Some(sequence);
+        self.from_oldest = false;
+        self
+    }
+
+    /// Starts from the oldest outcome the server still keeps.
+    pub fn from_oldest(mut self) -> Self {
+        self.from_oldest = true;
+        self.after_sequence = None;
+        self
+    }
+
+    /// Only outcomes of these deliveries.
+    pub fn delivery_ids(mut self, ids: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.delivery_ids = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only outcomes of these kinds.
+    pub fn kinds(mut self, kinds: impl IntoIterator<Item = OutcomeKind>) -> Self {
+        self.kinds = kinds.into_iter().collect();
+        self
+    }
+
+    /// Only outcomes of deliveries to this URL host.
+    pub fn destination_host(mut self, host: impl Into<String>) -> Self {
+        self.destination_host = host.into();
+        self
+    }
+
+    /// The request that (re)opens the stream after `last` yielded sequence.
+    fn request(&self, last: Option<u64>) -> WatchOutcomesRequest {
+        WatchOutcomesRequest {
+            after_sequence: last.or(self.after_sequence),
+            from_oldest: last.is_none() && self.from_oldest,
+            delivery_ids: self.delivery_ids.clone(),
+            kinds: self.kinds.iter().map(|&kind| kind.into()).collect(),
+            destination_host: self.destination_host.clone(),
+        }
+    }
+}
+
+/// Whether a failure is worth reconnecting over (the server or the network
+/// went away) rather than reporting (the request itself is wrong).
+fn resumable(error: &Error) -> bool {
+    match error.code() {
+        Some(Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted) => true,
+        Some(_) => false,
+        None => matches!(error, Error::Connect { .. }),
+    }
+}
+
+struct State {
+    client: Client,
+    options: WatchOptions,
+    last: Option<u64>,
+    open: Option<Streaming<WatchOutcomesResponse>>,
+    backoff: Duration,
+    done: bool,
+}
+
+impl State {
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// The next outcome, reconnecting as needed; `None` once finished.
+    async fn next(&mut self) -> Option<Result<Outcome, Error>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let Some(open) = self.open.as_mut() else {
+                let request = self.client.request(self.options.request(self.last));
+                match self.client.grpc().watch_outcomes(request).await {
+                    Ok(response) => self.open = Some(response.into_inner()),
+                    Err(status) => {
+                        let error = Error::from(status);
+                        if !resumable(&error) {
+                            self.done = true;
+                            return Some(Err(error));
+                        }
+                        self.pause().await;
+                    }
+                }
+                continue;
+            };
+            match open.next().await {
+                Some(Ok(response)) => {
+                    let Some(outcome) = response.outcome else {
+                        self.done = true;
+                        return Some(Err(Error::MissingField("outcome")));
+                    };
+                    self.last = Some(outcome.sequence);
+                    self.backoff = MIN_BACKOFF;
+                    return Some(Ok(outcome));
+                }
+                Some(Err(status)) => {
+                    let error = Error::from(status);
+                    if !resumable(&error) {
+                        self.done = true;
+                        return Some(Err(error));
+                    }
+                    self.open = None;
+                }
+                // The server ended the stream: it is shutting down.
+                None => {
+                    self.open = None;
+                    self.pause().await;
+                }
+            }
+        }
+    }
+}
+
+/// Opens the stream (errors here are the caller's to see), then keeps it
+/// resuming: the stream behind [`Client::watch_outcomes`].
+pub(crate) async fn resuming(
+    client: Client,
+    options: WatchOptions,
+) -> Result<BoxStream<'static, Result<Outcome, Error>>, Error> {
+    let request = client.request(options.request(None));
+    let open = client.grpc().watch_outcomes(request).await?.into_inner();
+    let state = State {
+        client,
+        options,
+        last: None,
+        open: Some(open),
+        backoff: MIN_BACKOFF,
+        done: false,
+    };
+    Ok(stream::unfold(state, |mut state| async move {
+        state.next().await.map(|item| (item, state))
+    })
+    .boxed())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_resume_after_the_last_yielded_sequence() {
+        let options = WatchOptions::default()
+            .from_oldest()
+            .kinds([OutcomeKind::DeadLettered])
+            .destination_host("example.com");
+        let first = options.request(None);
+        assert!(first.from_oldest);
+        assert_eq!(first.after_sequence, None);
+        let again = options.request(Some(41));
+        assert!(!again.from_oldest);
+        assert_eq!(again.after_sequence, Some(41));
+        assert_eq!(again.kinds, [i32::from(OutcomeKind::DeadLettered)]);
+        assert_eq!(again.destination_host, "example.com");
+    }
+
+    #[test]
+    fn only_lost_connections_are_retried() {
+        assert!(resumable(&Error::from(tonic::Status::unavailable("down"))));
+        assert!(!resumable(&Error::from(tonic::Status::out_of_range(
+            "pruned"
+        ))));
+        assert!(!resumable(&Error::from(tonic::Status::invalid_argument(
+            "bad"
+        ))));
+    }
+}

@@ -1,0 +1,116 @@
+//! Signals between replicas: "something happened, look at the database".
+//!
+//! A [`Signal`] is raised locally (waking this replica's waiter at once)
+//! and, on PostgreSQL, announced to the other replicas with `NOTIFY`,
+//! debounced so a burst costs one notification per window; a listener turns
+//! other replicas' announcements into local wake-ups. Two channels use it:
+//! new work for the claimers ([`Channel::Work`]) and new outcomes for the
+//! feed tailers ([`Channel::Outcomes`]). Storage stays the source of truth:
+//! waiters keep a poll as the safety net for anything missed.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Channel, Store};
+
+/// Announcements to other replicas are at most this frequent.
+const ANNOUNCE_WINDOW: Duration = Duration::from_millis(5);
+/// Wait before re-listening after the listening connection failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// One channel's signal on this replica; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Signal {
+    local: Arc<Notify>,
+    announce: Arc<Notify>,
+}
+
+impl Signal {
+    /// Starts the announcer and the listener of `channel`; both stop on
+    /// `shutdown`.
+    pub fn start(store: &Store, channel: Channel, shutdown: &CancellationToken) -> Self {
+        let signal = Self {
+            local: Arc::new(Notify::new()),
+            announce: Arc::new(Notify::new()),
+        };
+        let announcer = announce(
+            store.clone(),
+            channel,
+            Arc::clone(&signal.announce),
+            shutdown.clone(),
+        );
+        tokio::spawn(announcer);
+        tokio::spawn(listen(
+            store.clone(),
+            channel,
+            Arc::clone(&signal.local),
+            shutdown.clone(),
+        ));
+        signal
+    }
+
+    /// Wakes the waiter here and, through the database, on every replica.
+    pub fn raise(&self) {
+        self.local.notify_one();
+        self.announce.notify_one();
+    }
+
+    /// Wakes only this replica's waiter.
+    pub fn raise_local(&self) {
+        self.local.notify_one();
+    }
+
+    /// Resolves at the next raise (one stored if none was awaited).
+    pub async fn raised(&self) {
+        self.local.notified().await;
+    }
+}
+
+async fn announce(
+    store: Store,
+    channel: Channel,
+    requested: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = requested.notified() => {}
+        }
+        if let Err(error) = store.announce(channel).await {
+            tracing::warn!(%error, ?channel, "could not signal the other replicas");
+        }
+        // Requests during the window coalesce into the next announcement.
+        tokio::time::sleep(ANNOUNCE_WINDOW).await;
+    }
+}
+
+async fn listen(store: Store, channel: Channel, local: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match store.listen(channel).await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, ?channel, "cannot listen to the other replicas; polling meanwhile");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(LISTEN_RETRY) => continue,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                heard = listener.next() => match heard {
+                    Ok(()) => local.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(%error, ?channel, "listening to the other replicas failed");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
