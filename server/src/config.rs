@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "HERALD_RESPONSE_EXCERPT_BYTES", default_value_t = 1024)]
     pub response_excerpt_bytes: usize,
 
+    /// Outcomes held in memory for live watchers; a watcher further behind
+    /// reads storage instead, so this bounds memory, not correctness.
+    #[arg(long, env = "HERALD_FEED_BUFFER", default_value_t = 4096)]
+    pub feed_buffer: usize,
+
     /// How long outcomes stay in the feed for `WatchOutcomes` replays.
     #[arg(long, env = "HERALD_OUTCOME_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub outcome_retention: Duration,
@@ -137,6 +142,9 @@ impl Config {
                 "HERALD_DESTINATION_CONCURRENCY",
                 "must be at least 1".to_owned(),
             );
+        }
+        if self.feed_buffer == 0 {
+            return invalid("HERALD_FEED_BUFFER", "must be at least 1".to_owned());
         }
         if self.poll_interval.is_zero() {
             return invalid("HERALD_POLL_INTERVAL", "must be above zero".to_owned());

@@ -20,9 +20,6 @@ use crate::{
     transport::{HttpSender, TransportConfig},
 };
 
-/// Outcomes held in the live ring for watchers; a watcher further behind
-/// reads storage instead.
-const FEED_CAPACITY: usize = 4096;
 /// Most rows one claim statement leases.
 const CLAIM_BATCH: usize = 64;
 /// Room in a gRPC request beyond the body, for headers and the URL.
@@ -129,7 +126,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let feed = OutcomeFeed::start(
         store.clone(),
-        FEED_CAPACITY,
+        config.feed_buffer,
         config.poll_interval,
         shutdown.child_token(),
     );

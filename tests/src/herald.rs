@@ -31,6 +31,7 @@ pub fn test_config(database_url: &str) -> Config {
         poll_interval: Duration::from_millis(200),
         max_body_bytes: 64 * 1024,
         response_excerpt_bytes: 256,
+        feed_buffer: 4096,
         outcome_retention: Duration::from_secs(7 * 24 * 3600),
         shutdown_grace: Duration::from_secs(2),
     }

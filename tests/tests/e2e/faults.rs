@@ -20,7 +20,7 @@ on_both_backends!(
 );
 
 /// Short timings for child processes, as `HERALD_*` settings.
-fn settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut settings: HashMap<&'static str, String> = [
         ("HERALD_REQUEST_TIMEOUT", "3s"),
         ("HERALD_LEASE_DURATION", "4s"),
@@ -41,7 +41,7 @@ fn settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
 }
 
 /// Enqueues `count` POSTs to `url` over `tasks` concurrent callers.
-async fn enqueue_many(
+pub(crate) async fn enqueue_many(
     client: &DeliveryServiceClient<Channel>,
     url: &str,
     count: usize,
@@ -244,7 +244,11 @@ async fn two_replicas_share_the_work_and_send_each_delivery_once() {
     let unique: HashSet<&str> = seen.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(unique.len(), 2000, "every delivery arrived");
     let lost = a.log_count("lease lost") + b.log_count("lease lost");
-    assert_eq!(seen.len(), 2000, "no delivery arrived twice ({lost} leases lost)");
+    assert_eq!(
+        seen.len(),
+        2000,
+        "no delivery arrived twice ({lost} leases lost)"
+    );
     let store = Store::connect(db.url()).await.unwrap();
     let succeeded = DeliveryFilter {
         state: Some(herald_server::domain::DeliveryState::Succeeded),

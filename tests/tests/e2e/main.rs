@@ -6,6 +6,7 @@ mod dead_letters;
 mod delivery;
 mod enqueue;
 mod faults;
+mod feed;
 mod grpcurl;
 mod isolation;
 mod operate;
