@@ -317,3 +317,74 @@ async fn the_client_resumes_across_a_restart(backend: Backend) {
     let ids: HashSet<&str> = after.iter().map(|o| o.delivery_id.as_str()).collect();
     assert_eq!(ids.len(), 3, "the outcomes produced by the second process");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_watch_prints_aligned_outcomes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let Some(herald) = TestHerald::start(Backend::Sqlite).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script("/reject", [Reply::Status(400)]);
+    let ok = herald.post(receiver.url("/ok"), b"").await;
+    let rejected = herald.post(receiver.url("/reject"), b"").await;
+    herald.wait_terminal(&ok).await;
+    herald.wait_terminal(&rejected).await;
+
+    let mut watch = tokio::process::Command::new(HERALD)
+        .args([
+            "watch",
+            "--server",
+            &format!("http://{}", herald.addr()),
+            "--after",
+            "0",
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run herald watch");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        while printed.len() < 3 {
+            printed.push(
+                lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("herald watch keeps printing"),
+            );
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "herald watch printed only {printed:?}");
+    assert!(
+        printed[0].contains("SEQUENCE") && printed[0].contains("DELIVERY"),
+        "{printed:?}"
+    );
+    let of = |id: &str| {
+        printed
+            .iter()
+            .find(|line| line.contains(id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        of(&ok).contains("succeeded") && of(&ok).ends_with("204"),
+        "{printed:?}"
+    );
+    assert!(
+        of(&rejected).contains("dead-lettered") && of(&rejected).contains("400"),
+        "{printed:?}"
+    );
+    let column = |line: &str, id: &str| line.find(id);
+    assert_eq!(
+        column(&of(&ok), &ok),
+        column(&printed[0], "DELIVERY"),
+        "aligned: {printed:?}"
+    );
+    watch.kill().await.unwrap();
+    herald.stop().await;
+}

@@ -1,11 +1,13 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
-//! the schema and exits. `main.rs` only calls [`main`], so tests can build
+//! the schema and exits, `watch` prints outcomes as they happen. `main.rs` only calls [`main`], so tests can build
 //! the very same entry point.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+mod watch;
 
 use crate::{Config, store::Store};
 
@@ -31,6 +33,8 @@ enum Command {
         )]
         database_url: String,
     },
+    /// Print outcomes as they happen, with a summary every few seconds.
+    Watch(watch::WatchArgs),
 }
 
 /// Runs the `herald` command with the process's arguments; exits 0 after a
@@ -54,6 +58,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(config) => serve(config).await,
             Command::Migrate { database_url } => migrate(&database_url).await,
+            Command::Watch(args) => watch::run(args).await.map_err(Into::into),
         }
     });
     match result {
