@@ -6,7 +6,7 @@ use std::{collections::HashSet, time::SystemTime};
 
 use futures::StreamExt;
 use herald_client::{Client, OutcomeKind as Kind, WatchOptions};
-use herald_proto::v1::{EnqueueRequest, OutcomeKind, WatchOutcomesRequest};
+use herald_proto::v1::{OutcomeKind, WatchOutcomesRequest};
 use herald_server::store::{Store, records::OutcomeFilter};
 use herald_tests::{
     Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, TestHerald, on_both_backends,
