@@ -15,15 +15,17 @@ pub enum Backend {
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// A test's own database. SQLite files vanish with their directory; a
-/// PostgreSQL database is dropped when this is dropped.
+/// A test's own database. Tear it down with [`TestDb::drop_database`];
+/// if a test panics first, dropping the value does the same (SQLite files
+/// vanish with their directory, a PostgreSQL database is dropped).
 pub struct TestDb {
     url: String,
-    cleanup: Cleanup,
+    /// `None` once torn down, so that `Drop` has nothing left to do.
+    cleanup: Option<Cleanup>,
 }
 
 enum Cleanup {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Sqlite(tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
 
@@ -40,7 +42,7 @@ impl TestDb {
                 );
                 Some(Self {
                     url,
-                    cleanup: Cleanup::Sqlite(dir),
+                    cleanup: Some(Cleanup::Sqlite(dir)),
                 })
             }
             Backend::Postgres => Self::create_postgres().await,
@@ -70,10 +72,10 @@ impl TestDb {
                     !required,
                     "HERALD_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {error}"
                 );
-                eprintln!(
-                    "\n!!!!!!!! SKIPPED: PostgreSQL at {admin_url} is unreachable ({error}).\n\
-                     !!!!!!!! Set HERALD_TEST_POSTGRES_URL, or HERALD_REQUIRE_POSTGRES=1 to fail instead.\n"
-                );
+                crate::skip(&format!(
+                    "PostgreSQL at {admin_url} is unreachable ({error}); set \
+                     HERALD_TEST_POSTGRES_URL, or HERALD_REQUIRE_POSTGRES=1 to fail instead"
+                ));
                 return None;
             }
         };
@@ -87,31 +89,51 @@ impl TestDb {
         url.set_path(&name);
         Some(Self {
             url: url.into(),
-            cleanup: Cleanup::Postgres { admin_url, name },
+            cleanup: Some(Cleanup::Postgres { admin_url, name }),
         })
+    }
+
+    /// Deletes the database now: the SQLite directory, or the PostgreSQL
+    /// database (`DROP DATABASE ... WITH (FORCE)`, so connections a test
+    /// left open cannot keep it alive). Failing to drop only warns: the
+    /// test's verdict stands, and the name says what to clean up by hand.
+    pub async fn drop_database(mut self) {
+        match self.cleanup.take() {
+            Some(Cleanup::Postgres { admin_url, name }) => {
+                if let Err(error) = drop_postgres(&admin_url, &name).await {
+                    eprintln!("warning: could not drop test database {name}: {error}");
+                }
+            }
+            Some(Cleanup::Sqlite(dir)) => drop(dir),
+            None => {}
+        }
     }
 }
 
+async fn drop_postgres(admin_url: &str, name: &str) -> Result<(), sea_orm::DbErr> {
+    let admin = Database::connect(admin_url).await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin.close().await
+}
+
+/// The fallback for tests that end without [`TestDb::drop_database`] (a
+/// panic, an early return).
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Cleanup::Postgres { admin_url, name } = &self.cleanup else {
+        let Some(Cleanup::Postgres { admin_url, name }) = self.cleanup.take() else {
             return;
         };
-        let (admin_url, name, shown) = (admin_url.clone(), name.clone(), name.clone());
         // Drop runs inside the test's runtime, which cannot block on async
         // work; a short-lived thread with its own runtime can.
+        let shown = name.clone();
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime to drop the test database");
-            runtime.block_on(async {
-                let admin = Database::connect(admin_url).await?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await?;
-                admin.close().await
-            })
+            runtime.block_on(drop_postgres(&admin_url, &name))
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {

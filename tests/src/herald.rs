@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use herald_proto::v1::{
-    Delivery, DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
+    Delivery, DeliveryState, EnqueueRequest, GetDeliveryRequest, WatchOutcomesRequest,
     delivery_service_client::DeliveryServiceClient,
 };
 use herald_server::{Config, RunningServer};
@@ -42,8 +42,9 @@ pub fn test_config(database_url: &str) -> Config {
 pub struct TestHerald {
     server: Option<RunningServer>,
     client: DeliveryServiceClient<Channel>,
-    // Dropped after the server, which holds connections to it.
-    _db: TestDb,
+    /// `None` once [`TestHerald::stop`] dropped it; otherwise dropped
+    /// after the server, which holds connections to it.
+    db: Option<TestDb>,
 }
 
 impl TestHerald {
@@ -66,7 +67,7 @@ impl TestHerald {
         Some(Self {
             server: Some(server),
             client,
-            _db: db,
+            db: Some(db),
         })
     }
 
@@ -111,48 +112,70 @@ impl TestHerald {
             .expect("a delivery")
     }
 
-    /// Waits, on the outcome stream, until `id` reaches a terminal state,
-    /// then returns it.
+    /// Waits until `id` reaches a terminal state (succeeded, dead-lettered
+    /// or cancelled), then returns it.
     pub async fn wait_terminal(&self, id: &str) -> Delivery {
+        self.wait_until(id, "a terminal state", |delivery| {
+            delivery.state != i32::from(DeliveryState::Pending)
+        })
+        .await
+    }
+
+    /// Waits until `id` is in `state`, then returns it.
+    pub async fn wait_for_state(&self, id: &str, state: DeliveryState) -> Delivery {
+        self.wait_until(id, state.as_str_name(), |delivery| {
+            delivery.state == i32::from(state)
+        })
+        .await
+    }
+
+    /// Waits until the delivery `id` satisfies `done`, looking again each
+    /// time the outcome stream reports an outcome of it: its state changes
+    /// only together with a recorded outcome, so nothing is polled. The
+    /// stream replays `id`'s outcomes from the oldest, so one recorded
+    /// before the watch began is not missed. Panics after [`PATIENCE`].
+    async fn wait_until(&self, id: &str, what: &str, done: impl Fn(&Delivery) -> bool) -> Delivery {
         let mut outcomes = self
             .client()
             .watch_outcomes(WatchOutcomesRequest {
-                after_sequence: Some(0),
+                from_oldest: true,
+                delivery_ids: vec![id.to_owned()],
                 ..Default::default()
             })
             .await
             .expect("watch outcomes")
             .into_inner();
-        let finished = tokio::time::timeout(PATIENCE, async {
-            while let Some(item) = outcomes.next().await {
-                let outcome = item.expect("outcome stream").outcome.expect("an outcome");
-                let terminal = [OutcomeKind::Succeeded, OutcomeKind::DeadLettered]
-                    .map(i32::from)
-                    .contains(&outcome.kind);
-                if outcome.delivery_id == id && terminal {
-                    return;
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let delivery = self.get(id).await;
+                if done(&delivery) {
+                    return delivery;
+                }
+                match outcomes.next().await {
+                    Some(item) => {
+                        item.expect("outcome stream");
+                    }
+                    None => panic!("the outcome stream ended while {id} was not yet {what}"),
                 }
             }
-            panic!("the outcome stream ended before {id} finished");
         })
         .await;
-        if finished.is_err() {
-            let delivery = self.get(id).await;
-            panic!("{id} did not finish within {PATIENCE:?}: {delivery:?}");
+        match waited {
+            Ok(delivery) => delivery,
+            Err(_) => {
+                let delivery = self.get(id).await;
+                panic!("{id} did not reach {what} within {PATIENCE:?}: {delivery:?}")
+            }
         }
-        let delivery = self.get(id).await;
-        assert_ne!(
-            delivery.state,
-            i32::from(DeliveryState::Pending),
-            "{delivery:?}"
-        );
-        delivery
     }
 
-    /// Shuts Herald down gracefully.
+    /// Shuts Herald down gracefully, then drops its database.
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
+        }
+        if let Some(db) = self.db.take() {
+            db.drop_database().await;
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The harness of Herald's end-to-end tests: a real HTTP [`Receiver`], a
 //! fresh database per test on either [`Backend`] ([`TestDb`]), and a real
-//! Herald serving gRPC on an ephemeral port ([`TestHerald`]).
+//! Herald serving gRPC on an ephemeral port ([`TestHerald`]), or as a child
+//! process for fault tests ([`HeraldProcess`]). [`on_both_backends!`] turns
+//! one `async fn(Backend)` into a SQLite test and a PostgreSQL test.
 //!
 //! PostgreSQL tests connect to `HERALD_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable
 //! they are skipped with a loud message, unless `HERALD_REQUIRE_POSTGRES=1`.
+
+#![warn(missing_docs)]
 
 mod db;
 mod herald;
@@ -19,6 +23,16 @@ pub use receiver::{Receiver, Recorded, Reply};
 /// How long any wait in a test may take before it fails: a guard against
 /// hangs, never a pacing device.
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Says loudly, on the real stderr, that the running test is skipped and
+/// why. `eprintln!` would not do: the test harness captures it and shows it
+/// only for failing tests, so a skipped test would pass in silence.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! SKIPPED {test}: {reason}\n");
+}
 
 /// Runs each named `async fn(Backend)` as two tests, `sqlite::NAME` and
 /// `postgres::NAME`.

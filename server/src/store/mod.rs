@@ -96,9 +96,25 @@ impl Store {
         Ok(Self { db, dialect })
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL, replicas starting
+    /// at the same time take turns (a session advisory lock on a connection
+    /// of its own), so the second finds nothing left to do instead of
+    /// failing on tables the first just created.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None).await?;
+        if self.dialect != Dialect::Postgres {
+            Migrator::up(&self.db, None).await?;
+            return Ok(());
+        }
+        let mut turn = self.db.get_postgres_connection_pool().acquire().await?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock(7255002)")
+            .execute(&mut *turn)
+            .await?;
+        let migrated = Migrator::up(&self.db, None).await;
+        let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock(7255002)")
+            .execute(&mut *turn)
+            .await;
+        migrated?;
+        unlocked?;
         Ok(())
     }
 

@@ -22,7 +22,9 @@ pub enum Verdict {
     Permanent,
 }
 
-/// Classifies the result of one attempt.
+/// Classifies the result of one attempt: 2xx succeeds; 408, 425, 429,
+/// 5xx and every failure to get a response retry; 1xx, 3xx, other 4xx,
+/// codes past 599 and an unbuildable request are permanent.
 pub fn classify(result: &Result<HttpResponse, TransportError>) -> Verdict {
     match result {
         Ok(response) => classify_status(response.status, response.retry_after),
@@ -41,19 +43,22 @@ fn classify_status(status: StatusCode, retry_after: Option<Duration>) -> Verdict
     }
 }
 
-/// What went wrong, for people; `None` when nothing did (2xx).
+/// What went wrong, for people: `None` for a 2xx, "HTTP 503 Service
+/// Unavailable" for a failing status, the error's message otherwise.
 pub fn describe(result: &Result<HttpResponse, TransportError>) -> Option<String> {
     match result {
         Ok(response) if response.status.is_success() => None,
         Ok(response) => {
             let status = response.status;
-            let reason = status.canonical_reason().unwrap_or("");
-            let note = if status.is_redirection() {
-                " (redirects are not followed)"
-            } else {
-                ""
-            };
-            Some(format!("HTTP {} {reason}{note}", status.as_u16()).replace("  ", " "))
+            let mut text = format!("HTTP {}", status.as_u16());
+            if let Some(reason) = status.canonical_reason() {
+                text.push(' ');
+                text.push_str(reason);
+            }
+            if status.is_redirection() {
+                text.push_str(" (redirects are not followed)");
+            }
+            Some(text)
         }
         Err(error) => Some(error.to_string()),
     }
@@ -87,6 +92,8 @@ mod tests {
             (401, Verdict::Permanent),
             (404, Verdict::Permanent),
             (410, Verdict::Permanent),
+            (422, Verdict::Permanent),
+            (999, Verdict::Permanent),
             (408, retry),
             (425, retry),
             (429, retry),
@@ -143,6 +150,11 @@ mod tests {
         assert_eq!(
             describe(&response(302)).unwrap(),
             "HTTP 302 Found (redirects are not followed)"
+        );
+        assert_eq!(describe(&response(599)).unwrap(), "HTTP 599");
+        assert_eq!(
+            describe(&Err(TransportError::Timeout(Duration::from_secs(2)))).unwrap(),
+            "no response within 2s (the request timeout)"
         );
     }
 }

@@ -1,13 +1,23 @@
-//! The sender against a real local HTTP server.
+//! The sender against a real local HTTP server on 127.0.0.1.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, service::service_fn};
+use hyper::{
+    body::{Body, Frame, Incoming},
+    service::service_fn,
+};
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, sync::mpsc};
+use tokio::{io::AsyncReadExt, net::TcpListener, sync::mpsc};
 use uuid::Uuid;
 
 use super::{
@@ -16,48 +26,52 @@ use super::{
 };
 use crate::domain::{AttemptErrorKind, HttpMethod, HttpRequest};
 
+/// The excerpt cap every test sender uses.
+const EXCERPT: usize = 16;
+
 /// A request as the receiver saw it.
 struct Seen {
     method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     body: Bytes,
 }
 
-/// Serves every connection on 127.0.0.1:0 with `answer`, reporting each
-/// request on the returned channel before answering.
-async fn receiver<F, Fut>(answer: F) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>)
+/// Serves HTTP/1.1 on 127.0.0.1:0, answering every request with `answer`
+/// after reporting it, whole, on the returned channel.
+async fn receiver<F, Fut, B>(answer: F) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send,
+    Fut: Future<Output = Response<B>> + Send,
+    B: Body<Data = Bytes, Error = Infallible> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (seen_tx, seen_rx) = mpsc::unbounded_channel();
     let answer = Arc::new(answer);
     tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
+        while let Ok((stream, _)) = listener.accept().await {
             let answer = Arc::clone(&answer);
             let seen_tx = seen_tx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<Incoming>| {
-                    let answer = Arc::clone(&answer);
-                    let seen_tx = seen_tx.clone();
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        let _ = seen_tx.send(Seen {
-                            method: parts.method,
-                            headers: parts.headers,
-                            body,
-                        });
-                        Ok::<_, Infallible>(answer().await)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
+                let answer = Arc::clone(&answer);
+                let seen_tx = seen_tx.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    let _ = seen_tx.send(Seen {
+                        method: parts.method,
+                        uri: parts.uri,
+                        headers: parts.headers,
+                        body,
+                    });
+                    Ok::<_, Infallible>(answer().await)
+                }
             });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
         }
     });
     (addr, seen_rx)
@@ -73,58 +87,67 @@ fn status(code: u16) -> Response<Full<Bytes>> {
 fn sender(timeout: Duration) -> HttpSender {
     HttpSender::new(TransportConfig {
         request_timeout: timeout,
-        response_excerpt_bytes: 16,
+        response_excerpt_bytes: EXCERPT,
     })
     .unwrap()
 }
 
-fn request(addr: SocketAddr) -> OutboundRequest {
+fn request(url: String) -> OutboundRequest {
     OutboundRequest {
         delivery_id: Uuid::now_v7(),
         attempt_number: 2,
         http: HttpRequest {
             method: HttpMethod::Put,
-            url: format!("http://{addr}/hook?x=1"),
-            headers: vec![("x-one".into(), "1".into()), ("x-one".into(), "2".into())],
+            url,
+            headers: vec![
+                ("x-one".into(), "1".into()),
+                ("x-trace".into(), "abc".into()),
+                ("x-one".into(), "2".into()),
+            ],
             content_type: Some("application/octet-stream".into()),
-            body: Bytes::from_static(&[0, 159, 146, 150, 255, b'{']),
+            // Not UTF-8: the body must pass through as bytes.
+            body: Bytes::from_static(&[0, 159, 146, 150, 255, b'{', b'\r', b'\n']),
         },
     }
 }
 
 #[tokio::test]
-async fn sends_body_and_headers_byte_for_byte() {
+async fn sends_method_body_and_headers_byte_for_byte() {
     let (addr, mut seen) = receiver(|| async { status(204) }).await;
-    let request = request(addr);
+    let request = request(format!("http://{addr}/hook?x=1"));
     let report = sender(Duration::from_secs(5)).send(&request).await;
     assert_eq!(report.result.unwrap().status, StatusCode::NO_CONTENT);
+
     let seen = seen.recv().await.unwrap();
     assert_eq!(seen.method, http::Method::PUT);
+    assert_eq!(seen.uri, "/hook?x=1");
     assert_eq!(seen.body, request.http.body);
-    let values: Vec<_> = seen.headers.get_all("x-one").iter().collect();
-    assert_eq!(values, ["1", "2"]);
+    let one: Vec<_> = seen.headers.get_all("x-one").iter().collect();
+    assert_eq!(one, ["1", "2"], "repeated caller headers keep their order");
+    assert_eq!(seen.headers["x-trace"], "abc");
     assert_eq!(seen.headers["content-type"], "application/octet-stream");
     assert_eq!(
         seen.headers["webhook-id"],
-        request.delivery_id.to_string().as_str()
+        request.delivery_id.hyphenated().to_string().as_str()
     );
     assert_eq!(seen.headers["herald-attempt"], "2");
-    assert!(
-        seen.headers["user-agent"]
-            .to_str()
-            .unwrap()
-            .starts_with("herald/")
+    assert_eq!(
+        seen.headers["user-agent"],
+        concat!("herald/", env!("CARGO_PKG_VERSION"))
     );
-    let timestamp: u64 = seen.headers["webhook-timestamp"]
-        .to_str()
-        .unwrap()
-        .parse()
+    let started = report
+        .started_at
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    assert!(timestamp > 1_700_000_000);
+    assert_eq!(
+        seen.headers["webhook-timestamp"],
+        started.as_secs().to_string().as_str(),
+        "the timestamp is the attempt's start"
+    );
 }
 
 #[tokio::test]
-async fn does_not_follow_redirects() {
+async fn returns_redirects_without_following_them() {
     let (addr, mut seen) = receiver(|| async {
         Response::builder()
             .status(302)
@@ -133,10 +156,12 @@ async fn does_not_follow_redirects() {
             .unwrap()
     })
     .await;
-    let report = sender(Duration::from_secs(5)).send(&request(addr)).await;
+    let report = sender(Duration::from_secs(5))
+        .send(&request(format!("http://{addr}/hook")))
+        .await;
     assert_eq!(classify(&report.result), Verdict::Permanent);
     assert_eq!(report.result.unwrap().status, StatusCode::FOUND);
-    seen.recv().await.unwrap();
+    assert_eq!(seen.recv().await.unwrap().uri, "/hook");
     assert!(
         seen.try_recv().is_err(),
         "the redirect target was requested"
@@ -145,14 +170,20 @@ async fn does_not_follow_redirects() {
 
 #[tokio::test]
 async fn times_out_on_a_receiver_that_never_answers() {
-    let (addr, _seen) = receiver(std::future::pending).await;
-    let report = sender(Duration::from_millis(200))
-        .send(&request(addr))
+    let (addr, mut seen) = receiver(std::future::pending::<Response<Full<Bytes>>>).await;
+    let timeout = Duration::from_millis(200);
+    let report = sender(timeout)
+        .send(&request(format!("http://{addr}/")))
         .await;
+    seen.recv().await.expect("the request arrived");
     let error = report.result.unwrap_err();
-    assert!(matches!(error, TransportError::Timeout(_)), "{error}");
+    assert!(
+        matches!(error, TransportError::Timeout(t) if t == timeout),
+        "{error}"
+    );
     assert_eq!(error.kind(), AttemptErrorKind::Timeout);
-    assert!(report.duration >= Duration::from_millis(200));
+    assert_eq!(classify(&Err(error)), Verdict::Retry { retry_after: None });
+    assert!(report.duration >= timeout, "{:?}", report.duration);
 }
 
 #[tokio::test]
@@ -161,13 +192,56 @@ async fn connection_refused_is_a_connect_error() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let error = sender(Duration::from_secs(5))
-        .send(&request(addr))
+        .send(&request(format!("http://{addr}/")))
         .await
         .result
         .unwrap_err();
-    assert_eq!(error.kind(), AttemptErrorKind::Connect, "{error}");
-    assert!(error.to_string().contains(&addr.to_string()), "{error}");
+    assert!(matches!(error, TransportError::Connect { .. }), "{error:?}");
+    assert_eq!(error.kind(), AttemptErrorKind::Connect);
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("connection to {addr} failed: ")),
+        "{message}"
+    );
+    assert!(message.contains("Connection refused"), "{message}");
     assert_eq!(classify(&Err(error)), Verdict::Retry { retry_after: None });
+}
+
+#[tokio::test]
+async fn a_connection_closed_without_an_answer_is_an_io_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // Take the start of the request, then hang up without answering.
+        let _ = stream.read(&mut [0; 64]).await;
+    });
+    let error = sender(Duration::from_secs(5))
+        .send(&request(format!("http://{addr}/")))
+        .await
+        .result
+        .unwrap_err();
+    assert!(matches!(error, TransportError::Io { .. }), "{error:?}");
+    assert_eq!(error.kind(), AttemptErrorKind::Io);
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("request to {addr} failed: ")),
+        "{error}"
+    );
+    assert_eq!(classify(&Err(error)), Verdict::Retry { retry_after: None });
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_a_connect_error() {
+    // A plain-HTTP receiver behind an https URL: the handshake fails.
+    let (addr, _seen) = receiver(|| async { status(200) }).await;
+    let error = sender(Duration::from_secs(5))
+        .send(&request(format!("https://{addr}/")))
+        .await
+        .result
+        .unwrap_err();
+    assert!(matches!(error, TransportError::Connect { .. }), "{error}");
 }
 
 #[tokio::test]
@@ -181,11 +255,11 @@ async fn keeps_a_capped_excerpt_and_retry_after() {
     })
     .await;
     let response = sender(Duration::from_secs(5))
-        .send(&request(addr))
+        .send(&request(format!("http://{addr}/")))
         .await
         .result
         .unwrap();
-    assert_eq!(response.excerpt, Bytes::from(vec![b'x'; 16]));
+    assert_eq!(response.excerpt, Bytes::from(vec![b'x'; EXCERPT]));
     assert_eq!(response.retry_after, Some(Duration::from_secs(7)));
     assert_eq!(
         classify(&Ok(response)),
@@ -193,4 +267,67 @@ async fn keeps_a_capped_excerpt_and_retry_after() {
             retry_after: Some(Duration::from_secs(7))
         }
     );
+}
+
+/// A response body that never ends, and says when the server dropped it.
+struct Endless {
+    dropped: mpsc::UnboundedSender<()>,
+}
+
+impl Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"0123456789")))))
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(());
+    }
+}
+
+#[tokio::test]
+async fn stops_reading_at_the_cap_and_hangs_up() {
+    let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
+    let (addr, _seen) = receiver(move || {
+        let dropped = dropped_tx.clone();
+        async move { Response::new(Endless { dropped }) }
+    })
+    .await;
+    let timeout = Duration::from_secs(30);
+    let report = sender(timeout)
+        .send(&request(format!("http://{addr}/")))
+        .await;
+    assert!(report.duration < timeout, "read until the timeout");
+    let response = report.result.unwrap();
+    assert_eq!(response.excerpt, &b"0123456789012345"[..]);
+    // The server drops the body only once the client closed the
+    // connection: the rest was neither drained nor left hanging.
+    tokio::time::timeout(timeout, dropped.recv())
+        .await
+        .expect("the connection was kept open")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unusable_url_is_an_invalid_request_and_permanent() {
+    for url in ["ftp://example.com/x", "/relative", "http://exa mple.com/"] {
+        let report = sender(Duration::from_secs(5))
+            .send(&request(url.into()))
+            .await;
+        let error = report.result.unwrap_err();
+        assert!(
+            matches!(error, TransportError::InvalidRequest(_)),
+            "{url}: {error}"
+        );
+        assert_eq!(error.kind(), AttemptErrorKind::InvalidRequest);
+        assert!(error.to_string().contains(url), "{error}");
+        assert_eq!(classify(&Err(error)), Verdict::Permanent);
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use herald_proto::v1::{AttemptError, DeliveryState, EnqueueRequest, Header};
+use herald_proto::v1::{
+    AttemptError, DeliveryState, EnqueueRequest, Header, ListDeadLettersRequest,
+};
 use herald_tests::{Backend, Receiver, Reply, TestHerald, on_both_backends};
 
 on_both_backends!(
@@ -146,8 +148,10 @@ async fn retry_after_is_honoured(backend: Backend) {
 }
 
 async fn retry_after_is_capped(backend: Backend) {
+    // An hour asked for, a second allowed: the retry comes after the cap,
+    // not after the hour (and not at once either).
     let Some(herald) =
-        TestHerald::start_with(backend, |c| c.retry_after_cap = Duration::from_millis(300)).await
+        TestHerald::start_with(backend, |c| c.retry_after_cap = Duration::from_secs(1)).await
     else {
         return;
     };
@@ -165,8 +169,12 @@ async fn retry_after_is_capped(backend: Backend) {
     let seen = receiver.requests("/later");
     let gap = seen[1].at - seen[0].at;
     assert!(
-        gap >= Duration::from_millis(250),
+        gap >= Duration::from_millis(950),
         "retried after {gap:?}, before the cap"
+    );
+    assert!(
+        gap < Duration::from_secs(3),
+        "retried after {gap:?}: the 1 s cap on Retry-After was not applied"
     );
     herald.stop().await;
 }
@@ -183,6 +191,15 @@ async fn permanent_4xx_dead_letters_at_once(backend: Backend) {
     assert_eq!(delivery.attempt_count, 1);
     assert_eq!(delivery.last_status_code, 400);
     assert_eq!(delivery.last_error, "HTTP 400 Bad Request");
+    assert_eq!(receiver.requests("/gone").len(), 1, "no retry");
+    let dead_letters = herald
+        .client()
+        .list_dead_letters(ListDeadLettersRequest::default())
+        .await
+        .expect("list dead letters")
+        .into_inner();
+    let listed: Vec<_> = dead_letters.deliveries.iter().map(|d| &d.id).collect();
+    assert_eq!(listed, [&id], "the dead letter is listed");
     herald.stop().await;
 }
 

@@ -272,6 +272,27 @@ async fn two_replicas_share_the_work_and_send_each_delivery_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let config = settings(&[]);
+    let (a, b, c) = tokio::join!(
+        HeraldProcess::spawn(HERALD, db.url(), &config),
+        HeraldProcess::spawn(HERALD, db.url(), &config),
+        HeraldProcess::spawn(HERALD, db.url(), &config)
+    );
+    for replica in [&a, &b, &c] {
+        let mut client = replica.client().await;
+        let listed = client
+            .list_deliveries(herald_proto::v1::ListDeliveriesRequest::default())
+            .await
+            .expect("every replica serves on the migrated schema");
+        assert!(listed.into_inner().deliveries.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_on_one_replica_wakes_another() {
     let Some(db) = TestDb::create(Backend::Postgres).await else {
         return;

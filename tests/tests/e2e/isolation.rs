@@ -77,6 +77,10 @@ async fn a_hanging_destination_keeps_its_hands_off_the_rest(backend: Backend) {
         "the hanging destination got only its share"
     );
     let ratio = alone.as_secs_f64() / beside_hang.as_secs_f64();
+    eprintln!(
+        "isolation ({backend:?}): 300 fast deliveries alone {alone:?}, beside a hanging receiver {beside_hang:?}: {:.0}%",
+        ratio * 100.0
+    );
     assert!(
         ratio >= 0.8,
         "fast throughput beside a hanging receiver is {:.0}% of alone ({alone:?} vs {beside_hang:?})",
