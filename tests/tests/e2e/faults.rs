@@ -142,7 +142,14 @@ async fn kill_9_mid_flight_loses_nothing(backend: Backend) {
     let in_flight_at_kill = receiver.requests("/crash").len();
 
     receiver.open_gate();
-    let second = HeraldProcess::spawn(HERALD, db.url(), &config).await;
+    // The first process's short leases must run out; the second's must not,
+    // or a slow recording under load would add duplicates of its own.
+    let mut steady = config.clone();
+    steady.extend([
+        ("HERALD_REQUEST_TIMEOUT", "10s".to_owned()),
+        ("HERALD_LEASE_DURATION", "60s".to_owned()),
+    ]);
+    let second = HeraldProcess::spawn(HERALD, db.url(), &steady).await;
     all_succeed(&[&second.client().await], &ids).await;
 
     let seen = receiver.requests("/crash");
