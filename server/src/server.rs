@@ -129,7 +129,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.feed_buffer,
         config.poll_interval,
         shutdown.child_token(),
-    );
+    )
+    .await
+    .map_err(database)?;
     let retention = Retention {
         store: store.clone(),
         window: config.outcome_retention,

@@ -81,12 +81,18 @@ pub struct OutcomeFeed {
 impl OutcomeFeed {
     /// Starts the tailer over `store` with a ring of `capacity` outcomes and
     /// a safety-net `poll`. Watch streams end when `shutdown` is cancelled.
-    pub fn start(
+    ///
+    /// The tailer's starting point is read before this returns: a watch
+    /// opened afterwards finds everything up to it in storage and
+    /// everything after it in the ring. (Read later, an outcome committed
+    /// in between could be in neither.)
+    pub async fn start(
         store: Store,
         capacity: usize,
         poll: Duration,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
+        let head = store.latest_sequence().await?;
         let (live, _) = broadcast::channel(capacity);
         let committed = Signal::start(&store, Channel::Outcomes, &shutdown);
         let tail = tailer::Tailer {
@@ -95,13 +101,13 @@ impl OutcomeFeed {
             committed: committed.clone(),
             poll,
         };
-        tokio::spawn(tail.run(shutdown.clone()));
-        Self {
+        tokio::spawn(tail.run(head, shutdown.clone()));
+        Ok(Self {
             store,
             live,
             committed,
             shutdown,
-        }
+        })
     }
 
     /// Outcomes were committed (by this replica): tailers here and on the

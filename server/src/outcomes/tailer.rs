@@ -23,19 +23,9 @@ pub(super) struct Tailer {
 }
 
 impl Tailer {
-    pub(super) async fn run(self, shutdown: CancellationToken) {
-        // Start at the head: watchers read anything older from storage.
-        let mut head = loop {
-            match self.store.latest_sequence().await {
-                Ok(head) => break head,
-                Err(error) => {
-                    tracing::warn!(%error, "outcome tailer cannot read the feed head; retrying");
-                    if self.pause(&shutdown).await {
-                        return;
-                    }
-                }
-            }
-        };
+    /// Fans out every outcome after `head` as it becomes visible, until
+    /// `shutdown`.
+    pub(super) async fn run(self, mut head: i64, shutdown: CancellationToken) {
         loop {
             match self.store.feed_after(head, PAGE).await {
                 Ok(page) => {
