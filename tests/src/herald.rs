@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use herald_proto::v1::{
     Delivery, DeliveryState, EnqueueRequest, GetDeliveryRequest, WatchOutcomesRequest,
-    delivery_service_client::DeliveryServiceClient,
+    WatchOutcomesResponse, delivery_service_client::DeliveryServiceClient,
 };
 use herald_server::{Config, RunningServer};
 use tonic::transport::Channel;
@@ -81,6 +81,15 @@ impl TestHerald {
         self.client.clone()
     }
 
+    /// Opens an outcome stream carrying only outcomes recorded from now on.
+    pub async fn watch_live(&self) -> tonic::Streaming<WatchOutcomesResponse> {
+        self.client()
+            .watch_outcomes(WatchOutcomesRequest::default())
+            .await
+            .expect("watch outcomes")
+            .into_inner()
+    }
+
     /// Enqueues `request`, panicking on error; returns the id.
     pub async fn enqueue(&self, request: EnqueueRequest) -> String {
         self.client()
@@ -117,14 +126,6 @@ impl TestHerald {
     pub async fn wait_terminal(&self, id: &str) -> Delivery {
         self.wait_until(id, "a terminal state", |delivery| {
             delivery.state != i32::from(DeliveryState::Pending)
-        })
-        .await
-    }
-
-    /// Waits until `id` is in `state`, then returns it.
-    pub async fn wait_for_state(&self, id: &str, state: DeliveryState) -> Delivery {
-        self.wait_until(id, state.as_str_name(), |delivery| {
-            delivery.state == i32::from(state)
         })
         .await
     }

@@ -30,7 +30,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-pub use dialect::Dialect;
+use dialect::Dialect;
 pub use notify::{Channel, Listener};
 pub use read::PageCursor;
 
@@ -116,11 +116,6 @@ impl Store {
         migrated?;
         unlocked?;
         Ok(())
-    }
-
-    /// Which SQL dialect this store speaks.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
     }
 
     fn backend(&self) -> DbBackend {

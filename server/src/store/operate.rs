@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait, Value, sea_query::Expr,
+    QuerySelect, TransactionTrait, Value, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -34,9 +34,17 @@ impl Store {
         let values: Vec<Value> = vec![id.into(), tenant_id.into()];
         let Some(row) = txn.query_one_raw(self.statement(CANCEL, values)).await? else {
             txn.rollback().await?;
-            return Ok(match self.get_delivery(tenant_id, id).await? {
+            // Not pending: say whether it is missing or already finished.
+            let state = deliveries::Entity::find_by_id(id)
+                .filter(deliveries::Column::TenantId.eq(tenant_id))
+                .select_only()
+                .column(deliveries::Column::State)
+                .into_tuple::<String>()
+                .one(&self.db)
+                .await?;
+            return Ok(match state {
                 None => CancelResult::NotFound,
-                Some(delivery) => CancelResult::Finished(delivery.state),
+                Some(state) => CancelResult::Finished(state.parse()?),
             });
         };
         let outcome = OutcomeRecord {

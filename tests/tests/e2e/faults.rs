@@ -77,27 +77,20 @@ pub(crate) async fn enqueue_many(
         .collect()
 }
 
-/// Waits until every one of `ids` has SUCCEEDED, watching the outcome
-/// streams of `replicas` from the start. (One replica's stream is complete;
-/// several replicas writing at once are issue-4 territory for the feed.)
-async fn all_succeed(replicas: &[&DeliveryServiceClient<Channel>], ids: &[String]) {
+/// Waits until every one of `ids` has SUCCEEDED, watching `client`'s
+/// outcome stream from the start.
+async fn all_succeed(client: &DeliveryServiceClient<Channel>, ids: &[String]) {
     let mut waiting: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let mut streams = Vec::new();
-    for client in replicas {
-        let request = WatchOutcomesRequest {
-            after_sequence: Some(0),
-            ..Default::default()
-        };
-        streams.push(
-            (*client)
-                .clone()
-                .watch_outcomes(request)
-                .await
-                .expect("watch")
-                .into_inner(),
-        );
-    }
-    let mut outcomes = futures::stream::select_all(streams);
+    let request = WatchOutcomesRequest {
+        after_sequence: Some(0),
+        ..Default::default()
+    };
+    let mut outcomes = client
+        .clone()
+        .watch_outcomes(request)
+        .await
+        .expect("watch")
+        .into_inner();
     let finished = tokio::time::timeout(PATIENCE, async {
         while !waiting.is_empty() {
             let outcome = outcomes
@@ -150,7 +143,7 @@ async fn kill_9_mid_flight_loses_nothing(backend: Backend) {
         ("HERALD_LEASE_DURATION", "60s".to_owned()),
     ]);
     let second = HeraldProcess::spawn(HERALD, db.url(), &steady).await;
-    all_succeed(&[&second.client().await], &ids).await;
+    all_succeed(&second.client().await, &ids).await;
 
     let seen = receiver.requests("/crash");
     let unique: HashSet<&str> = seen.iter().map(|r| r.header("webhook-id")).collect();
@@ -206,7 +199,7 @@ async fn sigterm_records_in_flight_work_and_hands_over_the_rest(backend: Backend
     }
     // The attempts cut off by the grace period were given back: the second
     // process takes them at once, not after the 60 s lease.
-    all_succeed(&[&client], &hanging).await;
+    all_succeed(&client, &hanging).await;
     let retried = receiver.requests("/hang");
     assert_eq!(retried.len(), 4);
     assert!(

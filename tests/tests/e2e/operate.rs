@@ -9,7 +9,7 @@ use std::{
 use futures::StreamExt;
 use herald_proto::v1::{
     CancelDeliveryRequest, DeliveryState, EnqueueRequest, ListDeliveriesRequest, OutcomeKind,
-    RedriveDeadLettersRequest, WatchOutcomesRequest,
+    RedriveDeadLettersRequest,
 };
 use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
 use tonic::Code;
@@ -42,14 +42,7 @@ async fn cancel_ends_a_pending_delivery_and_refuses_finished_ones(backend: Backe
     };
     let receiver = Receiver::start().await;
     let mut client = herald.client();
-    let mut outcomes = client
-        .watch_outcomes(WatchOutcomesRequest {
-            after_sequence: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut outcomes = herald.watch_live().await;
     let later = enqueue_for_next_year(&herald, receiver.url("/later")).await;
     let cancel = |id: &str| CancelDeliveryRequest { id: id.to_owned() };
     let cancelled = client
@@ -163,14 +156,7 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
     );
 
     // The receiver answers 204 from now on: the redriven deliveries succeed.
-    let mut outcomes = client
-        .watch_outcomes(WatchOutcomesRequest {
-            after_sequence: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut outcomes = herald.watch_live().await;
     assert_eq!(
         client
             .redrive_dead_letters(redrive(false))

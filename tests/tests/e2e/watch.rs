@@ -43,15 +43,7 @@ async fn streams_outcomes_as_they_happen(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    let mut stream = herald
-        .client()
-        .watch_outcomes(WatchOutcomesRequest {
-            after_sequence: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = herald.watch_live().await;
     receiver.script("/flaky", [Reply::Status(503)]);
     receiver.script("/reject", [Reply::Status(404)]);
     let ok = herald.post(receiver.url("/ok"), b"").await;
