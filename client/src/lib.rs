@@ -47,6 +47,7 @@ mod error;
 mod operate;
 mod pages;
 mod watch;
+pub mod webhook;
 
 pub use client::Client;
 pub use enqueue::{EnqueueBuilder, Enqueued};

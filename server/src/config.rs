@@ -2,9 +2,10 @@
 //! variables (flags win), validated once at load with cross-field checks.
 //! Defaults work on a laptop: loopback listener, embedded SQLite.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
+use ipnet::IpNet;
 
 /// Everything `herald serve` can be told. Durations take humantime values
 /// such as `500ms`, `30s` or `2h`.
@@ -64,10 +65,6 @@ pub struct Config {
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
 
-    /// Largest request body accepted by Enqueue, in bytes.
-    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: usize,
-
     /// How much of each response body is kept with the attempt, in bytes.
     #[arg(long, env = "HERALD_RESPONSE_EXCERPT_BYTES", default_value_t = 1024)]
     pub response_excerpt_bytes: usize,
@@ -84,6 +81,86 @@ pub struct Config {
     /// On shutdown, how long in-flight attempts may take to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Address ranges Herald may send to although they are not global
+    /// (loopback, private, link-local...): comma-separated CIDRs, e.g.
+    /// `127.0.0.0/8,::1/128` for local development. Empty by default.
+    #[arg(long, env = "HERALD_ALLOW_TARGET_CIDRS", value_delimiter = ',')]
+    pub allow_target_cidrs: Vec<IpNet>,
+
+    /// PEM certificate chain for the gRPC listener; with `tls_key`, the
+    /// listener speaks TLS only.
+    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `tls_cert`.
+    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How long a replica reuses an API-key lookup or a tenant's signing
+    /// secrets: a revoked key or a rotated secret takes effect within this.
+    #[arg(long, env = "HERALD_CREDENTIAL_CACHE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub credential_cache: Duration,
+
+    /// Bounds on what one request may carry.
+    #[command(flatten)]
+    pub limits: InputLimits,
+}
+
+/// Bounds on what one request may carry. Each refusal is an
+/// INVALID_ARGUMENT that names the field and the limit.
+#[derive(Debug, Clone, Args)]
+pub struct InputLimits {
+    /// Largest request body accepted by Enqueue, in bytes. The gRPC message
+    /// limit follows from this and the other limits.
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most caller headers on one delivery.
+    #[arg(long, env = "HERALD_MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+
+    /// Most bytes of caller headers (names plus values) on one delivery.
+    #[arg(long, env = "HERALD_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Longest destination URL, in bytes.
+    #[arg(long, env = "HERALD_MAX_URL_BYTES", default_value_t = 2048)]
+    pub max_url_bytes: usize,
+
+    /// Longest idempotency key, in bytes (at most 255).
+    #[arg(long, env = "HERALD_MAX_IDEMPOTENCY_KEY_BYTES", default_value_t = 255)]
+    pub max_idempotency_key_bytes: usize,
+
+    /// Most attempts one delivery may ask for with `max_attempts`.
+    #[arg(long, env = "HERALD_MAX_ATTEMPTS_LIMIT", default_value_t = 100)]
+    pub max_attempts_limit: u32,
+
+    /// Largest page a listing may ask for.
+    #[arg(long, env = "HERALD_MAX_PAGE_SIZE", default_value_t = 1000)]
+    pub max_page_size: u32,
+
+    /// Refuse `http://` destinations: every delivery must use https.
+    #[arg(long, env = "HERALD_REQUIRE_HTTPS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_https: bool,
+}
+
+/// Room in a gRPC message beyond the body, headers and URL: field tags,
+/// the idempotency key, timestamps.
+const MESSAGE_OVERHEAD_BYTES: usize = 4 * 1024;
+
+impl InputLimits {
+    /// The largest Enqueue message these limits admit, which the gRPC
+    /// server enforces before decoding.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_body_bytes
+            .saturating_add(self.max_header_bytes)
+            // Each header costs a few bytes of framing besides its text.
+            .saturating_add(self.max_headers.saturating_mul(8))
+            .saturating_add(self.max_url_bytes)
+            .saturating_add(self.max_idempotency_key_bytes)
+            .saturating_add(MESSAGE_OVERHEAD_BYTES)
+    }
 }
 
 /// A configuration that cannot work, with what to change.
@@ -148,6 +225,28 @@ impl Config {
         }
         if self.poll_interval.is_zero() {
             return invalid("HERALD_POLL_INTERVAL", "must be above zero".to_owned());
+        }
+        let limits = &self.limits;
+        if self.max_attempts > limits.max_attempts_limit {
+            return invalid(
+                "HERALD_MAX_ATTEMPTS",
+                format!(
+                    "({}) must not exceed HERALD_MAX_ATTEMPTS_LIMIT ({})",
+                    self.max_attempts, limits.max_attempts_limit
+                ),
+            );
+        }
+        if limits.max_idempotency_key_bytes == 0 || limits.max_idempotency_key_bytes > 255 {
+            return invalid(
+                "HERALD_MAX_IDEMPOTENCY_KEY_BYTES",
+                "must be between 1 and 255 (the database column's width)".to_owned(),
+            );
+        }
+        if limits.max_page_size == 0 {
+            return invalid("HERALD_MAX_PAGE_SIZE", "must be at least 1".to_owned());
+        }
+        if limits.max_url_bytes < 16 {
+            return invalid("HERALD_MAX_URL_BYTES", "must be at least 16".to_owned());
         }
         Ok(())
     }

@@ -120,6 +120,8 @@ stored_enum! {
         Io => "io",
         /// Herald could not build a valid request from the delivery.
         InvalidRequest => "invalid_request",
+        /// The destination is, or resolved only to, a blocked address.
+        Blocked => "blocked",
     }
 }
 

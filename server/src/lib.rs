@@ -15,6 +15,7 @@ pub mod scheduler;
 mod server;
 pub mod signal;
 pub mod store;
+pub mod tenants;
 pub mod transport;
 
 pub use config::Config;

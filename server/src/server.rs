@@ -9,21 +9,20 @@ use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::{
     Config,
-    api::{self, DeliveryApi, Limits},
+    api::{self, Authenticator, DeliveryApi, Limits},
     config::ConfigError,
     outcomes::{OutcomeFeed, Retention},
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
     store::{Store, StoreError},
-    transport::{HttpSender, TransportConfig},
+    transport::{HttpSender, TargetPolicy, TransportConfig},
 };
 
 /// Most rows one claim statement leases.
 const CLAIM_BATCH: usize = 64;
-/// Room in a gRPC request beyond the body, for headers and the URL.
-const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
 /// HTTP/2 keepalive pings, so idle watch streams survive proxies and NATs.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -52,6 +51,27 @@ pub enum StartError {
     /// The outbound TLS configuration could not be built.
     #[error("outbound TLS: {0}")]
     Tls(#[from] rustls::Error),
+    /// Asked to listen beyond loopback while any caller would be let in.
+    #[error(
+        "refusing to listen on {addr} with no tenants: anyone who can reach it could send requests anywhere and read every payload. \
+Create a tenant with `herald tenant create NAME` (it prints the API key callers send), \
+or listen on a loopback address such as 127.0.0.1:50051 for local development"
+    )]
+    Unprotected {
+        /// The configured address.
+        addr: SocketAddr,
+    },
+    /// The listener's certificate or key could not be read.
+    #[error("cannot read {path}: {source}")]
+    ListenerTlsFile {
+        /// The file named by HERALD_TLS_CERT or HERALD_TLS_KEY.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The listener's certificate and key do not make a TLS configuration.
+    #[error("listener TLS (HERALD_TLS_CERT, HERALD_TLS_KEY): {0}")]
+    ListenerTls(#[source] tonic::transport::Error),
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -112,6 +132,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if config.migrate {
         store.migrate().await.map_err(database)?;
     }
+    let auth = Authenticator::new(store.clone(), config.credential_cache);
+    if !store.has_api_keys().await.map_err(database)? {
+        if !config.listen_addr.ip().is_loopback() {
+            return Err(StartError::Unprotected {
+                addr: config.listen_addr,
+            });
+        }
+        tracing::warn!(
+            "RUNNING OPEN: no tenant exists, so every caller is the \"default\" tenant without an API key. \
+Fine for local development on loopback; create a tenant with `herald tenant create NAME` before anyone else can reach this server"
+        );
+    }
+    let tls = listener_tls(&config).await?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| StartError::Listen {
@@ -137,10 +170,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         window: config.outcome_retention,
     };
     tokio::spawn(retention.run(shutdown.child_token()));
-    let sender = HttpSender::new(TransportConfig {
-        request_timeout: config.request_timeout,
-        response_excerpt_bytes: config.response_excerpt_bytes,
-    })?;
+    let targets = TargetPolicy::new(config.allow_target_cidrs.clone());
+    let sender = HttpSender::new(
+        TransportConfig {
+            request_timeout: config.request_timeout,
+            response_excerpt_bytes: config.response_excerpt_bytes,
+        },
+        targets.clone(),
+    )?;
     let scheduler_stop = CancellationToken::new();
     let (scheduler, scheduler_handle) = Scheduler::start(
         store.clone(),
@@ -158,6 +195,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             lease_duration: config.lease_duration,
             poll_interval: config.poll_interval,
             shutdown_grace: config.shutdown_grace,
+            credential_cache: config.credential_cache,
         },
         scheduler_stop.clone(),
     );
@@ -166,16 +204,27 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         feed,
         scheduler_handle,
         Limits {
-            max_body_bytes: config.max_body_bytes,
+            input: config.limits.clone(),
             default_max_attempts: config.max_attempts,
+            targets,
         },
+        auth,
     );
-    let routes = api::routes(api, config.max_body_bytes + MESSAGE_OVERHEAD_BYTES).await?;
-    tracing::info!(%local_addr, database = %redact(&config.database_url), "herald is serving");
+    let routes = api::routes(api, config.limits.max_message_bytes()).await?;
+    tracing::info!(
+        %local_addr,
+        tls = tls.is_some(),
+        database = %redact(&config.database_url),
+        "herald is serving"
+    );
 
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let served = builder
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
@@ -193,6 +242,29 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         shutdown,
         task,
     })
+}
+
+/// The listener's TLS configuration, when a certificate and key are set.
+async fn listener_tls(config: &Config) -> Result<Option<ServerTlsConfig>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::PathBuf| {
+        let path = path.clone();
+        async move {
+            tokio::fs::read(&path)
+                .await
+                .map_err(|source| StartError::ListenerTlsFile { path, source })
+        }
+    };
+    let identity = Identity::from_pem(read(cert).await?, read(key).await?);
+    let tls = ServerTlsConfig::new().identity(identity);
+    // Building it here reports a bad certificate or key at start, not on
+    // the first connection.
+    tonic::transport::Server::builder()
+        .tls_config(tls.clone())
+        .map_err(StartError::ListenerTls)?;
+    Ok(Some(tls))
 }
 
 /// The database URL without its password, for logs.

@@ -8,7 +8,7 @@ use herald_proto::v1::{
     Delivery, DeliveryState, EnqueueRequest, GetDeliveryRequest, WatchOutcomesRequest,
     WatchOutcomesResponse, delivery_service_client::DeliveryServiceClient,
 };
-use herald_server::{Config, RunningServer};
+use herald_server::{Config, RunningServer, config::InputLimits};
 use tonic::transport::Channel;
 
 use crate::{Backend, PATIENCE, TestDb};
@@ -29,11 +29,20 @@ pub fn test_config(database_url: &str) -> Config {
         concurrency: 16,
         destination_concurrency: 8,
         poll_interval: Duration::from_millis(200),
-        max_body_bytes: 64 * 1024,
         response_excerpt_bytes: 256,
         feed_buffer: 4096,
         outcome_retention: Duration::from_secs(7 * 24 * 3600),
         shutdown_grace: Duration::from_secs(2),
+        // The receivers of the tests listen on loopback.
+        allow_target_cidrs: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+        tls_cert: None,
+        tls_key: None,
+        // Revocations and rotations take effect at once.
+        credential_cache: Duration::ZERO,
+        limits: InputLimits {
+            max_body_bytes: 64 * 1024,
+            ..Config::default().limits
+        },
     }
 }
 

@@ -80,6 +80,7 @@ fn attempt_error(kind: Option<AttemptErrorKind>) -> proto::AttemptError {
         Some(AttemptErrorKind::Timeout) => proto::AttemptError::Timeout,
         Some(AttemptErrorKind::Io) => proto::AttemptError::Io,
         Some(AttemptErrorKind::InvalidRequest) => proto::AttemptError::InvalidRequest,
+        Some(AttemptErrorKind::Blocked) => proto::AttemptError::Blocked,
     }
 }
 

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{
+    auth::Authenticator,
     convert,
     error::ApiError,
     filters::{self, delivery_id, page_size},
@@ -28,9 +29,6 @@ use crate::{
     store::{PageCursor, Store, records::CancelResult},
 };
 
-/// Every caller belongs to this tenant until API keys arrive.
-pub const DEFAULT_TENANT: &str = "default";
-
 /// The service's shared state.
 #[derive(Clone)]
 pub struct DeliveryApi {
@@ -38,29 +36,43 @@ pub struct DeliveryApi {
     feed: OutcomeFeed,
     scheduler: SchedulerHandle,
     limits: Limits,
+    auth: Authenticator,
 }
 
 impl DeliveryApi {
     /// A service over `store` and `feed` that tells `scheduler` about new
-    /// work and routes cancellations through it.
+    /// work and routes cancellations through it; `auth` finds each
+    /// caller's tenant.
     pub fn new(
         store: Store,
         feed: OutcomeFeed,
         scheduler: SchedulerHandle,
         limits: Limits,
+        auth: Authenticator,
     ) -> Self {
         Self {
             store,
             feed,
             scheduler,
             limits,
+            auth,
         }
     }
 
-    async fn delivery(&self, id: uuid::Uuid) -> Result<herald_proto::v1::Delivery, ApiError> {
+    /// The caller's tenant and the request's message.
+    async fn authenticate<T>(&self, request: Request<T>) -> Result<(String, T), ApiError> {
+        let tenant = self.auth.tenant(request.metadata()).await?;
+        Ok((tenant, request.into_inner()))
+    }
+
+    async fn delivery(
+        &self,
+        tenant: &str,
+        id: uuid::Uuid,
+    ) -> Result<herald_proto::v1::Delivery, ApiError> {
         let delivery = self
             .store
-            .get_delivery(DEFAULT_TENANT, id)
+            .get_delivery(tenant, id)
             .await?
             .ok_or_else(|| not_found(id))?;
         Ok(convert::delivery(delivery))
@@ -80,7 +92,8 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<EnqueueRequest>,
     ) -> Result<Response<EnqueueResponse>, Status> {
-        let delivery = validate::enqueue(request.into_inner(), DEFAULT_TENANT, &self.limits)?;
+        let (tenant, request) = self.authenticate(request).await?;
+        let delivery = validate::enqueue(request, &tenant, &self.limits)?;
         let enqueued = self
             .store
             .enqueue(&delivery)
@@ -99,9 +112,10 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<GetDeliveryRequest>,
     ) -> Result<Response<GetDeliveryResponse>, Status> {
-        let id = delivery_id("id", &request.into_inner().id)?;
+        let (tenant, request) = self.authenticate(request).await?;
+        let id = delivery_id("id", &request.id)?;
         Ok(Response::new(GetDeliveryResponse {
-            delivery: Some(self.delivery(id).await?),
+            delivery: Some(self.delivery(&tenant, id).await?),
         }))
     }
 
@@ -109,12 +123,12 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
-        let request = request.into_inner();
-        let page_size = page_size(request.page_size)?;
+        let (tenant, request) = self.authenticate(request).await?;
+        let page_size = page_size(request.page_size, &self.limits)?;
         let cursor = page_token::decode(Listing::DeadLetters, &request.page_token)?;
         let page = self
             .store
-            .list_dead_letters(DEFAULT_TENANT, cursor, u64::from(page_size))
+            .list_dead_letters(&tenant, cursor, u64::from(page_size))
             .await
             .map_err(ApiError::from)?;
         let next_page_token =
@@ -134,10 +148,11 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<WatchOutcomesRequest>,
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
-        let (cursor, filter) = filters::watch(&request.into_inner())?;
+        let (tenant, request) = self.authenticate(request).await?;
+        let (cursor, filter) = filters::watch(&request)?;
         let outcomes = self
             .feed
-            .watch(DEFAULT_TENANT.to_owned(), filter, cursor)
+            .watch(tenant, filter, cursor)
             .await
             .map_err(ApiError::from)?;
         let stream = ReceiverStream::new(outcomes).map(|item| match item {
@@ -153,10 +168,11 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<CancelDeliveryRequest>,
     ) -> Result<Response<CancelDeliveryResponse>, Status> {
-        let id = delivery_id("id", &request.into_inner().id)?;
+        let (tenant, request) = self.authenticate(request).await?;
+        let id = delivery_id("id", &request.id)?;
         match self
             .scheduler
-            .cancel(DEFAULT_TENANT, id)
+            .cancel(&tenant, id)
             .await
             .map_err(ApiError::from)?
         {
@@ -172,7 +188,7 @@ impl DeliveryService for DeliveryApi {
             Err(error) => return Err(ApiError::from(error).into()),
         }
         Ok(Response::new(CancelDeliveryResponse {
-            delivery: Some(self.delivery(id).await?),
+            delivery: Some(self.delivery(&tenant, id).await?),
         }))
     }
 
@@ -180,11 +196,11 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<RedriveDeadLettersRequest>,
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
-        let request = request.into_inner();
+        let (tenant, request) = self.authenticate(request).await?;
         let selection = filters::redrive_selection(&request)?;
         let count = self
             .store
-            .redrive(DEFAULT_TENANT, &selection, request.dry_run)
+            .redrive(&tenant, &selection, request.dry_run)
             .await
             .map_err(ApiError::from)?;
         if count > 0 && !request.dry_run {
@@ -197,13 +213,13 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<ListDeliveriesRequest>,
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
-        let request = request.into_inner();
+        let (tenant, request) = self.authenticate(request).await?;
         let filter = filters::delivery_filter(&request)?;
-        let page_size = page_size(request.page_size)?;
+        let page_size = page_size(request.page_size, &self.limits)?;
         let cursor = page_token::decode(Listing::Deliveries, &request.page_token)?;
         let page = self
             .store
-            .list_deliveries(DEFAULT_TENANT, &filter, cursor, u64::from(page_size))
+            .list_deliveries(&tenant, &filter, cursor, u64::from(page_size))
             .await
             .map_err(ApiError::from)?;
         let next_page_token =

@@ -17,6 +17,12 @@ pub enum ApiError {
         /// The rule it broke, for people.
         message: String,
     },
+    /// No valid API key came with the request. Deliberately says nothing
+    /// about which tenants or keys exist.
+    #[error(
+        "missing or invalid API key: send `authorization: Bearer <key>` with a key from `herald tenant create` or `herald key create`"
+    )]
+    Unauthenticated,
     /// The thing asked for does not exist (for this caller).
     #[error("{0}")]
     NotFound(String),
@@ -48,6 +54,7 @@ impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+            ApiError::Unauthenticated => Status::unauthenticated(error.to_string()),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::ShuttingDown(_) => Status::unavailable(error.to_string()),

@@ -7,6 +7,7 @@ use herald_proto::v1::{
 };
 use uuid::Uuid;
 
+use super::validate::Limits;
 use super::{
     convert::{UnknownState, state_filter},
     error::ApiError,
@@ -22,17 +23,17 @@ use crate::{
 const MAX_IDS: usize = 1000;
 /// Page size when the request leaves it at 0.
 const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest page a caller may ask for.
-const MAX_PAGE_SIZE: u32 = 1000;
 
-/// The page size asked for, defaulted and bounded.
-pub fn page_size(requested: u32) -> Result<u32, ApiError> {
+/// The page size asked for, defaulted (to 100, or the limit if lower) and
+/// bounded by `limits`.
+pub fn page_size(requested: u32, limits: &Limits) -> Result<u32, ApiError> {
+    let max = limits.input.max_page_size;
     match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n if n <= MAX_PAGE_SIZE => Ok(n),
+        0 => Ok(DEFAULT_PAGE_SIZE.min(max)),
+        n if n <= max => Ok(n),
         n => Err(ApiError::invalid(
             "page_size",
-            format!("is {n}; the most is {MAX_PAGE_SIZE}"),
+            format!("is {n}; the most is {max} (HERALD_MAX_PAGE_SIZE)"),
         )),
     }
 }
@@ -231,11 +232,19 @@ mod tests {
 
     #[test]
     fn page_sizes_default_and_cap() {
-        assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE);
-        assert_eq!(page_size(7).unwrap(), 7);
-        assert_eq!(
-            field(page_size(MAX_PAGE_SIZE + 1).unwrap_err()),
-            "page_size"
-        );
+        let limits = |max_page_size| Limits {
+            input: crate::config::InputLimits {
+                max_page_size,
+                ..crate::Config::default().limits
+            },
+            default_max_attempts: 1,
+            targets: crate::transport::TargetPolicy::default(),
+        };
+        assert_eq!(page_size(0, &limits(1000)).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(0, &limits(10)).unwrap(), 10);
+        assert_eq!(page_size(7, &limits(7)).unwrap(), 7);
+        let refused = page_size(8, &limits(7)).unwrap_err();
+        assert!(refused.to_string().contains("the most is 7"), "{refused}");
+        assert_eq!(field(refused), "page_size");
     }
 }

@@ -2,6 +2,7 @@
 //! and server reflection (v1 and v1alpha, so older `grpcurl`s work too).
 //! Proto types stop here; everything behind speaks `domain` and `store`.
 
+mod auth;
 mod convert;
 mod delivery_service;
 mod error;
@@ -12,6 +13,7 @@ mod validate;
 use herald_proto::{FILE_DESCRIPTOR_SET, v1::delivery_service_server::DeliveryServiceServer};
 use tonic::service::Routes;
 
+pub use auth::Authenticator;
 pub use delivery_service::DeliveryApi;
 pub use validate::Limits;
 

@@ -1,35 +1,31 @@
 //! Enqueue validation: turns an `EnqueueRequest` into a [`NewDelivery`] or
 //! an INVALID_ARGUMENT that names the field and the rule it broke.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use herald_proto::v1::{EnqueueRequest, HttpMethod as ProtoMethod};
 use http::{HeaderName, HeaderValue};
 
 use super::{convert::timestamp_ms, error::ApiError};
 use crate::{
+    config::InputLimits,
     domain::{Destination, HttpMethod, HttpRequest},
     store::records::NewDelivery,
+    transport::TargetPolicy,
 };
 
-/// Limits applied to every enqueue.
-#[derive(Debug, Clone, Copy)]
+/// What every request is checked against.
+#[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest body, in bytes.
-    pub max_body_bytes: usize,
+    /// Sizes, counts and ranges.
+    pub input: InputLimits,
     /// Attempts when the request does not say.
     pub default_max_attempts: u32,
+    /// Which literal IP destinations are allowed (host names are checked
+    /// when they resolve, at send time).
+    pub targets: TargetPolicy,
 }
-
-/// Longest accepted URL, in bytes.
-const MAX_URL_BYTES: usize = 2048;
-/// Most caller headers on one delivery.
-const MAX_HEADERS: usize = 64;
-/// Most bytes of caller headers (names and values) on one delivery.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Longest idempotency key, in bytes.
-const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
-/// Most attempts a delivery may ask for.
-const MAX_ATTEMPTS_LIMIT: u32 = 100;
 
 /// Headers Herald sets itself or that belong to the connection, which a
 /// caller may not set.
@@ -47,6 +43,21 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 /// Header prefixes Herald owns.
 const RESERVED_PREFIXES: &[&str] = &["webhook-", "herald-", "proxy-"];
+/// Headers that carry credentials by name.
+const SECRET_HEADERS: &[&str] = &["authorization", "cookie", "set-cookie"];
+/// Words that mark a header name as carrying a credential. Names such as
+/// `x-idempotency-key` or `x-request-id` contain none of them.
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api-key",
+    "api_key",
+    "apikey",
+    "auth",
+    "credential",
+];
 
 /// Checks `request` and builds the delivery to store for `tenant_id`.
 pub fn enqueue(
@@ -54,7 +65,8 @@ pub fn enqueue(
     tenant_id: &str,
     limits: &Limits,
 ) -> Result<NewDelivery, ApiError> {
-    let (url, destination) = url(&request.url)?;
+    let input = &limits.input;
+    let (url, destination) = url(&request.url, limits)?;
     let method = method(request.method)?;
     let headers = headers(
         request
@@ -62,14 +74,15 @@ pub fn enqueue(
             .into_iter()
             .map(|h| (h.name, h.value))
             .collect(),
+        input,
     )?;
-    if request.body.len() > limits.max_body_bytes {
+    if request.body.len() > input.max_body_bytes {
         return Err(ApiError::invalid(
             "body",
             format!(
-                "is {} bytes; the limit is {} bytes",
+                "is {} bytes; the limit is {} bytes (HERALD_MAX_BODY_BYTES)",
                 request.body.len(),
-                limits.max_body_bytes
+                input.max_body_bytes
             ),
         ));
     }
@@ -84,15 +97,18 @@ pub fn enqueue(
         })
         .transpose()?;
     let idempotency_key = non_empty(request.idempotency_key)
-        .map(idempotency_key)
+        .map(|key| idempotency_key(key, input.max_idempotency_key_bytes))
         .transpose()?;
     let max_attempts = match request.max_attempts {
         None => limits.default_max_attempts,
-        Some(n) if (1..=MAX_ATTEMPTS_LIMIT).contains(&n) => n,
+        Some(n) if (1..=input.max_attempts_limit).contains(&n) => n,
         Some(n) => {
             return Err(ApiError::invalid(
                 "max_attempts",
-                format!("is {n}; it must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+                format!(
+                    "is {n}; it must be between 1 and {} (HERALD_MAX_ATTEMPTS_LIMIT)",
+                    input.max_attempts_limit
+                ),
             ));
         }
     };
@@ -146,14 +162,15 @@ fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-fn url(raw: &str) -> Result<(String, Destination), ApiError> {
+fn url(raw: &str, limits: &Limits) -> Result<(String, Destination), ApiError> {
     let invalid = |message: &str| ApiError::invalid("url", message.to_owned());
     if raw.is_empty() {
         return Err(invalid("is required, e.g. https://example.com/webhooks"));
     }
-    if raw.len() > MAX_URL_BYTES {
+    let max_url_bytes = limits.input.max_url_bytes;
+    if raw.len() > max_url_bytes {
         return Err(invalid(&format!(
-            "is {} bytes; the limit is {MAX_URL_BYTES}",
+            "is {} bytes; the limit is {max_url_bytes} (HERALD_MAX_URL_BYTES)",
             raw.len()
         )));
     }
@@ -168,8 +185,23 @@ fn url(raw: &str) -> Result<(String, Destination), ApiError> {
             parsed.scheme()
         )));
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("has no host"));
+    if limits.input.require_https && parsed.scheme() != "https" {
+        return Err(invalid(
+            "must be https: this server refuses plain http destinations (HERALD_REQUIRE_HTTPS)",
+        ));
+    }
+    let literal = match parsed.host() {
+        None => return Err(invalid("has no host")),
+        Some(url::Host::Domain("")) => return Err(invalid("has no host")),
+        Some(url::Host::Domain(_)) => None,
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+    };
+    if let Some(ip) = literal {
+        limits
+            .targets
+            .check(ip)
+            .map_err(|blocked| invalid(&blocked.to_string()))?;
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(
@@ -200,21 +232,31 @@ fn method(raw: i32) -> Result<HttpMethod, ApiError> {
     }
 }
 
-fn headers(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, ApiError> {
-    if headers.len() > MAX_HEADERS {
+fn headers(
+    headers: Vec<(String, String)>,
+    limits: &InputLimits,
+) -> Result<Vec<(String, String)>, ApiError> {
+    if headers.len() > limits.max_headers {
         return Err(ApiError::invalid(
             "headers",
-            format!("has {} headers; the limit is {MAX_HEADERS}", headers.len()),
+            format!(
+                "has {} headers; the limit is {} (HERALD_MAX_HEADERS)",
+                headers.len(),
+                limits.max_headers
+            ),
         ));
     }
     let total: usize = headers
         .iter()
         .map(|(name, value)| name.len() + value.len())
         .sum();
-    if total > MAX_HEADER_BYTES {
+    if total > limits.max_header_bytes {
         return Err(ApiError::invalid(
             "headers",
-            format!("hold {total} bytes; the limit is {MAX_HEADER_BYTES}"),
+            format!(
+                "hold {total} bytes; the limit is {} (HERALD_MAX_HEADER_BYTES)",
+                limits.max_header_bytes
+            ),
         ));
     }
     headers
@@ -230,6 +272,12 @@ fn headers(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, ApiE
                     format!("{lower:?} is set by Herald and cannot be given (use content_type for Content-Type)"),
                 ));
             }
+            if looks_secret(lower) {
+                return Err(ApiError::invalid(
+                    "headers",
+                    format!("{lower:?} looks like it carries a credential, and Herald refuses to store secrets with a delivery (anyone who can read the delivery would see it); receivers can authenticate Herald by the webhook-signature header instead"),
+                ));
+            }
             HeaderValue::from_str(&value).map_err(|_| {
                 ApiError::invalid(
                     "headers",
@@ -241,12 +289,17 @@ fn headers(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, ApiE
         .collect()
 }
 
-fn idempotency_key(key: String) -> Result<String, ApiError> {
-    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+/// Whether a (lower-case) header name looks like it carries a credential.
+fn looks_secret(name: &str) -> bool {
+    SECRET_HEADERS.contains(&name) || SECRET_WORDS.iter().any(|word| name.contains(word))
+}
+
+fn idempotency_key(key: String, max_bytes: usize) -> Result<String, ApiError> {
+    if key.len() > max_bytes {
         return Err(ApiError::invalid(
             "idempotency_key",
             format!(
-                "is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}",
+                "is {} bytes; the limit is {max_bytes} (HERALD_MAX_IDEMPOTENCY_KEY_BYTES)",
                 key.len()
             ),
         ));
@@ -263,13 +316,26 @@ fn idempotency_key(key: String) -> Result<String, ApiError> {
 #[cfg(test)]
 mod tests {
     use herald_proto::v1::Header;
+    use proptest::prelude::*;
 
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_body_bytes: 8,
-        default_max_attempts: 5,
-    };
+    fn limits() -> Limits {
+        Limits {
+            input: InputLimits {
+                max_body_bytes: 8,
+                max_headers: 3,
+                max_header_bytes: 40,
+                max_url_bytes: 40,
+                max_idempotency_key_bytes: 10,
+                max_attempts_limit: 7,
+                max_page_size: 50,
+                require_https: false,
+            },
+            default_max_attempts: 5,
+            targets: TargetPolicy::default(),
+        }
+    }
 
     fn request(url: &str) -> EnqueueRequest {
         EnqueueRequest {
@@ -278,16 +344,32 @@ mod tests {
         }
     }
 
-    fn rejected_field(request: EnqueueRequest) -> &'static str {
-        match enqueue(request, "default", &LIMITS) {
-            Err(ApiError::InvalidArgument { field, .. }) => field,
+    fn header(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// The field and message of the INVALID_ARGUMENT `request` gets.
+    fn refusal_with(request: EnqueueRequest, limits: &Limits) -> (&'static str, String) {
+        match enqueue(request, "default", limits) {
+            Err(ApiError::InvalidArgument { field, message }) => (field, message),
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
     }
 
+    fn rejected_field(request: EnqueueRequest) -> &'static str {
+        refusal_with(request, &limits()).0
+    }
+
+    fn accepted(request: EnqueueRequest) -> NewDelivery {
+        enqueue(request, "default", &limits()).expect("accepted")
+    }
+
     #[test]
     fn accepts_a_plain_post_with_defaults() {
-        let delivery = enqueue(request("https://example.com/hook"), "default", &LIMITS).unwrap();
+        let delivery = accepted(request("https://example.com/hook"));
         assert_eq!(delivery.request.method, HttpMethod::Post);
         assert_eq!(delivery.max_attempts, 5);
         assert_eq!(delivery.idempotency_key, None);
@@ -307,10 +389,113 @@ mod tests {
     }
 
     #[test]
-    fn rejects_oversized_body_and_bad_headers() {
-        let mut big = request("http://example.com/");
-        big.body = vec![0; 9];
-        assert_eq!(rejected_field(big), "body");
+    fn every_limit_admits_its_value_and_refuses_one_more() {
+        // Body: 8 bytes.
+        let body = |n| EnqueueRequest {
+            body: vec![0; n],
+            ..request("http://example.com/")
+        };
+        accepted(body(8));
+        let (field, message) = refusal_with(body(9), &limits());
+        assert_eq!(field, "body");
+        assert!(message.contains("limit is 8 bytes"), "{message}");
+
+        // URL: 40 bytes.
+        let url = |n: usize| format!("http://example.com/{}", "a".repeat(n - 19));
+        accepted(request(&url(40)));
+        let (field, message) = refusal_with(request(&url(41)), &limits());
+        assert_eq!(field, "url");
+        assert!(message.contains("limit is 40"), "{message}");
+
+        // Header count: 3.
+        let headers = |n: usize| EnqueueRequest {
+            headers: (0..n).map(|i| header(&format!("x-{i}"), "v")).collect(),
+            ..request("http://example.com/")
+        };
+        accepted(headers(3));
+        let (field, message) = refusal_with(headers(4), &limits());
+        assert_eq!(field, "headers");
+        assert!(message.contains("limit is 3"), "{message}");
+
+        // Header bytes: 40 (names plus values).
+        let sized = |n: usize| EnqueueRequest {
+            headers: vec![header("x-a", &"v".repeat(n - 3))],
+            ..request("http://example.com/")
+        };
+        accepted(sized(40));
+        let (field, message) = refusal_with(sized(41), &limits());
+        assert_eq!(field, "headers");
+        assert!(message.contains("limit is 40"), "{message}");
+
+        // Idempotency key: 10 bytes.
+        let keyed = |n: usize| EnqueueRequest {
+            idempotency_key: "k".repeat(n),
+            ..request("http://example.com/")
+        };
+        accepted(keyed(10));
+        let (field, message) = refusal_with(keyed(11), &limits());
+        assert_eq!(field, "idempotency_key");
+        assert!(message.contains("limit is 10"), "{message}");
+
+        // Attempts: 1 to 7.
+        let attempts = |n| EnqueueRequest {
+            max_attempts: Some(n),
+            ..request("http://example.com/")
+        };
+        assert_eq!(accepted(attempts(7)).max_attempts, 7);
+        assert_eq!(accepted(attempts(1)).max_attempts, 1);
+        for n in [0, 8] {
+            let (field, message) = refusal_with(attempts(n), &limits());
+            assert_eq!(field, "max_attempts");
+            assert!(message.contains("between 1 and 7"), "{message}");
+        }
+    }
+
+    #[test]
+    fn https_can_be_required() {
+        let strict = Limits {
+            input: InputLimits {
+                require_https: true,
+                ..limits().input
+            },
+            ..limits()
+        };
+        enqueue(request("https://example.com/"), "t", &strict).unwrap();
+        let (field, message) = refusal_with(request("http://example.com/"), &strict);
+        assert_eq!(field, "url");
+        assert!(message.contains("https"), "{message}");
+    }
+
+    #[test]
+    fn literal_private_addresses_are_refused_unless_allowed() {
+        let urls = [
+            "http://127.0.0.1:8080/",
+            "http://10.0.0.1/",
+            "http://192.168.0.10/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[fd00::1]/",
+            "http://0.0.0.0/",
+        ];
+        for url in urls {
+            let (field, message) = refusal_with(request(url), &limits());
+            assert_eq!(field, "url", "{url}");
+            assert!(message.contains("HERALD_ALLOW_TARGET_CIDRS"), "{message}");
+        }
+        let open = Limits {
+            targets: TargetPolicy::new(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]),
+            ..limits()
+        };
+        for url in urls {
+            enqueue(request(url), "t", &open).unwrap();
+        }
+        // Names are judged when they resolve, at send time.
+        accepted(request("http://localhost:8080/"));
+    }
+
+    #[test]
+    fn rejects_bad_and_reserved_headers() {
         for (name, value) in [
             ("bad name", "v"),
             ("x-ok", "line\nbreak"),
@@ -318,12 +503,38 @@ mod tests {
             ("webhook-id", "x"),
         ] {
             let mut bad = request("http://example.com/");
-            bad.headers = vec![Header {
-                name: name.into(),
-                value: value.into(),
-            }];
+            bad.headers = vec![header(name, value)];
             assert_eq!(rejected_field(bad), "headers", "{name}: {value}");
         }
+    }
+
+    #[test]
+    fn secret_looking_headers_are_refused_and_benign_ones_kept() {
+        for name in [
+            "Authorization",
+            "Proxy-Authorization",
+            "Cookie",
+            "x-api-key",
+            "X-Api_Key",
+            "x-apikey",
+            "x-auth-token",
+            "x-access-token",
+            "x-client-secret",
+            "x-password",
+            "x-credentials",
+        ] {
+            let mut secret = request("http://example.com/");
+            secret.headers = vec![header(name, "v")];
+            let (field, message) = refusal_with(secret, &limits());
+            assert_eq!(field, "headers", "{name}");
+            assert!(
+                message.contains(&name.to_ascii_lowercase()),
+                "the message names the header: {message}"
+            );
+        }
+        let mut benign = request("http://example.com/");
+        benign.headers = vec![header("x-idempotency-key", "k"), header("x-request-id", "r")];
+        assert_eq!(accepted(benign).request.headers.len(), 2);
     }
 
     #[test]
@@ -338,19 +549,82 @@ mod tests {
         assert_eq!(rejected_field(inverted), "deadline_time");
         let mut fine = request("http://example.com/");
         fine.deadline_time = at(4_000_000_000);
-        assert_eq!(
-            enqueue(fine, "default", &LIMITS).unwrap().deadline_ms,
-            Some(4_000_000_000_000)
-        );
+        assert_eq!(accepted(fine).deadline_ms, Some(4_000_000_000_000));
     }
 
     #[test]
-    fn rejects_out_of_range_attempts_and_unknown_methods() {
-        let mut zero = request("http://example.com/");
-        zero.max_attempts = Some(0);
-        assert_eq!(rejected_field(zero), "max_attempts");
+    fn rejects_unknown_methods() {
         let mut method = request("http://example.com/");
         method.method = 99;
         assert_eq!(rejected_field(method), "method");
+    }
+
+    fn any_timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
+        proptest::option::of(
+            (any::<i64>(), any::<i32>())
+                .prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+        )
+    }
+
+    fn any_request() -> impl Strategy<Value = EnqueueRequest> {
+        let url = prop_oneof![
+            any::<String>(),
+            "(http|https|ftp)://[a-z0-9.:\\[\\]@%-]{0,30}(/[ -~]{0,20})?",
+        ];
+        let headers = proptest::collection::vec(
+            (any::<String>(), any::<String>()).prop_map(|(name, value)| Header { name, value }),
+            0..5,
+        );
+        (
+            url,
+            any::<i32>(),
+            headers,
+            proptest::collection::vec(any::<u8>(), 0..16),
+            any::<String>(),
+            any::<String>(),
+            any::<Option<u32>>(),
+            any_timestamp(),
+            any_timestamp(),
+        )
+            .prop_map(
+                |(
+                    url,
+                    method,
+                    headers,
+                    body,
+                    content_type,
+                    key,
+                    attempts,
+                    not_before,
+                    deadline,
+                )| {
+                    EnqueueRequest {
+                        url,
+                        method,
+                        headers,
+                        body,
+                        content_type,
+                        idempotency_key: key,
+                        max_attempts: attempts,
+                        not_before_time: not_before,
+                        deadline_time: deadline,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        /// Whatever arrives, validation answers with a delivery or a
+        /// refusal naming a field; it never panics.
+        #[test]
+        fn validation_never_panics(request in any_request()) {
+            match enqueue(request, "t", &limits()) {
+                Ok(delivery) => prop_assert!(delivery.max_attempts >= 1),
+                Err(ApiError::InvalidArgument { field, message }) => {
+                    prop_assert!(!field.is_empty() && !message.is_empty());
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC server and the delivery scheduler.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Apply pending database migrations and exit.
     Migrate {
         /// Database URL: `sqlite://FILE` or `postgres://...`.
@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => serve(config).await,
+            Command::Serve(config) => serve(*config).await,
             Command::Migrate { database_url } => migrate(&database_url).await,
             Command::Watch(args) => watch::run(args).await.map_err(Into::into),
         }

@@ -12,7 +12,7 @@
 //! database, the safety-net poll, or shutdown.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -33,9 +33,10 @@ use super::{
 use crate::signal::Signal;
 use crate::{
     store::{
-        Store,
+        Store, StoreError,
         records::{ClaimedDelivery, Lease},
     },
+    tenants::{Keyring, SigningKeys},
     transport::HttpSender,
 };
 
@@ -48,6 +49,7 @@ type InFlight = Arc<Mutex<HashSet<Lease>>>;
 /// The claim loop and the executors it started.
 pub struct Claimer {
     pub(super) store: Store,
+    pub(super) keyring: Keyring,
     pub(super) sender: HttpSender,
     pub(super) policy: RetryPolicy,
     pub(super) config: SchedulerConfig,
@@ -98,12 +100,30 @@ impl Claimer {
                 }
             };
             let got = claimed.len();
+            let signing = match self.signing_keys(&claimed).await {
+                Ok(signing) => signing,
+                Err(error) => {
+                    tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
+                    let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
+                    if let Err(error) = self.store.release(&leases, true).await {
+                        tracing::warn!(%error, "could not release rows; their leases will expire");
+                    }
+                    drop(held);
+                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let mut overflow = Vec::new();
             for delivery in claimed {
                 match self.limits.try_acquire(&delivery.destination) {
                     Some(slot) => {
                         let permit = held.pop().expect("one permit per claimed row");
-                        tasks.spawn(self.attempt(delivery, permit, slot, Arc::clone(&leases)));
+                        let keys = Arc::clone(&signing[&delivery.tenant_id]);
+                        let attempt =
+                            self.attempt(delivery, keys, permit, slot, Arc::clone(&leases));
+                        tasks.spawn(attempt);
                     }
                     None => overflow.push(delivery.lease()),
                 }
@@ -123,9 +143,25 @@ impl Claimer {
         self.drain(tasks, leases).await;
     }
 
+    /// The signing keys of every tenant in `claimed`.
+    async fn signing_keys(
+        &self,
+        claimed: &[ClaimedDelivery],
+    ) -> Result<HashMap<String, Arc<SigningKeys>>, StoreError> {
+        let mut keys = HashMap::new();
+        for delivery in claimed {
+            if !keys.contains_key(&delivery.tenant_id) {
+                let tenant_keys = self.keyring.keys(&delivery.tenant_id).await?;
+                keys.insert(delivery.tenant_id.clone(), tenant_keys);
+            }
+        }
+        Ok(keys)
+    }
+
     fn attempt(
         &self,
         delivery: ClaimedDelivery,
+        signing: Arc<SigningKeys>,
         permit: OwnedSemaphorePermit,
         slot: DestinationPermit,
         leases: InFlight,
@@ -136,7 +172,7 @@ impl Claimer {
         let lease = delivery.lease();
         lock(&leases).insert(lease);
         async move {
-            let completion = execute(&sender, &policy, delivery).await;
+            let completion = execute(&sender, &policy, delivery, signing).await;
             // The completer outlives every executor, so this only fails if it
             // panicked; the lease then expires and the attempt is retried.
             let _ = completions.send(Work::Attempt(completion)).await;

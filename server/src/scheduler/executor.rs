@@ -8,12 +8,16 @@
 //! budget plus one (invariant I3: beyond the budget, at most one re-send
 //! after a crash lost an attempt's result).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use super::retry::RetryPolicy;
 use crate::{
     domain::Decision,
     store::records::{AttemptRecord, ClaimedDelivery, Completion},
+    tenants::SigningKeys,
     transport::{
         AttemptReport, HttpSender, OutboundRequest,
         classify::{classify, describe},
@@ -26,6 +30,7 @@ pub async fn execute(
     sender: &HttpSender,
     policy: &RetryPolicy,
     delivery: ClaimedDelivery,
+    signing: Arc<SigningKeys>,
 ) -> Completion {
     let now_ms = unix_ms(SystemTime::now());
     let attempt_number = delivery.attempt_number;
@@ -59,6 +64,7 @@ pub async fn execute(
         delivery_id: delivery.id,
         attempt_number,
         http: delivery.request,
+        signing,
     };
     let report = sender.send(&request).await;
     let verdict = classify(&report.result);
@@ -113,7 +119,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::{HttpMethod, HttpRequest},
-        transport::TransportConfig,
+        transport::{TargetPolicy, TransportConfig},
     };
 
     const POLICY: RetryPolicy = RetryPolicy {
@@ -144,20 +150,23 @@ mod tests {
     }
 
     fn sender() -> HttpSender {
-        HttpSender::new(TransportConfig {
-            request_timeout: Duration::from_secs(1),
-            response_excerpt_bytes: 16,
-        })
+        HttpSender::new(
+            TransportConfig {
+                request_timeout: Duration::from_secs(1),
+                response_excerpt_bytes: 16,
+            },
+            TargetPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+        )
         .unwrap()
     }
 
     #[tokio::test]
     async fn one_resend_after_lost_results_then_no_more() {
         // Attempt 4 of 3: the one re-send I3 allows after a crash.
-        let allowed = execute(&sender(), &POLICY, claimed(4, None)).await;
+        let allowed = execute(&sender(), &POLICY, claimed(4, None), Arc::default()).await;
         assert!(allowed.attempt.is_some(), "the re-send is made");
         assert_eq!(allowed.decision, Decision::DeadLetter, "and it is the last");
-        let refused = execute(&sender(), &POLICY, claimed(5, None)).await;
+        let refused = execute(&sender(), &POLICY, claimed(5, None), Arc::default()).await;
         assert!(
             refused.attempt.is_none(),
             "nothing sent beyond budget plus one"
@@ -168,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_passed_deadline_dead_letters_unsent() {
-        let completion = execute(&sender(), &POLICY, claimed(1, Some(1))).await;
+        let completion = execute(&sender(), &POLICY, claimed(1, Some(1)), Arc::default()).await;
         assert!(completion.attempt.is_none());
         assert_eq!(completion.decision, Decision::DeadLetter);
         assert!(completion.error_message().unwrap().contains("deadline"));

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::{completer::Work, fairness::DestinationLimits};
+use crate::tenants::Keyring;
 use crate::{
     outcomes::OutcomeFeed,
     signal::Signal,
@@ -51,6 +52,8 @@ pub struct SchedulerConfig {
     pub poll_interval: Duration,
     /// How long in-flight attempts may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How long a tenant's signing secrets are reused before rereading.
+    pub credential_cache: Duration,
 }
 
 /// A running scheduler.
@@ -84,6 +87,7 @@ impl Scheduler {
             completer_inbox,
         ));
         let claimer = claimer::Claimer {
+            keyring: Keyring::new(store.clone(), config.credential_cache),
             store,
             sender,
             policy,

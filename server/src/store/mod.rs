@@ -19,6 +19,7 @@ mod operate;
 mod outcomes;
 mod read;
 pub mod records;
+mod tenants;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use sea_orm::{
 use dialect::Dialect;
 pub use notify::{Channel, Listener};
 pub use read::PageCursor;
+pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
 
 /// Errors from the store, typed so that `api/` can map each once.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,12 @@ pub enum StoreError {
         /// The delivery created by the first use of the key.
         existing: uuid::Uuid,
     },
+    /// `herald tenant create` named a tenant that exists.
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
+    /// A tenant command named a tenant that does not exist.
+    #[error("no tenant is named {0:?}; `herald tenant list` shows them")]
+    TenantNotFound(String),
     /// The database URL names a backend Herald does not run on.
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),

@@ -31,7 +31,9 @@ pub fn classify(result: &Result<HttpResponse, TransportError>) -> Verdict {
         Err(
             TransportError::Connect { .. } | TransportError::Timeout(_) | TransportError::Io { .. },
         ) => Verdict::Retry { retry_after: None },
-        Err(TransportError::InvalidRequest(_)) => Verdict::Permanent,
+        Err(TransportError::InvalidRequest(_) | TransportError::Blocked { .. }) => {
+            Verdict::Permanent
+        }
     }
 }
 

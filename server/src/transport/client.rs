@@ -1,7 +1,9 @@
 //! [`HttpSender`]: the pooled client, and one attempt over it.
 
 use std::{
+    net::IpAddr,
     pin::Pin,
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -16,7 +18,10 @@ use hyper_util::{
 };
 use tokio::time::Sleep;
 
-use super::{AttemptReport, HttpResponse, OutboundRequest, TransportConfig, TransportError};
+use super::{
+    AttemptReport, HttpResponse, OutboundRequest, TransportConfig, TransportError,
+    guard::{GuardedResolver, TargetPolicy},
+};
 
 /// `user-agent` sent with every attempt.
 const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
@@ -27,17 +32,20 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// clones share the pool).
 #[derive(Clone)]
 pub struct HttpSender {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
     config: TransportConfig,
+    policy: Arc<TargetPolicy>,
 }
 
 impl HttpSender {
-    /// A sender with its own connection pool. TLS uses rustls with the ring
-    /// provider passed in explicitly (no global provider is installed) and
-    /// the Mozilla roots compiled in. Fails only if the provider cannot
-    /// speak rustls' default TLS versions, which ring can.
-    pub fn new(config: TransportConfig) -> Result<Self, rustls::Error> {
-        let mut http = HttpConnector::new();
+    /// A sender with its own connection pool that connects only where
+    /// `policy` allows. TLS uses rustls with the ring provider passed in
+    /// explicitly (no global provider is installed) and the Mozilla roots
+    /// compiled in. Fails only if the provider cannot speak rustls' default
+    /// TLS versions, which ring can.
+    pub fn new(config: TransportConfig, policy: TargetPolicy) -> Result<Self, rustls::Error> {
+        let policy = Arc::new(policy);
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(Arc::clone(&policy)));
         // The TLS layer above handles https URLs; this one must let them by.
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -57,7 +65,11 @@ impl HttpSender {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(https);
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            policy,
+        })
     }
 
     /// Makes one attempt. Never panics, never follows redirects, and
@@ -84,6 +96,18 @@ impl HttpSender {
             .authority()
             .map(ToString::to_string)
             .unwrap_or_default();
+        // IP literals never reach the resolver, so they are checked here.
+        let literal = request.uri().host().and_then(|host| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        });
+        if let Some(ip) = literal
+            && let Err(blocked) = self.policy.check(ip)
+        {
+            return Err(TransportError::Blocked { authority, blocked });
+        }
         // One timer for the whole attempt: connect, send, headers, excerpt.
         // (`sleep` saturates a huge timeout instead of overflowing.)
         let deadline = tokio::time::sleep(self.config.request_timeout);
@@ -136,9 +160,13 @@ fn build_request(
             .map_err(|_| invalid(format!("content type {content_type:?} is not valid")))?;
         headers.insert(header::CONTENT_TYPE, value);
     }
-    // Signing adds `webhook-signature` right after these, over the same id
-    // and timestamp.
-    let id = HeaderValue::try_from(outbound.delivery_id.hyphenated().to_string())
+    let id = outbound.delivery_id.hyphenated().to_string();
+    if let Some(signature) = outbound.signing.signature(&id, timestamp, &request.body) {
+        let signature = HeaderValue::try_from(signature)
+            .map_err(|_| invalid("the signature is not a valid header value".into()))?;
+        headers.insert("webhook-signature", signature);
+    }
+    let id = HeaderValue::try_from(id)
         .map_err(|_| invalid("the delivery id is not a valid header value".into()))?;
     headers.insert("webhook-id", id);
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));

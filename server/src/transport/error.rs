@@ -3,6 +3,7 @@
 
 use std::{error::Error as StdError, time::Duration};
 
+use super::guard::Blocked;
 use crate::domain::AttemptErrorKind;
 
 /// A failed attempt that produced no response. Messages name the
@@ -31,6 +32,15 @@ pub enum TransportError {
         /// The cause chain, for people.
         cause: String,
     },
+    /// The destination is, or resolved only to, an address the SSRF guard
+    /// refuses.
+    #[error("refused to connect to {authority}: {blocked}")]
+    Blocked {
+        /// `host[:port]` of the destination.
+        authority: String,
+        /// The address and the range it is in.
+        blocked: Blocked,
+    },
     /// The stored delivery does not make a valid HTTP request.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -44,6 +54,7 @@ impl TransportError {
             Self::Timeout(_) => AttemptErrorKind::Timeout,
             Self::Io { .. } => AttemptErrorKind::Io,
             Self::InvalidRequest(_) => AttemptErrorKind::InvalidRequest,
+            Self::Blocked { .. } => AttemptErrorKind::Blocked,
         }
     }
 
@@ -54,6 +65,9 @@ impl TransportError {
         error: &hyper_util::client::legacy::Error,
         authority: String,
     ) -> Self {
+        if let Some(blocked) = find_blocked(error) {
+            return Self::Blocked { authority, blocked };
+        }
         let cause = error
             .source()
             .map_or_else(|| error.to_string(), cause_chain);
@@ -63,6 +77,26 @@ impl TransportError {
             Self::Io { authority, cause }
         }
     }
+}
+
+/// The guard's refusal, if it is somewhere in `error`'s source chain.
+fn find_blocked(error: &(dyn StdError + 'static)) -> Option<Blocked> {
+    let mut next = Some(error);
+    while let Some(current) = next {
+        if let Some(blocked) = current.downcast_ref::<Blocked>() {
+            return Some(blocked.clone());
+        }
+        // An `io::Error`'s `source` skips the error it wraps; look inside.
+        if let Some(blocked) = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<Blocked>())
+        {
+            return Some(blocked.clone());
+        }
+        next = current.source();
+    }
+    None
 }
 
 /// "outer: inner: innermost", skipping a message its outer one already

@@ -18,6 +18,10 @@
 //!   the attempt; a slow, broken or endless body only shortens the excerpt.
 //!   Reading stops at the cap and the rest is dropped with its connection,
 //!   which is cheaper than draining an unknown amount to reuse it.
+//! - Only global addresses are sent to, unless the operator allowed a
+//!   range ([`guard`]); host names are checked on what they resolve to, at
+//!   connect time.
+//! - Every attempt is signed (Standard Webhooks) with the tenant's secrets.
 //! - TLS is rustls with the ring provider and the Mozilla roots compiled
 //!   in: the same trust on every machine, no system store, and no
 //!   process-global crypto provider.
@@ -25,6 +29,7 @@
 pub mod classify;
 mod client;
 mod error;
+pub mod guard;
 mod retry_after;
 
 use std::time::{Duration, SystemTime};
@@ -33,9 +38,10 @@ use bytes::Bytes;
 
 pub use client::HttpSender;
 pub use error::TransportError;
+pub use guard::TargetPolicy;
 pub use retry_after::parse_retry_after;
 
-use crate::domain::HttpRequest;
+use crate::{domain::HttpRequest, tenants::SigningKeys};
 
 /// How attempts are made.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +62,8 @@ pub struct OutboundRequest {
     pub attempt_number: u32,
     /// The request frozen at enqueue: method, URL, caller's headers, body.
     pub http: HttpRequest,
+    /// The tenant's secrets, which sign the attempt (`webhook-signature`).
+    pub signing: std::sync::Arc<SigningKeys>,
 }
 
 /// What happened on one attempt.

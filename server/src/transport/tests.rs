@@ -21,10 +21,13 @@ use tokio::{io::AsyncReadExt, net::TcpListener, sync::mpsc};
 use uuid::Uuid;
 
 use super::{
-    HttpSender, OutboundRequest, TransportConfig, TransportError,
+    HttpSender, OutboundRequest, TargetPolicy, TransportConfig, TransportError,
     classify::{Verdict, classify},
 };
-use crate::domain::{AttemptErrorKind, HttpMethod, HttpRequest};
+use crate::{
+    domain::{AttemptErrorKind, HttpMethod, HttpRequest},
+    tenants::{SigningKeys, SigningSecret},
+};
 
 /// The excerpt cap every test sender uses.
 const EXCERPT: usize = 16;
@@ -85,10 +88,13 @@ fn status(code: u16) -> Response<Full<Bytes>> {
 }
 
 fn sender(timeout: Duration) -> HttpSender {
-    HttpSender::new(TransportConfig {
-        request_timeout: timeout,
-        response_excerpt_bytes: EXCERPT,
-    })
+    HttpSender::new(
+        TransportConfig {
+            request_timeout: timeout,
+            response_excerpt_bytes: EXCERPT,
+        },
+        TargetPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+    )
     .unwrap()
 }
 
@@ -108,8 +114,15 @@ fn request(url: String) -> OutboundRequest {
             // Not UTF-8: the body must pass through as bytes.
             body: Bytes::from_static(&[0, 159, 146, 150, 255, b'{', b'\r', b'\n']),
         },
+        signing: Arc::new(SigningKeys::new(
+            "test",
+            [SigningSecret::from_stored(SECRET.to_owned())],
+        )),
     }
 }
+
+/// The signing secret of [`request`].
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[tokio::test]
 async fn sends_method_body_and_headers_byte_for_byte() {
@@ -144,6 +157,63 @@ async fn sends_method_body_and_headers_byte_for_byte() {
         started.as_secs().to_string().as_str(),
         "the timestamp is the attempt's start"
     );
+    let secret: herald_client::webhook::Secret = SECRET.parse().unwrap();
+    herald_client::webhook::verify(&secret, &seen.headers, &seen.body)
+        .expect("the receiver can verify the signature of a binary body");
+}
+
+#[tokio::test]
+async fn rotation_signs_with_both_secrets() {
+    let (addr, mut seen) = receiver(|| async { status(204) }).await;
+    let old = SigningSecret::generate();
+    let new = SigningSecret::generate();
+    let mut request = request(format!("http://{addr}/"));
+    request.signing = Arc::new(SigningKeys::new("test", [new.clone(), old.clone()]));
+    sender(Duration::from_secs(5))
+        .send(&request)
+        .await
+        .result
+        .unwrap();
+    let seen = seen.recv().await.unwrap();
+    let signatures = seen.headers["webhook-signature"].to_str().unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    for secret in [old, new] {
+        let secret: herald_client::webhook::Secret = secret.expose().parse().unwrap();
+        herald_client::webhook::verify(&secret, &seen.headers, &seen.body).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn blocked_addresses_are_refused_unsent() {
+    let (addr, mut seen) = receiver(|| async { status(204) }).await;
+    let guarded = HttpSender::new(
+        TransportConfig {
+            request_timeout: Duration::from_secs(5),
+            response_excerpt_bytes: EXCERPT,
+        },
+        TargetPolicy::default(),
+    )
+    .unwrap();
+    let port = addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://localhost:{port}/"),
+    ] {
+        let error = guarded
+            .send(&request(url.clone()))
+            .await
+            .result
+            .unwrap_err();
+        assert!(
+            matches!(error, TransportError::Blocked { .. }),
+            "{url}: {error}"
+        );
+        assert_eq!(error.kind(), AttemptErrorKind::Blocked);
+        assert!(error.to_string().contains("loopback"), "{error}");
+        assert_eq!(classify(&Err(error)), Verdict::Permanent);
+    }
+    assert!(seen.try_recv().is_err(), "nothing reached the receiver");
 }
 
 #[tokio::test]

@@ -103,7 +103,8 @@ async fn concurrent_duplicates_create_one_delivery(backend: Backend) {
 }
 
 async fn invalid_requests_name_the_field(backend: Backend) {
-    let Some(herald) = TestHerald::start_with(backend, |c| c.max_body_bytes = 1024).await else {
+    let Some(herald) = TestHerald::start_with(backend, |c| c.limits.max_body_bytes = 1024).await
+    else {
         return;
     };
     let header = |name: &str, value: &str| Header {

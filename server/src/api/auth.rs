@@ -1,0 +1,121 @@
+//! Who is calling: `authorization: Bearer <api key>` names the tenant.
+//!
+//! While no API key exists in the database, Herald runs open and every
+//! caller is the default tenant (`start` allows that only on loopback).
+//! The first `herald tenant create` closes it for good, revoked keys
+//! included, so revoking every key cannot reopen it.
+//!
+//! Lookups are cached for the credential cache's time (the
+//! `HERALD_CREDENTIAL_CACHE` setting), so an enqueue costs no extra
+//! query; a revoked key stops working within that time. Only successful
+//! lookups are cached, and the cache is bounded.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tonic::metadata::MetadataMap;
+
+use super::error::ApiError;
+use crate::{
+    store::Store,
+    tenants::{DEFAULT_TENANT, api_key},
+};
+
+/// Most keys remembered at once; the cache starts over beyond this.
+const MAX_CACHED_KEYS: usize = 10_000;
+
+/// Finds the caller's tenant; cheap to clone (the cache is shared).
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    ttl: Duration,
+    state: Arc<Mutex<Cache>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Key hash -> tenant, with when it was looked up.
+    keys: HashMap<String, (String, Instant)>,
+    /// When the database last held no key at all.
+    open_checked: Option<Instant>,
+    /// Some key exists: never open again.
+    closed: bool,
+}
+
+impl Authenticator {
+    /// An authenticator over `store` that trusts a lookup for `ttl`.
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            state: Arc::default(),
+        }
+    }
+
+    /// The tenant of the caller whose request carries `metadata`, or
+    /// UNAUTHENTICATED (which never says whether a tenant exists).
+    pub async fn tenant(&self, metadata: &MetadataMap) -> Result<String, ApiError> {
+        let Some(header) = metadata.get("authorization") else {
+            return if self.is_open().await? {
+                Ok(DEFAULT_TENANT.to_owned())
+            } else {
+                Err(ApiError::Unauthenticated)
+            };
+        };
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or(ApiError::Unauthenticated)?;
+        let hash = api_key::hash(key);
+        if let Some((tenant, at)) = self.lock().keys.get(&hash)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(tenant.clone());
+        }
+        let tenant = self
+            .store
+            .tenant_for_key(&hash)
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        let mut cache = self.lock();
+        if cache.keys.len() >= MAX_CACHED_KEYS {
+            cache.keys.clear();
+        }
+        cache.keys.insert(hash, (tenant.clone(), Instant::now()));
+        Ok(tenant)
+    }
+
+    /// Whether the database holds no API key (checked at most once per
+    /// `ttl` while open; once closed, never again).
+    pub async fn is_open(&self) -> Result<bool, ApiError> {
+        {
+            let cache = self.lock();
+            if cache.closed {
+                return Ok(false);
+            }
+            if cache.open_checked.is_some_and(|at| at.elapsed() < self.ttl) {
+                return Ok(true);
+            }
+        }
+        let open = !self.store.has_api_keys().await?;
+        let mut cache = self.lock();
+        if open {
+            cache.open_checked = Some(Instant::now());
+        } else {
+            cache.closed = true;
+        }
+        Ok(open)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,255 @@
+//! Tenants, API keys and signing secrets: what `herald tenant` and
+//! `herald key` change, what authentication looks up on every call, and
+//! what the keyring reads to sign.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+
+use super::{Store, StoreError, millis};
+use crate::tenants::{SigningSecret, api_key::NewApiKey};
+
+/// One row of `herald tenant list`.
+#[derive(Debug, Clone)]
+pub struct TenantSummary {
+    /// The tenant's name (its id).
+    pub id: String,
+    /// When it was created, Unix ms (0 for the built-in default tenant).
+    pub created_at_ms: i64,
+    /// API keys not revoked.
+    pub active_keys: i64,
+}
+
+/// One row of `herald key list`.
+#[derive(Debug, Clone)]
+pub struct ApiKeySummary {
+    /// The key's public id.
+    pub id: String,
+    /// When it was created, Unix ms.
+    pub created_at_ms: i64,
+    /// When it was revoked, Unix ms.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// What revoking a key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The key was active and is now revoked.
+    Now,
+    /// The key had been revoked before.
+    Already,
+    /// No key has that id.
+    Unknown,
+}
+
+const INSERT_TENANT: &str = "\
+INSERT INTO tenants (id, name, created_at_ms, signing_secret) VALUES ($1, $1, {now}, $2) \
+ON CONFLICT (id) DO NOTHING";
+
+const INSERT_KEY: &str = "\
+INSERT INTO api_keys (id, tenant_id, key_hash, created_at_ms) VALUES ($1, $2, $3, {now})";
+
+const TENANT_FOR_KEY: &str = "\
+SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL";
+
+const SIGNING_SECRETS: &str = "\
+SELECT signing_secret, \
+    CASE WHEN previous_secret_expires_at_ms > {now} THEN previous_signing_secret END \
+FROM tenants WHERE id = $1";
+
+const ROTATE_SECRET: &str = "\
+UPDATE tenants SET \
+    previous_signing_secret = signing_secret, \
+    previous_secret_expires_at_ms = {now} + $3, \
+    signing_secret = $2 \
+WHERE id = $1";
+
+impl Store {
+    /// Creates tenant `id` with its first API key and signing secret.
+    pub async fn create_tenant(
+        &self,
+        id: &str,
+        key: &NewApiKey,
+        secret: &SigningSecret,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let values: Vec<Value> = vec![id.into(), secret.expose().into()];
+        let inserted = txn
+            .execute_raw(self.statement(INSERT_TENANT, values))
+            .await?;
+        if inserted.rows_affected() == 0 {
+            txn.rollback().await?;
+            return Err(StoreError::TenantExists(id.to_owned()));
+        }
+        txn.execute_raw(self.statement(INSERT_KEY, key_values(id, key)))
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Every tenant with its count of active keys, by name.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantSummary>, StoreError> {
+        let sql = "SELECT t.id, t.created_at_ms, \
+                (SELECT COUNT(*) FROM api_keys k WHERE k.tenant_id = t.id AND k.revoked_at_ms IS NULL) \
+            FROM tenants t ORDER BY t.id";
+        let rows = self.db.query_all_raw(self.statement(sql, vec![])).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TenantSummary {
+                    id: row.try_get_by_index(0)?,
+                    created_at_ms: row.try_get_by_index(1)?,
+                    active_keys: row.try_get_by_index(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds `key` to tenant `tenant_id`.
+    pub async fn create_api_key(&self, tenant_id: &str, key: &NewApiKey) -> Result<(), StoreError> {
+        self.require_tenant(tenant_id).await?;
+        self.db
+            .execute_raw(self.statement(INSERT_KEY, key_values(tenant_id, key)))
+            .await?;
+        Ok(())
+    }
+
+    /// `tenant_id`'s keys, newest first.
+    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeySummary>, StoreError> {
+        self.require_tenant(tenant_id).await?;
+        let sql = "SELECT id, created_at_ms, revoked_at_ms FROM api_keys \
+            WHERE tenant_id = $1 ORDER BY created_at_ms DESC, id";
+        let rows = self
+            .db
+            .query_all_raw(self.statement(sql, vec![tenant_id.into()]))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeySummary {
+                    id: row.try_get_by_index(0)?,
+                    created_at_ms: row.try_get_by_index(1)?,
+                    revoked_at_ms: row.try_get_by_index(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the key with public id `key_id`; it stops working at once
+    /// on replicas without a cached lookup, and within the credential
+    /// cache's time on the others.
+    pub async fn revoke_api_key(&self, key_id: &str) -> Result<Revoked, StoreError> {
+        let sql = "UPDATE api_keys SET revoked_at_ms = {now} \
+            WHERE id = $1 AND revoked_at_ms IS NULL";
+        let updated = self
+            .db
+            .execute_raw(self.statement(sql, vec![key_id.into()]))
+            .await?;
+        if updated.rows_affected() > 0 {
+            return Ok(Revoked::Now);
+        }
+        let exists = self
+            .db
+            .query_one_raw(
+                self.statement("SELECT 1 FROM api_keys WHERE id = $1", vec![key_id.into()]),
+            )
+            .await?;
+        Ok(if exists.is_some() {
+            Revoked::Already
+        } else {
+            Revoked::Unknown
+        })
+    }
+
+    /// The tenant whose active key hashes to `key_hash`.
+    pub async fn tenant_for_key(&self, key_hash: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(TENANT_FOR_KEY, vec![key_hash.into()]))
+            .await?;
+        Ok(row.map(|row| row.try_get_by_index(0)).transpose()?)
+    }
+
+    /// Whether any API key was ever created. Revoked keys count: revoking
+    /// every key must not reopen the server.
+    pub async fn has_api_keys(&self) -> Result<bool, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement("SELECT 1 FROM api_keys LIMIT 1", vec![]))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The secrets that sign `tenant_id`'s deliveries now: the current one
+    /// and the previous one while its grace window lasts. Empty when the
+    /// tenant has no secret yet (or does not exist).
+    pub async fn signing_secrets(&self, tenant_id: &str) -> Result<Vec<SigningSecret>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(SIGNING_SECRETS, vec![tenant_id.into()]))
+            .await?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let current: Option<String> = row.try_get_by_index(0)?;
+        let previous: Option<String> = row.try_get_by_index(1)?;
+        let Some(current) = current else {
+            return Ok(Vec::new());
+        };
+        Ok(std::iter::once(current)
+            .chain(previous)
+            .map(SigningSecret::from_stored)
+            .collect())
+    }
+
+    /// Gives `tenant_id` `secret` unless it already has one.
+    pub async fn set_signing_secret_if_missing(
+        &self,
+        tenant_id: &str,
+        secret: &SigningSecret,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE tenants SET signing_secret = $2 WHERE id = $1 AND signing_secret IS NULL";
+        let values: Vec<Value> = vec![tenant_id.into(), secret.expose().into()];
+        self.db.execute_raw(self.statement(sql, values)).await?;
+        Ok(())
+    }
+
+    /// Makes `secret` `tenant_id`'s signing secret; the one it replaces
+    /// keeps signing too for `grace`.
+    pub async fn rotate_signing_secret(
+        &self,
+        tenant_id: &str,
+        secret: &SigningSecret,
+        grace: Duration,
+    ) -> Result<(), StoreError> {
+        let values: Vec<Value> = vec![
+            tenant_id.into(),
+            secret.expose().into(),
+            millis(grace).into(),
+        ];
+        let updated = self
+            .db
+            .execute_raw(self.statement(ROTATE_SECRET, values))
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::TenantNotFound(tenant_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn require_tenant(&self, tenant_id: &str) -> Result<(), StoreError> {
+        let found = self
+            .db
+            .query_one_raw(self.statement(
+                "SELECT 1 FROM tenants WHERE id = $1",
+                vec![tenant_id.into()],
+            ))
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::TenantNotFound(tenant_id.to_owned())),
+        }
+    }
+}
+
+fn key_values(tenant_id: &str, key: &NewApiKey) -> Vec<Value> {
+    vec![key.id.clone().into(), tenant_id.into(), key.hash().into()]
+}

@@ -1,0 +1,62 @@
+//! [`Keyring`]: each tenant's signing keys, read from the database and
+//! kept for a short while, so claiming a batch costs no extra query.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::{SigningKeys, SigningSecret};
+use crate::store::{Store, StoreError};
+
+/// Each tenant's keys, with when they were read.
+type Cache = HashMap<String, (Arc<SigningKeys>, Instant)>;
+
+/// Cached keys per tenant; cheap to clone (the cache is shared).
+#[derive(Clone)]
+pub struct Keyring {
+    store: Store,
+    ttl: Duration,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl Keyring {
+    /// A keyring over `store` that rereads a tenant's secrets once they
+    /// are `ttl` old; after `herald tenant rotate-secret`, signing follows
+    /// within `ttl`.
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The keys that sign `tenant_id`'s deliveries now. A tenant without a
+    /// secret (the open-mode default before any rotation) gets one here.
+    pub async fn keys(&self, tenant_id: &str) -> Result<Arc<SigningKeys>, StoreError> {
+        if let Some((keys, loaded)) = self.lock().get(tenant_id)
+            && loaded.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(keys));
+        }
+        let mut stored = self.store.signing_secrets(tenant_id).await?;
+        if stored.is_empty() {
+            self.store
+                .set_signing_secret_if_missing(tenant_id, &SigningSecret::generate())
+                .await?;
+            stored = self.store.signing_secrets(tenant_id).await?;
+        }
+        let keys = Arc::new(SigningKeys::new(tenant_id, stored));
+        self.lock()
+            .insert(tenant_id.to_owned(), (Arc::clone(&keys), Instant::now()));
+        Ok(keys)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
