@@ -80,6 +80,11 @@ impl TestHerald {
         })
     }
 
+    /// The URL of Herald's database, for the admin commands.
+    pub fn database_url(&self) -> &str {
+        self.db.as_ref().expect("running").url()
+    }
+
     /// The address Herald listens on.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.as_ref().expect("running").local_addr()

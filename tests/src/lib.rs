@@ -10,11 +10,13 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod db;
 mod herald;
 mod process;
 mod receiver;
 
+pub use admin::{CreatedTenant, create_tenant, herald_admin, printed_value};
 pub use db::{Backend, TestDb};
 pub use herald::{TestHerald, test_config};
 pub use process::HeraldProcess;

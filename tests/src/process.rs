@@ -38,6 +38,8 @@ impl HeraldProcess {
                 "info,herald_server::scheduler=debug,sqlx=warn",
             )
             .env("NO_COLOR", "1")
+            // The tests' receivers listen on loopback.
+            .env("HERALD_ALLOW_TARGET_CIDRS", "127.0.0.0/8")
             .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -533,7 +533,10 @@ mod tests {
             );
         }
         let mut benign = request("http://example.com/");
-        benign.headers = vec![header("x-idempotency-key", "k"), header("x-request-id", "r")];
+        benign.headers = vec![
+            header("x-idempotency-key", "k"),
+            header("x-request-id", "r"),
+        ];
         assert_eq!(accepted(benign).request.headers.len(), 2);
     }
 

@@ -1,5 +1,6 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
-//! the schema and exits, `watch` prints outcomes as they happen. `main.rs` only calls [`main`], so tests can build
+//! the schema and exits, `watch` prints outcomes as they happen, `tenant`
+//! and `key` manage who may call. `main.rs` only calls [`main`], so tests can build
 //! the very same entry point.
 
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod tenant;
 mod watch;
 
 use crate::{Config, store::Store};
@@ -35,18 +37,38 @@ enum Command {
     },
     /// Print outcomes as they happen, with a summary every few seconds.
     Watch(watch::WatchArgs),
+    /// Create and list tenants, rotate their signing secrets.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+        #[command(flatten)]
+        database: tenant::DatabaseArgs,
+    },
+    /// Create, list and revoke API keys.
+    Key {
+        #[command(subcommand)]
+        command: tenant::KeyCommand,
+        #[command(flatten)]
+        database: tenant::DatabaseArgs,
+    },
 }
 
 /// Runs the `herald` command with the process's arguments; exits 0 after a
 /// clean shutdown (SIGTERM or Ctrl-C) and 1 on any error.
 pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server narrates; the one-shot commands print their result and
+    // only log what went wrong.
+    let default_filter = match cli.command {
+        Command::Serve(_) | Command::Migrate { .. } => "info,sqlx=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("HERALD_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -59,6 +81,8 @@ pub fn main() -> ExitCode {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { database_url } => migrate(&database_url).await,
             Command::Watch(args) => watch::run(args).await.map_err(Into::into),
+            Command::Tenant { command, database } => tenant::tenant(command, database).await,
+            Command::Key { command, database } => tenant::key(command, database).await,
         }
     });
     match result {

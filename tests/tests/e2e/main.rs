@@ -9,8 +9,12 @@ mod faults;
 mod feed;
 mod grpcurl;
 mod isolation;
+mod limits;
 mod operate;
+mod ssrf;
 mod store;
+mod tenants;
+mod tls;
 mod watch;
 
 /// The `herald` binary under test (the same entry point as `herald serve`).

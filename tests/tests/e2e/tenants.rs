@@ -1,0 +1,342 @@
+//! Tenants and API keys (invariant I7): each tenant sees, watches and
+//! changes only its own deliveries; a wrong or revoked key is refused; an
+//! open server (no tenant yet) stays on loopback; every delivery is
+//! signed with its tenant's secret, and with both during a rotation.
+
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use herald_client::{
+    Client, DeliveryQuery, DeliveryState, Outcome, OutcomeKind, WatchOptions,
+    webhook::{self, Secret},
+};
+use herald_tests::{
+    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, TestHerald, create_tenant,
+    herald_admin, on_both_backends, printed_value,
+};
+use tonic::Code;
+
+use crate::HERALD;
+
+on_both_backends!(
+    tenants_are_walled_off_from_each_other,
+    wrong_and_revoked_keys_are_refused,
+    deliveries_are_signed_and_rotation_signs_with_both,
+    refuses_to_listen_publicly_without_tenants
+);
+
+async fn client(herald: &TestHerald, api_key: Option<&str>) -> Client {
+    let client = Client::connect(format!("http://{}", herald.addr()))
+        .await
+        .expect("connect");
+    match api_key {
+        Some(key) => client.with_api_key(key).expect("a valid key"),
+        None => client,
+    }
+}
+
+/// The first outcome of `kind` for delivery `id`, as `client` sees it.
+async fn outcome(client: &Client, id: &str, kind: OutcomeKind) -> Outcome {
+    let mut outcomes = client
+        .watch_outcomes(WatchOptions::default().from_oldest().delivery_ids([id]))
+        .await
+        .expect("watch");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let outcome = outcomes
+                .next()
+                .await
+                .expect("stream open")
+                .expect("outcome");
+            if outcome.kind == i32::from(kind) {
+                return outcome;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind:?} outcome for {id}"))
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, herald_client::Error>) -> Option<Code> {
+    result.expect_err("the call is refused").code()
+}
+
+async fn tenants_are_walled_off_from_each_other(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let alpha_key = create_tenant(HERALD, herald.database_url(), "alpha").api_key;
+    let beta_key = create_tenant(HERALD, herald.database_url(), "beta").api_key;
+    let alpha = client(&herald, Some(&alpha_key)).await;
+    let beta = client(&herald, Some(&beta_key)).await;
+
+    // Alpha: one dead letter (a 400 is permanent) and one pending delivery.
+    receiver.script("/alpha", [Reply::Status(400)]);
+    let dead = alpha
+        .enqueue(receiver.url("/alpha"))
+        .idempotency_key("shared-key")
+        .send()
+        .await
+        .expect("alpha enqueues");
+    outcome(&alpha, &dead.id, OutcomeKind::DeadLettered).await;
+    let pending = alpha
+        .enqueue(receiver.url("/later"))
+        .not_before(SystemTime::now() + Duration::from_secs(3600))
+        .send()
+        .await
+        .expect("alpha enqueues");
+
+    // Beta cannot see, change or redrive any of it.
+    for id in [&dead.id, &pending.id] {
+        assert_eq!(code(beta.get_delivery(id).await), Some(Code::NotFound));
+    }
+    assert_eq!(
+        code(beta.cancel_delivery(&pending.id).await),
+        Some(Code::NotFound)
+    );
+    let listed: Vec<_> = beta
+        .deliveries(DeliveryQuery::default())
+        .try_collect()
+        .await
+        .expect("list");
+    assert!(
+        listed.is_empty(),
+        "beta lists alpha's deliveries: {listed:?}"
+    );
+    let dead_letters: Vec<_> = beta.dead_letters().try_collect().await.expect("list");
+    assert!(dead_letters.is_empty(), "{dead_letters:?}");
+    let redriven = beta
+        .redrive_dead_letters()
+        .ids([dead.id.clone()])
+        .send()
+        .await
+        .expect("redrive");
+    assert_eq!(redriven, 0, "beta redrove alpha's dead letter");
+    let by_host = beta
+        .redrive_dead_letters()
+        .destination_host("127.0.0.1")
+        .send()
+        .await
+        .expect("redrive by host");
+    assert_eq!(by_host, 0, "beta's filter reached alpha's dead letter");
+
+    // Idempotency keys are per tenant: the same key creates beta's own.
+    receiver.script("/beta", [Reply::Status(400)]);
+    let own = beta
+        .enqueue(receiver.url("/beta"))
+        .idempotency_key("shared-key")
+        .send()
+        .await
+        .expect("beta enqueues");
+    assert!(own.created, "alpha's key does not collide with beta's");
+    assert_ne!(own.id, dead.id);
+
+    // Beta's feed holds only beta's outcomes, although alpha's came first.
+    let mut feed = beta
+        .watch_outcomes(WatchOptions::default().from_oldest())
+        .await
+        .expect("watch");
+    let first = tokio::time::timeout(PATIENCE, feed.next())
+        .await
+        .expect("an outcome")
+        .expect("stream open")
+        .expect("outcome");
+    assert_eq!(first.delivery_id, own.id, "beta watched {first:?}");
+
+    // Alpha's own view is intact.
+    assert_eq!(
+        alpha.get_delivery(&dead.id).await.expect("get").state,
+        i32::from(DeliveryState::DeadLettered)
+    );
+    assert_eq!(
+        alpha
+            .cancel_delivery(&pending.id)
+            .await
+            .expect("alpha cancels its own")
+            .state,
+        i32::from(DeliveryState::Cancelled)
+    );
+    let alphas: Vec<String> = alpha
+        .deliveries(DeliveryQuery::default())
+        .map_ok(|delivery| delivery.id)
+        .try_collect()
+        .await
+        .expect("list");
+    assert_eq!(alphas.len(), 2, "{alphas:?}");
+    assert!(!alphas.contains(&own.id));
+    herald.stop().await;
+}
+
+async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    // Open while no tenant exists: no key needed.
+    let anonymous = client(&herald, None).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        code(anonymous.get_delivery(&missing).await),
+        Some(Code::NotFound)
+    );
+
+    let created = create_tenant(HERALD, herald.database_url(), "alpha");
+    // The first tenant closes the server for good.
+    let refused = anonymous.get_delivery(&missing).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated));
+    for wrong in ["hk_nope_nope", "not even a key", ""] {
+        let caller = client(&herald, Some(wrong)).await;
+        let refused = caller.get_delivery(&missing).await.unwrap_err();
+        assert_eq!(refused.code(), Some(Code::Unauthenticated), "{wrong:?}");
+        let message = refused.to_string();
+        assert!(
+            !message.contains("alpha") && !message.contains("default"),
+            "the refusal hints at tenants: {message}"
+        );
+    }
+    let alpha = client(&herald, Some(&created.api_key)).await;
+    assert_eq!(
+        code(alpha.get_delivery(&missing).await),
+        Some(Code::NotFound)
+    );
+
+    // A second key works alongside; revoking the first leaves the second.
+    let printed = herald_admin(HERALD, herald.database_url(), &["key", "create", "alpha"]);
+    let second = client(&herald, Some(&printed_value(&printed, "api key:"))).await;
+    let listed = herald_admin(HERALD, herald.database_url(), &["key", "list", "alpha"]);
+    let first_id = created
+        .api_key
+        .strip_prefix("hk_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("hk_<id>_<secret>");
+    assert!(listed.contains(first_id), "{listed}");
+    herald_admin(HERALD, herald.database_url(), &["key", "revoke", first_id]);
+    assert_eq!(
+        code(alpha.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
+    );
+    assert_eq!(
+        code(second.get_delivery(&missing).await),
+        Some(Code::NotFound)
+    );
+    herald.stop().await;
+}
+
+async fn deliveries_are_signed_and_rotation_signs_with_both(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = create_tenant(HERALD, herald.database_url(), "alpha");
+    let alpha = client(&herald, Some(&created.api_key)).await;
+    let first: Secret = created.signing_secret.parse().expect("whsec_ secret");
+
+    let body = br#"{"type":"order.created"}"#.to_vec();
+    let signed = alpha
+        .enqueue(receiver.url("/signed"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("enqueue");
+    let seen = receiver.wait_for("/signed", 1).await.remove(0);
+    assert_eq!(seen.header("webhook-id"), signed.id);
+    webhook::verify(&first, &seen.headers, &seen.body).expect("signed with the tenant's secret");
+
+    let rotated = herald_admin(
+        HERALD,
+        herald.database_url(),
+        &["tenant", "rotate-secret", "alpha", "--grace", "1h"],
+    );
+    let second: Secret = printed_value(&rotated, "signing secret:")
+        .parse()
+        .expect("whsec_ secret");
+    alpha
+        .enqueue(receiver.url("/rotated"))
+        .body(body)
+        .send()
+        .await
+        .expect("enqueue");
+    let seen = receiver.wait_for("/rotated", 1).await.remove(0);
+    assert_eq!(
+        seen.header("webhook-signature").split(' ').count(),
+        2,
+        "{}",
+        seen.header("webhook-signature")
+    );
+    for secret in [&first, &second] {
+        webhook::verify(secret, &seen.headers, &seen.body).expect("both secrets verify");
+    }
+
+    // Without a grace period the old secret stops signing at once.
+    let rotated = herald_admin(
+        HERALD,
+        herald.database_url(),
+        &["tenant", "rotate-secret", "alpha", "--grace", "0s"],
+    );
+    let third: Secret = printed_value(&rotated, "signing secret:")
+        .parse()
+        .expect("whsec_ secret");
+    alpha
+        .enqueue(receiver.url("/only-new"))
+        .send()
+        .await
+        .expect("enqueue");
+    let seen = receiver.wait_for("/only-new", 1).await.remove(0);
+    webhook::verify(&third, &seen.headers, &seen.body).expect("the new secret verifies");
+    assert_eq!(
+        webhook::verify(&second, &seen.headers, &seen.body),
+        Err(webhook::VerifyError::NoMatchingSignature)
+    );
+    herald.stop().await;
+}
+
+async fn refuses_to_listen_publicly_without_tenants(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let refused = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new(HERALD)
+            .arg("serve")
+            .env("HERALD_LISTEN_ADDR", "0.0.0.0:0")
+            .env("HERALD_DATABASE_URL", db.url())
+            .env("NO_COLOR", "1")
+            .output(),
+    )
+    .await
+    .expect("herald exits at once")
+    .expect("run herald");
+    let printed = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "it served: {printed}");
+    assert!(
+        printed.contains("refusing to listen on 0.0.0.0:0 with no tenants")
+            && printed.contains("herald tenant create"),
+        "{printed}"
+    );
+
+    // With a tenant it listens publicly, and callers need its key.
+    let created = create_tenant(HERALD, db.url(), "alpha");
+    let mut public = HeraldProcess::spawn(
+        HERALD,
+        db.url(),
+        &[("HERALD_LISTEN_ADDR", "0.0.0.0:0".to_owned())],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}", public.addr().port());
+    let anonymous = Client::connect(url.clone()).await.expect("connect");
+    let missing = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        code(anonymous.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
+    );
+    let alpha = anonymous
+        .with_api_key(&created.api_key)
+        .expect("a valid key");
+    assert_eq!(
+        code(alpha.get_delivery(&missing).await),
+        Some(Code::NotFound)
+    );
+    public.terminate();
+    assert!(public.exited().await.success(), "a clean shutdown");
+    db.drop_database().await;
+}
