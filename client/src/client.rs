@@ -11,7 +11,7 @@ use herald_proto::v1::{
     delivery_service_client::DeliveryServiceClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::pages::pages;
 use crate::{DeliveryQuery, EnqueueBuilder, Error, Redrive, WatchOptions};
@@ -20,6 +20,20 @@ use crate::{DeliveryQuery, EnqueueBuilder, Error, Redrive, WatchOptions};
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a ping may go unanswered before the connection is dropped.
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The endpoint for `url`, with keepalive pings that keep idle outcome
+/// streams open through proxies and NATs, and notice a dead server
+/// without waiting for TCP.
+fn endpoint(url: &str) -> Result<Endpoint, Error> {
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|cause| Error::InvalidUrl {
+        url: url.to_owned(),
+        cause,
+    })?;
+    Ok(endpoint
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true))
+}
 
 /// A connection to one Herald server; cheap to clone and share between
 /// tasks (clones share the underlying HTTP/2 connection).
@@ -38,16 +52,26 @@ impl Client {
     /// call, and calls made while it is down fail with code `Unavailable`.
     pub async fn connect(url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
-        let endpoint = match Endpoint::from_shared(url.clone()) {
-            Ok(endpoint) => endpoint,
-            Err(cause) => return Err(Error::InvalidUrl { url, cause }),
-        };
-        // Keepalive pings keep idle outcome streams open through proxies and
-        // NATs, and notice a dead server without waiting for TCP.
-        let endpoint = endpoint
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+        let endpoint = endpoint(&url)?;
+        Self::connect_endpoint(url, endpoint).await
+    }
+
+    /// Connects over TLS to a Herald whose listener has a certificate
+    /// issued by `ca_pem` (PEM), e.g. `https://herald.internal:50051`. The
+    /// certificate must name the URL's host.
+    pub async fn connect_tls(url: impl Into<String>, ca_pem: &[u8]) -> Result<Self, Error> {
+        let url = url.into();
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+        let endpoint = endpoint(&url)?
+            .tls_config(tls)
+            .map_err(|cause| Error::InvalidUrl {
+                url: url.clone(),
+                cause,
+            })?;
+        Self::connect_endpoint(url, endpoint).await
+    }
+
+    async fn connect_endpoint(url: String, endpoint: Endpoint) -> Result<Self, Error> {
         match endpoint.connect().await {
             Ok(channel) => Ok(Self::from_channel(channel)),
             Err(cause) => Err(Error::Connect { url, cause }),

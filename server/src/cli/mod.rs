@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod server_args;
 mod tenant;
 mod watch;
 
@@ -80,7 +81,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { database_url } => migrate(&database_url).await,
-            Command::Watch(args) => watch::run(args).await.map_err(Into::into),
+            Command::Watch(args) => watch::run(args).await,
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,
         }

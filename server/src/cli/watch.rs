@@ -9,7 +9,9 @@ use std::{
 
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
-use herald_client::{Client, Outcome, OutcomeKind, WatchOptions};
+use herald_client::{Outcome, OutcomeKind, WatchOptions};
+
+use super::server_args::ServerArgs;
 
 /// How often the summary line is printed.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
@@ -17,9 +19,8 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// Options of `herald watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Herald's gRPC address.
-    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Replay outcomes after this sequence first (resume where you left off).
     #[arg(long, conflicts_with = "from_oldest")]
     after: Option<u64>,
@@ -58,8 +59,8 @@ impl From<Kind> for OutcomeKind {
 }
 
 /// Streams outcomes to stdout until interrupted or the server refuses.
-pub async fn run(args: WatchArgs) -> Result<(), herald_client::Error> {
-    let client = Client::connect(args.server.clone()).await?;
+pub async fn run(args: WatchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = args.server.client().await?;
     let mut options = WatchOptions::default()
         .delivery_ids(args.deliveries)
         .kinds(args.kinds.into_iter().map(OutcomeKind::from));

@@ -4,7 +4,6 @@
 
 use herald_client::Client;
 use herald_tests::{Backend, Receiver, TestDb, on_both_backends, test_config};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 on_both_backends!(a_tls_listener_serves_clients_that_trust_it);
 
@@ -35,17 +34,10 @@ async fn a_tls_listener_serves_clients_that_trust_it(backend: Backend) {
         .await
         .expect("Herald starts with TLS");
     let port = server.local_addr().port();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&cert_pem))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
-        .expect("a URL")
-        .tls_config(tls)
-        .expect("client TLS")
-        .connect()
+    // The SDK's TLS connect, checking the certificate against its host.
+    let client = Client::connect_tls(format!("https://localhost:{port}"), cert_pem.as_bytes())
         .await
         .expect("a TLS connection");
-    let client = Client::from_channel(channel);
     let receiver = Receiver::start().await;
     let enqueued = client
         .enqueue(receiver.url("/over-tls"))

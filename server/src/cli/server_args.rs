@@ -1,0 +1,61 @@
+//! How the client commands reach a running Herald: address, API key and,
+//! for a TLS listener, the certificate authority to trust.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use herald_client::Client;
+
+/// Where the server is and how to call it.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Herald's gRPC address; `https://...` for a TLS listener.
+    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// API key, sent as `authorization: Bearer <key>` (not needed while the
+    /// server runs open).
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// PEM certificate of the authority that issued the server's TLS
+    /// certificate (for `https://` addresses).
+    #[arg(long, env = "HERALD_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+}
+
+/// Why the client commands could not reach the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The CA certificate file could not be read.
+    #[error("cannot read the CA certificate {path}: {source}")]
+    CaFile {
+        /// The file named by `--tls-ca`.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The connection or the API key failed.
+    #[error(transparent)]
+    Client(#[from] herald_client::Error),
+}
+
+impl ServerArgs {
+    /// A connected client carrying the API key, if one was given.
+    pub async fn client(&self) -> Result<Client, ConnectError> {
+        let client = match &self.tls_ca {
+            Some(path) => {
+                let ca = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| ConnectError::CaFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Client::connect_tls(self.server.clone(), &ca).await?
+            }
+            None => Client::connect(self.server.clone()).await?,
+        };
+        Ok(match &self.api_key {
+            Some(key) => client.with_api_key(key)?,
+            None => client,
+        })
+    }
+}
