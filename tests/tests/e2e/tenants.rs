@@ -11,7 +11,7 @@ use herald_client::{
     webhook::{self, Secret},
 };
 use herald_tests::{
-    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, TestHerald, create_tenant,
+    Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
     herald_admin, on_both_backends, printed_value,
 };
 use tonic::Code;
@@ -222,66 +222,60 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
     herald.stop().await;
 }
 
+/// Rotates alpha's secret with `grace`; returns the new secret.
+fn rotate(herald: &TestHerald, grace: &str) -> Secret {
+    let rotated = herald_admin(
+        HERALD,
+        herald.database_url(),
+        &["tenant", "rotate-secret", "alpha", "--grace", grace],
+    );
+    printed_value(&rotated, "signing secret:")
+        .parse()
+        .expect("whsec_ secret")
+}
+
+/// Enqueues `body` to `path` as `client`; returns what the receiver saw.
+async fn delivered(client: &Client, receiver: &Receiver, path: &str, body: &[u8]) -> Recorded {
+    client
+        .enqueue(receiver.url(path))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("enqueue");
+    receiver.wait_for(path, 1).await.remove(0)
+}
+
 async fn deliveries_are_signed_and_rotation_signs_with_both(backend: Backend) {
     let Some(herald) = TestHerald::start(backend).await else {
         return;
     };
     let receiver = Receiver::start().await;
+    // Open mode signs too, with the default tenant's secret.
+    let open = delivered(&client(&herald, None).await, &receiver, "/open", b"{}").await;
+    assert!(open.header("webhook-signature").starts_with("v1,"));
+
     let created = create_tenant(HERALD, herald.database_url(), "alpha");
     let alpha = client(&herald, Some(&created.api_key)).await;
     let first: Secret = created.signing_secret.parse().expect("whsec_ secret");
-
-    let body = br#"{"type":"order.created"}"#.to_vec();
-    let signed = alpha
-        .enqueue(receiver.url("/signed"))
-        .body(body.clone())
-        .send()
-        .await
-        .expect("enqueue");
-    let seen = receiver.wait_for("/signed", 1).await.remove(0);
-    assert_eq!(seen.header("webhook-id"), signed.id);
+    let body = br#"{"type":"order.created"}"#;
+    let seen = delivered(&alpha, &receiver, "/signed", body).await;
     webhook::verify(&first, &seen.headers, &seen.body).expect("signed with the tenant's secret");
+    assert!(
+        webhook::verify(&first, &open.headers, &open.body).is_err(),
+        "tenants have their own secrets"
+    );
 
-    let rotated = herald_admin(
-        HERALD,
-        herald.database_url(),
-        &["tenant", "rotate-secret", "alpha", "--grace", "1h"],
-    );
-    let second: Secret = printed_value(&rotated, "signing secret:")
-        .parse()
-        .expect("whsec_ secret");
-    alpha
-        .enqueue(receiver.url("/rotated"))
-        .body(body)
-        .send()
-        .await
-        .expect("enqueue");
-    let seen = receiver.wait_for("/rotated", 1).await.remove(0);
-    assert_eq!(
-        seen.header("webhook-signature").split(' ').count(),
-        2,
-        "{}",
-        seen.header("webhook-signature")
-    );
+    let second = rotate(&herald, "1h");
+    let seen = delivered(&alpha, &receiver, "/rotated", body).await;
+    let signatures = seen.header("webhook-signature");
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
     for secret in [&first, &second] {
         webhook::verify(secret, &seen.headers, &seen.body).expect("both secrets verify");
     }
 
     // Without a grace period the old secret stops signing at once.
-    let rotated = herald_admin(
-        HERALD,
-        herald.database_url(),
-        &["tenant", "rotate-secret", "alpha", "--grace", "0s"],
-    );
-    let third: Secret = printed_value(&rotated, "signing secret:")
-        .parse()
-        .expect("whsec_ secret");
-    alpha
-        .enqueue(receiver.url("/only-new"))
-        .send()
-        .await
-        .expect("enqueue");
-    let seen = receiver.wait_for("/only-new", 1).await.remove(0);
+    let third = rotate(&herald, "0s");
+    let seen = delivered(&alpha, &receiver, "/only-new", body).await;
     webhook::verify(&third, &seen.headers, &seen.body).expect("the new secret verifies");
     assert_eq!(
         webhook::verify(&second, &seen.headers, &seen.body),
