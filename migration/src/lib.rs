@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_tenant_security;
+mod m20261123_000003_operations;
 
 /// The ordered list of Herald's migrations.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_tenant_security::Migration),
+            Box::new(m20261123_000003_operations::Migration),
         ]
     }
 }

@@ -153,6 +153,60 @@ pub struct HttpRequest {
     pub body: Bytes,
 }
 
+/// A caller's W3C trace context (`traceparent`, and `tracestate` with it),
+/// stored with the delivery and sent on every attempt, so the receiver's
+/// trace joins the caller's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `version-traceid-parentid-flags`, as the caller sent it.
+    pub traceparent: String,
+    /// Vendor-specific trace state, passed through unchanged.
+    pub tracestate: Option<String>,
+}
+
+/// Longest `tracestate` forwarded (the W3C limit is 32 members; 512 bytes
+/// is what the specification asks every vendor to pass on).
+const MAX_TRACESTATE_BYTES: usize = 512;
+
+impl TraceContext {
+    /// The context in `traceparent` (and `tracestate`), or `None` when the
+    /// header is not a valid W3C trace context: per the specification an
+    /// invalid one is ignored, not an error.
+    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let hex = |part: &str, len: usize| {
+            part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let [version, trace_id, parent_id, flags, ..] = parts[..] else {
+            return None;
+        };
+        let valid = hex(version, 2)
+            && version != "ff"
+            // Version 00 has exactly four fields; later versions may add more.
+            && (parts.len() == 4 || version != "00")
+            && hex(trace_id, 32)
+            && trace_id.bytes().any(|b| b != b'0')
+            && hex(parent_id, 16)
+            && parent_id.bytes().any(|b| b != b'0')
+            && hex(flags, 2);
+        if !valid {
+            return None;
+        }
+        let tracestate = tracestate
+            .map(str::trim)
+            .filter(|state| {
+                !state.is_empty()
+                    && state.len() <= MAX_TRACESTATE_BYTES
+                    && state.bytes().all(|b| (b' '..=b'~').contains(&b))
+            })
+            .map(str::to_owned);
+        Some(Self {
+            traceparent: traceparent.trim().to_owned(),
+            tracestate,
+        })
+    }
+}
+
 /// Where a delivery goes, as far as fairness is concerned: one in-flight
 /// limit applies per scheme, host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -211,6 +265,32 @@ impl Decision {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn trace_contexts_follow_the_w3c_format() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceContext::parse(valid, Some("congo=t61rcWkgMzE")).unwrap();
+        assert_eq!(parsed.traceparent, valid);
+        assert_eq!(parsed.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        for invalid in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(TraceContext::parse(invalid, None), None, "{invalid}");
+        }
+        assert!(TraceContext::parse(&valid.replacen("00", "01", 1), None).is_some());
+        let bad_state = TraceContext::parse(valid, Some("a=\n")).unwrap();
+        assert_eq!(
+            bad_state.tracestate, None,
+            "an unusable tracestate is dropped"
+        );
+    }
+
     use super::*;
 
     #[test]

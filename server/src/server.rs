@@ -226,6 +226,16 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         }
         let served = builder
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            // Each call's span; the API records the caller's tenant (and an
+            // enqueue's delivery id) on it.
+            .trace_fn(|request| {
+                tracing::info_span!(
+                    "rpc",
+                    method = request.uri().path(),
+                    tenant = tracing::field::Empty,
+                    delivery_id = tracing::field::Empty,
+                )
+            })
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
             .await;

@@ -62,6 +62,7 @@ impl DeliveryApi {
     /// The caller's tenant and the request's message.
     async fn authenticate<T>(&self, request: Request<T>) -> Result<(String, T), ApiError> {
         let tenant = self.auth.tenant(request.metadata()).await?;
+        tracing::Span::current().record("tenant", tenant.as_str());
         Ok((tenant, request.into_inner()))
     }
 
@@ -92,13 +93,16 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<EnqueueRequest>,
     ) -> Result<Response<EnqueueResponse>, Status> {
+        let trace = validate::trace_context(request.metadata());
         let (tenant, request) = self.authenticate(request).await?;
-        let delivery = validate::enqueue(request, &tenant, &self.limits)?;
+        let mut delivery = validate::enqueue(request, &tenant, &self.limits)?;
+        delivery.trace = trace;
         let enqueued = self
             .store
             .enqueue(&delivery)
             .await
             .map_err(ApiError::from)?;
+        tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));
         if enqueued.created {
             self.scheduler.work_added();
         }

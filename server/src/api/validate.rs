@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use super::{convert::timestamp_ms, error::ApiError};
 use crate::{
     config::InputLimits,
-    domain::{Destination, HttpMethod, HttpRequest},
+    domain::{Destination, HttpMethod, HttpRequest, TraceContext},
     store::records::NewDelivery,
     transport::TargetPolicy,
 };
@@ -136,7 +136,15 @@ pub fn enqueue(
         max_attempts,
         not_before_ms,
         deadline_ms,
+        trace: None,
     })
+}
+
+/// The caller's W3C trace context from the request metadata, if valid (an
+/// invalid one is ignored, as the W3C specification asks).
+pub fn trace_context(metadata: &tonic::metadata::MetadataMap) -> Option<TraceContext> {
+    let header = |name| metadata.get(name).and_then(|value| value.to_str().ok());
+    TraceContext::parse(header("traceparent")?, header("tracestate"))
 }
 
 /// An optional proto timestamp as Unix ms, or INVALID_ARGUMENT for `field`.

@@ -64,12 +64,16 @@ pub fn main() -> ExitCode {
         Command::Serve(_) | Command::Migrate { .. } => "info,sqlx=warn",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("HERALD_LOG")
-                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .init();
+    let filter =
+        EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // One JSON object per line, with the current span's fields, for log
+    // shippers; human-readable lines otherwise.
+    if std::env::var("HERALD_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -22,6 +22,7 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     SchedulerConfig,
@@ -171,14 +172,21 @@ impl Claimer {
         let completions = self.completions.clone();
         let lease = delivery.lease();
         lock(&leases).insert(lease);
-        async move {
+        let span = tracing::info_span!(
+            "attempt",
+            delivery_id = %delivery.id,
+            tenant = %delivery.tenant_id,
+            attempt = delivery.attempt_number,
+        );
+        let attempt = async move {
             let completion = execute(&sender, &policy, delivery, signing).await;
             // The completer outlives every executor, so this only fails if it
             // panicked; the lease then expires and the attempt is retried.
             let _ = completions.send(Work::Attempt(completion)).await;
             lock(&leases).remove(&lease);
             drop((slot, permit));
-        }
+        };
+        attempt.instrument(span)
     }
 
     /// Sleeps until work may be due. Returns true on shutdown.

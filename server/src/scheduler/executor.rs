@@ -64,6 +64,7 @@ pub async fn execute(
         delivery_id: delivery.id,
         attempt_number,
         http: delivery.request,
+        trace: delivery.trace,
         signing,
     };
     let report = sender.send(&request).await;
@@ -146,6 +147,8 @@ mod tests {
             max_attempts: 3,
             deadline_at_ms,
             lease_token: Uuid::new_v4(),
+            trace: None,
+            created_at_ms: 0,
         }
     }
 

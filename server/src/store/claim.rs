@@ -11,6 +11,8 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
+use crate::domain::TraceContext;
+
 use super::{
     Store, StoreError, http_request, millis,
     records::{ClaimedDelivery, Lease},
@@ -31,7 +33,7 @@ UPDATE deliveries SET \
     updated_at_ms = {now} \
 WHERE id IN (SELECT id FROM due) \
 RETURNING id, tenant_id, url, method, headers, body, content_type, attempt_count, max_attempts, \
-    destination, deadline_at_ms";
+    destination, deadline_at_ms, traceparent, tracestate, created_at_ms";
 
 /// Gives a lease back: the row is due again at once. `$3` says whether the
 /// attempt never started, so its count is returned too.
@@ -136,5 +138,12 @@ fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, Stor
         destination: row.try_get_by_index(9)?,
         deadline_at_ms: row.try_get_by_index(10)?,
         lease_token,
+        trace: row
+            .try_get_by_index::<Option<String>>(11)?
+            .map(|traceparent| TraceContext {
+                traceparent,
+                tracestate: row.try_get_by_index(12).ok().flatten(),
+            }),
+        created_at_ms: row.try_get_by_index(13)?,
     })
 }

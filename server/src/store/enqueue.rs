@@ -18,9 +18,9 @@ use super::{
 const INSERT: &str = "\
 INSERT INTO deliveries (id, tenant_id, url, destination, host, method, headers, body, content_type, \
     idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, deadline_at_ms, \
-    next_attempt_at_ms, created_at_ms, updated_at_ms) \
+    next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate) \
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $12, $12, $13, \
-    COALESCE($14, {now}), {now}, {now}) \
+    COALESCE($14, {now}), {now}, {now}, $15, $16) \
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING";
 
 const FIND_BY_KEY: &str = "\
@@ -34,6 +34,7 @@ impl Store {
         let id = Uuid::now_v7();
         let hash = request_hash(delivery);
         let request = &delivery.request;
+        let trace = delivery.trace.as_ref();
         let headers = serde_json::to_string(&request.headers)
             .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
         let values: Vec<Value> = vec![
@@ -53,6 +54,8 @@ impl Store {
                 .into(),
             delivery.deadline_ms.into(),
             delivery.not_before_ms.into(),
+            trace.map(|trace| trace.traceparent.clone()).into(),
+            trace.and_then(|trace| trace.tracestate.clone()).into(),
         ];
         let insert = self.statement(INSERT, values);
         let inserted = self.db.execute_raw(insert).await?.rows_affected();
@@ -144,6 +147,7 @@ mod tests {
             max_attempts: 3,
             not_before_ms: None,
             deadline_ms: None,
+            trace: None,
         }
     }
 

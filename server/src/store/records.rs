@@ -6,7 +6,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptErrorKind, Decision, DeliveryState, Destination, HttpRequest, OutcomeKind,
+    AttemptErrorKind, Decision, DeliveryState, Destination, HttpRequest, OutcomeKind, TraceContext,
 };
 
 /// A validated delivery to insert.
@@ -26,6 +26,9 @@ pub struct NewDelivery {
     pub not_before_ms: Option<i64>,
     /// No attempt starts after this, Unix ms.
     pub deadline_ms: Option<i64>,
+    /// The caller's trace context, forwarded on every attempt. Not part of
+    /// the idempotency hash: a retried enqueue comes with a new span.
+    pub trace: Option<TraceContext>,
 }
 
 /// Result of an enqueue.
@@ -137,6 +140,10 @@ pub struct ClaimedDelivery {
     pub deadline_at_ms: Option<i64>,
     /// The lease this attempt holds.
     pub lease_token: Uuid,
+    /// The caller's trace context, sent along.
+    pub trace: Option<TraceContext>,
+    /// When the delivery was enqueued, Unix ms.
+    pub created_at_ms: i64,
 }
 
 impl ClaimedDelivery {

@@ -171,6 +171,16 @@ fn build_request(
     headers.insert("webhook-id", id);
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
     headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    if let Some(trace) = &outbound.trace {
+        // Checked at enqueue; a stored value that is no longer a valid
+        // header is dropped rather than failing the attempt.
+        if let Ok(value) = HeaderValue::try_from(trace.traceparent.as_str()) {
+            headers.insert("traceparent", value);
+        }
+        if let Some(Ok(value)) = trace.tracestate.as_deref().map(HeaderValue::try_from) {
+            headers.insert("tracestate", value);
+        }
+    }
     headers.insert("herald-attempt", HeaderValue::from(outbound.attempt_number));
 
     let mut built = Request::builder()

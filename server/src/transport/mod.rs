@@ -41,7 +41,10 @@ pub use error::TransportError;
 pub use guard::TargetPolicy;
 pub use retry_after::parse_retry_after;
 
-use crate::{domain::HttpRequest, tenants::SigningKeys};
+use crate::{
+    domain::{HttpRequest, TraceContext},
+    tenants::SigningKeys,
+};
 
 /// How attempts are made.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +65,8 @@ pub struct OutboundRequest {
     pub attempt_number: u32,
     /// The request frozen at enqueue: method, URL, caller's headers, body.
     pub http: HttpRequest,
+    /// The caller's trace context, sent as `traceparent`/`tracestate`.
+    pub trace: Option<TraceContext>,
     /// The tenant's secrets, which sign the attempt (`webhook-signature`).
     pub signing: std::sync::Arc<SigningKeys>,
 }

@@ -25,7 +25,7 @@ use super::{
     classify::{Verdict, classify},
 };
 use crate::{
-    domain::{AttemptErrorKind, HttpMethod, HttpRequest},
+    domain::{AttemptErrorKind, HttpMethod, HttpRequest, TraceContext},
     tenants::{SigningKeys, SigningSecret},
 };
 
@@ -114,12 +114,19 @@ fn request(url: String) -> OutboundRequest {
             // Not UTF-8: the body must pass through as bytes.
             body: Bytes::from_static(&[0, 159, 146, 150, 255, b'{', b'\r', b'\n']),
         },
+        trace: Some(TraceContext {
+            traceparent: TRACEPARENT.to_owned(),
+            tracestate: Some("vendor=1".to_owned()),
+        }),
         signing: Arc::new(SigningKeys::new(
             "test",
             [SigningSecret::from_stored(SECRET.to_owned())],
         )),
     }
 }
+
+/// The trace context of [`request`].
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// The signing secret of [`request`].
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -144,6 +151,8 @@ async fn sends_method_body_and_headers_byte_for_byte() {
         request.delivery_id.hyphenated().to_string().as_str()
     );
     assert_eq!(seen.headers["herald-attempt"], "2");
+    assert_eq!(seen.headers["traceparent"], TRACEPARENT);
+    assert_eq!(seen.headers["tracestate"], "vendor=1");
     assert_eq!(
         seen.headers["user-agent"],
         concat!("herald/", env!("CARGO_PKG_VERSION"))

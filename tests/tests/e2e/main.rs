@@ -15,6 +15,7 @@ mod ssrf;
 mod store;
 mod tenants;
 mod tls;
+mod trace_context;
 mod watch;
 
 /// The `herald` binary under test (the same entry point as `herald serve`).

@@ -41,6 +41,7 @@ fn delivery(n: usize) -> NewDelivery {
         max_attempts: 3,
         not_before_ms: None,
         deadline_ms: None,
+        trace: None,
     }
 }
 
