@@ -78,6 +78,18 @@ pub struct Config {
     #[arg(long, env = "HERALD_OUTCOME_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub outcome_retention: Duration,
 
+    /// How long succeeded deliveries (with their attempts) are kept.
+    #[arg(long, env = "HERALD_RETAIN_SUCCEEDED", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retain_succeeded: Duration,
+
+    /// How long dead-lettered deliveries are kept (and can be redriven).
+    #[arg(long, env = "HERALD_RETAIN_DEAD_LETTERED", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retain_dead_lettered: Duration,
+
+    /// How long cancelled deliveries are kept.
+    #[arg(long, env = "HERALD_RETAIN_CANCELLED", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retain_cancelled: Duration,
+
     /// On shutdown, how long in-flight attempts may take to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

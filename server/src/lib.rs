@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod janitor;
 pub mod outcomes;
 pub mod scheduler;
 mod server;

@@ -15,7 +15,8 @@ use crate::{
     Config,
     api::{self, Authenticator, DeliveryApi, Limits},
     config::ConfigError,
-    outcomes::{OutcomeFeed, Retention},
+    janitor::{Janitor, RetentionWindows},
+    outcomes::OutcomeFeed,
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
     store::{Store, StoreError},
     transport::{HttpSender, TargetPolicy, TransportConfig},
@@ -165,11 +166,16 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
     )
     .await
     .map_err(database)?;
-    let retention = Retention {
+    let janitor = Janitor {
         store: store.clone(),
-        window: config.outcome_retention,
+        windows: RetentionWindows {
+            outcomes: config.outcome_retention,
+            succeeded: config.retain_succeeded,
+            dead_lettered: config.retain_dead_lettered,
+            cancelled: config.retain_cancelled,
+        },
     };
-    tokio::spawn(retention.run(shutdown.child_token()));
+    tokio::spawn(janitor.run(shutdown.child_token()));
     let targets = TargetPolicy::new(config.allow_target_cidrs.clone());
     let sender = HttpSender::new(
         TransportConfig {

@@ -13,10 +13,10 @@
 //! last one it sent, so nothing is lost or repeated at the switch. A
 //! watcher that falls behind the ring reads storage again instead of being
 //! dropped; server memory is the ring plus a small channel per watcher,
-//! however slow or numerous the watchers are. [`retention`] prunes old
-//! outcomes and records how far, so a cursor from before that is refused.
+//! however slow or numerous the watchers are. The janitor
+//! (`crate::janitor`) prunes old outcomes and records how far, so a cursor
+//! from before that is refused.
 
-mod retention;
 mod tailer;
 mod watcher;
 
@@ -24,8 +24,6 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-
-pub use retention::Retention;
 
 use crate::{
     signal::Signal,

@@ -19,6 +19,7 @@ mod operate;
 mod outcomes;
 mod read;
 pub mod records;
+mod retention;
 mod tenants;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
     store::{
@@ -12,11 +13,14 @@ use herald_server::{
     },
 };
 use herald_tests::{Backend, TestDb, on_both_backends};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use uuid::Uuid;
 
 on_both_backends!(
     claims_never_overlap_and_count_attempts,
     a_completion_from_an_expired_lease_changes_nothing,
     not_before_holds_a_delivery_back,
+    retention_deletes_exactly_what_is_past_its_window,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -166,5 +170,111 @@ async fn not_before_holds_a_delivery_back(backend: Backend) {
     assert!(store.claim(10, LEASE, &[]).await.unwrap().is_empty());
     let due_in = store.next_due_in(&[]).await.unwrap().unwrap();
     assert!(due_in > Duration::from_secs(365 * 24 * 3600));
+    store.close().await.unwrap();
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    // Six finished deliveries, each with an attempt or a cancellation.
+    for n in 0..6 {
+        store.enqueue(&delivery(n)).await.unwrap();
+    }
+    let mut claimed = store.claim(6, LEASE, &[]).await.unwrap();
+    claimed.sort_by_key(|c| c.request.url.clone());
+    let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+    let finished: Vec<Completion> = claimed[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let decision = if i < 2 {
+                Decision::Succeeded
+            } else {
+                Decision::DeadLetter
+            };
+            completion(c, decision)
+        })
+        .collect();
+    store.complete(&finished).await.unwrap();
+    for id in &ids[4..] {
+        store.cancel("default", *id).await.unwrap();
+    }
+    // Pending work, however old, is never touched.
+    let pending = store.enqueue(&delivery(6)).await.unwrap().id;
+
+    // Age them: one of each state just past its window, one just inside.
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let ages_days = [8, 6, 31, 29, 31, 1];
+    let raw = Database::connect(db.url()).await.unwrap();
+    for (id, days) in ids.iter().zip(ages_days) {
+        let finished_at = now_ms - days * DAY_MS;
+        raw.execute_raw(Statement::from_sql_and_values(
+            raw.get_database_backend(),
+            if backend == Backend::Postgres {
+                "UPDATE deliveries SET finished_at_ms = $1 WHERE id = $2"
+            } else {
+                "UPDATE deliveries SET finished_at_ms = ?1 WHERE id = ?2"
+            },
+            [finished_at.into(), (*id).into()],
+        ))
+        .await
+        .unwrap();
+    }
+    raw.execute_raw(Statement::from_string(
+        raw.get_database_backend(),
+        format!(
+            "UPDATE deliveries SET created_at_ms = {} WHERE state = 'pending'",
+            now_ms - 400 * DAY_MS
+        ),
+    ))
+    .await
+    .unwrap();
+
+    let day = Duration::from_secs(24 * 3600);
+    Janitor {
+        store: store.clone(),
+        windows: RetentionWindows {
+            outcomes: 7 * day,
+            succeeded: 7 * day,
+            dead_lettered: 30 * day,
+            cancelled: 30 * day,
+        },
+    }
+    .round()
+    .await;
+
+    let mut kept = Vec::new();
+    for id in ids.iter().chain([&pending]) {
+        kept.push(store.get_delivery("default", *id).await.unwrap().is_some());
+    }
+    assert_eq!(
+        kept,
+        [false, true, false, true, false, true, true],
+        "succeeded 8d/6d, dead-lettered 31d/29d, cancelled 31d/1d, pending"
+    );
+    let attempts = raw
+        .query_one_raw(Statement::from_string(
+            raw.get_database_backend(),
+            "SELECT COUNT(*) FROM attempts".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(
+        attempts, 2,
+        "the deleted deliveries' attempts went with them"
+    );
+    raw.close().await.unwrap();
     store.close().await.unwrap();
 }
