@@ -1,7 +1,7 @@
-//! The `herald tenant` and `herald key` commands, run as real processes
-//! against a test's database, and what they print.
+//! The `herald` one-shot commands (tenant, key, deliveries, dead-letters),
+//! run as real processes, and what they print.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// What `herald tenant create` printed.
 #[derive(Debug, Clone)]
@@ -15,12 +15,13 @@ pub struct CreatedTenant {
 /// Runs `program ARGS` with `HERALD_DATABASE_URL=database_url`; returns
 /// stdout. Panics, with stderr and stdout, unless it exits 0.
 pub fn herald_admin(program: &str, database_url: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .env("HERALD_DATABASE_URL", database_url)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run the herald binary");
+    herald_command(program, &[("HERALD_DATABASE_URL", database_url)], args)
+}
+
+/// Runs `program ARGS` with `settings` as environment; returns stdout.
+/// Panics, with stderr and stdout, unless it exits 0.
+pub fn herald_command(program: &str, settings: &[(&str, &str)], args: &[&str]) -> String {
+    let output = herald_output(program, settings, args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -29,6 +30,16 @@ pub fn herald_admin(program: &str, database_url: &str, args: &[&str]) -> String 
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Runs `program ARGS` with `settings` as environment, whatever it exits with.
+pub fn herald_output(program: &str, settings: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .envs(settings.iter().copied())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the herald binary")
 }
 
 /// Creates tenant `name` with `herald tenant create`.

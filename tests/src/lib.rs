@@ -16,7 +16,9 @@ mod herald;
 mod process;
 mod receiver;
 
-pub use admin::{CreatedTenant, create_tenant, herald_admin, printed_value};
+pub use admin::{
+    CreatedTenant, create_tenant, herald_admin, herald_command, herald_output, printed_value,
+};
 pub use db::{Backend, TestDb};
 pub use herald::{TestHerald, test_config};
 pub use process::HeraldProcess;

@@ -59,11 +59,6 @@ pub fn state_filter(raw: i32) -> Result<Option<DeliveryState>, UnknownState> {
 #[derive(Debug)]
 pub struct UnknownState(pub i32);
 
-/// The name a person reads for a state, as in the proto.
-pub fn state_name(state: DeliveryState) -> &'static str {
-    self::state(state).as_str_name()
-}
-
 fn state(state: DeliveryState) -> proto::DeliveryState {
     match state {
         DeliveryState::Pending => proto::DeliveryState::Pending,

@@ -185,7 +185,7 @@ impl DeliveryService for DeliveryApi {
             Ok(CancelResult::Finished(state)) => {
                 return Err(ApiError::FailedPrecondition(format!(
                     "delivery {id} is already {}; only pending deliveries can be cancelled",
-                    convert::state_name(state)
+                    state.as_str().replace('_', " ")
                 ))
                 .into());
             }

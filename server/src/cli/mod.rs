@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod operate;
+mod render;
 mod server_args;
 mod tenant;
 mod watch;
@@ -44,6 +46,20 @@ enum Command {
         command: tenant::TenantCommand,
         #[command(flatten)]
         database: tenant::DatabaseArgs,
+    },
+    /// Look at, list and cancel deliveries on a running server.
+    Deliveries {
+        #[command(subcommand)]
+        command: operate::DeliveriesCommand,
+        #[command(flatten)]
+        common: operate::Common,
+    },
+    /// List and redrive dead letters on a running server.
+    DeadLetters {
+        #[command(subcommand)]
+        command: operate::DeadLettersCommand,
+        #[command(flatten)]
+        common: operate::Common,
     },
     /// Create, list and revoke API keys.
     Key {
@@ -86,6 +102,10 @@ pub fn main() -> ExitCode {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { database_url } => migrate(&database_url).await,
             Command::Watch(args) => watch::run(args).await,
+            Command::Deliveries { command, common } => operate::deliveries(command, common).await,
+            Command::DeadLetters { command, common } => {
+                operate::dead_letters(command, common).await
+            }
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,
         }

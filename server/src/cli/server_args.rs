@@ -10,15 +10,20 @@ use herald_client::Client;
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Herald's gRPC address; `https://...` for a TLS listener.
-    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "HERALD_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     server: String,
     /// API key, sent as `authorization: Bearer <key>` (not needed while the
     /// server runs open).
-    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true, global = true)]
     api_key: Option<String>,
     /// PEM certificate of the authority that issued the server's TLS
     /// certificate (for `https://` addresses).
-    #[arg(long, env = "HERALD_TLS_CA")]
+    #[arg(long, env = "HERALD_TLS_CA", global = true)]
     tls_ca: Option<PathBuf>,
 }
 

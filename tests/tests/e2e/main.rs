@@ -11,6 +11,7 @@ mod grpcurl;
 mod isolation;
 mod limits;
 mod operate;
+mod operator_cli;
 mod ssrf;
 mod store;
 mod tenants;

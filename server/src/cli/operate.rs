@@ -1,0 +1,192 @@
+//! `herald deliveries` and `herald dead-letters`: the operator RPCs from a
+//! shell, over the client crate. Tables by default, `--json` for scripts.
+
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use futures::{StreamExt, TryStreamExt};
+use herald_client::{Delivery, DeliveryQuery};
+use serde_json::json;
+
+use super::{
+    render::{delivery_detail, delivery_json, delivery_table, parse_state},
+    server_args::ServerArgs,
+};
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Options every operator command takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `herald deliveries ...`
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// Show one delivery with all its attempts.
+    Get {
+        /// The delivery id.
+        id: String,
+    },
+    /// List deliveries, newest first.
+    List {
+        /// Only this state: pending, succeeded, dead-lettered or cancelled.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<herald_client::DeliveryState>,
+        /// Only deliveries to this URL host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Created at or after this time (RFC 3339).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        created_after: Option<SystemTime>,
+        /// Created before this time (RFC 3339).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        created_before: Option<SystemTime>,
+        /// Most deliveries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Cancel a pending delivery.
+    Cancel {
+        /// The delivery id.
+        id: String,
+    },
+}
+
+/// `herald dead-letters ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// Most dead letters to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Send dead letters again with a fresh attempt budget: name them with
+    /// --id, or select them with --after/--before/--host.
+    Redrive {
+        /// This dead letter (repeat for several).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Dead-lettered at or after this time (RFC 3339).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        after: Option<SystemTime>,
+        /// Dead-lettered before this time (RFC 3339).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        before: Option<SystemTime>,
+        /// Only dead letters to this URL host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only count what would be redriven.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Runs a `herald deliveries` command.
+pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult {
+    let client = common.server.client().await?;
+    match command {
+        DeliveriesCommand::Get { id } => {
+            show_one(&client.get_delivery(&id).await?, common.json);
+        }
+        DeliveriesCommand::List {
+            state,
+            host,
+            created_after,
+            created_before,
+            limit,
+        } => {
+            let mut query = DeliveryQuery::default();
+            if let Some(state) = state {
+                query = query.state(state);
+            }
+            if let Some(host) = host {
+                query = query.destination_host(host);
+            }
+            if let Some(after) = created_after {
+                query = query.created_after(after);
+            }
+            if let Some(before) = created_before {
+                query = query.created_before(before);
+            }
+            let listed = first(client.deliveries(query), limit).await?;
+            show_many(&listed, common.json);
+        }
+        DeliveriesCommand::Cancel { id } => {
+            show_one(&client.cancel_delivery(&id).await?, common.json);
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `herald dead-letters` command.
+pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliResult {
+    let client = common.server.client().await?;
+    match command {
+        DeadLettersCommand::List { limit } => {
+            let listed = first(client.dead_letters(), limit).await?;
+            show_many(&listed, common.json);
+        }
+        DeadLettersCommand::Redrive {
+            ids,
+            after,
+            before,
+            host,
+            dry_run,
+        } => {
+            let mut redrive = client.redrive_dead_letters().ids(ids);
+            if let Some(after) = after {
+                redrive = redrive.dead_lettered_after(after);
+            }
+            if let Some(before) = before {
+                redrive = redrive.dead_lettered_before(before);
+            }
+            if let Some(host) = host {
+                redrive = redrive.destination_host(host);
+            }
+            if dry_run {
+                redrive = redrive.dry_run();
+            }
+            let count = redrive.send().await?;
+            if common.json {
+                println!("{}", json!({ "count": count, "dry_run": dry_run }));
+            } else if dry_run {
+                println!("{count} dead letters would be redriven");
+            } else {
+                println!("redrove {count} dead letters");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// At most `limit` items of a paged listing (pages are fetched as needed).
+async fn first(
+    listing: impl futures::Stream<Item = Result<Delivery, herald_client::Error>>,
+    limit: usize,
+) -> Result<Vec<Delivery>, herald_client::Error> {
+    listing.take(limit).try_collect().await
+}
+
+fn show_one(delivery: &Delivery, json: bool) {
+    if json {
+        println!("{}", delivery_json(delivery));
+    } else {
+        print!("{}", delivery_detail(delivery));
+    }
+}
+
+fn show_many(deliveries: &[Delivery], json: bool) {
+    if json {
+        let all: Vec<_> = deliveries.iter().map(delivery_json).collect();
+        println!("{}", serde_json::Value::Array(all));
+    } else {
+        print!("{}", delivery_table(deliveries));
+    }
+}

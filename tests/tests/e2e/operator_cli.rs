@@ -1,0 +1,158 @@
+//! The operator commands against a live server, as a person (tables) and
+//! as a script (`--json`) would use them, with a tenant's API key.
+
+use std::time::{Duration, SystemTime};
+
+use herald_client::{Client, DeliveryState};
+use herald_tests::{
+    Backend, Receiver, Reply, TestHerald, create_tenant, herald_command, herald_output,
+    on_both_backends,
+};
+use serde_json::Value;
+
+use crate::HERALD;
+
+on_both_backends!(operators_inspect_cancel_and_redrive_from_the_shell);
+
+async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let key = create_tenant(HERALD, herald.database_url(), "ops").api_key;
+    let server = format!("http://{}", herald.addr());
+    let client = Client::connect(server.clone())
+        .await
+        .expect("connect")
+        .with_api_key(&key)
+        .expect("a key");
+    let settings = [
+        ("HERALD_SERVER", server.as_str()),
+        ("HERALD_API_KEY", key.as_str()),
+    ];
+    let herald_cli = |args: &[&str]| herald_command(HERALD, &settings, args);
+    let json = |args: &[&str]| -> Value {
+        let printed = herald_cli(args);
+        serde_json::from_str(&printed).unwrap_or_else(|error| panic!("{error}: {printed}"))
+    };
+
+    receiver.script("/rejects", [Reply::Status(400)]);
+    let dead = client
+        .enqueue(receiver.url("/rejects"))
+        .send()
+        .await
+        .expect("enqueue")
+        .id;
+    let delivered = client
+        .enqueue(receiver.url("/accepts"))
+        .send()
+        .await
+        .expect("enqueue")
+        .id;
+    let pending = client
+        .enqueue(receiver.url("/later"))
+        .not_before(SystemTime::now() + Duration::from_secs(3600))
+        .send()
+        .await
+        .expect("enqueue")
+        .id;
+    wait_finished(&client, &dead).await;
+    wait_finished(&client, &delivered).await;
+    let dead_lettered = json(&["deliveries", "get", &dead, "--json"]);
+    assert_eq!(dead_lettered["id"], dead.as_str());
+    assert_eq!(dead_lettered["state"], "dead_lettered");
+    assert_eq!(dead_lettered["attempts"][0]["status_code"], 400);
+
+    // deliveries list: a table, and JSON filtered by state.
+    let table = herald_cli(&["deliveries", "list"]);
+    assert!(table.starts_with("ID "), "{table}");
+    for id in [&dead, &delivered, &pending] {
+        assert!(table.contains(id.as_str()), "{id} missing from:\n{table}");
+    }
+    let listed = json(&["deliveries", "list", "--state", "succeeded", "--json"]);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|d| d["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(ids, [delivered.as_str()]);
+
+    // deliveries get: the detail, with the attempt.
+    let detail = herald_cli(&["deliveries", "get", &dead]);
+    assert!(
+        detail.contains("dead_lettered") && detail.contains("400"),
+        "{detail}"
+    );
+
+    // dead-letters list and redrive.
+    let table = herald_cli(&["dead-letters", "list"]);
+    assert!(
+        table.contains(dead.as_str()) && !table.contains(delivered.as_str()),
+        "{table}"
+    );
+    let listed = json(&["dead-letters", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    let counted = json(&[
+        "dead-letters",
+        "redrive",
+        "--dry-run",
+        "--id",
+        &dead,
+        "--json",
+    ]);
+    assert_eq!(counted, serde_json::json!({"count": 1, "dry_run": true}));
+    let redriven = herald_cli(&["dead-letters", "redrive", "--id", &dead]);
+    assert_eq!(redriven.trim(), "redrove 1 dead letters");
+    receiver.wait_for("/rejects", 2).await;
+
+    // deliveries cancel: the table, then a refusal for a finished one.
+    let cancelled = herald_cli(&["deliveries", "cancel", &pending]);
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    let again = herald_output(
+        HERALD,
+        &settings,
+        &["deliveries", "cancel", &pending, "--json"],
+    );
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(said.contains("already cancelled"), "{said}");
+
+    // Without the key, the server refuses.
+    let anonymous = herald_output(
+        HERALD,
+        &[("HERALD_SERVER", server.as_str())],
+        &["deliveries", "list"],
+    );
+    assert!(!anonymous.status.success());
+    assert!(String::from_utf8_lossy(&anonymous.stdout).contains("Unauthenticated"));
+    herald.stop().await;
+}
+
+/// Waits until `id` is no longer pending, by its outcome stream.
+async fn wait_finished(client: &Client, id: &str) {
+    use futures::StreamExt;
+    let mut outcomes = client
+        .watch_outcomes(
+            herald_client::WatchOptions::default()
+                .from_oldest()
+                .delivery_ids([id]),
+        )
+        .await
+        .expect("watch");
+    tokio::time::timeout(herald_tests::PATIENCE, async {
+        loop {
+            let delivery = client.get_delivery(id).await.expect("get");
+            if delivery.state != i32::from(DeliveryState::Pending) {
+                return;
+            }
+            outcomes
+                .next()
+                .await
+                .expect("stream open")
+                .expect("outcome");
+        }
+    })
+    .await
+    .expect("the delivery finishes");
+}
