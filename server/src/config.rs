@@ -15,6 +15,12 @@ pub struct Config {
     #[arg(long, env = "HERALD_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
 
+    /// Address of the Prometheus metrics listener (`GET /metrics`); off
+    /// unless set. Metrics hold no payloads or secrets, but keep it off the
+    /// public internet all the same.
+    #[arg(long, env = "HERALD_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
     #[arg(
         long,

@@ -284,7 +284,7 @@ mod tests {
             assert_eq!(TraceContext::parse(invalid, None), None, "{invalid}");
         }
         assert!(TraceContext::parse(&valid.replacen("00", "01", 1), None).is_some());
-        let bad_state = TraceContext::parse(valid, Some("a=\n")).unwrap();
+        let bad_state = TraceContext::parse(valid, Some("a=\u{1}b")).unwrap();
         assert_eq!(
             bad_state.tracestate, None,
             "an unusable tracestate is dropped"

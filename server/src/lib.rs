@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod janitor;
+pub mod metrics;
 pub mod outcomes;
 pub mod scheduler;
 mod server;

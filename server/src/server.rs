@@ -16,6 +16,7 @@ use crate::{
     api::{self, Authenticator, DeliveryApi, Limits},
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
+    metrics::Metrics,
     outcomes::OutcomeFeed,
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
     store::{Store, StoreError},
@@ -92,6 +93,7 @@ pub enum ServeError {
 /// A started Herald: gRPC listening, scheduler running.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -100,6 +102,11 @@ impl RunningServer {
     /// The address the gRPC server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the metrics listener is bound to, when it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A token that, once cancelled, shuts the server down.
@@ -146,18 +153,29 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         );
     }
     let tls = listener_tls(&config).await?;
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen_addr,
-            source,
-        })?;
+    let listener = bind(config.listen_addr).await?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
         addr: config.listen_addr,
         source,
     })?;
 
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
+
     let shutdown = CancellationToken::new();
+    let metrics = Metrics::default();
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(
+            metrics
+                .clone()
+                .serve(store.clone(), listener, shutdown.child_token()),
+        );
+    }
     let feed = OutcomeFeed::start(
         store.clone(),
         config.feed_buffer,
@@ -203,6 +221,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             shutdown_grace: config.shutdown_grace,
             credential_cache: config.credential_cache,
         },
+        metrics.clone(),
         scheduler_stop.clone(),
     );
     let api = DeliveryApi::new(
@@ -215,10 +234,12 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             targets,
         },
         auth,
+        metrics,
     );
     let routes = api::routes(api, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,
+        metrics_addr = ?metrics_addr,
         tls = tls.is_some(),
         database = %redact(&config.database_url),
         "herald is serving"
@@ -255,9 +276,17 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
     });
     Ok(RunningServer {
         local_addr,
+        metrics_addr,
         shutdown,
         task,
     })
+}
+
+/// A listener on `addr`, or why not.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
 }
 
 /// The listener's TLS configuration, when a certificate and key are set.

@@ -18,6 +18,7 @@ use crate::{Backend, PATIENCE, TestDb};
 pub fn test_config(database_url: &str) -> Config {
     Config {
         listen_addr: "127.0.0.1:0".parse().expect("a socket address"),
+        metrics_addr: None,
         database_url: database_url.to_owned(),
         migrate: true,
         request_timeout: Duration::from_secs(2),
@@ -86,6 +87,11 @@ impl TestHerald {
     /// The URL of Herald's database, for the admin commands.
     pub fn database_url(&self) -> &str {
         self.db.as_ref().expect("running").url()
+    }
+
+    /// The address of the metrics listener, when it is on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().expect("running").metrics_addr()
     }
 
     /// The address Herald listens on.

@@ -24,6 +24,7 @@ use super::{
     validate::{self, Limits},
 };
 use crate::{
+    metrics::Metrics,
     outcomes::OutcomeFeed,
     scheduler::SchedulerHandle,
     store::{PageCursor, Store, records::CancelResult},
@@ -37,6 +38,7 @@ pub struct DeliveryApi {
     scheduler: SchedulerHandle,
     limits: Limits,
     auth: Authenticator,
+    metrics: Metrics,
 }
 
 impl DeliveryApi {
@@ -49,6 +51,7 @@ impl DeliveryApi {
         scheduler: SchedulerHandle,
         limits: Limits,
         auth: Authenticator,
+        metrics: Metrics,
     ) -> Self {
         Self {
             store,
@@ -56,6 +59,7 @@ impl DeliveryApi {
             scheduler,
             limits,
             auth,
+            metrics,
         }
     }
 
@@ -104,6 +108,7 @@ impl DeliveryService for DeliveryApi {
             .map_err(ApiError::from)?;
         tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));
         if enqueued.created {
+            self.metrics.enqueued();
             self.scheduler.work_added();
         }
         Ok(Response::new(EnqueueResponse {
@@ -159,11 +164,16 @@ impl DeliveryService for DeliveryApi {
             .watch(tenant, filter, cursor)
             .await
             .map_err(ApiError::from)?;
-        let stream = ReceiverStream::new(outcomes).map(|item| match item {
-            Ok(outcome) => Ok(WatchOutcomesResponse {
-                outcome: Some(convert::outcome(outcome)),
-            }),
-            Err(error) => Err(Status::from(ApiError::from(error))),
+        // Counted as a watcher for as long as the stream lives.
+        let watching = self.metrics.watching();
+        let stream = ReceiverStream::new(outcomes).map(move |item| {
+            let _watching = &watching;
+            match item {
+                Ok(outcome) => Ok(WatchOutcomesResponse {
+                    outcome: Some(convert::outcome(outcome)),
+                }),
+                Err(error) => Err(Status::from(ApiError::from(error))),
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::signal::Signal;
 use crate::{
+    metrics::Metrics,
     store::{
         Store, StoreError,
         records::{ClaimedDelivery, Lease},
@@ -51,6 +52,7 @@ type InFlight = Arc<Mutex<HashSet<Lease>>>;
 pub struct Claimer {
     pub(super) store: Store,
     pub(super) keyring: Keyring,
+    pub(super) metrics: Metrics,
     pub(super) sender: HttpSender,
     pub(super) policy: RetryPolicy,
     pub(super) config: SchedulerConfig,
@@ -169,6 +171,7 @@ impl Claimer {
     ) -> impl Future<Output = ()> + Send + 'static {
         let sender = self.sender.clone();
         let policy = self.policy;
+        let metrics = self.metrics.clone();
         let completions = self.completions.clone();
         let lease = delivery.lease();
         lock(&leases).insert(lease);
@@ -179,7 +182,9 @@ impl Claimer {
             attempt = delivery.attempt_number,
         );
         let attempt = async move {
-            let completion = execute(&sender, &policy, delivery, signing).await;
+            let in_flight = metrics.in_flight();
+            let completion = execute(&sender, &policy, &metrics, delivery, signing).await;
+            drop(in_flight);
             // The completer outlives every executor, so this only fails if it
             // panicked; the lease then expires and the attempt is retried.
             let _ = completions.send(Work::Attempt(completion)).await;

@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use crate::signal::Signal;
 use crate::{
-    domain::Decision,
+    domain::{Decision, OutcomeKind},
+    metrics::Metrics,
     outcomes::OutcomeFeed,
     store::{
         Store, StoreError,
@@ -48,7 +49,13 @@ pub enum Work {
 }
 
 /// Runs until every sender is dropped and the channel is drained.
-pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Signal, mut inbox: mpsc::Receiver<Work>) {
+pub async fn run(
+    store: Store,
+    feed: OutcomeFeed,
+    wakeup: Signal,
+    metrics: Metrics,
+    mut inbox: mpsc::Receiver<Work>,
+) {
     let mut work = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.recv_many(&mut work, MAX_BATCH).await > 0 {
@@ -64,7 +71,7 @@ pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Signal, mut inbox: mps
             }
         }
         if !batch.is_empty() {
-            write(&store, &feed, &batch).await;
+            write(&store, &feed, &metrics, &batch).await;
             if batch
                 .iter()
                 .any(|c| matches!(c.decision, Decision::Retry { .. }))
@@ -77,6 +84,7 @@ pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Signal, mut inbox: mps
         for (tenant_id, id, reply) in cancels {
             let result = store.cancel(&tenant_id, id).await;
             if let Ok(CancelResult::Cancelled(_)) = &result {
+                metrics.outcome(OutcomeKind::Cancelled);
                 feed.committed();
             }
             // The caller may have gone away; the cancel stands regardless.
@@ -85,16 +93,17 @@ pub async fn run(store: Store, feed: OutcomeFeed, wakeup: Signal, mut inbox: mps
     }
 }
 
-async fn write(store: &Store, feed: &OutcomeFeed, batch: &[Completion]) {
+async fn write(store: &Store, feed: &OutcomeFeed, metrics: &Metrics, batch: &[Completion]) {
     for attempt in 1..=WRITE_TRIES {
         match store.complete(batch).await {
             Ok(results) => {
                 for (completion, result) in batch.iter().zip(&results) {
-                    if *result == CompletionResult::LeaseLost {
-                        tracing::warn!(
+                    match result {
+                        CompletionResult::Recorded(outcome) => metrics.outcome(outcome.kind),
+                        CompletionResult::LeaseLost => tracing::warn!(
                             delivery_id = %completion.delivery_id,
                             "lease lost before the attempt was recorded (expired, or cancelled); result discarded"
-                        );
+                        ),
                     }
                 }
                 if results

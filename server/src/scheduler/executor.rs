@@ -16,10 +16,11 @@ use std::{
 use super::retry::RetryPolicy;
 use crate::{
     domain::Decision,
+    metrics::{AttemptResult, Metrics},
     store::records::{AttemptRecord, ClaimedDelivery, Completion},
     tenants::SigningKeys,
     transport::{
-        AttemptReport, HttpSender, OutboundRequest,
+        AttemptReport, HttpSender, OutboundRequest, TransportError,
         classify::{classify, describe},
     },
 };
@@ -29,6 +30,7 @@ use crate::{
 pub async fn execute(
     sender: &HttpSender,
     policy: &RetryPolicy,
+    metrics: &Metrics,
     delivery: ClaimedDelivery,
     signing: Arc<SigningKeys>,
 ) -> Completion {
@@ -69,6 +71,12 @@ pub async fn execute(
     };
     let report = sender.send(&request).await;
     let verdict = classify(&report.result);
+    let error = report.result.as_ref().err().map(TransportError::kind);
+    metrics.attempted(
+        AttemptResult::of(&verdict, error),
+        report.duration,
+        (attempt_number == 1).then_some(delivery.created_at_ms),
+    );
     let decision = policy.decide(
         &verdict,
         attempt_number,
@@ -166,10 +174,24 @@ mod tests {
     #[tokio::test]
     async fn one_resend_after_lost_results_then_no_more() {
         // Attempt 4 of 3: the one re-send I3 allows after a crash.
-        let allowed = execute(&sender(), &POLICY, claimed(4, None), Arc::default()).await;
+        let allowed = execute(
+            &sender(),
+            &POLICY,
+            &Metrics::default(),
+            claimed(4, None),
+            Arc::default(),
+        )
+        .await;
         assert!(allowed.attempt.is_some(), "the re-send is made");
         assert_eq!(allowed.decision, Decision::DeadLetter, "and it is the last");
-        let refused = execute(&sender(), &POLICY, claimed(5, None), Arc::default()).await;
+        let refused = execute(
+            &sender(),
+            &POLICY,
+            &Metrics::default(),
+            claimed(5, None),
+            Arc::default(),
+        )
+        .await;
         assert!(
             refused.attempt.is_none(),
             "nothing sent beyond budget plus one"
@@ -180,7 +202,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_passed_deadline_dead_letters_unsent() {
-        let completion = execute(&sender(), &POLICY, claimed(1, Some(1)), Arc::default()).await;
+        let completion = execute(
+            &sender(),
+            &POLICY,
+            &Metrics::default(),
+            claimed(1, Some(1)),
+            Arc::default(),
+        )
+        .await;
         assert!(completion.attempt.is_none());
         assert_eq!(completion.decision, Decision::DeadLetter);
         assert!(completion.error_message().unwrap().contains("deadline"));

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::{completer::Work, fairness::DestinationLimits};
+use crate::metrics::Metrics;
 use crate::tenants::Keyring;
 use crate::{
     outcomes::OutcomeFeed,
@@ -76,6 +77,7 @@ impl Scheduler {
         feed: OutcomeFeed,
         policy: retry::RetryPolicy,
         config: SchedulerConfig,
+        metrics: Metrics,
         shutdown: CancellationToken,
     ) -> (Self, SchedulerHandle) {
         let wakeup = Signal::start(&store, Channel::Work, &shutdown);
@@ -84,10 +86,12 @@ impl Scheduler {
             store.clone(),
             feed,
             wakeup.clone(),
+            metrics.clone(),
             completer_inbox,
         ));
         let claimer = claimer::Claimer {
             keyring: Keyring::new(store.clone(), config.credential_cache),
+            metrics,
             store,
             sender,
             policy,

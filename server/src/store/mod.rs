@@ -9,6 +9,7 @@
 //! Times are Unix epoch milliseconds computed by the database, so replicas
 //! with skewed clocks still agree on what is due and which lease expired.
 
+mod backlog;
 mod claim;
 mod complete;
 mod dialect;
@@ -32,6 +33,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
+pub use backlog::Backlog;
 use dialect::Dialect;
 pub use notify::{Channel, Listener};
 pub use read::PageCursor;

@@ -10,6 +10,7 @@ mod feed;
 mod grpcurl;
 mod isolation;
 mod limits;
+mod metrics;
 mod operate;
 mod operator_cli;
 mod ssrf;

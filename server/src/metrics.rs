@@ -1,0 +1,376 @@
+//! Prometheus metrics: what Herald did (counters, histograms) and what is
+//! waiting (gauges), served as OpenMetrics text on a listener of its own
+//! (`HERALD_METRICS_ADDR`, off by default).
+//!
+//! Labels are bounded: an attempt's result class and nothing else; no
+//! delivery ids, URLs or tenants. The gauges read from the database (due
+//! backlog, scheduled retries, dead letters) are counted at scrape time,
+//! so they are right across replicas; the others are this replica's.
+
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::{AttemptErrorKind, OutcomeKind},
+    store::Store,
+    transport::classify::Verdict,
+};
+
+/// What became of one attempt, as the `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AttemptResult {
+    /// 2xx.
+    success,
+    /// A status Herald retries (408, 425, 429, 5xx).
+    retryable_status,
+    /// A status Herald does not retry (3xx, other 4xx).
+    permanent_status,
+    /// No connection.
+    connect,
+    /// No response in time.
+    timeout,
+    /// The connection broke.
+    io,
+    /// The stored request could not be built.
+    invalid_request,
+    /// The destination is a blocked address.
+    blocked,
+}
+
+impl AttemptResult {
+    /// The class of an attempt from its verdict and error, if any.
+    pub fn of(verdict: &Verdict, error: Option<AttemptErrorKind>) -> Self {
+        match (error, verdict) {
+            (Some(AttemptErrorKind::Connect), _) => Self::connect,
+            (Some(AttemptErrorKind::Timeout), _) => Self::timeout,
+            (Some(AttemptErrorKind::Io), _) => Self::io,
+            (Some(AttemptErrorKind::InvalidRequest), _) => Self::invalid_request,
+            (Some(AttemptErrorKind::Blocked), _) => Self::blocked,
+            (None, Verdict::Success) => Self::success,
+            (None, Verdict::Retry { .. }) => Self::retryable_status,
+            (None, Verdict::Permanent) => Self::permanent_status,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AttemptLabels {
+    result: AttemptResult,
+}
+
+/// Every metric Herald keeps; cheap to clone (they are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    enqueued: Counter,
+    attempts: Family<AttemptLabels, Counter>,
+    succeeded: Counter,
+    retried: Counter,
+    dead_lettered: Counter,
+    cancelled: Counter,
+    attempt_duration: Histogram,
+    first_attempt_latency: Histogram,
+    in_flight: Gauge,
+    watchers: Gauge,
+    due_backlog: Gauge,
+    scheduled_retries: Gauge,
+    dead_letters: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let metrics = Self {
+            registry: Arc::default(),
+            enqueued: Counter::default(),
+            attempts: Family::default(),
+            succeeded: Counter::default(),
+            retried: Counter::default(),
+            dead_lettered: Counter::default(),
+            cancelled: Counter::default(),
+            // 1 ms to about 65 s.
+            attempt_duration: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            // 1 ms to about 9 h: first attempts wait for not_before too.
+            first_attempt_latency: Histogram::new(exponential_buckets(0.001, 2.5, 20)),
+            in_flight: Gauge::default(),
+            watchers: Gauge::default(),
+            due_backlog: Gauge::default(),
+            scheduled_retries: Gauge::default(),
+            dead_letters: Gauge::default(),
+        };
+        let counters = [
+            (
+                "deliveries_enqueued",
+                "Deliveries accepted (idempotent repeats not counted)",
+                &metrics.enqueued,
+            ),
+            (
+                "deliveries_succeeded",
+                "Deliveries that succeeded (a 2xx was recorded)",
+                &metrics.succeeded,
+            ),
+            (
+                "deliveries_retried",
+                "Retries scheduled after a failed attempt",
+                &metrics.retried,
+            ),
+            (
+                "deliveries_dead_lettered",
+                "Deliveries dead-lettered",
+                &metrics.dead_lettered,
+            ),
+            (
+                "deliveries_cancelled",
+                "Deliveries cancelled by an operator",
+                &metrics.cancelled,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "attempts",
+            "Attempts made, by result class",
+            metrics.attempts.clone(),
+        );
+        registry.register_with_unit(
+            "attempt_duration",
+            "How long attempts took, connect to response",
+            Unit::Seconds,
+            metrics.attempt_duration.clone(),
+        );
+        registry.register_with_unit(
+            "enqueue_to_first_attempt",
+            "From enqueue to the start of the first attempt",
+            Unit::Seconds,
+            metrics.first_attempt_latency.clone(),
+        );
+        let gauges = [
+            (
+                "attempts_in_flight",
+                "Attempts in flight on this replica",
+                &metrics.in_flight,
+            ),
+            (
+                "watchers",
+                "Open WatchOutcomes streams on this replica",
+                &metrics.watchers,
+            ),
+            (
+                "due_backlog",
+                "Pending deliveries due now and not yet claimed",
+                &metrics.due_backlog,
+            ),
+            (
+                "scheduled_retries",
+                "Pending deliveries waiting for a retry",
+                &metrics.scheduled_retries,
+            ),
+            (
+                "dead_letters",
+                "Dead-lettered deliveries kept",
+                &metrics.dead_letters,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        Self {
+            registry: Arc::new(registry),
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// A delivery was accepted.
+    pub fn enqueued(&self) {
+        self.enqueued.inc();
+    }
+
+    /// An attempt finished with `result` after `duration`; `first_since`
+    /// is the delivery's enqueue time when this was its first attempt.
+    pub fn attempted(&self, result: AttemptResult, duration: Duration, first_since: Option<i64>) {
+        self.attempts.get_or_create(&AttemptLabels { result }).inc();
+        self.attempt_duration.observe(duration.as_secs_f64());
+        if let Some(created_at_ms) = first_since {
+            let waited_ms =
+                now_ms().saturating_sub(created_at_ms) as f64 - duration.as_secs_f64() * 1e3;
+            self.first_attempt_latency
+                .observe((waited_ms / 1e3).max(0.0));
+        }
+    }
+
+    /// An outcome was recorded.
+    pub fn outcome(&self, kind: OutcomeKind) {
+        match kind {
+            OutcomeKind::Succeeded => self.succeeded.inc(),
+            OutcomeKind::RetryScheduled => self.retried.inc(),
+            OutcomeKind::DeadLettered => self.dead_lettered.inc(),
+            OutcomeKind::Cancelled => self.cancelled.inc(),
+        };
+    }
+
+    /// Counts one attempt in flight until the guard drops.
+    pub fn in_flight(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.in_flight)
+    }
+
+    /// Counts one watcher until the guard drops.
+    pub fn watching(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.watchers)
+    }
+
+    /// Reads the database gauges, then the whole registry as OpenMetrics
+    /// text.
+    pub async fn render(&self, store: &Store) -> String {
+        match store.backlog().await {
+            Ok(backlog) => {
+                self.due_backlog.set(backlog.due);
+                self.scheduled_retries.set(backlog.scheduled_retries);
+                self.dead_letters.set(backlog.dead_letters);
+            }
+            Err(error) => tracing::warn!(%error, "metrics: counting the backlog failed"),
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Serves `GET /metrics` on `listener` until `shutdown`.
+    pub async fn serve(self, store: Store, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "metrics: accepting a connection failed");
+                        continue;
+                    }
+                },
+            };
+            let metrics = self.clone();
+            let store = store.clone();
+            let service = service_fn(move |request: Request<Incoming>| {
+                let metrics = metrics.clone();
+                let store = store.clone();
+                async move { Ok::<_, Infallible>(metrics.respond(&store, &request).await) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    }
+
+    async fn respond(&self, store: &Store, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let reply = |status, content_type, body: String| {
+            Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Full::new(Bytes::from(body)))
+                .expect("a valid response")
+        };
+        if request.method() != Method::GET || request.uri().path() != "/metrics" {
+            return reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "metrics are at GET /metrics\n".to_owned(),
+            );
+        }
+        reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            self.render(store).await,
+        )
+    }
+}
+
+/// Holds one unit of a gauge; gives it back when dropped.
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let metrics = Metrics::default();
+        metrics.enqueued();
+        metrics.attempted(
+            AttemptResult::success,
+            Duration::from_millis(3),
+            Some(now_ms()),
+        );
+        metrics.outcome(OutcomeKind::Succeeded);
+        let guard = metrics.in_flight();
+        let mut text = String::new();
+        encode(&mut text, &metrics.registry).unwrap();
+        for line in [
+            "herald_deliveries_enqueued_total 1",
+            "herald_attempts_total{result=\"success\"} 1",
+            "herald_deliveries_succeeded_total 1",
+            "herald_attempt_duration_seconds_count 1",
+            "herald_enqueue_to_first_attempt_seconds_count 1",
+            "herald_attempts_in_flight 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        drop(guard);
+        let mut text = String::new();
+        encode(&mut text, &metrics.registry).unwrap();
+        assert!(text.contains("herald_attempts_in_flight 0"), "{text}");
+    }
+}
