@@ -2,14 +2,20 @@
 //! variables (flags win), validated once at load with cross-field checks.
 //! Defaults work on a laptop: loopback listener, embedded SQLite.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Args;
 use ipnet::IpNet;
+use serde::{Serialize, Serializer};
 
 /// Everything `herald serve` can be told. Durations take humantime values
-/// such as `500ms`, `30s` or `2h`.
-#[derive(Debug, Clone, Args)]
+/// such as `500ms`, `30s` or `2h`. Serializes to the TOML a `--config` file
+/// holds (`herald config print`).
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(long, env = "HERALD_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
@@ -19,6 +25,7 @@ pub struct Config {
     /// unless set. Metrics hold no payloads or secrets, but keep it off the
     /// public internet all the same.
     #[arg(long, env = "HERALD_METRICS_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
 
     /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
@@ -35,11 +42,13 @@ pub struct Config {
 
     /// Longest one attempt may take, from connect to the end of the response.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub request_timeout: Duration,
 
     /// How long a claimed delivery stays leased to one replica. Must exceed
     /// the request timeout, so a live attempt never loses its lease.
     #[arg(long, env = "HERALD_LEASE_DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub lease_duration: Duration,
 
     /// Attempts per delivery unless the enqueue says otherwise.
@@ -48,14 +57,17 @@ pub struct Config {
 
     /// Backoff floor: the first retry waits up to this long (full jitter).
     #[arg(long, env = "HERALD_RETRY_MIN_BACKOFF", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub retry_min_backoff: Duration,
 
     /// Backoff cap: no retry waits longer than this (unless `Retry-After` asks, up to its cap).
     #[arg(long, env = "HERALD_RETRY_MAX_BACKOFF", default_value = "6h", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub retry_max_backoff: Duration,
 
     /// Longest `Retry-After` a receiver can ask for; longer requests are cut to this.
     #[arg(long, env = "HERALD_RETRY_AFTER_CAP", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub retry_after_cap: Duration,
 
     /// Most attempts in flight at once on this replica.
@@ -69,6 +81,7 @@ pub struct Config {
 
     /// Safety-net poll for due work when no wake-up arrives.
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub poll_interval: Duration,
 
     /// How much of each response body is kept with the attempt, in bytes.
@@ -82,52 +95,62 @@ pub struct Config {
 
     /// How long outcomes stay in the feed for `WatchOutcomes` replays.
     #[arg(long, env = "HERALD_OUTCOME_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub outcome_retention: Duration,
 
     /// How long succeeded deliveries (with their attempts) are kept.
     #[arg(long, env = "HERALD_RETAIN_SUCCEEDED", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub retain_succeeded: Duration,
 
     /// How long dead-lettered deliveries are kept (and can be redriven).
     #[arg(long, env = "HERALD_RETAIN_DEAD_LETTERED", default_value = "30d", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub retain_dead_lettered: Duration,
 
     /// How long cancelled deliveries are kept.
     #[arg(long, env = "HERALD_RETAIN_CANCELLED", default_value = "30d", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub retain_cancelled: Duration,
 
     /// On shutdown, how long in-flight attempts may take to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub shutdown_grace: Duration,
 
     /// Address ranges Herald may send to although they are not global
     /// (loopback, private, link-local...): comma-separated CIDRs, e.g.
     /// `127.0.0.0/8,::1/128` for local development. Empty by default.
     #[arg(long, env = "HERALD_ALLOW_TARGET_CIDRS", value_delimiter = ',')]
+    #[serde(serialize_with = "displayed")]
     pub allow_target_cidrs: Vec<IpNet>,
 
     /// PEM certificate chain for the gRPC listener; with `tls_key`, the
     /// listener speaks TLS only.
     #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of `tls_cert`.
     #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
 
     /// How long a replica reuses an API-key lookup or a tenant's signing
     /// secrets: a revoked key or a rotated secret takes effect within this.
     #[arg(long, env = "HERALD_CREDENTIAL_CACHE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,
 
     /// Bounds on what one request may carry.
     #[command(flatten)]
+    #[serde(flatten)]
     pub limits: InputLimits,
 }
 
 /// Bounds on what one request may carry. Each refusal is an
 /// INVALID_ARGUMENT that names the field and the limit.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct InputLimits {
     /// Largest request body accepted by Enqueue, in bytes. The gRPC message
     /// limit follows from this and the other limits.
@@ -184,6 +207,33 @@ impl InputLimits {
 /// A configuration that cannot work, with what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    File {
+        /// The file given with `--config` or `HERALD_CONFIG`.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML, or holds a value of a
+    /// kind no setting takes.
+    #[error("configuration file {path}: {problem}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        problem: String,
+    },
+    /// The configuration file names a setting `herald serve` does not have.
+    #[error(
+        "configuration file {path}: unknown setting {key:?}; settings are the flags of `herald serve` in snake_case, e.g. listen_addr, database_url, request_timeout"
+    )]
+    UnknownSetting {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
     /// A value outside the range it may take.
     #[error("{field} {problem}")]
     Invalid {
@@ -270,9 +320,190 @@ impl Config {
     }
 }
 
+/// A duration as humantime text (`30s`, `7days`), as flags take it.
+fn humane<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+}
+
+/// Values as their text forms.
+fn displayed<S: Serializer, T: std::fmt::Display>(
+    values: &[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(values.iter().map(ToString::to_string))
+}
+
+impl Config {
+    /// The configuration as a TOML file would hold it, with the database
+    /// password replaced by `***`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let redacted = Self {
+            database_url: redact_url(&self.database_url),
+            ..self.clone()
+        };
+        toml::to_string(&redacted)
+    }
+}
+
+/// A database URL without its password, for logs and printing.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.into()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Settings from a TOML configuration file. They become the defaults of
+/// `herald serve`'s flags, so `HERALD_*` variables and flags override them.
+#[derive(Debug, Clone, Default)]
+pub struct FileSettings {
+    path: PathBuf,
+    values: Vec<(String, Vec<String>)>,
+}
+
+impl FileSettings {
+    /// Reads and parses `path`. Keys are the flags' names in snake_case
+    /// (`listen_addr = "0.0.0.0:50051"`); a list is written as an array.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        let syntax = |problem: String| ConfigError::Syntax {
+            path: path.to_owned(),
+            problem,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| syntax(error.to_string()))?;
+        let mut values = Vec::new();
+        for (key, value) in table {
+            let texts = match value {
+                toml::Value::Array(items) => items
+                    .into_iter()
+                    .map(|item| scalar(&key, item))
+                    .collect::<Result<Vec<_>, _>>(),
+                other => scalar(&key, other).map(|text| vec![text]),
+            }
+            .map_err(syntax)?;
+            values.push((key, texts));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            values,
+        })
+    }
+
+    /// `command` (one that takes [`Config`]) with the file's values as its
+    /// defaults; an unknown key is an error naming it.
+    pub fn apply(&self, mut command: clap::Command) -> Result<clap::Command, ConfigError> {
+        for (key, texts) in &self.values {
+            if !command
+                .get_arguments()
+                .any(|arg| arg.get_id() == key.as_str())
+                || key == "help"
+            {
+                return Err(ConfigError::UnknownSetting {
+                    path: self.path.clone(),
+                    key: key.clone(),
+                });
+            }
+            let texts = texts.clone();
+            command = command.mut_arg(key.as_str(), |arg| match texts.as_slice() {
+                [one] => arg.default_value(one.clone()),
+                many => arg.default_values(many.to_vec()),
+            });
+        }
+        Ok(command)
+    }
+}
+
+/// A TOML scalar as the text a flag takes.
+fn scalar(key: &str, value: toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(text) => Ok(text),
+        toml::Value::Integer(number) => Ok(number.to_string()),
+        toml::Value::Float(number) => Ok(number.to_string()),
+        toml::Value::Boolean(flag) => Ok(flag.to_string()),
+        other => Err(format!(
+            "{key} = {other}: use a string, number, boolean or an array of them"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `herald serve` as a command, with `file` applied.
+    fn parse(file: &str, args: &[&str]) -> Result<Config, ConfigError> {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            config: Config,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, file).unwrap();
+        let settings = FileSettings::load(&path)?;
+        let command = settings.apply(<Serve as clap::CommandFactory>::command())?;
+        let matches = command
+            .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap();
+        Ok(<Serve as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap()
+            .config)
+    }
+
+    #[test]
+    fn a_file_sets_defaults_and_flags_override_it() {
+        let config = parse(
+            "request_timeout = \"5s\"\nlease_duration = \"20s\"\nmax_attempts = 7\n\
+             allow_target_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nrequire_https = true\n",
+            &["--max-attempts", "9"],
+        )
+        .unwrap();
+        assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_attempts, 9, "the flag wins");
+        assert_eq!(config.allow_target_cidrs.len(), 2);
+        assert!(config.limits.require_https);
+        let printed = config.to_redacted_toml().unwrap();
+        assert!(printed.contains("request_timeout = \"5s\""), "{printed}");
+        assert!(printed.contains("max_attempts = 9"), "{printed}");
+        // What `config print` shows reads back the same.
+        let again = parse(&printed, &[]).unwrap();
+        assert_eq!(again.to_redacted_toml().unwrap(), printed);
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_files_are_named() {
+        let unknown = parse("listen_adress = \"0.0.0.0:1\"\n", &[]).unwrap_err();
+        assert!(
+            unknown.to_string().contains("\"listen_adress\""),
+            "{unknown}"
+        );
+        let syntax = parse("listen_addr = \n", &[]).unwrap_err();
+        assert!(syntax.to_string().contains("herald.toml"), "{syntax}");
+        let table = parse("[server]\nlisten_addr = \"x\"\n", &[]).unwrap_err();
+        assert!(table.to_string().contains("server"), "{table}");
+    }
+
+    #[test]
+    fn printing_hides_the_database_password() {
+        let config = Config {
+            database_url: "postgres://herald:hunter2@db/herald".into(),
+            ..Config::default()
+        };
+        let printed = config.to_redacted_toml().unwrap();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("postgres://herald:***@db/herald"),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -241,7 +241,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         %local_addr,
         metrics_addr = ?metrics_addr,
         tls = tls.is_some(),
-        database = %redact(&config.database_url),
+        database = %crate::config::redact_url(&config.database_url),
         "herald is serving"
     );
 
@@ -310,15 +310,4 @@ async fn listener_tls(config: &Config) -> Result<Option<ServerTlsConfig>, StartE
         .tls_config(tls.clone())
         .map_err(StartError::ListenerTls)?;
     Ok(Some(tls))
-}
-
-/// The database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.into()
-        }
-        _ => url.to_owned(),
-    }
 }

@@ -1,11 +1,17 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
 //! the schema and exits, `watch` prints outcomes as they happen, `tenant`
-//! and `key` manage who may call. `main.rs` only calls [`main`], so tests can build
-//! the very same entry point.
+//! and `key` manage who may call, `deliveries` and `dead-letters` act on a
+//! running server, `config print` shows the effective configuration.
+//! `main.rs` only calls [`main`], so tests can build the very same entry
+//! point.
+//!
+//! A `--config FILE` (or `HERALD_CONFIG`) TOML file supplies the defaults
+//! of `serve`'s settings; `HERALD_*` variables override it, flags override
+//! both.
 
-use std::process::ExitCode;
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod operate;
@@ -14,12 +20,15 @@ mod server_args;
 mod tenant;
 mod watch;
 
-use crate::{Config, store::Store};
+use crate::{Config, config::FileSettings, store::Store};
 
 /// Durable HTTP/webhook delivery over gRPC.
 #[derive(Parser)]
 #[command(name = "herald", version, about)]
 struct Cli {
+    /// TOML file whose settings `serve` and `config print` start from.
+    #[arg(long, env = "HERALD_CONFIG", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +49,11 @@ enum Command {
     },
     /// Print outcomes as they happen, with a summary every few seconds.
     Watch(watch::WatchArgs),
+    /// Show the configuration `serve` would run with.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Create and list tenants, rotate their signing secrets.
     Tenant {
         #[command(subcommand)]
@@ -70,10 +84,67 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (file, then environment, then
+    /// flags) as TOML, with the database password hidden.
+    Print(Box<Config>),
+}
+
+/// Parses the process's arguments, with the configuration file's settings
+/// (if one is named) as the defaults of `serve` and `config print`.
+fn parse() -> Result<Cli, Box<dyn std::error::Error>> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config_path(&args) {
+        let settings = FileSettings::load(&path)?;
+        let serve = settings.apply(
+            command
+                .find_subcommand("serve")
+                .cloned()
+                .unwrap_or_default(),
+        )?;
+        let print = settings.apply(
+            command
+                .find_subcommand("config")
+                .and_then(|config| config.find_subcommand("print"))
+                .cloned()
+                .unwrap_or_default(),
+        )?;
+        command = command
+            .mut_subcommand("serve", |_| serve)
+            .mut_subcommand("config", |config| config.mut_subcommand("print", |_| print));
+    }
+    let matches = command.get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// The configuration file named by `--config FILE`, `--config=FILE` or
+/// `HERALD_CONFIG` (found before parsing, as it shapes the parser).
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = text.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("HERALD_CONFIG").map(PathBuf::from)
+}
+
 /// Runs the `herald` command with the process's arguments; exits 0 after a
 /// clean shutdown (SIGTERM or Ctrl-C) and 1 on any error.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The server narrates; the one-shot commands print their result and
     // only log what went wrong.
     let default_filter = match cli.command {
@@ -102,6 +173,9 @@ pub fn main() -> ExitCode {
             Command::Serve(config) => serve(*config).await,
             Command::Migrate { database_url } => migrate(&database_url).await,
             Command::Watch(args) => watch::run(args).await,
+            Command::Config {
+                command: ConfigCommand::Print(config),
+            } => print_config(&config),
             Command::Deliveries { command, common } => operate::deliveries(command, common).await,
             Command::DeadLetters { command, common } => {
                 operate::dead_letters(command, common).await
@@ -128,6 +202,12 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         shutdown.cancel();
     });
     server.wait().await?;
+    Ok(())
+}
+
+fn print_config(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    config.validate()?;
+    print!("{}", config.to_redacted_toml()?);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! HTTP receiver, on SQLite and on PostgreSQL.
 
 mod client;
+mod config_file;
 mod dead_letters;
 mod delivery;
 mod enqueue;

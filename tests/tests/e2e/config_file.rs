@@ -1,0 +1,115 @@
+//! A TOML configuration file: `herald serve` honours it, the environment
+//! overrides it and flags override both; `herald config print` shows the
+//! result with the database password hidden.
+
+use futures::StreamExt;
+use herald_proto::v1::{
+    DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
+};
+use herald_tests::{
+    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, herald_command, herald_output,
+    on_both_backends,
+};
+
+use crate::{HERALD, faults::settings};
+
+on_both_backends!(serve_follows_the_file_and_print_shows_the_layers);
+
+async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("herald.toml");
+    std::fs::write(
+        &file,
+        "# Give up after one attempt.\nmax_attempts = 1\nrequest_timeout = \"4s\"\nlease_duration = \"30s\"\n\
+         database_url = \"postgres://herald:hunter2@db.internal/herald\"\n",
+    )
+    .expect("write the file");
+    let path = file.to_str().expect("a UTF-8 path");
+
+    let printed = herald_command(
+        HERALD,
+        &[("HERALD_REQUEST_TIMEOUT", "5s")],
+        &[
+            "config",
+            "print",
+            "--config",
+            path,
+            "--lease-duration",
+            "40s",
+        ],
+    );
+    for line in [
+        "max_attempts = 1\n",
+        "request_timeout = \"5s\"\n",
+        "lease_duration = \"40s\"\n",
+        "database_url = \"postgres://herald:***@db.internal/herald\"\n",
+    ] {
+        assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
+    }
+    assert!(!printed.contains("hunter2"), "{printed}");
+
+    std::fs::write(dir.path().join("bad.toml"), "max_atempts = 1\n").expect("write");
+    let refused = herald_output(
+        HERALD,
+        &[],
+        &[
+            "config",
+            "print",
+            "--config",
+            dir.path().join("bad.toml").to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("unknown setting \"max_atempts\""), "{said}");
+
+    // The server reads the file (its database comes from the environment).
+    let receiver = Receiver::start().await;
+    receiver.script("/down", [Reply::Status(503)]);
+    let mut herald =
+        HeraldProcess::spawn(HERALD, db.url(), &settings(&[("HERALD_CONFIG", path)])).await;
+    let mut client = herald.client().await;
+    let id = client
+        .enqueue(EnqueueRequest {
+            url: receiver.url("/down"),
+            ..Default::default()
+        })
+        .await
+        .expect("enqueue")
+        .into_inner()
+        .id;
+    let mut outcomes = client
+        .watch_outcomes(WatchOutcomesRequest {
+            from_oldest: true,
+            delivery_ids: vec![id.clone()],
+            kinds: vec![OutcomeKind::DeadLettered.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    tokio::time::timeout(PATIENCE, outcomes.next())
+        .await
+        .expect("dead-lettered in time")
+        .expect("stream open")
+        .expect("an outcome");
+    let delivery = client
+        .get_delivery(GetDeliveryRequest { id })
+        .await
+        .expect("get")
+        .into_inner()
+        .delivery
+        .expect("a delivery");
+    assert_eq!(
+        delivery.state,
+        i32::from(DeliveryState::DeadLettered),
+        "max_attempts = 1 from the file: one 503 is the last attempt"
+    );
+    assert_eq!(delivery.attempts.len(), 1);
+    herald.terminate();
+    assert!(herald.exited().await.success());
+    db.drop_database().await;
+}
