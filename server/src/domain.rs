@@ -153,6 +153,15 @@ pub struct HttpRequest {
     pub body: Bytes,
 }
 
+/// `time` as Unix epoch milliseconds (0 before the epoch), the unit every
+/// `*_ms` column holds.
+pub fn unix_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 /// A caller's W3C trace context (`traceparent`, and `tracestate` with it),
 /// stored with the delivery and sent on every attempt, so the receiver's
 /// trace joins the caller's.

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{domain::DeliveryState, store::Store};
+use crate::{
+    domain::{DeliveryState, unix_ms},
+    store::Store,
+};
 
 /// Rows deleted per statement: short locks, steady progress.
 const BATCH: u64 = 500;
@@ -111,12 +114,7 @@ impl Janitor {
 
 /// Unix ms `window` ago.
 fn cutoff_ms(window: Duration) -> i64 {
-    SystemTime::now()
-        .checked_sub(window)
-        .and_then(|cutoff| cutoff.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
+    unix_ms(SystemTime::now().checked_sub(window).unwrap_or(UNIX_EPOCH))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use std::{
     convert::Infallible,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{AttemptErrorKind, OutcomeKind},
+    domain::{AttemptErrorKind, OutcomeKind, unix_ms},
     store::Store,
     transport::classify::Verdict,
 };
@@ -222,8 +222,8 @@ impl Metrics {
         self.attempts.get_or_create(&AttemptLabels { result }).inc();
         self.attempt_duration.observe(duration.as_secs_f64());
         if let Some(created_at_ms) = first_since {
-            let waited_ms =
-                now_ms().saturating_sub(created_at_ms) as f64 - duration.as_secs_f64() * 1e3;
+            let waited_ms = unix_ms(SystemTime::now()).saturating_sub(created_at_ms) as f64
+                - duration.as_secs_f64() * 1e3;
             self.first_attempt_latency
                 .observe((waited_ms / 1e3).max(0.0));
         }
@@ -333,14 +333,6 @@ impl Drop for GaugeGuard {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +344,7 @@ mod tests {
         metrics.attempted(
             AttemptResult::success,
             Duration::from_millis(3),
-            Some(now_ms()),
+            Some(unix_ms(SystemTime::now())),
         );
         metrics.outcome(OutcomeKind::Succeeded);
         let guard = metrics.in_flight();

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use super::{convert::timestamp_ms, error::ApiError};
 use crate::{
     config::InputLimits,
-    domain::{Destination, HttpMethod, HttpRequest, TraceContext},
+    domain::{Destination, HttpMethod, HttpRequest, TraceContext, unix_ms},
     store::records::NewDelivery,
     transport::TargetPolicy,
 };
@@ -115,7 +115,7 @@ pub fn enqueue(
     let not_before_ms = time_ms("not_before_time", request.not_before_time.as_ref())?;
     let deadline_ms = time_ms("deadline_time", request.deadline_time.as_ref())?;
     if let Some(deadline) = deadline_ms
-        && deadline <= not_before_ms.unwrap_or_else(now_ms)
+        && deadline <= not_before_ms.unwrap_or_else(|| unix_ms(std::time::SystemTime::now()))
     {
         return Err(ApiError::invalid(
             "deadline_time",
@@ -156,14 +156,6 @@ pub fn time_ms(
         timestamp_ms(time).ok_or_else(|| ApiError::invalid(field, "is not a valid timestamp"))
     })
     .transpose()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
 }
 
 fn non_empty(value: String) -> Option<String> {

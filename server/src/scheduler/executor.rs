@@ -10,12 +10,12 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use super::retry::RetryPolicy;
 use crate::{
-    domain::Decision,
+    domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
     store::records::{AttemptRecord, ClaimedDelivery, Completion},
     tenants::SigningKeys,
@@ -93,12 +93,6 @@ pub async fn execute(
         reason: None,
         decision,
     }
-}
-
-fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-    })
 }
 
 fn attempt_record(number: u32, report: AttemptReport) -> AttemptRecord {
