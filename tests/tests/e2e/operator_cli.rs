@@ -106,9 +106,21 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
     assert_eq!(redriven.trim(), "redrove 1 dead letters");
     receiver.wait_for("/rejects", 2).await;
 
-    // deliveries cancel: the table, then a refusal for a finished one.
+    // deliveries cancel: the table, JSON, then a refusal for a finished one.
     let cancelled = herald_cli(&["deliveries", "cancel", &pending]);
     assert!(cancelled.contains("cancelled"), "{cancelled}");
+    let another = client
+        .enqueue(receiver.url("/later"))
+        .not_before(SystemTime::now() + Duration::from_secs(3600))
+        .send()
+        .await
+        .expect("enqueue")
+        .id;
+    let cancelled = json(&["deliveries", "cancel", &another, "--json"]);
+    assert_eq!(
+        (cancelled["id"].as_str(), cancelled["state"].as_str()),
+        (Some(another.as_str()), Some("cancelled"))
+    );
     let again = herald_output(
         HERALD,
         &settings,
