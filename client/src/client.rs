@@ -113,6 +113,28 @@ impl Client {
         EnqueueBuilder::new(self.clone(), url.into())
     }
 
+    /// Enqueues many deliveries in one call, stored in one transaction;
+    /// describe each with [`Client::enqueue`] (without sending it). Results
+    /// come back in order: each the accepted delivery or why Herald refused
+    /// it. The call fails as a whole only if nothing could be stored.
+    ///
+    /// ```no_run
+    /// # async fn example(client: herald_client::Client) -> Result<(), herald_client::Error> {
+    /// let results = client
+    ///     .enqueue_batch([
+    ///         client.enqueue("https://a.example/hook").body(b"{}".to_vec()),
+    ///         client.enqueue("https://b.example/hook").body(b"{}".to_vec()),
+    ///     ])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_batch(
+        &self,
+        deliveries: impl IntoIterator<Item = EnqueueBuilder>,
+    ) -> Result<Vec<Result<crate::Enqueued, crate::Refused>>, Error> {
+        crate::enqueue::batch(self, deliveries.into_iter().collect()).await
+    }
+
     /// The delivery with `id`, with all its attempts. An unknown id (or one
     /// of another tenant) is an error with code `NotFound`.
     pub async fn get_delivery(&self, id: &str) -> Result<Delivery, Error> {

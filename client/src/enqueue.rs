@@ -6,7 +6,7 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{EnqueueRequest, Header, HttpMethod};
+use herald_proto::v1::{EnqueueBatchRequest, EnqueueRequest, Header, HttpMethod};
 use serde::Serialize;
 
 use crate::{Client, Error};
@@ -131,4 +131,50 @@ impl EnqueueBuilder {
             created: response.created,
         })
     }
+
+    /// The request, or the JSON error that stops it being sent.
+    pub(crate) fn into_request(self) -> Result<EnqueueRequest, Error> {
+        match self.json_error {
+            Some(error) => Err(Error::Json(error)),
+            None => Ok(self.request),
+        }
+    }
+}
+
+/// Why Herald refused one delivery of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct Refused {
+    /// The code Enqueue would have answered with (`InvalidArgument`,
+    /// `AlreadyExists`).
+    pub code: tonic::Code,
+    /// Why, e.g. "url: is required".
+    pub message: String,
+}
+
+/// Sends `deliveries` as one EnqueueBatch (see [`Client::enqueue_batch`]).
+pub(crate) async fn batch(
+    client: &Client,
+    deliveries: Vec<EnqueueBuilder>,
+) -> Result<Vec<Result<Enqueued, Refused>>, Error> {
+    let deliveries = deliveries
+        .into_iter()
+        .map(EnqueueBuilder::into_request)
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = client.request(EnqueueBatchRequest { deliveries });
+    let response = client.grpc().enqueue_batch(request).await?.into_inner();
+    Ok(response
+        .results
+        .into_iter()
+        .map(|result| match result.accepted {
+            Some(accepted) => Ok(Enqueued {
+                id: accepted.id,
+                created: accepted.created,
+            }),
+            None => Err(Refused {
+                code: tonic::Code::from_i32(result.code),
+                message: result.error,
+            }),
+        })
+        .collect())
 }

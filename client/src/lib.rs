@@ -50,7 +50,7 @@ mod watch;
 pub mod webhook;
 
 pub use client::Client;
-pub use enqueue::{EnqueueBuilder, Enqueued};
+pub use enqueue::{EnqueueBuilder, Enqueued, Refused};
 pub use error::Error;
 /// The generated protocol types, for anything this crate does not wrap.
 pub use herald_proto::v1 as proto;

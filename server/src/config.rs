@@ -177,6 +177,15 @@ pub struct InputLimits {
     #[arg(long, env = "HERALD_MAX_ATTEMPTS_LIMIT", default_value_t = 100)]
     pub max_attempts_limit: u32,
 
+    /// Most deliveries in one EnqueueBatch.
+    #[arg(long, env = "HERALD_MAX_BATCH_SIZE", default_value_t = 1000)]
+    pub max_batch_size: usize,
+
+    /// Largest EnqueueBatch message, in bytes (each item is still held to
+    /// the single-delivery limits).
+    #[arg(long, env = "HERALD_MAX_BATCH_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
+
     /// Largest page a listing may ask for.
     #[arg(long, env = "HERALD_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: u32,
@@ -191,9 +200,14 @@ pub struct InputLimits {
 const MESSAGE_OVERHEAD_BYTES: usize = 4 * 1024;
 
 impl InputLimits {
-    /// The largest Enqueue message these limits admit, which the gRPC
-    /// server enforces before decoding.
+    /// The largest message the gRPC server decodes: an Enqueue with every
+    /// field at its limit, or an EnqueueBatch of `max_batch_bytes`.
     pub fn max_message_bytes(&self) -> usize {
+        self.max_enqueue_bytes().max(self.max_batch_bytes)
+    }
+
+    /// The largest Enqueue message these limits admit.
+    fn max_enqueue_bytes(&self) -> usize {
         self.max_body_bytes
             .saturating_add(self.max_header_bytes)
             // Each header costs a few bytes of framing besides its text.
@@ -309,6 +323,9 @@ impl Config {
                 "HERALD_MAX_IDEMPOTENCY_KEY_BYTES",
                 "must be between 1 and 255 (the database column's width)".to_owned(),
             );
+        }
+        if limits.max_batch_size == 0 {
+            return invalid("HERALD_MAX_BATCH_SIZE", "must be at least 1".to_owned());
         }
         if limits.max_page_size == 0 {
             return invalid("HERALD_MAX_PAGE_SIZE", "must be at least 1".to_owned());

@@ -211,9 +211,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A delivery was accepted.
-    pub fn enqueued(&self) {
-        self.enqueued.inc();
+    /// `count` deliveries were accepted.
+    pub fn enqueued(&self, count: u64) {
+        self.enqueued.inc_by(count);
     }
 
     /// An attempt finished with `result` after `duration`; `first_since`
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn names_follow_prometheus_conventions() {
         let metrics = Metrics::default();
-        metrics.enqueued();
+        metrics.enqueued(1);
         metrics.attempted(
             AttemptResult::success,
             Duration::from_millis(3),

@@ -126,6 +126,32 @@ impl DeliveryService for Fake {
         Ok(Response::new(self.enqueue.clone()))
     }
 
+    async fn enqueue_batch(
+        &self,
+        request: Request<EnqueueBatchRequest>,
+    ) -> Result<Response<EnqueueBatchResponse>, Status> {
+        let request = self.record(request);
+        let results = request
+            .deliveries
+            .into_iter()
+            .map(|delivery| {
+                if delivery.url == "ftp://refused" {
+                    return EnqueueBatchResult {
+                        accepted: None,
+                        error: "url: scheme must be http or https".into(),
+                        code: tonic::Code::InvalidArgument as i32,
+                    };
+                }
+                self.seen.lock().unwrap().enqueues.push(delivery);
+                EnqueueBatchResult {
+                    accepted: Some(self.enqueue.clone()),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(Response::new(EnqueueBatchResponse { results }))
+    }
+
     async fn get_delivery(
         &self,
         request: Request<GetDeliveryRequest>,

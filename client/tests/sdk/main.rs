@@ -171,6 +171,48 @@ async fn an_enqueue_the_server_refuses_keeps_its_code_and_message() {
     );
 }
 
+#[tokio::test]
+async fn a_batch_answers_each_delivery_in_order() {
+    let fake = fake::start(Script {
+        enqueue: EnqueueResponse {
+            id: "d1".into(),
+            created: true,
+        },
+        ..Script::default()
+    })
+    .await;
+    let client = connect(&fake).await;
+
+    let results = client
+        .enqueue_batch([
+            client.enqueue("https://a.example/").body(b"1".to_vec()),
+            client.enqueue("ftp://refused"),
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        results,
+        [
+            Ok(herald_client::Enqueued {
+                id: "d1".into(),
+                created: true,
+            }),
+            Err(herald_client::Refused {
+                code: Code::InvalidArgument,
+                message: "url: scheme must be http or https".into(),
+            }),
+        ]
+    );
+    let bodies = fake.seen(|seen| {
+        seen.enqueues
+            .iter()
+            .map(|e| e.body.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(bodies, [b"1".to_vec()]);
+}
+
 fn three_pages() -> HashMap<String, (Vec<Delivery>, String)> {
     HashMap::from([
         (

@@ -6,11 +6,11 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use herald_proto::v1::{
-    CancelDeliveryRequest, CancelDeliveryResponse, EnqueueRequest, EnqueueResponse,
-    GetDeliveryRequest, GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
-    ListDeliveriesRequest, ListDeliveriesResponse, RedriveDeadLettersRequest,
-    RedriveDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
-    delivery_service_server::DeliveryService,
+    CancelDeliveryRequest, CancelDeliveryResponse, EnqueueBatchRequest, EnqueueBatchResponse,
+    EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse,
+    ListDeadLettersRequest, ListDeadLettersResponse, ListDeliveriesRequest, ListDeliveriesResponse,
+    RedriveDeadLettersRequest, RedriveDeadLettersResponse, WatchOutcomesRequest,
+    WatchOutcomesResponse, delivery_service_server::DeliveryService,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -84,6 +84,16 @@ impl DeliveryApi {
     }
 }
 
+/// A batch item's refusal: what Enqueue would have answered.
+fn refused(error: ApiError) -> EnqueueBatchResult {
+    let status = Status::from(error);
+    EnqueueBatchResult {
+        accepted: None,
+        error: status.message().to_owned(),
+        code: status.code() as i32,
+    }
+}
+
 fn not_found(id: uuid::Uuid) -> ApiError {
     ApiError::NotFound(format!("delivery {id} not found"))
 }
@@ -108,13 +118,69 @@ impl DeliveryService for DeliveryApi {
             .map_err(ApiError::from)?;
         tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));
         if enqueued.created {
-            self.metrics.enqueued();
+            self.metrics.enqueued(1);
             self.scheduler.work_added();
         }
         Ok(Response::new(EnqueueResponse {
             id: enqueued.id.to_string(),
             created: enqueued.created,
         }))
+    }
+
+    async fn enqueue_batch(
+        &self,
+        request: Request<EnqueueBatchRequest>,
+    ) -> Result<Response<EnqueueBatchResponse>, Status> {
+        let trace = validate::trace_context(request.metadata());
+        let (tenant, request) = self.authenticate(request).await?;
+        let max = self.limits.input.max_batch_size;
+        let count = request.deliveries.len();
+        if count == 0 || count > max {
+            return Err(ApiError::invalid(
+                "deliveries",
+                format!("has {count}; send 1 to {max} (HERALD_MAX_BATCH_SIZE)"),
+            )
+            .into());
+        }
+        let mut results = vec![EnqueueBatchResult::default(); count];
+        let mut valid = Vec::with_capacity(count);
+        let mut positions = Vec::with_capacity(count);
+        for (position, item) in request.deliveries.into_iter().enumerate() {
+            match validate::enqueue(item, &tenant, &self.limits) {
+                Ok(mut delivery) => {
+                    delivery.trace.clone_from(&trace);
+                    valid.push(delivery);
+                    positions.push(position);
+                }
+                Err(error) => results[position] = refused(error),
+            }
+        }
+        let stored = self
+            .store
+            .enqueue_batch(&valid)
+            .await
+            .map_err(ApiError::from)?;
+        let mut created = 0;
+        for (position, result) in positions.into_iter().zip(stored) {
+            results[position] = match result {
+                Ok(enqueued) => {
+                    created += u64::from(enqueued.created);
+                    EnqueueBatchResult {
+                        accepted: Some(EnqueueResponse {
+                            id: enqueued.id.to_string(),
+                            created: enqueued.created,
+                        }),
+                        ..Default::default()
+                    }
+                }
+                Err(error) => refused(ApiError::from(error)),
+            };
+        }
+        if created > 0 {
+            self.metrics.enqueued(created);
+            self.scheduler.work_added();
+        }
+        Ok(Response::new(EnqueueBatchResponse { results }))
     }
 
     async fn get_delivery(

@@ -329,6 +329,8 @@ mod tests {
                 max_url_bytes: 40,
                 max_idempotency_key_bytes: 10,
                 max_attempts_limit: 7,
+                max_batch_size: 10,
+                max_batch_bytes: 1024,
                 max_page_size: 50,
                 require_https: false,
             },

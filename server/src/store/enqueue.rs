@@ -6,7 +6,7 @@
 //! request again" (answer the existing id) from "a different request under a
 //! used key" (refuse).
 
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -31,6 +31,35 @@ impl Store {
     /// idempotency key already used by the same request, returns the
     /// existing delivery with `created = false`.
     pub async fn enqueue(&self, delivery: &NewDelivery) -> Result<Enqueued, StoreError> {
+        self.insert(&self.db, delivery).await
+    }
+
+    /// Inserts `deliveries` in one transaction: one commit for them all.
+    /// Each gets its own result (an idempotency conflict refuses only its
+    /// item); a database failure fails the whole batch, and nothing of it
+    /// is stored.
+    pub async fn enqueue_batch(
+        &self,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let txn = self.db.begin().await?;
+        let mut results = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match self.insert(&txn, delivery).await {
+                Err(StoreError::Database(error)) => return Err(error.into()),
+                result => results.push(result),
+            }
+        }
+        txn.commit().await?;
+        Ok(results)
+    }
+
+    /// One delivery on `db` (the pool, or a batch's transaction).
+    async fn insert(
+        &self,
+        db: &impl ConnectionTrait,
+        delivery: &NewDelivery,
+    ) -> Result<Enqueued, StoreError> {
         let id = Uuid::now_v7();
         let hash = request_hash(delivery);
         let request = &delivery.request;
@@ -58,7 +87,7 @@ impl Store {
             trace.and_then(|trace| trace.tracestate.clone()).into(),
         ];
         let insert = self.statement(INSERT, values);
-        let inserted = self.db.execute_raw(insert).await?.rows_affected();
+        let inserted = db.execute_raw(insert).await?.rows_affected();
         if inserted == 1 {
             return Ok(Enqueued { id, created: true });
         }
@@ -72,7 +101,7 @@ impl Store {
             FIND_BY_KEY,
             vec![delivery.tenant_id.clone().into(), key.clone().into()],
         );
-        let row = self.db.query_one_raw(find).await?.ok_or_else(|| {
+        let row = db.query_one_raw(find).await?.ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "idempotency key {key:?} conflicted but no row holds it"
             ))
