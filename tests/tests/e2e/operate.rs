@@ -68,7 +68,7 @@ async fn cancel_ends_a_pending_delivery_and_refuses_finished_ones(backend: Backe
     let again = client.cancel_delivery(cancel(&later)).await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
     assert!(
-        again.message().contains("DELIVERY_STATE_CANCELLED"),
+        again.message().contains("is already cancelled"),
         "{}",
         again.message()
     );
