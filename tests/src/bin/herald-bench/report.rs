@@ -1,0 +1,99 @@
+//! One scenario's figures, printed as a table row or JSON.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What a scenario measured. Latencies are milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: String,
+    /// `sqlite` or `postgres`.
+    pub db: String,
+    /// Deliveries (or calls) measured.
+    pub count: u64,
+    /// Wall-clock seconds measured.
+    pub seconds: f64,
+    /// The throughput figure: count per second.
+    pub per_second: f64,
+    /// Median latency, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Worst latency, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+    /// Server CPU seconds per 1,000 deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_s_per_1000: Option<f64>,
+    /// Server peak resident memory, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+    /// PostgreSQL commits per delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits_per_delivery: Option<f64>,
+    /// Anything else worth knowing (offered rate, backlog...).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl Report {
+    /// Fills the latency fields from `samples`.
+    pub fn latencies(mut self, mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return self;
+        }
+        samples.sort();
+        let at = |q: f64| {
+            let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            samples[index].as_secs_f64() * 1e3
+        };
+        self.p50_ms = Some(at(0.5));
+        self.p99_ms = Some(at(0.99));
+        self.max_ms = Some(at(1.0));
+        self
+    }
+
+    /// The header of the table.
+    pub fn header() -> String {
+        format!(
+            "{:<18} {:<8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  NOTE",
+            "SCENARIO",
+            "DB",
+            "COUNT",
+            "SECONDS",
+            "PER_SEC",
+            "P50_MS",
+            "P99_MS",
+            "MAX_MS",
+            "CPU/1000",
+            "RSS_MIB",
+            "COMMITS/D"
+        )
+    }
+
+    /// One table row.
+    pub fn row(&self) -> String {
+        let opt = |value: Option<f64>, precision: usize| {
+            value.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
+        };
+        format!(
+            "{:<18} {:<8} {:>8} {:>8.2} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  {}",
+            self.scenario,
+            self.db,
+            self.count,
+            self.seconds,
+            self.per_second,
+            opt(self.p50_ms, 1),
+            opt(self.p99_ms, 1),
+            opt(self.max_ms, 1),
+            opt(self.cpu_s_per_1000, 3),
+            opt(self.peak_rss_mib, 0),
+            opt(self.commits_per_delivery, 2),
+            self.note
+        )
+    }
+}

@@ -1,0 +1,426 @@
+//! The scenarios. Each starts from a fresh database and returns what it
+//! measured; none asserts anything.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use herald_client::{Client, OutcomeKind, WatchOptions};
+use herald_server::{
+    domain::{Decision, Destination, HttpMethod, HttpRequest},
+    store::{
+        Store,
+        records::{AttemptRecord, Completion, NewDelivery},
+    },
+};
+use herald_tests::Backend;
+
+use crate::{
+    receiver::{Behaviour, BenchReceiver},
+    report::Report,
+    server::{BenchDb, BenchServer},
+};
+
+/// Concurrency settings that let one local receiver take everything.
+fn wide_open() -> Vec<(&'static str, String)> {
+    vec![
+        ("HERALD_CONCURRENCY", "256".to_owned()),
+        ("HERALD_DESTINATION_CONCURRENCY", "256".to_owned()),
+    ]
+}
+
+fn db_name(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+    .to_owned()
+}
+
+fn delivery(url: &str) -> NewDelivery {
+    let parsed = url::Url::parse(url).expect("a URL");
+    NewDelivery {
+        tenant_id: "default".into(),
+        request: HttpRequest {
+            method: HttpMethod::Post,
+            url: url.to_owned(),
+            headers: Vec::new(),
+            content_type: Some("application/json".into()),
+            body: Bytes::from_static(br#"{"type":"bench.event","id":1}"#),
+        },
+        destination: Destination::of(&parsed).expect("a destination"),
+        idempotency_key: None,
+        max_attempts: 5,
+        not_before_ms: None,
+        deadline_ms: None,
+        trace: None,
+    }
+}
+
+/// Queues `count` deliveries to `url`, 1,000 per transaction.
+async fn prequeue(store: &Store, url: &str, count: u64) {
+    let mut left = count;
+    while left > 0 {
+        let chunk = left.min(1000);
+        let batch: Vec<NewDelivery> = (0..chunk).map(|_| delivery(url)).collect();
+        for result in store.enqueue_batch(&batch).await.expect("queue a batch") {
+            result.expect("queued");
+        }
+        left -= chunk;
+    }
+}
+
+fn commits_per(before: Option<i64>, after: Option<i64>, count: u64) -> Option<f64> {
+    Some((after? - before?) as f64 / count.max(1) as f64)
+}
+
+/// Herald's claim and complete statements in a loop, four workers, no
+/// HTTP and no server: what the database allows.
+pub async fn ceiling(backend: Backend, count: u64) -> Report {
+    let db = BenchDb::create(backend).await;
+    let store = db.store().await;
+    prequeue(&store, "http://127.0.0.1:9/ceiling", count).await;
+    let before = db.commits().await;
+    let started = Instant::now();
+    let workers = (0..4).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                let claimed = store
+                    .claim(64, Duration::from_secs(60), &[])
+                    .await
+                    .expect("claim");
+                if claimed.is_empty() {
+                    return;
+                }
+                let done: Vec<Completion> = claimed
+                    .iter()
+                    .map(|c| Completion {
+                        delivery_id: c.id,
+                        tenant_id: c.tenant_id.clone(),
+                        lease_token: c.lease_token,
+                        attempt_number: c.attempt_number,
+                        attempt: Some(AttemptRecord {
+                            number: c.attempt_number,
+                            started_at_ms: c.created_at_ms,
+                            duration_us: 500,
+                            status_code: Some(204),
+                            error_kind: None,
+                            error_message: None,
+                            response_excerpt: Bytes::new(),
+                        }),
+                        reason: None,
+                        decision: Decision::Succeeded,
+                    })
+                    .collect();
+                store.complete(&done).await.expect("complete");
+            }
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker.expect("worker");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = db.commits().await;
+    store.close().await.expect("close");
+    db.db.drop_database().await;
+    Report {
+        scenario: "ceiling".into(),
+        db: db_name(backend),
+        count,
+        seconds,
+        per_second: count as f64 / seconds,
+        commits_per_delivery: commits_per(before, after, count),
+        note: "claim 64 + complete, 4 workers, no HTTP".into(),
+        ..Report::default()
+    }
+}
+
+/// `count` deliveries queued first; then the server starts and delivers
+/// them to a receiver answering 204. Timed from the server serving to the
+/// last success it recorded (seen on WatchOutcomes).
+pub async fn burn_down(backend: Backend, count: u64) -> Report {
+    let db = BenchDb::create(backend).await;
+    let receiver = BenchReceiver::start(Behaviour::default()).await;
+    let store = db.store().await;
+    prequeue(&store, &receiver.url(), count).await;
+    store.close().await.expect("close");
+    let before = db.commits().await;
+    let server = BenchServer::start(&db, &wide_open()).await;
+    let started = Instant::now();
+    let cpu = server.cpu_seconds();
+    let client = Client::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let mut outcomes = client
+        .watch_outcomes(
+            WatchOptions::default()
+                .from_oldest()
+                .kinds([OutcomeKind::Succeeded]),
+        )
+        .await
+        .expect("watch");
+    let mut seen = 0;
+    while seen < count {
+        outcomes
+            .next()
+            .await
+            .expect("stream open")
+            .expect("outcome");
+        seen += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds() - cpu;
+    let rss = server.peak_rss_mib();
+    server.stop().await;
+    let after = db.commits().await;
+    db.db.drop_database().await;
+    Report {
+        scenario: "burn-down".into(),
+        db: db_name(backend),
+        count,
+        seconds,
+        per_second: count as f64 / seconds,
+        cpu_s_per_1000: Some(cpu * 1000.0 / count as f64),
+        peak_rss_mib: Some(rss),
+        commits_per_delivery: commits_per(before, after, count),
+        note: "receiver answers 204; concurrency 256".into(),
+        ..Report::default()
+    }
+}
+
+/// `concurrency` callers of unary Enqueue, `count` calls in all; then the
+/// same number of deliveries through EnqueueBatch (8 callers, 100 each).
+pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Report> {
+    let db = BenchDb::create(backend).await;
+    let receiver = BenchReceiver::start(Behaviour::default()).await;
+    let server = BenchServer::start(&db, &wide_open()).await;
+    let client = Client::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let url = receiver.url();
+
+    let before = db.commits().await;
+    let cpu = server.cpu_seconds();
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
+    let started = Instant::now();
+    let per_caller = count / concurrency as u64;
+    let callers = (0..concurrency).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        let latencies = Arc::clone(&latencies);
+        tokio::spawn(async move {
+            for _ in 0..per_caller {
+                let call = Instant::now();
+                client
+                    .enqueue(url.clone())
+                    .body(br#"{"type":"bench.event"}"#.to_vec())
+                    .send()
+                    .await
+                    .expect("enqueue");
+                latencies.lock().unwrap().push(call.elapsed());
+            }
+        })
+    });
+    for caller in futures::future::join_all(callers).await {
+        caller.expect("caller");
+    }
+    let unary_calls = per_caller * concurrency as u64;
+    let seconds = started.elapsed().as_secs_f64();
+    let unary_cpu = server.cpu_seconds() - cpu;
+    let after = db.commits().await;
+    let samples = std::mem::take(&mut *latencies.lock().unwrap());
+    let unary = Report {
+        scenario: "enqueue".into(),
+        db: db_name(backend),
+        count: unary_calls,
+        seconds,
+        per_second: unary_calls as f64 / seconds,
+        cpu_s_per_1000: Some(unary_cpu * 1000.0 / unary_calls as f64),
+        commits_per_delivery: commits_per(before, after, unary_calls),
+        note: format!("{concurrency} callers, unary; deliveries run alongside"),
+        ..Report::default()
+    }
+    .latencies(samples);
+
+    let before = db.commits().await;
+    let cpu = server.cpu_seconds();
+    let started = Instant::now();
+    let batches = count / 100;
+    let callers = (0..8).map(|caller| {
+        let client = client.clone();
+        let url = url.clone();
+        let latencies = Arc::clone(&latencies);
+        tokio::spawn(async move {
+            for _ in (caller..batches).step_by(8) {
+                let call = Instant::now();
+                let items = (0..100).map(|_| {
+                    client
+                        .enqueue(url.clone())
+                        .body(br#"{"type":"bench.event"}"#.to_vec())
+                });
+                for result in client.enqueue_batch(items).await.expect("batch") {
+                    result.expect("accepted");
+                }
+                latencies.lock().unwrap().push(call.elapsed());
+            }
+        })
+    });
+    for caller in futures::future::join_all(callers).await {
+        caller.expect("caller");
+    }
+    let delivered = batches * 100;
+    let seconds = started.elapsed().as_secs_f64();
+    let batch_cpu = server.cpu_seconds() - cpu;
+    let rss = server.peak_rss_mib();
+    let after = db.commits().await;
+    let samples = std::mem::take(&mut *latencies.lock().unwrap());
+    server.stop().await;
+    db.db.drop_database().await;
+    let batch = Report {
+        scenario: "enqueue-batch".into(),
+        db: db_name(backend),
+        count: delivered,
+        seconds,
+        per_second: delivered as f64 / seconds,
+        cpu_s_per_1000: Some(batch_cpu * 1000.0 / delivered as f64),
+        peak_rss_mib: Some(rss),
+        commits_per_delivery: commits_per(before, after, delivered),
+        note: "8 callers x 100 per batch; latency is per batch call".into(),
+        ..Report::default()
+    }
+    .latencies(samples);
+    vec![unary, batch]
+}
+
+/// `count` enqueues one after another into an idle server, each waiting
+/// for its receipt: enqueue call to the receiver seeing the request.
+pub async fn latency(backend: Backend, count: u64) -> Report {
+    let db = BenchDb::create(backend).await;
+    let receiver = BenchReceiver::start(Behaviour::default()).await;
+    let server = BenchServer::start(&db, &[]).await;
+    let client = Client::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let url = receiver.url();
+    let cpu = server.cpu_seconds();
+    let mut samples = Vec::with_capacity(count as usize);
+    let started = Instant::now();
+    for _ in 0..count {
+        let sent = Instant::now();
+        let id = client
+            .enqueue(url.clone())
+            .body(br#"{"type":"bench.event"}"#.to_vec())
+            .send()
+            .await
+            .expect("enqueue")
+            .id;
+        let arrived = receiver.wait_for(&id).await;
+        samples.push(arrived - sent);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds() - cpu;
+    let rss = server.peak_rss_mib();
+    server.stop().await;
+    db.db.drop_database().await;
+    Report {
+        scenario: "latency".into(),
+        db: db_name(backend),
+        count,
+        seconds,
+        per_second: count as f64 / seconds,
+        cpu_s_per_1000: Some(cpu * 1000.0 / count as f64),
+        peak_rss_mib: Some(rss),
+        note: "serial, idle server; enqueue call to receipt".into(),
+        ..Report::default()
+    }
+    .latencies(samples)
+}
+
+/// `rate` enqueues a second for `duration`, whatever the server does
+/// (open loop), to a receiver that takes 20 ms and answers every tenth
+/// request 503. Reports successes per second over the window, first-attempt
+/// latency, and the backlog left at the end.
+pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Report {
+    let db = BenchDb::create(backend).await;
+    let receiver = BenchReceiver::start(Behaviour {
+        delay: Duration::from_millis(20),
+        fail_every: 10,
+    })
+    .await;
+    let server = BenchServer::start(&db, &wide_open()).await;
+    let client = Client::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let url = receiver.url();
+    let before = db.commits().await;
+    let cpu = server.cpu_seconds();
+    let sent: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let started = Instant::now();
+    // Every 10 ms, a tick's share of the rate, each enqueue its own task.
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let per_tick = (rate / 100).max(1);
+    let total_ticks = (duration.as_millis() / 10) as u64;
+    let mut offered = 0;
+    for _ in 0..total_ticks {
+        ticks.tick().await;
+        for _ in 0..per_tick {
+            offered += 1;
+            let client = client.clone();
+            let url = url.clone();
+            let sent = Arc::clone(&sent);
+            tokio::spawn(async move {
+                let at = Instant::now();
+                if let Ok(enqueued) = client
+                    .enqueue(url)
+                    .body(br#"{"type":"bench.event"}"#.to_vec())
+                    .send()
+                    .await
+                {
+                    sent.lock().unwrap().push((enqueued.id, at));
+                }
+            });
+        }
+    }
+    let window = started.elapsed().as_secs_f64();
+    let succeeded = receiver.successes();
+    let cpu = server.cpu_seconds() - cpu;
+    let rss = server.peak_rss_mib();
+    let store = db.store().await;
+    let backlog = store.backlog().await.expect("backlog");
+    store.close().await.expect("close");
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let accepted = sent.len() as u64;
+    let samples: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(id, at)| receiver.first_seen(id).map(|seen| seen - *at))
+        .collect();
+    let unattempted = accepted - samples.len() as u64;
+    server.stop().await;
+    let after = db.commits().await;
+    db.db.drop_database().await;
+    Report {
+        scenario: "sustained".into(),
+        db: db_name(backend),
+        count: succeeded,
+        seconds: window,
+        per_second: succeeded as f64 / window,
+        cpu_s_per_1000: Some(cpu * 1000.0 / accepted.max(1) as f64),
+        peak_rss_mib: Some(rss),
+        commits_per_delivery: commits_per(before, after, accepted),
+        note: format!(
+            "offered {:.0}/s ({offered}), accepted {accepted}; receiver 20 ms, every 10th 503; \
+             at the end: {} due, {} retries waiting, {unattempted} never attempted; \
+             latency = first attempt",
+            offered as f64 / window,
+            backlog.due,
+            backlog.scheduled_retries
+        ),
+        ..Report::default()
+    }
+    .latencies(samples)
+}

@@ -1,0 +1,152 @@
+//! The Herald under measurement: the release `herald` binary as a child
+//! process on a fresh database, and what the operating system and
+//! PostgreSQL say it cost.
+
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+
+use herald_server::store::Store;
+use herald_tests::{Backend, TestDb};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// A fresh database for one scenario.
+pub struct BenchDb {
+    /// The database; dropped afterwards.
+    pub db: TestDb,
+    /// Its backend.
+    pub backend: Backend,
+}
+
+impl BenchDb {
+    /// Creates and migrates an empty database.
+    pub async fn create(backend: Backend) -> Self {
+        // SAFETY-free: the bench requires PostgreSQL when asked for it.
+        let db = TestDb::create(backend)
+            .await
+            .expect("the database is reachable (HERALD_TEST_POSTGRES_URL)");
+        let store = Store::connect(db.url()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await.expect("close");
+        Self { db, backend }
+    }
+
+    /// A store on it (the bench's own connections).
+    pub async fn store(&self) -> Store {
+        Store::connect(self.db.url()).await.expect("connect")
+    }
+
+    /// Transactions committed in this database so far (PostgreSQL), read
+    /// after the statistics collector caught up.
+    pub async fn commits(&self) -> Option<i64> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let name = self.db.url().rsplit('/').next()?.to_owned();
+        let conn = Database::connect(self.db.url()).await.ok()?;
+        // Backends report their counts when idle, at most once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        conn.execute_unprepared("SELECT pg_stat_clear_snapshot()")
+            .await
+            .ok()?;
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+                [name.into()],
+            ))
+            .await
+            .ok()??;
+        let commits: i64 = row.try_get_by_index(0).ok()?;
+        let _ = conn.close().await;
+        Some(commits)
+    }
+}
+
+/// `herald serve` as a child process.
+pub struct BenchServer {
+    child: Child,
+    /// Where it serves gRPC.
+    pub addr: SocketAddr,
+}
+
+/// The `herald` binary beside this one (build both with `--release`).
+fn herald_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("the bench's own path");
+    me.with_file_name("herald")
+}
+
+impl BenchServer {
+    /// Starts Herald on `db` with `settings` and waits until it serves.
+    pub async fn start(db: &BenchDb, settings: &[(&str, String)]) -> Self {
+        let mut child = Command::new(herald_binary())
+            .arg("serve")
+            .env("HERALD_LISTEN_ADDR", "127.0.0.1:0")
+            .env("HERALD_DATABASE_URL", db.db.url())
+            .env("HERALD_ALLOW_TARGET_CIDRS", "127.0.0.0/8")
+            .env("HERALD_LOG", "warn,herald_server::server=info")
+            .env("NO_COLOR", "1")
+            .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run target/release/herald (cargo build --release -p herald-server)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read the log")
+                .expect("herald exited before serving");
+            if let Some(rest) = line.split("local_addr=").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|addr| addr.parse().ok())
+                    .expect("an address");
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, addr }
+    }
+
+    /// CPU seconds the process used so far (user + system).
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.id().expect("running");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are
+        // the 14th and 15th fields, in clock ticks (100 per second on Linux).
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Peak resident memory of the process, MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
