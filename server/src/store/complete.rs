@@ -1,11 +1,16 @@
-//! Complete: persist a batch of attempt results in one transaction.
+//! Complete: persist a batch of attempt results in one transaction, with
+//! a fixed number of statements however large the batch: one `UPDATE`
+//! for every delivery, one multi-row `INSERT` of attempts, one of outcomes.
 //!
 //! Per delivery: the state change, the attempt row and the outcome row are
 //! written together, and only if the row still carries the lease token the
 //! attempt was made under. A stale completion (lease expired, row re-claimed)
 //! changes nothing and is reported as [`CompletionResult::LeaseLost`].
 
+use std::collections::HashMap;
+
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use uuid::Uuid;
 
 use super::{
     Store, StoreError, millis,
@@ -13,33 +18,77 @@ use super::{
 };
 use crate::domain::Decision;
 
-/// Moves the row on, if we still hold its lease. Terminal rows lose their
-/// due time (so they leave the due index) and get a finish time. `$8` says
-/// whether a request was sent; if not, the claim's count is given back.
-const UPDATE_DELIVERY: &str = "\
+/// Moves each row on, if we still hold its lease. Terminal rows lose their
+/// due time (so they leave the due index) and get a finish time. A row
+/// whose request was never sent gets the claim's count back. `{rows}` is
+/// one `($n, ...)` of eight values per completion, in the order of the
+/// column list.
+const UPDATE_DELIVERIES: &str = "\
+WITH done (d_id, d_token, d_state, d_delay, d_status, d_error, d_terminal, d_sent) AS ( \
+    VALUES {rows} \
+) \
 UPDATE deliveries SET \
-    state = $3, \
-    next_attempt_at_ms = CASE WHEN $4 IS NULL THEN NULL ELSE {now} + $4 END, \
+    state = done.d_state, \
+    next_attempt_at_ms = CASE WHEN done.d_delay IS NULL THEN NULL ELSE {now} + done.d_delay END, \
     lease_token = NULL, \
-    attempt_count = CASE WHEN $8 THEN attempt_count ELSE attempt_count - 1 END, \
-    last_status_code = $5, \
-    last_error = $6, \
+    attempt_count = CASE WHEN done.d_sent THEN attempt_count ELSE attempt_count - 1 END, \
+    last_status_code = done.d_status, \
+    last_error = done.d_error, \
     updated_at_ms = {now}, \
-    finished_at_ms = CASE WHEN $7 THEN {now} ELSE NULL END \
-WHERE id = $1 AND lease_token = $2 AND state = 'pending' \
-RETURNING next_attempt_at_ms, updated_at_ms";
+    finished_at_ms = CASE WHEN done.d_terminal THEN {now} ELSE NULL END \
+FROM done \
+WHERE id = done.d_id AND lease_token = done.d_token AND state = 'pending' \
+RETURNING id, next_attempt_at_ms, updated_at_ms";
 
-const INSERT_ATTEMPT: &str = "\
+const INSERT_ATTEMPTS: &str = "\
 INSERT INTO attempts (delivery_id, number, started_at_ms, duration_us, status_code, error_kind, \
     error_message, response_excerpt) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+VALUES {rows}";
 
-/// Appends to the outcome feed, with the delivery's host for filters.
-const INSERT_OUTCOME: &str = "\
+/// Appends to the outcome feed, with each delivery's host for filters.
+/// `{rows}` is one `($a, $b, (SELECT host ...), ...)` per outcome.
+const INSERT_OUTCOMES: &str = "\
 INSERT INTO outcomes (tenant_id, delivery_id, host, kind, attempt_number, status_code, error_kind, \
     error_message, next_attempt_at_ms, created_at_ms) \
-VALUES ($1, $2, (SELECT host FROM deliveries WHERE id = $2), $3, $4, $5, $6, $7, $8, $9) \
-RETURNING sequence, host";
+VALUES {rows} \
+RETURNING sequence, delivery_id, host";
+
+/// `($first, ..., $first+width-1)` for each of `count` rows, comma-separated.
+fn placeholders(
+    count: usize,
+    width: usize,
+    first: usize,
+    row: impl Fn(&[String]) -> String,
+) -> String {
+    (0..count)
+        .map(|i| {
+            let names: Vec<String> = (0..width)
+                .map(|j| format!("${}", first + i * width + j))
+                .collect();
+            row(&names)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Indices of `batch` in rounds in which no delivery appears twice.
+fn rounds(batch: &[Completion]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
+    for (i, completion) in batch.iter().enumerate() {
+        let round = seen.entry(completion.delivery_id).or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(i);
+        *round += 1;
+    }
+    rounds
+}
+
+fn tuple(names: &[String]) -> String {
+    format!("({})", names.join(", "))
+}
 
 impl Store {
     /// Persists `batch` in one transaction; the results are in batch order.
@@ -50,107 +99,192 @@ impl Store {
         &self,
         batch: &[Completion],
     ) -> Result<Vec<CompletionResult>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let txn = self.db.begin().await?;
         self.lock_feed(&txn).await?;
-        let mut results = Vec::with_capacity(batch.len());
-        for completion in batch {
-            results.push(self.complete_one(&txn, completion).await?);
+        let mut results = vec![CompletionResult::LeaseLost; batch.len()];
+        // A delivery appears at most once per round (a stale completion and
+        // a fresh one for the same delivery go in different rounds), so each
+        // round's rows and outcomes match by delivery id.
+        for round in rounds(batch) {
+            let completions: Vec<&Completion> = round.iter().map(|&i| &batch[i]).collect();
+            let mut recorded = self.complete_round(&txn, &completions).await?;
+            for i in round {
+                if let Some(outcome) = recorded.remove(&batch[i].delivery_id) {
+                    results[i] = CompletionResult::Recorded(outcome);
+                }
+            }
         }
         txn.commit().await?;
         Ok(results)
     }
 
-    async fn complete_one(
+    /// Writes completions of distinct deliveries; returns the outcomes
+    /// recorded, by delivery (absent: the lease was lost).
+    async fn complete_round(
         &self,
         txn: &DatabaseTransaction,
-        completion: &Completion,
-    ) -> Result<CompletionResult, StoreError> {
-        let attempt = completion.attempt.as_ref();
-        let status_code = attempt.and_then(|a| a.status_code);
-        let error_kind = attempt.and_then(|a| a.error_kind);
-        let error_message = completion.error_message().map(str::to_owned);
-        let delay_ms = match completion.decision {
-            Decision::Retry { delay } => Some(millis(delay)),
-            Decision::Succeeded | Decision::DeadLetter => None,
-        };
-        let update: Vec<Value> = vec![
-            completion.delivery_id.into(),
-            completion.lease_token.into(),
-            completion.decision.state().as_str().into(),
-            delay_ms.into(),
-            status_code.map(i32::from).into(),
-            error_message.clone().into(),
-            delay_ms.is_none().into(),
-            attempt.is_some().into(),
-        ];
-        let Some(row) = txn
-            .query_one_raw(self.statement(UPDATE_DELIVERY, update))
+        round: &[&Completion],
+    ) -> Result<HashMap<Uuid, OutcomeRecord>, StoreError> {
+        let updated = self.update_deliveries(txn, round).await?;
+        let written: Vec<&Completion> = round
+            .iter()
+            .copied()
+            .filter(|completion| updated.contains_key(&completion.delivery_id))
+            .collect();
+        self.insert_attempts(txn, &written).await?;
+        let outcomes = written
+            .iter()
+            .map(|completion| {
+                let (next_attempt_at_ms, now_ms) = updated[&completion.delivery_id];
+                outcome_of(completion, next_attempt_at_ms, now_ms)
+            })
+            .collect();
+        Ok(self
+            .record_outcomes(txn, outcomes)
             .await?
-        else {
-            return Ok(CompletionResult::LeaseLost);
-        };
-        let next_attempt_at_ms: Option<i64> = row.try_get_by_index(0)?;
-        let now_ms: i64 = row.try_get_by_index(1)?;
-        if let Some(attempt) = attempt {
+            .into_iter()
+            .map(|outcome| (outcome.delivery_id, outcome))
+            .collect())
+    }
+
+    /// The fenced state change of every completion; returns, for each row
+    /// changed, its next due time and the database's "now".
+    async fn update_deliveries(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[&Completion],
+    ) -> Result<HashMap<Uuid, (Option<i64>, i64)>, StoreError> {
+        let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 8);
+        for completion in batch {
+            let attempt = completion.attempt.as_ref();
+            let delay_ms = match completion.decision {
+                Decision::Retry { delay } => Some(millis(delay)),
+                Decision::Succeeded | Decision::DeadLetter => None,
+            };
+            values.extend([
+                completion.delivery_id.into(),
+                completion.lease_token.into(),
+                completion.decision.state().as_str().into(),
+                delay_ms.into(),
+                attempt.and_then(|a| a.status_code).map(i32::from).into(),
+                completion.error_message().map(str::to_owned).into(),
+                delay_ms.is_none().into(),
+                attempt.is_some().into(),
+            ]);
+        }
+        let sql = UPDATE_DELIVERIES.replace("{rows}", &placeholders(batch.len(), 8, 1, tuple));
+        let rows = txn.query_all_raw(self.statement(&sql, values)).await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get_by_index::<Uuid>(0)?,
+                    (row.try_get_by_index(1)?, row.try_get_by_index(2)?),
+                ))
+            })
+            .collect()
+    }
+
+    /// The attempt rows of the completions that made one.
+    async fn insert_attempts(
+        &self,
+        txn: &DatabaseTransaction,
+        written: &[&Completion],
+    ) -> Result<(), StoreError> {
+        let mut values: Vec<Value> = Vec::new();
+        let mut count = 0;
+        for completion in written {
+            let Some(attempt) = &completion.attempt else {
+                continue;
+            };
             let excerpt =
                 (!attempt.response_excerpt.is_empty()).then(|| attempt.response_excerpt.to_vec());
-            let insert_attempt: Vec<Value> = vec![
+            values.extend([
                 completion.delivery_id.into(),
                 i32::try_from(attempt.number).unwrap_or(i32::MAX).into(),
                 attempt.started_at_ms.into(),
                 attempt.duration_us.into(),
-                status_code.map(i32::from).into(),
-                error_kind.map(|kind| kind.as_str()).into(),
+                attempt.status_code.map(i32::from).into(),
+                attempt.error_kind.map(|kind| kind.as_str()).into(),
                 attempt.error_message.clone().into(),
                 excerpt.into(),
-            ];
-            txn.execute_raw(self.statement(INSERT_ATTEMPT, insert_attempt))
-                .await?;
+            ]);
+            count += 1;
         }
-        let outcome = OutcomeRecord {
-            sequence: 0,
-            tenant_id: completion.tenant_id.clone(),
-            delivery_id: completion.delivery_id,
-            host: String::new(),
-            kind: completion.decision.outcome_kind(),
-            attempt_number: completion.attempt_number,
-            status_code,
-            error_kind,
-            error_message,
-            next_attempt_at_ms,
-            created_at_ms: now_ms,
-        };
-        Ok(CompletionResult::Recorded(
-            self.record_outcome(txn, outcome).await?,
-        ))
+        if count == 0 {
+            return Ok(());
+        }
+        let sql = INSERT_ATTEMPTS.replace("{rows}", &placeholders(count, 8, 1, tuple));
+        txn.execute_raw(self.statement(&sql, values)).await?;
+        Ok(())
     }
 
     /// Appends `outcome` to the feed inside `txn`; returns it with its sequence.
     pub(super) async fn record_outcome(
         &self,
         txn: &DatabaseTransaction,
-        mut outcome: OutcomeRecord,
+        outcome: OutcomeRecord,
     ) -> Result<OutcomeRecord, StoreError> {
-        let values: Vec<Value> = vec![
-            outcome.tenant_id.clone().into(),
-            outcome.delivery_id.into(),
-            outcome.kind.as_str().into(),
-            i32::try_from(outcome.attempt_number)
-                .unwrap_or(i32::MAX)
-                .into(),
-            outcome.status_code.map(i32::from).into(),
-            outcome.error_kind.map(|kind| kind.as_str()).into(),
-            outcome.error_message.clone().into(),
-            outcome.next_attempt_at_ms.into(),
-            outcome.created_at_ms.into(),
-        ];
-        let row = txn
-            .query_one_raw(self.statement(INSERT_OUTCOME, values))
+        self.record_outcomes(txn, vec![outcome])
             .await?
-            .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))?;
-        outcome.sequence = row.try_get_by_index(0)?;
-        outcome.host = row.try_get_by_index(1)?;
-        Ok(outcome)
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))
+    }
+
+    /// Appends `outcomes` to the feed inside `txn`, in one statement; returns
+    /// them with their sequences and hosts.
+    async fn record_outcomes(
+        &self,
+        txn: &DatabaseTransaction,
+        mut outcomes: Vec<OutcomeRecord>,
+    ) -> Result<Vec<OutcomeRecord>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut values: Vec<Value> = Vec::with_capacity(outcomes.len() * 9);
+        for outcome in &outcomes {
+            values.extend([
+                outcome.tenant_id.clone().into(),
+                outcome.delivery_id.into(),
+                outcome.kind.as_str().into(),
+                i32::try_from(outcome.attempt_number)
+                    .unwrap_or(i32::MAX)
+                    .into(),
+                outcome.status_code.map(i32::from).into(),
+                outcome.error_kind.map(|kind| kind.as_str()).into(),
+                outcome.error_message.clone().into(),
+                outcome.next_attempt_at_ms.into(),
+                outcome.created_at_ms.into(),
+            ]);
+        }
+        let rows = placeholders(outcomes.len(), 9, 1, |n| {
+            format!(
+                "({}, {}, (SELECT host FROM deliveries WHERE id = {}), {})",
+                n[0],
+                n[1],
+                n[1],
+                n[2..].join(", ")
+            )
+        });
+        let sql = INSERT_OUTCOMES.replace("{rows}", &rows);
+        let returned = txn.query_all_raw(self.statement(&sql, values)).await?;
+        let mut assigned: HashMap<Uuid, (i64, String)> = HashMap::with_capacity(returned.len());
+        for row in &returned {
+            assigned.insert(
+                row.try_get_by_index(1)?,
+                (row.try_get_by_index(0)?, row.try_get_by_index(2)?),
+            );
+        }
+        for outcome in &mut outcomes {
+            let (sequence, host) = assigned.remove(&outcome.delivery_id).ok_or_else(|| {
+                StoreError::Corrupt(format!("no sequence came back for {}", outcome.delivery_id))
+            })?;
+            outcome.sequence = sequence;
+            outcome.host = host;
+        }
+        Ok(outcomes)
     }
 
     /// Serializes the transactions that write outcomes, from before their
@@ -168,5 +302,27 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The outcome a written completion records.
+fn outcome_of(
+    completion: &Completion,
+    next_attempt_at_ms: Option<i64>,
+    now_ms: i64,
+) -> OutcomeRecord {
+    let attempt = completion.attempt.as_ref();
+    OutcomeRecord {
+        sequence: 0,
+        tenant_id: completion.tenant_id.clone(),
+        delivery_id: completion.delivery_id,
+        host: String::new(),
+        kind: completion.decision.outcome_kind(),
+        attempt_number: completion.attempt_number,
+        status_code: attempt.and_then(|a| a.status_code),
+        error_kind: attempt.and_then(|a| a.error_kind),
+        error_message: completion.error_message().map(str::to_owned),
+        next_attempt_at_ms,
+        created_at_ms: now_ms,
     }
 }

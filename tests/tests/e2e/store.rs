@@ -21,6 +21,7 @@ on_both_backends!(
     a_completion_from_an_expired_lease_changes_nothing,
     not_before_holds_a_delivery_back,
     retention_deletes_exactly_what_is_past_its_window,
+    one_batch_sorts_fresh_from_stale_completions,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -276,5 +277,54 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
         "the deleted deliveries' attempts went with them"
     );
     raw.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+async fn one_batch_sorts_fresh_from_stale_completions(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    for n in 0..3 {
+        store.enqueue(&delivery(n)).await.unwrap();
+    }
+    // One delivery claimed twice (its first lease expired at once), two
+    // others claimed once: a batch mixes a stale completion, the fresh one
+    // for the same delivery, and ordinary ones.
+    let stale = store.claim(1, Duration::ZERO, &[]).await.unwrap().remove(0);
+    let mut claimed = store.claim(3, LEASE, &[]).await.unwrap();
+    claimed.sort_by_key(|c| c.id != stale.id);
+    let fresh = claimed.remove(0);
+    assert_eq!(fresh.id, stale.id);
+    let batch = [
+        completion(&stale, Decision::DeadLetter),
+        completion(&claimed[0], Decision::Succeeded),
+        completion(&fresh, Decision::Succeeded),
+        completion(&claimed[1], Decision::DeadLetter),
+    ];
+    let results = store.complete(&batch).await.unwrap();
+    let recorded: Vec<Option<i64>> = results
+        .iter()
+        .map(|result| match result {
+            CompletionResult::Recorded(outcome) => Some(outcome.sequence),
+            CompletionResult::LeaseLost => None,
+        })
+        .collect();
+    assert_eq!(recorded[0], None, "the stale completion changes nothing");
+    let mut sequences: Vec<i64> = recorded.iter().flatten().copied().collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, [1, 2, 3], "one outcome each, gap-free");
+    for (claim, state) in [
+        (&fresh, DeliveryState::Succeeded),
+        (&claimed[0], DeliveryState::Succeeded),
+        (&claimed[1], DeliveryState::DeadLettered),
+    ] {
+        let row = store
+            .get_delivery("default", claim.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, state);
+        assert_eq!(row.attempts.len(), 1, "one attempt recorded");
+    }
     store.close().await.unwrap();
 }
