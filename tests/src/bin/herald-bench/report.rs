@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use herald_tests::Backend;
 use serde::Serialize;
 
 /// What a scenario measured. Latencies are milliseconds.
@@ -41,6 +42,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// `count` in `seconds` of `scenario` on `backend`; the rest to fill in.
+    pub fn new(scenario: &str, backend: Backend, count: u64, seconds: f64) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            db: match backend {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgres",
+            }
+            .to_owned(),
+            count,
+            seconds,
+            per_second: count as f64 / seconds,
+            ..Self::default()
+        }
+    }
+
     /// Fills the latency fields from `samples`.
     pub fn latencies(mut self, mut samples: Vec<Duration>) -> Self {
         if samples.is_empty() {

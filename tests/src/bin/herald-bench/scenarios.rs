@@ -8,7 +8,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_client::{Client, OutcomeKind, WatchOptions};
+use herald_client::{Client, EnqueueBuilder, OutcomeKind, WatchOptions};
 use herald_server::{
     domain::{Decision, Destination, HttpMethod, HttpRequest},
     store::{
@@ -32,12 +32,12 @@ fn wide_open() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn db_name(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    }
-    .to_owned()
+/// The body every benchmark delivery carries.
+const EVENT: &[u8] = br#"{"type":"bench.event","id":1}"#;
+
+/// An enqueue of the benchmark's event to `url`.
+fn event(client: &Client, url: impl Into<String>) -> EnqueueBuilder {
+    client.enqueue(url).body(EVENT.to_vec())
 }
 
 fn delivery(url: &str) -> NewDelivery {
@@ -49,7 +49,7 @@ fn delivery(url: &str) -> NewDelivery {
             url: url.to_owned(),
             headers: Vec::new(),
             content_type: Some("application/json".into()),
-            body: Bytes::from_static(br#"{"type":"bench.event","id":1}"#),
+            body: Bytes::from_static(EVENT),
         },
         destination: Destination::of(&parsed).expect("a destination"),
         idempotency_key: None,
@@ -128,14 +128,9 @@ pub async fn ceiling(backend: Backend, count: u64) -> Report {
     store.close().await.expect("close");
     db.db.drop_database().await;
     Report {
-        scenario: "ceiling".into(),
-        db: db_name(backend),
-        count,
-        seconds,
-        per_second: count as f64 / seconds,
         commits_per_delivery: commits_per(before, after, count),
         note: "claim 64 + complete, 4 workers, no HTTP".into(),
-        ..Report::default()
+        ..Report::new("ceiling", backend, count, seconds)
     }
 }
 
@@ -152,9 +147,7 @@ pub async fn burn_down(backend: Backend, count: u64) -> Report {
     let server = BenchServer::start(&db, &wide_open()).await;
     let started = Instant::now();
     let cpu = server.cpu_seconds();
-    let client = Client::connect(format!("http://{}", server.addr))
-        .await
-        .expect("connect");
+    let client = server.client().await;
     let mut outcomes = client
         .watch_outcomes(
             WatchOptions::default()
@@ -179,16 +172,11 @@ pub async fn burn_down(backend: Backend, count: u64) -> Report {
     let after = db.commits().await;
     db.db.drop_database().await;
     Report {
-        scenario: "burn-down".into(),
-        db: db_name(backend),
-        count,
-        seconds,
-        per_second: count as f64 / seconds,
         cpu_s_per_1000: Some(cpu * 1000.0 / count as f64),
         peak_rss_mib: Some(rss),
         commits_per_delivery: commits_per(before, after, count),
         note: "receiver answers 204; concurrency 256".into(),
-        ..Report::default()
+        ..Report::new("burn-down", backend, count, seconds)
     }
 }
 
@@ -198,9 +186,7 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
     let db = BenchDb::create(backend).await;
     let receiver = BenchReceiver::start(Behaviour::default()).await;
     let server = BenchServer::start(&db, &wide_open()).await;
-    let client = Client::connect(format!("http://{}", server.addr))
-        .await
-        .expect("connect");
+    let client = server.client().await;
     let url = receiver.url();
 
     let before = db.commits().await;
@@ -215,12 +201,7 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
         tokio::spawn(async move {
             for _ in 0..per_caller {
                 let call = Instant::now();
-                client
-                    .enqueue(url.clone())
-                    .body(br#"{"type":"bench.event"}"#.to_vec())
-                    .send()
-                    .await
-                    .expect("enqueue");
+                event(&client, url.clone()).send().await.expect("enqueue");
                 latencies.lock().unwrap().push(call.elapsed());
             }
         })
@@ -234,15 +215,10 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
     let after = db.commits().await;
     let samples = std::mem::take(&mut *latencies.lock().unwrap());
     let unary = Report {
-        scenario: "enqueue".into(),
-        db: db_name(backend),
-        count: unary_calls,
-        seconds,
-        per_second: unary_calls as f64 / seconds,
         cpu_s_per_1000: Some(unary_cpu * 1000.0 / unary_calls as f64),
         commits_per_delivery: commits_per(before, after, unary_calls),
         note: format!("{concurrency} callers, unary; deliveries run alongside"),
-        ..Report::default()
+        ..Report::new("enqueue", backend, unary_calls, seconds)
     }
     .latencies(samples);
 
@@ -257,11 +233,7 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
         tokio::spawn(async move {
             for _ in (caller..batches).step_by(8) {
                 let call = Instant::now();
-                let items = (0..100).map(|_| {
-                    client
-                        .enqueue(url.clone())
-                        .body(br#"{"type":"bench.event"}"#.to_vec())
-                });
+                let items = (0..100).map(|_| event(&client, url.clone()));
                 for result in client.enqueue_batch(items).await.expect("batch") {
                     result.expect("accepted");
                 }
@@ -281,16 +253,11 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
     server.stop().await;
     db.db.drop_database().await;
     let batch = Report {
-        scenario: "enqueue-batch".into(),
-        db: db_name(backend),
-        count: delivered,
-        seconds,
-        per_second: delivered as f64 / seconds,
         cpu_s_per_1000: Some(batch_cpu * 1000.0 / delivered as f64),
         peak_rss_mib: Some(rss),
         commits_per_delivery: commits_per(before, after, delivered),
         note: "8 callers x 100 per batch; latency is per batch call".into(),
-        ..Report::default()
+        ..Report::new("enqueue-batch", backend, delivered, seconds)
     }
     .latencies(samples);
     vec![unary, batch]
@@ -302,18 +269,14 @@ pub async fn latency(backend: Backend, count: u64) -> Report {
     let db = BenchDb::create(backend).await;
     let receiver = BenchReceiver::start(Behaviour::default()).await;
     let server = BenchServer::start(&db, &[]).await;
-    let client = Client::connect(format!("http://{}", server.addr))
-        .await
-        .expect("connect");
+    let client = server.client().await;
     let url = receiver.url();
     let cpu = server.cpu_seconds();
     let mut samples = Vec::with_capacity(count as usize);
     let started = Instant::now();
     for _ in 0..count {
         let sent = Instant::now();
-        let id = client
-            .enqueue(url.clone())
-            .body(br#"{"type":"bench.event"}"#.to_vec())
+        let id = event(&client, url.clone())
             .send()
             .await
             .expect("enqueue")
@@ -327,15 +290,10 @@ pub async fn latency(backend: Backend, count: u64) -> Report {
     server.stop().await;
     db.db.drop_database().await;
     Report {
-        scenario: "latency".into(),
-        db: db_name(backend),
-        count,
-        seconds,
-        per_second: count as f64 / seconds,
         cpu_s_per_1000: Some(cpu * 1000.0 / count as f64),
         peak_rss_mib: Some(rss),
         note: "serial, idle server; enqueue call to receipt".into(),
-        ..Report::default()
+        ..Report::new("latency", backend, count, seconds)
     }
     .latencies(samples)
 }
@@ -352,9 +310,7 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
     })
     .await;
     let server = BenchServer::start(&db, &wide_open()).await;
-    let client = Client::connect(format!("http://{}", server.addr))
-        .await
-        .expect("connect");
+    let client = server.client().await;
     let url = receiver.url();
     let before = db.commits().await;
     let cpu = server.cpu_seconds();
@@ -375,12 +331,7 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
             let sent = Arc::clone(&sent);
             tokio::spawn(async move {
                 let at = Instant::now();
-                if let Ok(enqueued) = client
-                    .enqueue(url)
-                    .body(br#"{"type":"bench.event"}"#.to_vec())
-                    .send()
-                    .await
-                {
+                if let Ok(enqueued) = event(&client, url).send().await {
                     sent.lock().unwrap().push((enqueued.id, at));
                 }
             });
@@ -404,11 +355,6 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
     let after = db.commits().await;
     db.db.drop_database().await;
     Report {
-        scenario: "sustained".into(),
-        db: db_name(backend),
-        count: succeeded,
-        seconds: window,
-        per_second: succeeded as f64 / window,
         cpu_s_per_1000: Some(cpu * 1000.0 / accepted.max(1) as f64),
         peak_rss_mib: Some(rss),
         commits_per_delivery: commits_per(before, after, accepted),
@@ -420,7 +366,7 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
             backlog.due,
             backlog.scheduled_retries
         ),
-        ..Report::default()
+        ..Report::new("sustained", backend, succeeded, window)
     }
     .latencies(samples)
 }

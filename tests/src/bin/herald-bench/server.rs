@@ -23,7 +23,6 @@ pub struct BenchDb {
 impl BenchDb {
     /// Creates and migrates an empty database.
     pub async fn create(backend: Backend) -> Self {
-        // SAFETY-free: the bench requires PostgreSQL when asked for it.
         let db = TestDb::create(backend)
             .await
             .expect("the database is reachable (HERALD_TEST_POSTGRES_URL)");
@@ -110,6 +109,13 @@ impl BenchServer {
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { child, addr }
+    }
+
+    /// A client of this server.
+    pub async fn client(&self) -> herald_client::Client {
+        herald_client::Client::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect to the server")
     }
 
     /// CPU seconds the process used so far (user + system).
