@@ -27,7 +27,7 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     scheduler::SchedulerHandle,
-    store::{PageCursor, Store, records::CancelResult},
+    store::{GroupCommit, PageCursor, Store, records::CancelResult},
 };
 
 /// The service's shared state.
@@ -39,12 +39,13 @@ pub struct DeliveryApi {
     limits: Limits,
     auth: Authenticator,
     metrics: Metrics,
+    enqueues: GroupCommit,
 }
 
 impl DeliveryApi {
     /// A service over `store` and `feed` that tells `scheduler` about new
     /// work and routes cancellations through it; `auth` finds each
-    /// caller's tenant.
+    /// caller's tenant. Unary enqueues share commits ([`GroupCommit`]).
     pub fn new(
         store: Store,
         feed: OutcomeFeed,
@@ -54,6 +55,7 @@ impl DeliveryApi {
         metrics: Metrics,
     ) -> Self {
         Self {
+            enqueues: GroupCommit::start(store.clone()),
             store,
             feed,
             scheduler,
@@ -112,8 +114,8 @@ impl DeliveryService for DeliveryApi {
         let mut delivery = validate::enqueue(request, &tenant, &self.limits)?;
         delivery.trace = trace;
         let enqueued = self
-            .store
-            .enqueue(&delivery)
+            .enqueues
+            .enqueue(delivery)
             .await
             .map_err(ApiError::from)?;
         tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));

@@ -67,9 +67,10 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
                 Status::already_exists(error.to_string())
             }
-            ApiError::Store(StoreError::Database(
-                ref cause @ (sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)),
-            )) => {
+            ApiError::Store(StoreError::ShuttingDown) => {
+                Status::unavailable("the server is shutting down; retry against another replica")
+            }
+            ApiError::Store(ref cause) if cause.is_unavailable() => {
                 tracing::error!(error = %cause, "database unavailable");
                 Status::unavailable("the database is unavailable; retry shortly")
             }

@@ -15,6 +15,7 @@ mod complete;
 mod dialect;
 mod enqueue;
 mod entity;
+mod group_commit;
 mod notify;
 mod operate;
 mod outcomes;
@@ -35,6 +36,7 @@ use sea_orm::{
 
 pub use backlog::Backlog;
 use dialect::Dialect;
+pub use group_commit::GroupCommit;
 pub use notify::{Channel, Listener};
 pub use read::PageCursor;
 pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
@@ -64,6 +66,18 @@ pub enum StoreError {
     /// A row holds a value this build cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The transaction holding this enqueue and others failed; nothing of
+    /// it was stored.
+    #[error("storing a group of enqueues failed: {message}")]
+    GroupFailed {
+        /// The database's error, as text (it is shared by the group).
+        message: String,
+        /// Whether the database was unreachable (worth retrying shortly).
+        unavailable: bool,
+    },
+    /// The server is stopping and takes no more enqueues.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] DbErr),
@@ -129,6 +143,15 @@ impl Store {
         Ok(())
     }
 
+    /// How many transactions may usefully write at once: one on SQLite,
+    /// which has a single writer, a few on PostgreSQL.
+    fn writers(&self) -> usize {
+        match self.dialect {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => 4,
+        }
+    }
+
     fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
@@ -142,6 +165,18 @@ impl Store {
     pub async fn close(self) -> Result<(), StoreError> {
         self.db.close().await?;
         Ok(())
+    }
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing
+    /// or failing a statement).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
+            Self::GroupFailed { unavailable, .. } => *unavailable,
+            _ => false,
+        }
     }
 }
 
