@@ -223,7 +223,8 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         },
         metrics.clone(),
         scheduler_stop.clone(),
-    );
+    )
+    .await;
     let api = DeliveryApi::new(
         store.clone(),
         feed,

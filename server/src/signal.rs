@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Channel, Store};
+use crate::store::{Channel, Listener, Store};
 
 /// Announcements to other replicas are at most this frequent.
 const ANNOUNCE_WINDOW: Duration = Duration::from_millis(5);
@@ -29,8 +29,10 @@ pub struct Signal {
 
 impl Signal {
     /// Starts the announcer and the listener of `channel`; both stop on
-    /// `shutdown`.
-    pub fn start(store: &Store, channel: Channel, shutdown: &CancellationToken) -> Self {
+    /// `shutdown`. Returns once the listener is listening (or has failed
+    /// to, and retries meanwhile), so an announcement made by another
+    /// replica after this returns is never missed.
+    pub async fn start(store: &Store, channel: Channel, shutdown: &CancellationToken) -> Self {
         let signal = Self {
             local: Arc::new(Notify::new()),
             announce: Arc::new(Notify::new()),
@@ -42,11 +44,21 @@ impl Signal {
             shutdown.clone(),
         );
         tokio::spawn(announcer);
+        let first = match store.listen(channel).await {
+            Ok(Some(listener)) => Some(listener),
+            // SQLite: one process, nothing to listen to.
+            Ok(None) => return signal,
+            Err(error) => {
+                tracing::warn!(%error, ?channel, "cannot listen to the other replicas yet; polling meanwhile");
+                None
+            }
+        };
         tokio::spawn(listen(
             store.clone(),
             channel,
             Arc::clone(&signal.local),
             shutdown.clone(),
+            first,
         ));
         signal
     }
@@ -87,9 +99,21 @@ async fn announce(
     }
 }
 
-async fn listen(store: Store, channel: Channel, local: Arc<Notify>, shutdown: CancellationToken) {
+/// Turns other replicas' announcements into local wake-ups, starting with
+/// `first` if it is already listening, and listening again after a failure.
+async fn listen(
+    store: Store,
+    channel: Channel,
+    local: Arc<Notify>,
+    shutdown: CancellationToken,
+    mut first: Option<Listener>,
+) {
     loop {
-        let mut listener = match store.listen(channel).await {
+        let connected = match first.take() {
+            Some(listener) => Ok(Some(listener)),
+            None => store.listen(channel).await,
+        };
+        let mut listener = match connected {
             Ok(Some(listener)) => listener,
             Ok(None) => return,
             Err(error) => {

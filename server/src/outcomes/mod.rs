@@ -92,7 +92,7 @@ impl OutcomeFeed {
     ) -> Result<Self, StoreError> {
         let head = store.latest_sequence().await?;
         let (live, _) = broadcast::channel(capacity);
-        let committed = Signal::start(&store, Channel::Outcomes, &shutdown);
+        let committed = Signal::start(&store, Channel::Outcomes, &shutdown).await;
         let tail = tailer::Tailer {
             store: store.clone(),
             live: live.clone(),

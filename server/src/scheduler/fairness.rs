@@ -100,7 +100,7 @@ mod tests {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let limits = DestinationLimits::new(
             2,
-            Signal::start(&store, Channel::Work, &CancellationToken::new()),
+            Signal::start(&store, Channel::Work, &CancellationToken::new()).await,
         );
         let a1 = limits.try_acquire("http://a:80").unwrap();
         let _a2 = limits.try_acquire("http://a:80").unwrap();

@@ -71,7 +71,7 @@ pub struct SchedulerHandle {
 
 impl Scheduler {
     /// Starts the claimer and the completer. `shutdown` stops claiming.
-    pub fn start(
+    pub async fn start(
         store: Store,
         sender: HttpSender,
         feed: OutcomeFeed,
@@ -80,7 +80,7 @@ impl Scheduler {
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> (Self, SchedulerHandle) {
-        let wakeup = Signal::start(&store, Channel::Work, &shutdown);
+        let wakeup = Signal::start(&store, Channel::Work, &shutdown).await;
         let (inbox, completer_inbox) = mpsc::channel(completer::MAX_BATCH * 2);
         let completer = tokio::spawn(completer::run(
             store.clone(),

@@ -1,10 +1,14 @@
-//! Enqueue: one `INSERT ... ON CONFLICT DO NOTHING` per delivery.
+//! Enqueue: multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING id`, up
+//! to [`ROWS_PER_STATEMENT`] deliveries per statement.
 //!
 //! Idempotency rides on the unique index (tenant, idempotency key): when two
 //! enqueues with the same key race, the database lets one insert win and the
 //! other finds the winner's row. A hash of the request tells "the same
 //! request again" (answer the existing id) from "a different request under a
-//! used key" (refuse).
+//! used key" (refuse). Ids are made here, so a row whose id comes back was
+//! created; one that does not was skipped for its key.
+
+use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 use sha2::{Digest, Sha256};
@@ -15,23 +19,55 @@ use super::{
     records::{Enqueued, NewDelivery},
 };
 
+/// Deliveries per `INSERT` (16 values each, well under either backend's
+/// limit on bound values).
+const ROWS_PER_STATEMENT: usize = 500;
+
 const INSERT: &str = "\
 INSERT INTO deliveries (id, tenant_id, url, destination, host, method, headers, body, content_type, \
     idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, deadline_at_ms, \
     next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $12, $12, $13, \
-    COALESCE($14, {now}), {now}, {now}, $15, $16) \
-ON CONFLICT (tenant_id, idempotency_key) DO NOTHING";
+VALUES {rows} \
+ON CONFLICT (tenant_id, idempotency_key) DO NOTHING \
+RETURNING id";
 
 const FIND_BY_KEY: &str = "\
 SELECT id, request_hash FROM deliveries WHERE tenant_id = $1 AND idempotency_key = $2";
+
+/// The values of one row of [`INSERT`], from placeholder `$first` on.
+fn row(first: usize) -> String {
+    let n = |i: usize| format!("${}", first + i);
+    format!(
+        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, COALESCE({}, {{now}}), {{now}}, {{now}}, {}, {})",
+        n(0),
+        n(1),
+        n(2),
+        n(3),
+        n(4),
+        n(5),
+        n(6),
+        n(7),
+        n(8),
+        n(9),
+        n(10),
+        n(11),
+        n(11),
+        n(12),
+        n(13),
+        n(14),
+        n(15)
+    )
+}
 
 impl Store {
     /// Inserts a delivery, due at once or at its not-before time. With an
     /// idempotency key already used by the same request, returns the
     /// existing delivery with `created = false`.
     pub async fn enqueue(&self, delivery: &NewDelivery) -> Result<Enqueued, StoreError> {
-        self.insert(&self.db, delivery).await
+        self.insert_all(&self.db, std::slice::from_ref(delivery))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("an insert returned no result".into())))
     }
 
     /// Inserts `deliveries` in one transaction: one commit for them all.
@@ -43,54 +79,59 @@ impl Store {
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let txn = self.db.begin().await?;
-        let mut results = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            match self.insert(&txn, delivery).await {
-                Err(StoreError::Database(error)) => return Err(error.into()),
-                result => results.push(result),
-            }
-        }
+        let results = self.insert_all(&txn, deliveries).await?;
         txn.commit().await?;
         Ok(results)
     }
 
-    /// One delivery on `db` (the pool, or a batch's transaction).
-    async fn insert(
+    /// `deliveries` on `db` (the pool, or a batch's transaction), a
+    /// statement per [`ROWS_PER_STATEMENT`]; results in order.
+    async fn insert_all(
+        &self,
+        db: &impl ConnectionTrait,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(deliveries.len());
+        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 16);
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut made = Vec::with_capacity(chunk.len());
+            for delivery in chunk {
+                let id = Uuid::now_v7();
+                let hash = request_hash(delivery);
+                rows.push(row(values.len() + 1));
+                values.extend(row_values(delivery, id, &hash)?);
+                made.push((id, hash));
+            }
+            let sql = INSERT.replace("{rows}", &rows.join(", "));
+            let created: HashSet<Uuid> = db
+                .query_all_raw(self.statement(&sql, values))
+                .await?
+                .iter()
+                .map(|row| row.try_get_by_index(0))
+                .collect::<Result<_, _>>()?;
+            for (delivery, (id, hash)) in chunk.iter().zip(made) {
+                if created.contains(&id) {
+                    results.push(Ok(Enqueued { id, created: true }));
+                    continue;
+                }
+                match self.existing(db, delivery, &hash).await {
+                    Err(StoreError::Database(error)) => return Err(error.into()),
+                    other => results.push(other),
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// The delivery already holding `delivery`'s idempotency key: the same
+    /// one if the request is the same, a conflict otherwise.
+    async fn existing(
         &self,
         db: &impl ConnectionTrait,
         delivery: &NewDelivery,
+        hash: &str,
     ) -> Result<Enqueued, StoreError> {
-        let id = Uuid::now_v7();
-        let hash = request_hash(delivery);
-        let request = &delivery.request;
-        let trace = delivery.trace.as_ref();
-        let headers = serde_json::to_string(&request.headers)
-            .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
-        let values: Vec<Value> = vec![
-            id.into(),
-            delivery.tenant_id.clone().into(),
-            request.url.clone().into(),
-            delivery.destination.key.clone().into(),
-            delivery.destination.host.clone().into(),
-            request.method.as_str().into(),
-            headers.into(),
-            request.body.to_vec().into(),
-            request.content_type.clone().into(),
-            delivery.idempotency_key.clone().into(),
-            hash.clone().into(),
-            i32::try_from(delivery.max_attempts)
-                .unwrap_or(i32::MAX)
-                .into(),
-            delivery.deadline_ms.into(),
-            delivery.not_before_ms.into(),
-            trace.map(|trace| trace.traceparent.clone()).into(),
-            trace.and_then(|trace| trace.tracestate.clone()).into(),
-        ];
-        let insert = self.statement(INSERT, values);
-        let inserted = db.execute_raw(insert).await?.rows_affected();
-        if inserted == 1 {
-            return Ok(Enqueued { id, created: true });
-        }
         // Only an idempotency key can make the insert a no-op.
         let Some(key) = &delivery.idempotency_key else {
             return Err(StoreError::Corrupt(
@@ -120,6 +161,34 @@ impl Store {
             })
         }
     }
+}
+
+/// The sixteen bound values of one row, in [`row`]'s order.
+fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16], StoreError> {
+    let request = &delivery.request;
+    let trace = delivery.trace.as_ref();
+    let headers = serde_json::to_string(&request.headers)
+        .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
+    Ok([
+        id.into(),
+        delivery.tenant_id.clone().into(),
+        request.url.clone().into(),
+        delivery.destination.key.clone().into(),
+        delivery.destination.host.clone().into(),
+        request.method.as_str().into(),
+        headers.into(),
+        request.body.to_vec().into(),
+        request.content_type.clone().into(),
+        delivery.idempotency_key.clone().into(),
+        hash.to_owned().into(),
+        i32::try_from(delivery.max_attempts)
+            .unwrap_or(i32::MAX)
+            .into(),
+        delivery.deadline_ms.into(),
+        delivery.not_before_ms.into(),
+        trace.map(|trace| trace.traceparent.clone()).into(),
+        trace.and_then(|trace| trace.tracestate.clone()).into(),
+    ])
 }
 
 /// SHA-256 over every field that defines the request, length-prefixed so
