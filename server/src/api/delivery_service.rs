@@ -27,7 +27,10 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     scheduler::SchedulerHandle,
-    store::{GroupCommit, PageCursor, Store, records::CancelResult},
+    store::{
+        GroupCommit, PageCursor, Store,
+        records::{CancelResult, Enqueued},
+    },
 };
 
 /// The service's shared state.
@@ -72,6 +75,14 @@ impl DeliveryApi {
         Ok((tenant, request.into_inner()))
     }
 
+    /// Counts `created` new deliveries and wakes the scheduler for them.
+    fn accepted(&self, created: u64) {
+        if created > 0 {
+            self.metrics.enqueued(created);
+            self.scheduler.work_added();
+        }
+    }
+
     async fn delivery(
         &self,
         tenant: &str,
@@ -83,6 +94,14 @@ impl DeliveryApi {
             .await?
             .ok_or_else(|| not_found(id))?;
         Ok(convert::delivery(delivery))
+    }
+}
+
+/// The answer for an accepted delivery.
+fn accepted(enqueued: Enqueued) -> EnqueueResponse {
+    EnqueueResponse {
+        id: enqueued.id.to_string(),
+        created: enqueued.created,
     }
 }
 
@@ -111,22 +130,15 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<EnqueueResponse>, Status> {
         let trace = validate::trace_context(request.metadata());
         let (tenant, request) = self.authenticate(request).await?;
-        let mut delivery = validate::enqueue(request, &tenant, &self.limits)?;
-        delivery.trace = trace;
+        let delivery = validate::enqueue(request, &tenant, trace, &self.limits)?;
         let enqueued = self
             .enqueues
             .enqueue(delivery)
             .await
             .map_err(ApiError::from)?;
         tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));
-        if enqueued.created {
-            self.metrics.enqueued(1);
-            self.scheduler.work_added();
-        }
-        Ok(Response::new(EnqueueResponse {
-            id: enqueued.id.to_string(),
-            created: enqueued.created,
-        }))
+        self.accepted(u64::from(enqueued.created));
+        Ok(Response::new(accepted(enqueued)))
     }
 
     async fn enqueue_batch(
@@ -148,9 +160,8 @@ impl DeliveryService for DeliveryApi {
         let mut valid = Vec::with_capacity(count);
         let mut positions = Vec::with_capacity(count);
         for (position, item) in request.deliveries.into_iter().enumerate() {
-            match validate::enqueue(item, &tenant, &self.limits) {
-                Ok(mut delivery) => {
-                    delivery.trace.clone_from(&trace);
+            match validate::enqueue(item, &tenant, trace.clone(), &self.limits) {
+                Ok(delivery) => {
                     valid.push(delivery);
                     positions.push(position);
                 }
@@ -168,20 +179,14 @@ impl DeliveryService for DeliveryApi {
                 Ok(enqueued) => {
                     created += u64::from(enqueued.created);
                     EnqueueBatchResult {
-                        accepted: Some(EnqueueResponse {
-                            id: enqueued.id.to_string(),
-                            created: enqueued.created,
-                        }),
+                        accepted: Some(accepted(enqueued)),
                         ..Default::default()
                     }
                 }
                 Err(error) => refused(ApiError::from(error)),
             };
         }
-        if created > 0 {
-            self.metrics.enqueued(created);
-            self.scheduler.work_added();
-        }
+        self.accepted(created);
         Ok(Response::new(EnqueueBatchResponse { results }))
     }
 

@@ -59,10 +59,12 @@ const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 
-/// Checks `request` and builds the delivery to store for `tenant_id`.
+/// Checks `request` and builds the delivery to store for `tenant_id`,
+/// carrying the caller's `trace` context (from the call's metadata).
 pub fn enqueue(
     request: EnqueueRequest,
     tenant_id: &str,
+    trace: Option<TraceContext>,
     limits: &Limits,
 ) -> Result<NewDelivery, ApiError> {
     let input = &limits.input;
@@ -136,7 +138,7 @@ pub fn enqueue(
         max_attempts,
         not_before_ms,
         deadline_ms,
-        trace: None,
+        trace,
     })
 }
 
@@ -355,7 +357,7 @@ mod tests {
 
     /// The field and message of the INVALID_ARGUMENT `request` gets.
     fn refusal_with(request: EnqueueRequest, limits: &Limits) -> (&'static str, String) {
-        match enqueue(request, "default", limits) {
+        match enqueue(request, "default", None, limits) {
             Err(ApiError::InvalidArgument { field, message }) => (field, message),
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
@@ -366,7 +368,7 @@ mod tests {
     }
 
     fn accepted(request: EnqueueRequest) -> NewDelivery {
-        enqueue(request, "default", &limits()).expect("accepted")
+        enqueue(request, "default", None, &limits()).expect("accepted")
     }
 
     #[test]
@@ -462,7 +464,7 @@ mod tests {
             },
             ..limits()
         };
-        enqueue(request("https://example.com/"), "t", &strict).unwrap();
+        enqueue(request("https://example.com/"), "t", None, &strict).unwrap();
         let (field, message) = refusal_with(request("http://example.com/"), &strict);
         assert_eq!(field, "url");
         assert!(message.contains("https"), "{message}");
@@ -490,7 +492,7 @@ mod tests {
             ..limits()
         };
         for url in urls {
-            enqueue(request(url), "t", &open).unwrap();
+            enqueue(request(url), "t", None, &open).unwrap();
         }
         // Names are judged when they resolve, at send time.
         accepted(request("http://localhost:8080/"));
@@ -623,7 +625,7 @@ mod tests {
         /// refusal naming a field; it never panics.
         #[test]
         fn validation_never_panics(request in any_request()) {
-            match enqueue(request, "t", &limits()) {
+            match enqueue(request, "t", None, &limits()) {
                 Ok(delivery) => prop_assert!(delivery.max_attempts >= 1),
                 Err(ApiError::InvalidArgument { field, message }) => {
                     prop_assert!(!field.is_empty() && !message.is_empty());

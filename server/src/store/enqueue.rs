@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -60,20 +60,12 @@ fn row(first: usize) -> String {
 }
 
 impl Store {
-    /// Inserts a delivery, due at once or at its not-before time. With an
-    /// idempotency key already used by the same request, returns the
-    /// existing delivery with `created = false`.
-    pub async fn enqueue(&self, delivery: &NewDelivery) -> Result<Enqueued, StoreError> {
-        self.insert_all(&self.db, std::slice::from_ref(delivery))
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Corrupt("an insert returned no result".into())))
-    }
-
-    /// Inserts `deliveries` in one transaction: one commit for them all.
-    /// Each gets its own result (an idempotency conflict refuses only its
-    /// item); a database failure fails the whole batch, and nothing of it
-    /// is stored.
+    /// Inserts `deliveries` in one transaction: one commit for them all,
+    /// each due at once or at its not-before time. Each gets its own result:
+    /// with an idempotency key already used by the same request, the
+    /// existing delivery with `created = false`; under a key used for a
+    /// different request, a conflict that refuses only that item. A
+    /// database failure fails the whole batch, and nothing of it is stored.
     pub async fn enqueue_batch(
         &self,
         deliveries: &[NewDelivery],
@@ -84,11 +76,11 @@ impl Store {
         Ok(results)
     }
 
-    /// `deliveries` on `db` (the pool, or a batch's transaction), a
-    /// statement per [`ROWS_PER_STATEMENT`]; results in order.
+    /// `deliveries` inside `db`, a statement per [`ROWS_PER_STATEMENT`];
+    /// results in order.
     async fn insert_all(
         &self,
-        db: &impl ConnectionTrait,
+        db: &DatabaseTransaction,
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(deliveries.len());
@@ -128,7 +120,7 @@ impl Store {
     /// one if the request is the same, a conflict otherwise.
     async fn existing(
         &self,
-        db: &impl ConnectionTrait,
+        db: &DatabaseTransaction,
         delivery: &NewDelivery,
         hash: &str,
     ) -> Result<Enqueued, StoreError> {

@@ -2,8 +2,6 @@
 //! counters match exactly, the histograms have their buckets, the gauges
 //! read the backlog.
 
-use std::time::{Duration, Instant};
-
 use futures::StreamExt;
 use herald_proto::v1::{CancelDeliveryRequest, EnqueueRequest, WatchOutcomesRequest};
 use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
@@ -93,17 +91,18 @@ async fn counters_match_a_known_mix_of_outcomes(backend: Backend) {
         "herald_scheduled_retries 0",
         "herald_attempts_in_flight 0",
     ];
-    // The counters are bumped on the completer's task just after its
-    // commit, which has no signal of its own; the page is read again (for
-    // a moment at most) until they are.
-    let started = Instant::now();
-    let page = loop {
-        let page = scrape(metrics_addr).await;
-        if expected.iter().all(|line| page.contains(line)) || started.elapsed() > PATIENCE {
-            break page;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The completer counts an outcome just after its commit, and answers a
+    // cancellation only after everything it received before: once this
+    // cancel of an unknown delivery is answered, every count is in.
+    let barrier = herald
+        .client()
+        .cancel_delivery(CancelDeliveryRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .expect_err("no such delivery");
+    assert_eq!(barrier.code(), tonic::Code::NotFound);
+    let page = scrape(metrics_addr).await;
     for line in expected {
         assert!(page.contains(line), "{line:?} missing from:\n{page}");
     }

@@ -36,26 +36,18 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
         serde_json::from_str(&printed).unwrap_or_else(|error| panic!("{error}: {printed}"))
     };
 
+    // Enqueues to `path`, due now or (`later`) in an hour; returns the id.
+    let enqueue = |path: &str, later: bool| {
+        let mut builder = client.enqueue(receiver.url(path));
+        if later {
+            builder = builder.not_before(SystemTime::now() + Duration::from_secs(3600));
+        }
+        async move { builder.send().await.expect("enqueue").id }
+    };
     receiver.script("/rejects", [Reply::Status(400)]);
-    let dead = client
-        .enqueue(receiver.url("/rejects"))
-        .send()
-        .await
-        .expect("enqueue")
-        .id;
-    let delivered = client
-        .enqueue(receiver.url("/accepts"))
-        .send()
-        .await
-        .expect("enqueue")
-        .id;
-    let pending = client
-        .enqueue(receiver.url("/later"))
-        .not_before(SystemTime::now() + Duration::from_secs(3600))
-        .send()
-        .await
-        .expect("enqueue")
-        .id;
+    let dead = enqueue("/rejects", false).await;
+    let delivered = enqueue("/accepts", false).await;
+    let pending = enqueue("/later", true).await;
     wait_finished(&client, &dead).await;
     wait_finished(&client, &delivered).await;
     let dead_lettered = json(&["deliveries", "get", &dead, "--json"]);
@@ -109,13 +101,7 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
     // deliveries cancel: the table, JSON, then a refusal for a finished one.
     let cancelled = herald_cli(&["deliveries", "cancel", &pending]);
     assert!(cancelled.contains("cancelled"), "{cancelled}");
-    let another = client
-        .enqueue(receiver.url("/later"))
-        .not_before(SystemTime::now() + Duration::from_secs(3600))
-        .send()
-        .await
-        .expect("enqueue")
-        .id;
+    let another = enqueue("/later", true).await;
     let cancelled = json(&["deliveries", "cancel", &another, "--json"]);
     assert_eq!(
         (cancelled["id"].as_str(), cancelled["state"].as_str()),

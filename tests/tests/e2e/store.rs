@@ -9,7 +9,9 @@ use herald_server::{
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
     store::{
         Store,
-        records::{AttemptRecord, ClaimedDelivery, Completion, CompletionResult, NewDelivery},
+        records::{
+            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, NewDelivery,
+        },
     },
 };
 use herald_tests::{Backend, TestDb, on_both_backends};
@@ -29,6 +31,16 @@ async fn store(backend: Backend) -> Option<(TestDb, Store)> {
     let store = Store::connect(db.url()).await.expect("connect");
     store.migrate().await.expect("migrate");
     Some((db, store))
+}
+
+/// Stores one delivery, as a batch of one.
+async fn enqueue(store: &Store, delivery: NewDelivery) -> Enqueued {
+    store
+        .enqueue_batch(&[delivery])
+        .await
+        .expect("stored")
+        .remove(0)
+        .expect("accepted")
 }
 
 fn delivery(n: usize) -> NewDelivery {
@@ -77,7 +89,7 @@ async fn claims_never_overlap_and_count_attempts(backend: Backend) {
         return;
     };
     for n in 0..10 {
-        store.enqueue(&delivery(n)).await.unwrap();
+        enqueue(&store, delivery(n)).await;
     }
     let first = store.claim(4, LEASE, &[]).await.unwrap();
     let second = store.claim(10, LEASE, &[]).await.unwrap();
@@ -107,7 +119,7 @@ async fn a_completion_from_an_expired_lease_changes_nothing(backend: Backend) {
     let Some((_db, store)) = store(backend).await else {
         return;
     };
-    let enqueued = store.enqueue(&delivery(1)).await.unwrap();
+    let enqueued = enqueue(&store, delivery(1)).await;
     // A zero lease expires at once: the row is due again and re-claimable,
     // as if the first holder had died.
     let stale = store.claim(1, Duration::ZERO, &[]).await.unwrap().remove(0);
@@ -167,7 +179,7 @@ async fn not_before_holds_a_delivery_back(backend: Backend) {
         not_before_ms: Some(i64::MAX / 4),
         ..delivery(1)
     };
-    store.enqueue(&later).await.unwrap();
+    enqueue(&store, later).await;
     assert!(store.claim(10, LEASE, &[]).await.unwrap().is_empty());
     let due_in = store.next_due_in(&[]).await.unwrap().unwrap();
     assert!(due_in > Duration::from_secs(365 * 24 * 3600));
@@ -182,7 +194,7 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
     };
     // Six finished deliveries, each with an attempt or a cancellation.
     for n in 0..6 {
-        store.enqueue(&delivery(n)).await.unwrap();
+        enqueue(&store, delivery(n)).await;
     }
     let mut claimed = store.claim(6, LEASE, &[]).await.unwrap();
     claimed.sort_by_key(|c| c.request.url.clone());
@@ -204,7 +216,7 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
         store.cancel("default", *id).await.unwrap();
     }
     // Pending work, however old, is never touched.
-    let pending = store.enqueue(&delivery(6)).await.unwrap().id;
+    let pending = enqueue(&store, delivery(6)).await.id;
 
     // Age them: one of each state just past its window, one just inside.
     let now_ms = i64::try_from(
@@ -285,7 +297,7 @@ async fn one_batch_sorts_fresh_from_stale_completions(backend: Backend) {
         return;
     };
     for n in 0..3 {
-        store.enqueue(&delivery(n)).await.unwrap();
+        enqueue(&store, delivery(n)).await;
     }
     // One delivery claimed twice (its first lease expired at once), two
     // others claimed once: a batch mixes a stale completion, the fresh one
