@@ -23,6 +23,15 @@ use crate::domain::Decision;
 /// whose request was never sent gets the claim's count back. `{rows}` is
 /// one `($n, ...)` of eight values per completion, in the order of the
 /// column list.
+///
+/// The lease token alone fences: only a claim sets it, on a pending row,
+/// and every change out of pending (completion, cancel, release) clears it.
+/// The statement deliberately says nothing of `state`: a `state =
+/// 'pending'` here lets the planner read every pending row through the due
+/// index and hash-join them, which it prefers whenever its statistics lag a
+/// growing backlog (the usual case for a queue). Measured on a 60k
+/// backlog: every batch scanned the whole backlog instead of probing the
+/// primary key once per row.
 const UPDATE_DELIVERIES: &str = "\
 WITH done (d_id, d_token, d_state, d_delay, d_status, d_error, d_terminal, d_sent) AS ( \
     VALUES {rows} \
@@ -37,7 +46,7 @@ UPDATE deliveries SET \
     updated_at_ms = {now}, \
     finished_at_ms = CASE WHEN done.d_terminal THEN {now} ELSE NULL END \
 FROM done \
-WHERE id = done.d_id AND lease_token = done.d_token AND state = 'pending' \
+WHERE id = done.d_id AND lease_token = done.d_token \
 RETURNING id, next_attempt_at_ms, updated_at_ms";
 
 const INSERT_ATTEMPTS: &str = "\

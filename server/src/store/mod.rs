@@ -16,6 +16,7 @@ mod dialect;
 mod enqueue;
 mod entity;
 mod group_commit;
+mod nodelay;
 mod notify;
 mod operate;
 mod outcomes;
@@ -115,7 +116,11 @@ impl Store {
             // connections queueing on the write lock instead of in the pool.
             options.max_connections(4);
         } else {
-            options.max_connections(16);
+            options
+                .max_connections(16)
+                .map_sqlx_postgres_pool_opts(|pool| {
+                    pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
+                });
         }
         let db = Database::connect(options).await?;
         Ok(Self { db, dialect })

@@ -77,6 +77,16 @@ fn herald_binary() -> PathBuf {
     me.with_file_name("herald")
 }
 
+/// The server's log filter: `HERALD_BENCH_SERVER_LOG`, or warnings and
+/// the line that says where it listens.
+fn server_log() -> String {
+    let base = "herald_server::server=info";
+    match std::env::var("HERALD_BENCH_SERVER_LOG") {
+        Ok(extra) if !extra.is_empty() => format!("{extra},{base}"),
+        _ => format!("warn,{base}"),
+    }
+}
+
 impl BenchServer {
     /// Starts Herald on `db` with `settings` and waits until it serves.
     pub async fn start(db: &BenchDb, settings: &[(&str, String)]) -> Self {
@@ -85,7 +95,7 @@ impl BenchServer {
             .env("HERALD_LISTEN_ADDR", "127.0.0.1:0")
             .env("HERALD_DATABASE_URL", db.db.url())
             .env("HERALD_ALLOW_TARGET_CIDRS", "127.0.0.0/8")
-            .env("HERALD_LOG", "warn,herald_server::server=info")
+            .env("HERALD_LOG", server_log())
             .env("NO_COLOR", "1")
             .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
