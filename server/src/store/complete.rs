@@ -6,6 +6,12 @@
 //! written together, and only if the row still carries the lease token the
 //! attempt was made under. A stale completion (lease expired, row re-claimed)
 //! changes nothing and is reported as [`CompletionResult::LeaseLost`].
+//!
+//! Outcomes are written last: writing them takes the feed's lock
+//! ([`Store::lock_feed`]), which is then held only for the outcome insert
+//! and the commit, so several batches can update rows and insert attempts
+//! at once. Every transaction locks its rows before the feed, never after,
+//! so two of them cannot wait on each other.
 
 use std::collections::HashMap;
 
@@ -47,7 +53,7 @@ UPDATE deliveries SET \
     finished_at_ms = CASE WHEN done.d_terminal THEN {now} ELSE NULL END \
 FROM done \
 WHERE id = done.d_id AND lease_token = done.d_token \
-RETURNING id, next_attempt_at_ms, updated_at_ms";
+RETURNING id, next_attempt_at_ms, updated_at_ms, host";
 
 const INSERT_ATTEMPTS: &str = "\
 INSERT INTO attempts (delivery_id, number, started_at_ms, duration_us, status_code, error_kind, \
@@ -55,12 +61,11 @@ INSERT INTO attempts (delivery_id, number, started_at_ms, duration_us, status_co
 VALUES {rows}";
 
 /// Appends to the outcome feed, with each delivery's host for filters.
-/// `{rows}` is one `($a, $b, (SELECT host ...), ...)` per outcome.
 const INSERT_OUTCOMES: &str = "\
 INSERT INTO outcomes (tenant_id, delivery_id, host, kind, attempt_number, status_code, error_kind, \
     error_message, next_attempt_at_ms, created_at_ms) \
 VALUES {rows} \
-RETURNING sequence, delivery_id, host";
+RETURNING sequence, delivery_id";
 
 /// `($first, ..., $first+width-1)` for each of `count` rows, comma-separated.
 fn placeholders(
@@ -95,6 +100,16 @@ fn rounds(batch: &[Completion]) -> Vec<Vec<usize>> {
     rounds
 }
 
+/// What the fenced update reports of a row it changed.
+struct UpdatedRow {
+    /// When the next attempt is due; `None` once finished.
+    next_attempt_at_ms: Option<i64>,
+    /// The database's "now" at the update, Unix ms.
+    now_ms: i64,
+    /// The delivery's URL host, for the outcome.
+    host: String,
+}
+
 fn tuple(names: &[String]) -> String {
     format!("({})", names.join(", "))
 }
@@ -112,31 +127,43 @@ impl Store {
             return Ok(Vec::new());
         }
         let txn = self.db.begin().await?;
-        self.lock_feed(&txn).await?;
-        let mut results = vec![CompletionResult::LeaseLost; batch.len()];
         // A delivery appears at most once per round (a stale completion and
         // a fresh one for the same delivery go in different rounds), so each
-        // round's rows and outcomes match by delivery id.
+        // round's rows match its completions by delivery id.
+        let mut rounds_written = Vec::new();
         for round in rounds(batch) {
             let completions: Vec<&Completion> = round.iter().map(|&i| &batch[i]).collect();
-            let mut recorded = self.complete_round(&txn, &completions).await?;
-            for i in round {
-                if let Some(outcome) = recorded.remove(&batch[i].delivery_id) {
-                    results[i] = CompletionResult::Recorded(outcome);
-                }
+            let updated = self.complete_round(&txn, &completions).await?;
+            let written: Vec<(usize, OutcomeRecord)> = round
+                .into_iter()
+                .filter_map(|i| {
+                    let row = updated.get(&batch[i].delivery_id)?;
+                    Some((i, outcome_of(&batch[i], row)))
+                })
+                .collect();
+            rounds_written.push(written);
+        }
+        let mut results = vec![CompletionResult::LeaseLost; batch.len()];
+        for written in rounds_written {
+            let (positions, outcomes): (Vec<usize>, Vec<OutcomeRecord>) =
+                written.into_iter().unzip();
+            let recorded = self.record_outcomes(&txn, outcomes).await?;
+            for (i, outcome) in positions.into_iter().zip(recorded) {
+                results[i] = CompletionResult::Recorded(outcome);
             }
         }
         txn.commit().await?;
         Ok(results)
     }
 
-    /// Writes completions of distinct deliveries; returns the outcomes
-    /// recorded, by delivery (absent: the lease was lost).
+    /// Writes the state changes and attempts of completions of distinct
+    /// deliveries; returns the rows changed, by delivery (absent: the lease
+    /// was lost).
     async fn complete_round(
         &self,
         txn: &DatabaseTransaction,
         round: &[&Completion],
-    ) -> Result<HashMap<Uuid, OutcomeRecord>, StoreError> {
+    ) -> Result<HashMap<Uuid, UpdatedRow>, StoreError> {
         let updated = self.update_deliveries(txn, round).await?;
         let written: Vec<&Completion> = round
             .iter()
@@ -144,28 +171,15 @@ impl Store {
             .filter(|completion| updated.contains_key(&completion.delivery_id))
             .collect();
         self.insert_attempts(txn, &written).await?;
-        let outcomes = written
-            .iter()
-            .map(|completion| {
-                let (next_attempt_at_ms, now_ms) = updated[&completion.delivery_id];
-                outcome_of(completion, next_attempt_at_ms, now_ms)
-            })
-            .collect();
-        Ok(self
-            .record_outcomes(txn, outcomes)
-            .await?
-            .into_iter()
-            .map(|outcome| (outcome.delivery_id, outcome))
-            .collect())
+        Ok(updated)
     }
 
-    /// The fenced state change of every completion; returns, for each row
-    /// changed, its next due time and the database's "now".
+    /// The fenced state change of every completion; returns the rows changed.
     async fn update_deliveries(
         &self,
         txn: &DatabaseTransaction,
         batch: &[&Completion],
-    ) -> Result<HashMap<Uuid, (Option<i64>, i64)>, StoreError> {
+    ) -> Result<HashMap<Uuid, UpdatedRow>, StoreError> {
         let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 8);
         for completion in batch {
             let attempt = completion.attempt.as_ref();
@@ -190,7 +204,11 @@ impl Store {
             .map(|row| {
                 Ok((
                     row.try_get_by_index::<Uuid>(0)?,
-                    (row.try_get_by_index(1)?, row.try_get_by_index(2)?),
+                    UpdatedRow {
+                        next_attempt_at_ms: row.try_get_by_index(1)?,
+                        now_ms: row.try_get_by_index(2)?,
+                        host: row.try_get_by_index(3)?,
+                    },
                 ))
             })
             .collect()
@@ -242,8 +260,9 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))
     }
 
-    /// Appends `outcomes` to the feed inside `txn`, in one statement; returns
-    /// them with their sequences and hosts.
+    /// Appends `outcomes` (of distinct deliveries) to the feed inside `txn`,
+    /// in one statement, after taking the feed's lock; returns them, in
+    /// order, with their sequences.
     async fn record_outcomes(
         &self,
         txn: &DatabaseTransaction,
@@ -252,11 +271,13 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(outcomes);
         }
-        let mut values: Vec<Value> = Vec::with_capacity(outcomes.len() * 9);
+        self.lock_feed(txn).await?;
+        let mut values: Vec<Value> = Vec::with_capacity(outcomes.len() * 10);
         for outcome in &outcomes {
             values.extend([
                 outcome.tenant_id.clone().into(),
                 outcome.delivery_id.into(),
+                outcome.host.clone().into(),
                 outcome.kind.as_str().into(),
                 i32::try_from(outcome.attempt_number)
                     .unwrap_or(i32::MAX)
@@ -268,30 +289,16 @@ impl Store {
                 outcome.created_at_ms.into(),
             ]);
         }
-        let rows = placeholders(outcomes.len(), 9, 1, |n| {
-            format!(
-                "({}, {}, (SELECT host FROM deliveries WHERE id = {}), {})",
-                n[0],
-                n[1],
-                n[1],
-                n[2..].join(", ")
-            )
-        });
-        let sql = INSERT_OUTCOMES.replace("{rows}", &rows);
+        let sql = INSERT_OUTCOMES.replace("{rows}", &placeholders(outcomes.len(), 10, 1, tuple));
         let returned = txn.query_all_raw(self.statement(&sql, values)).await?;
-        let mut assigned: HashMap<Uuid, (i64, String)> = HashMap::with_capacity(returned.len());
+        let mut assigned: HashMap<Uuid, i64> = HashMap::with_capacity(returned.len());
         for row in &returned {
-            assigned.insert(
-                row.try_get_by_index(1)?,
-                (row.try_get_by_index(0)?, row.try_get_by_index(2)?),
-            );
+            assigned.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
         }
         for outcome in &mut outcomes {
-            let (sequence, host) = assigned.remove(&outcome.delivery_id).ok_or_else(|| {
+            outcome.sequence = assigned.remove(&outcome.delivery_id).ok_or_else(|| {
                 StoreError::Corrupt(format!("no sequence came back for {}", outcome.delivery_id))
             })?;
-            outcome.sequence = sequence;
-            outcome.host = host;
         }
         Ok(outcomes)
     }
@@ -302,10 +309,11 @@ impl Store {
     /// that commits later (invariant I6). PostgreSQL allocates sequence
     /// values at insert but shows rows at commit, so without this two
     /// replicas' transactions could commit 11 before 10. SQLite has one
-    /// writer at a time already. The lock is per transaction, taken after
-    /// the attempts are done, and completions are batched, so it costs one
-    /// short serialized section per batch.
-    pub(super) async fn lock_feed(&self, txn: &DatabaseTransaction) -> Result<(), StoreError> {
+    /// writer at a time already. The lock is per transaction, taken just
+    /// before the outcomes are inserted (after the rows they describe are
+    /// locked), and completions are batched, so it costs one short
+    /// serialized section per batch: the outcome insert and the commit.
+    async fn lock_feed(&self, txn: &DatabaseTransaction) -> Result<(), StoreError> {
         if self.dialect == super::Dialect::Postgres {
             txn.execute_unprepared("SELECT pg_advisory_xact_lock(7255001)")
                 .await?;
@@ -315,23 +323,19 @@ impl Store {
 }
 
 /// The outcome a written completion records.
-fn outcome_of(
-    completion: &Completion,
-    next_attempt_at_ms: Option<i64>,
-    now_ms: i64,
-) -> OutcomeRecord {
+fn outcome_of(completion: &Completion, row: &UpdatedRow) -> OutcomeRecord {
     let attempt = completion.attempt.as_ref();
     OutcomeRecord {
         sequence: 0,
         tenant_id: completion.tenant_id.clone(),
         delivery_id: completion.delivery_id,
-        host: String::new(),
+        host: row.host.clone(),
         kind: completion.decision.outcome_kind(),
         attempt_number: completion.attempt_number,
         status_code: attempt.and_then(|a| a.status_code),
         error_kind: attempt.and_then(|a| a.error_kind),
         error_message: completion.error_message().map(str::to_owned),
-        next_attempt_at_ms,
-        created_at_ms: now_ms,
+        next_attempt_at_ms: row.next_attempt_at_ms,
+        created_at_ms: row.now_ms,
     }
 }

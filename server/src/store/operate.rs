@@ -24,13 +24,12 @@ UPDATE deliveries SET \
     updated_at_ms = {now}, \
     finished_at_ms = {now} \
 WHERE id = $1 AND tenant_id = $2 AND state = 'pending' \
-RETURNING attempt_count, updated_at_ms";
+RETURNING attempt_count, updated_at_ms, host";
 
 impl Store {
     /// Cancels `tenant_id`'s pending delivery `id` and records the outcome.
     pub async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<CancelResult, StoreError> {
         let txn = self.db.begin().await?;
-        self.lock_feed(&txn).await?;
         let values: Vec<Value> = vec![id.into(), tenant_id.into()];
         let Some(row) = txn.query_one_raw(self.statement(CANCEL, values)).await? else {
             txn.rollback().await?;
@@ -51,7 +50,7 @@ impl Store {
             sequence: 0,
             tenant_id: tenant_id.to_owned(),
             delivery_id: id,
-            host: String::new(),
+            host: row.try_get_by_index(2)?,
             kind: OutcomeKind::Cancelled,
             attempt_number: unsigned(row.try_get_by_index(0)?, "attempt_count")?,
             status_code: None,

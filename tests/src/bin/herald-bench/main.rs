@@ -38,6 +38,11 @@ struct Args {
     /// enqueue (default 20000), serial enqueues for latency (default 1000).
     #[arg(long)]
     count: Option<u64>,
+    /// For burn-down: finished deliveries (with their attempts and
+    /// outcomes) already in the tables before the run, to see whether a
+    /// grown database slows the hot path.
+    #[arg(long, default_value_t = 0)]
+    finished: u64,
     /// Concurrent callers for enqueue.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -98,7 +103,8 @@ async fn main() {
                 vec![scenarios::ceiling(backend, args.count.unwrap_or(100_000)).await]
             }
             Scenario::BurnDown => {
-                vec![scenarios::burn_down(backend, args.count.unwrap_or(100_000)).await]
+                let count = args.count.unwrap_or(100_000);
+                vec![scenarios::burn_down(backend, count, args.finished).await]
             }
             Scenario::Enqueue => {
                 scenarios::enqueue(backend, args.count.unwrap_or(20_000), args.concurrency).await
