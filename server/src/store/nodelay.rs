@@ -70,7 +70,7 @@ mod socket {
             // SAFETY: `fd` was open when listed and is used only for the
             // three calls below. Should another thread close it meanwhile,
             // those calls fail with EBADF or read another socket's ports,
-            // which will not match; nothing is read from or written to it.
+            // which will not match; no data is read from or written to it.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             let socket = SockRef::from(&fd);
             let port = |address: io::Result<socket2::SockAddr>| {
@@ -91,5 +91,27 @@ mod socket {
     /// sqlx opened it.
     pub(super) fn set_nodelay(_local: u16, _peer: u16) -> std::io::Result<bool> {
         Ok(false)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn finds_the_socket_by_its_ports_and_sets_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(!stream.nodelay().unwrap(), "sockets start with Nagle on");
+        let local = stream.local_addr().unwrap().port();
+        let peer = stream.peer_addr().unwrap().port();
+        assert!(super::socket::set_nodelay(local, peer).unwrap());
+        assert!(stream.nodelay().unwrap());
+        assert!(
+            !accepted.nodelay().unwrap(),
+            "the other end (local and peer ports swapped) is left alone"
+        );
+        assert!(!super::socket::set_nodelay(local, peer.wrapping_add(1)).unwrap());
     }
 }
