@@ -45,8 +45,14 @@ UPDATE deliveries SET \
     updated_at_ms = {now} \
 WHERE id = $1 AND lease_token = $2 AND state = 'pending'";
 
+/// The earliest due time, as "the first row in due order" rather than
+/// `MIN(...)`: with statistics that lag a growing backlog, PostgreSQL
+/// planned the aggregate as a scan of the whole due index (10-15 ms at
+/// 20,000 pending, run every time the claimer goes idle), while this shape
+/// stops at the first live entry whatever the statistics say.
 const NEXT_DUE: &str = "\
-SELECT MIN(next_attempt_at_ms) - {now} FROM deliveries WHERE state = 'pending' {excluded}";
+SELECT next_attempt_at_ms - {now} FROM deliveries WHERE state = 'pending' {excluded} \
+ORDER BY next_attempt_at_ms LIMIT 1";
 
 impl Store {
     /// Leases up to `limit` due deliveries for `lease`, oldest due first,
