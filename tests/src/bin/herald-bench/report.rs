@@ -41,6 +41,35 @@ pub struct Report {
     pub note: String,
 }
 
+/// The median, 99th percentile and maximum of some durations, in ms.
+pub struct Spread {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Spread {
+    /// The spread of `samples`; `None` when there are none.
+    pub fn of(mut samples: Vec<Duration>) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort();
+        let at = |q: f64| {
+            let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            samples[index].as_secs_f64() * 1e3
+        };
+        Some(Self {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        })
+    }
+}
+
 impl Report {
     /// `count` in `seconds` of `scenario` on `backend`; the rest to fill in.
     pub fn new(scenario: &str, backend: Backend, count: u64, seconds: f64) -> Self {
@@ -59,18 +88,12 @@ impl Report {
     }
 
     /// Fills the latency fields from `samples`.
-    pub fn latencies(mut self, mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
-            return self;
+    pub fn latencies(mut self, samples: Vec<Duration>) -> Self {
+        if let Some(spread) = Spread::of(samples) {
+            self.p50_ms = Some(spread.p50_ms);
+            self.p99_ms = Some(spread.p99_ms);
+            self.max_ms = Some(spread.max_ms);
         }
-        samples.sort();
-        let at = |q: f64| {
-            let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
-            samples[index].as_secs_f64() * 1e3
-        };
-        self.p50_ms = Some(at(0.5));
-        self.p99_ms = Some(at(0.99));
-        self.max_ms = Some(at(1.0));
         self
     }
 

@@ -20,7 +20,7 @@ use herald_tests::Backend;
 
 use crate::{
     receiver::{Behaviour, BenchReceiver},
-    report::Report,
+    report::{Report, Spread},
     server::{BenchDb, BenchServer},
 };
 
@@ -333,7 +333,11 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
     let url = receiver.url();
     let before = db.commits().await;
     let cpu = server.cpu_seconds();
-    let sent: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    // Each accepted delivery: its id, when its enqueue call began, and how
+    // long the call took.
+    let sent: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
+    // Each enqueue call that failed: why.
+    let failed: Arc<Mutex<Vec<String>>> = Arc::default();
     let started = Instant::now();
     // Every 10 ms, a tick's share of the rate, each enqueue its own task.
     let mut ticks = tokio::time::interval(Duration::from_millis(10));
@@ -341,6 +345,7 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
     let per_tick = (rate / 100).max(1);
     let total_ticks = (duration.as_millis() / 10) as u64;
     let mut offered = 0;
+    let mut in_flight = tokio::task::JoinSet::new();
     for _ in 0..total_ticks {
         ticks.tick().await;
         for _ in 0..per_tick {
@@ -348,10 +353,12 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
             let client = client.clone();
             let url = url.clone();
             let sent = Arc::clone(&sent);
-            tokio::spawn(async move {
+            let failed = Arc::clone(&failed);
+            in_flight.spawn(async move {
                 let at = Instant::now();
-                if let Ok(enqueued) = event(&client, url).send().await {
-                    sent.lock().unwrap().push((enqueued.id, at));
+                match event(&client, url).send().await {
+                    Ok(enqueued) => sent.lock().unwrap().push((enqueued.id, at, at.elapsed())),
+                    Err(error) => failed.lock().unwrap().push(error.to_string()),
                 }
             });
         }
@@ -360,6 +367,8 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
     let succeeded = receiver.successes();
     let cpu = server.cpu_seconds() - cpu;
     let rss = server.peak_rss_mib();
+    // The last calls may still be waiting for their commit.
+    while in_flight.join_next().await.is_some() {}
     let store = db.store().await;
     let backlog = store.backlog().await.expect("backlog");
     store.close().await.expect("close");
@@ -367,8 +376,24 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
     let accepted = sent.len() as u64;
     let samples: Vec<Duration> = sent
         .iter()
-        .filter_map(|(id, at)| receiver.first_seen(id).map(|seen| seen - *at))
+        .filter_map(|(id, at, _)| receiver.first_seen(id).map(|seen| seen - *at))
         .collect();
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
+    let failures = failed.first().map_or_else(String::new, |first| {
+        format!(
+            "; {} enqueue calls failed, the first with: {first}",
+            failed.len()
+        )
+    });
+    let calls = Spread::of(sent.iter().map(|(_, _, call)| *call).collect()).map_or_else(
+        String::new,
+        |calls| {
+            format!(
+                "; enqueue call p50 {:.1} ms, p99 {:.1} ms",
+                calls.p50_ms, calls.p99_ms
+            )
+        },
+    );
     let unattempted = accepted - samples.len() as u64;
     server.stop().await;
     let after = db.commits().await;
@@ -380,7 +405,7 @@ pub async fn sustained(backend: Backend, rate: u64, duration: Duration) -> Repor
         note: format!(
             "offered {:.0}/s ({offered}), accepted {accepted}; receiver 20 ms, every 10th 503; \
              at the end: {} due, {} retries waiting, {unattempted} never attempted; \
-             latency = first attempt",
+             latency = enqueue call to first arrival{calls}{failures}",
             offered as f64 / window,
             backlog.due,
             backlog.scheduled_retries
