@@ -70,14 +70,6 @@ impl Store {
         &self,
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
-        // Without idempotency keys no row can be skipped and nothing needs
-        // looking up afterwards, so a batch that fits one statement is
-        // atomic on its own: no BEGIN and COMMIT round trips around it.
-        if deliveries.len() <= ROWS_PER_STATEMENT
-            && deliveries.iter().all(|d| d.idempotency_key.is_none())
-        {
-            return self.insert_all(&self.db, deliveries).await;
-        }
         let txn = self.db.begin().await?;
         let results = self.insert_all(&txn, deliveries).await?;
         txn.commit().await?;
