@@ -7,9 +7,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     Config,
@@ -265,7 +264,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
                 )
             })
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+            .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
             .await;
         scheduler_stop.cancel();
         scheduler.stopped().await;
@@ -281,6 +280,13 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         shutdown,
         task,
     })
+}
+
+/// The listener's connections, with Nagle's algorithm off: a response's
+/// last frames must not wait for the caller's delayed ACK (up to 40 ms).
+/// Tonic applies its own `tcp_nodelay` only to listeners it binds itself.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// A listener on `addr`, or why not.
