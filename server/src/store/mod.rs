@@ -92,6 +92,9 @@ pub enum StoreError {
 pub struct Store {
     db: DatabaseConnection,
     dialect: Dialect,
+    /// Tags this store's announcements, so its listeners can pass over
+    /// their own echo (see [`notify`]).
+    origin: uuid::Uuid,
 }
 
 impl Store {
@@ -123,7 +126,11 @@ impl Store {
                 });
         }
         let db = Database::connect(options).await?;
-        Ok(Self { db, dialect })
+        Ok(Self {
+            db,
+            dialect,
+            origin: uuid::Uuid::new_v4(),
+        })
     }
 
     /// Applies every pending migration. On PostgreSQL, replicas starting

@@ -2,6 +2,11 @@
 //! something happened, `LISTEN` on it to learn of the others'. Storage
 //! stays the source of truth: a missed notification only costs a poll
 //! interval. SQLite is one process, so there is nothing to tell.
+//!
+//! Each announcement carries its store's origin (a random id per
+//! [`Store::connect`]), and a listener passes over its own: the replica
+//! that announced has already woken its own waiters, and hearing its echo
+//! would make it look at the database a second time for nothing.
 
 use sea_orm::{ConnectionTrait, sqlx::postgres::PgListener};
 
@@ -29,9 +34,11 @@ impl Store {
     /// Tells every replica listening on `channel`.
     pub async fn announce(&self, channel: Channel) -> Result<(), StoreError> {
         if self.dialect == Dialect::Postgres {
-            self.db
-                .execute_unprepared(&format!("SELECT pg_notify('{}', '')", channel.name()))
-                .await?;
+            let notify = self.statement(
+                "SELECT pg_notify($1, $2)",
+                vec![channel.name().into(), self.origin.to_string().into()],
+            );
+            self.db.execute_raw(notify).await?;
         }
         Ok(())
     }
@@ -43,19 +50,30 @@ impl Store {
         }
         let mut listener = PgListener::connect_with(self.db.get_postgres_connection_pool()).await?;
         listener.listen(channel.name()).await?;
-        Ok(Some(Listener(listener)))
+        Ok(Some(Listener {
+            listener,
+            own: self.origin.to_string(),
+        }))
     }
 }
 
 /// A dedicated connection listening on one channel.
-pub struct Listener(PgListener);
+pub struct Listener {
+    listener: PgListener,
+    /// The payload of this store's own announcements, passed over.
+    own: String,
+}
 
 impl Listener {
-    /// Returns when an announcement arrives, or when the connection was
+    /// Returns when another store announces, or when the connection was
     /// lost and re-established (announcements may have been missed then, so
     /// the caller should look either way).
     pub async fn next(&mut self) -> Result<(), StoreError> {
-        self.0.try_recv().await?;
-        Ok(())
+        loop {
+            match self.listener.try_recv().await? {
+                Some(heard) if heard.payload() == self.own => continue,
+                _ => return Ok(()),
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
     store::{
-        Store,
+        Channel, Store,
         records::{
             AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, NewDelivery,
         },
@@ -24,6 +24,7 @@ on_both_backends!(
     not_before_holds_a_delivery_back,
     retention_deletes_exactly_what_is_past_its_window,
     one_batch_sorts_fresh_from_stale_completions,
+    a_batch_larger_than_one_statement_is_stored_whole,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -339,4 +340,53 @@ async fn one_batch_sorts_fresh_from_stale_completions(backend: Backend) {
         assert_eq!(row.attempts.len(), 1, "one attempt recorded");
     }
     store.close().await.unwrap();
+}
+
+async fn a_batch_larger_than_one_statement_is_stored_whole(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    // More than one INSERT's worth, with a key used twice across them.
+    let mut batch: Vec<NewDelivery> = (0..1200).map(delivery).collect();
+    batch[3].idempotency_key = Some("twice".into());
+    batch[1100] = batch[3].clone();
+    let results = store.enqueue_batch(&batch).await.expect("stored");
+    let results: Vec<Enqueued> = results
+        .into_iter()
+        .map(|result| result.expect("accepted"))
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.created).count(), 1199);
+    assert_eq!(
+        (results[1100].id, results[1100].created),
+        (results[3].id, false),
+        "the key's second use finds the first"
+    );
+    assert_eq!(store.backlog().await.unwrap().due, 1199);
+    store.close().await.unwrap();
+}
+
+/// A store's listener hears other stores' announcements but passes over
+/// its own (its waiters were woken in process already).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_passes_over_its_own_announcements() {
+    let Some((db, own)) = store(Backend::Postgres).await else {
+        return;
+    };
+    let other = Store::connect(db.url()).await.expect("connect");
+    let mut listener = own
+        .listen(Channel::Work)
+        .await
+        .expect("listen")
+        .expect("PostgreSQL listens");
+    own.announce(Channel::Work).await.unwrap();
+    // Nothing signals that an announcement was passed over, so give the
+    // echo far longer than a local NOTIFY takes to arrive.
+    let echo = tokio::time::timeout(Duration::from_millis(300), listener.next()).await;
+    assert!(echo.is_err(), "its own announcement woke the listener");
+    other.announce(Channel::Work).await.unwrap();
+    listener.next().await.expect("another store's announcement");
+    // The listener holds one of the pool's connections until dropped.
+    drop(listener);
+    other.close().await.unwrap();
+    own.close().await.unwrap();
 }

@@ -156,7 +156,13 @@ impl BenchServer {
                     .expect("an address");
             }
         };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // The rest of its log (warnings, or what HERALD_BENCH_SERVER_LOG
+        // asks for) goes to stderr, apart from the report on stdout.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+            }
+        });
         Self { child, addr }
     }
 
