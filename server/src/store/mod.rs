@@ -107,6 +107,10 @@ impl Store {
         options
             .sqlx_logging(false)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection taken from the pool is pinged only if it sat idle
+            // long enough to have been dropped by the server or a proxy; the
+            // default pings on every checkout, a round trip per statement.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .map_sqlx_sqlite_opts(|opts| {
                 opts.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
