@@ -66,6 +66,7 @@ impl Store {
         excluded: &[String],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = Uuid::new_v4();
+        let _turn = self.write_turn().await;
         let mut values: Vec<Value> = vec![
             token.into(),
             millis(lease).into(),
@@ -84,6 +85,7 @@ impl Store {
     /// any replica). With `unstarted`, the claims' attempt counts are
     /// returned as well. A lease that was lost meanwhile is left alone.
     pub async fn release(&self, leases: &[Lease], unstarted: bool) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         for lease in leases {
             let values: Vec<Value> = vec![
                 lease.delivery_id.into(),

@@ -126,6 +126,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         // A delivery appears at most once per round (a stale completion and
         // a fresh one for the same delivery go in different rounds), so each

@@ -75,6 +75,7 @@ impl Store {
         &self,
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let _turn = self.write_turn().await;
         if deliveries.len() <= ROWS_PER_STATEMENT {
             return self.insert_all(&self.db, deliveries).await;
         }

@@ -29,10 +29,12 @@ RETURNING attempt_count, updated_at_ms, host";
 impl Store {
     /// Cancels `tenant_id`'s pending delivery `id` and records the outcome.
     pub async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<CancelResult, StoreError> {
+        let turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let values: Vec<Value> = vec![id.into(), tenant_id.into()];
         let Some(row) = txn.query_one_raw(self.statement(CANCEL, values)).await? else {
             txn.rollback().await?;
+            drop(turn);
             // Not pending: say whether it is missing or already finished.
             let state = deliveries::Entity::find_by_id(id)
                 .filter(deliveries::Column::TenantId.eq(tenant_id))
@@ -82,6 +84,7 @@ impl Store {
             return Ok(count);
         }
         let now = Expr::cust(self.dialect.now_ms());
+        let _turn = self.write_turn().await;
         let result = deliveries::Entity::update_many()
             .col_expr(
                 deliveries::Column::State,

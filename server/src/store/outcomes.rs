@@ -128,6 +128,8 @@ impl Store {
         };
         let mut deleted = 0;
         loop {
+            // A turn per batch, so enqueues and completions go in between.
+            let turn = self.write_turn().await;
             let txn = self.db.begin().await?;
             let values: Vec<Value> = vec![
                 through.into(),
@@ -140,6 +142,7 @@ impl Store {
             txn.execute_raw(self.statement(RAISE_HORIZON, vec![through.into()]))
                 .await?;
             txn.commit().await?;
+            drop(turn);
             deleted += removed;
             if removed < batch {
                 return Ok(deleted);

@@ -40,6 +40,7 @@ impl Store {
             i64::try_from(batch).unwrap_or(i64::MAX).into(),
         ];
         let sql = DELETE_FINISHED.replace("{skip_locked}", self.dialect.skip_locked());
+        let _turn = self.write_turn().await;
         let deleted = self.db.execute_raw(self.statement(&sql, values)).await?;
         Ok(deleted.rows_affected())
     }

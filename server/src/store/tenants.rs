@@ -72,6 +72,7 @@ impl Store {
         key: &NewApiKey,
         secret: &SigningSecret,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let values: Vec<Value> = vec![id.into(), secret.expose().into()];
         let inserted = txn
@@ -107,6 +108,7 @@ impl Store {
     /// Adds `key` to tenant `tenant_id`.
     pub async fn create_api_key(&self, tenant_id: &str, key: &NewApiKey) -> Result<(), StoreError> {
         self.require_tenant(tenant_id).await?;
+        let _turn = self.write_turn().await;
         self.db
             .execute_raw(self.statement(INSERT_KEY, key_values(tenant_id, key)))
             .await?;
@@ -139,10 +141,12 @@ impl Store {
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<Revoked, StoreError> {
         let sql = "UPDATE api_keys SET revoked_at_ms = {now} \
             WHERE id = $1 AND revoked_at_ms IS NULL";
+        let turn = self.write_turn().await;
         let updated = self
             .db
             .execute_raw(self.statement(sql, vec![key_id.into()]))
             .await?;
+        drop(turn);
         if updated.rows_affected() > 0 {
             return Ok(Revoked::Now);
         }
@@ -208,6 +212,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = "UPDATE tenants SET signing_secret = $2 WHERE id = $1 AND signing_secret IS NULL";
         let values: Vec<Value> = vec![tenant_id.into(), secret.expose().into()];
+        let _turn = self.write_turn().await;
         self.db.execute_raw(self.statement(sql, values)).await?;
         Ok(())
     }
@@ -225,6 +230,7 @@ impl Store {
             secret.expose().into(),
             millis(grace).into(),
         ];
+        let _turn = self.write_turn().await;
         let updated = self
             .db
             .execute_raw(self.statement(ROTATE_SECRET, values))
