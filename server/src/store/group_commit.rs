@@ -35,7 +35,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writers over `store`: one on SQLite (one writer at a time
-    /// anyway), a few on PostgreSQL so commits overlap.
+    /// anyway), two on PostgreSQL so a commit overlaps the next gathering.
     pub fn start(store: Store) -> Self {
         let (queue, waiting) = mpsc::channel(MAX_GROUP * 4);
         let waiting = Arc::new(Mutex::new(waiting));
