@@ -156,11 +156,14 @@ impl BenchServer {
                     .expect("an address");
             }
         };
-        // The rest of its log (warnings, or what HERALD_BENCH_SERVER_LOG
-        // asks for) goes to stderr, apart from the report on stdout.
+        // Its warnings and errors, or all that HERALD_BENCH_SERVER_LOG asks
+        // for, go to stderr, apart from the report on stdout.
+        let everything = std::env::var_os("HERALD_BENCH_SERVER_LOG").is_some();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("{line}");
+                if everything || line.contains(" WARN ") || line.contains(" ERROR ") {
+                    eprintln!("{line}");
+                }
             }
         });
         Self { child, addr }
