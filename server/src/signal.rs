@@ -88,6 +88,9 @@ async fn announce(
 ) {
     loop {
         tokio::select! {
+            // Shutdown first: once it is under way the pool may be closing,
+            // and the other replicas' polls cover what is left unsaid.
+            biased;
             () = shutdown.cancelled() => return,
             () = requested.notified() => {}
         }
