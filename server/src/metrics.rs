@@ -85,6 +85,7 @@ struct AttemptLabels {
 pub struct Metrics {
     registry: Arc<Registry>,
     enqueued: Counter,
+    handed_off: Counter,
     attempts: Family<AttemptLabels, Counter>,
     succeeded: Counter,
     retried: Counter,
@@ -111,6 +112,7 @@ impl Default for Metrics {
         let metrics = Self {
             registry: Arc::default(),
             enqueued: Counter::default(),
+            handed_off: Counter::default(),
             attempts: Family::default(),
             succeeded: Counter::default(),
             retried: Counter::default(),
@@ -131,6 +133,11 @@ impl Default for Metrics {
                 "deliveries_enqueued",
                 "Deliveries accepted (idempotent repeats not counted)",
                 &metrics.enqueued,
+            ),
+            (
+                "deliveries_handed_off",
+                "Deliveries leased as they were enqueued and sent without a claim (the scheduler was idle)",
+                &metrics.handed_off,
             ),
             (
                 "deliveries_succeeded",
@@ -214,6 +221,11 @@ impl Metrics {
     /// `count` deliveries were accepted.
     pub fn enqueued(&self, count: u64) {
         self.enqueued.inc_by(count);
+    }
+
+    /// `count` accepted deliveries went straight to an idle scheduler.
+    pub fn handed_off(&self, count: u64) {
+        self.handed_off.inc_by(count);
     }
 
     /// An attempt finished with `result` after `duration`; `first_since`

@@ -139,6 +139,7 @@ pub fn enqueue(
         not_before_ms,
         deadline_ms,
         trace,
+        lease: None,
     })
 }
 

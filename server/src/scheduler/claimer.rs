@@ -9,7 +9,8 @@
 //! attempt given back. When there is nothing due it sleeps until the first
 //! of: a wake-up (an enqueue here or on another replica, a scheduled
 //! retry, a destination freeing up), the earliest due time in the
-//! database, the safety-net poll, or shutdown.
+//! database, the safety-net poll, or shutdown. Meanwhile it starts the
+//! deliveries the API hands it already leased ([`super::handoff`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,6 +30,7 @@ use super::{
     completer::Work,
     executor::execute,
     fairness::{DestinationLimits, DestinationPermit},
+    handoff::{Admission, HandedOff},
     retry::RetryPolicy,
 };
 use crate::signal::Signal;
@@ -48,6 +50,13 @@ const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Leases of attempts in flight, so shutdown can give back what it aborts.
 type InFlight = Arc<Mutex<HashSet<Lease>>>;
 
+/// The executors a claimer started and the leases they hold.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<()>,
+    leases: InFlight,
+}
+
 /// The claim loop and the executors it started.
 pub struct Claimer {
     pub(super) store: Store,
@@ -57,7 +66,14 @@ pub struct Claimer {
     pub(super) policy: RetryPolicy,
     pub(super) config: SchedulerConfig,
     pub(super) wakeup: Signal,
+    /// Attempts in flight on this replica, at most `config.concurrency`.
+    pub(super) permits: Arc<Semaphore>,
     pub(super) limits: DestinationLimits,
+    /// Told whether this claimer is caught up, so new deliveries may skip
+    /// the claim.
+    pub(super) admission: Arc<Admission>,
+    /// Deliveries leased at enqueue, to start.
+    pub(super) handed_off: mpsc::Receiver<HandedOff>,
     pub(super) completions: mpsc::Sender<Work>,
 }
 
@@ -65,26 +81,29 @@ impl Claimer {
     /// Claims and executes until `shutdown`, then gives in-flight attempts
     /// `config.shutdown_grace` to finish; what is still running after that
     /// is aborted and its leases are given back for any replica to take.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let leases = InFlight::default();
-        let mut tasks = JoinSet::new();
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut running = Running::default();
         loop {
             let first = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Some(handed_off) = self.handed_off.recv() => {
+                    self.start_handed_off(handed_off, &mut running).await;
+                    continue;
+                }
+                permit = Arc::clone(&self.permits).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
             };
             let mut held = vec![first];
             while held.len() < self.config.claim_batch {
-                match Arc::clone(&permits).try_acquire_owned() {
+                match Arc::clone(&self.permits).try_acquire_owned() {
                     Ok(permit) => held.push(permit),
                     Err(_) => break,
                 }
             }
-            reap(&mut tasks);
+            reap(&mut running.tasks);
             let wanted = held.len();
             let excluded = self.limits.saturated();
             let claimed = match self
@@ -96,7 +115,10 @@ impl Claimer {
                 Err(error) => {
                     tracing::error!(%error, "claiming due deliveries failed");
                     drop(held);
-                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
+                    if self
+                        .idle(&shutdown, CLAIM_ERROR_BACKOFF, &mut running)
+                        .await
+                    {
                         break;
                     }
                     continue;
@@ -108,11 +130,12 @@ impl Claimer {
                 Err(error) => {
                     tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
                     let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
-                    if let Err(error) = self.store.release(&leases, true).await {
-                        tracing::warn!(%error, "could not release rows; their leases will expire");
-                    }
+                    self.give_back(&leases).await;
                     drop(held);
-                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
+                    if self
+                        .idle(&shutdown, CLAIM_ERROR_BACKOFF, &mut running)
+                        .await
+                    {
                         break;
                     }
                     continue;
@@ -124,9 +147,7 @@ impl Claimer {
                     Some(slot) => {
                         let permit = held.pop().expect("one permit per claimed row");
                         let keys = Arc::clone(&signing[&delivery.tenant_id]);
-                        let attempt =
-                            self.attempt(delivery, keys, permit, slot, Arc::clone(&leases));
-                        tasks.spawn(attempt);
+                        self.start(delivery, keys, permit, slot, &mut running);
                     }
                     None => overflow.push(delivery.lease()),
                 }
@@ -135,15 +156,20 @@ impl Claimer {
             if !overflow.is_empty() {
                 // Its destination filled up within this claim: give the rows
                 // back, unsent and uncounted. The next claim excludes it.
-                if let Err(error) = self.store.release(&overflow, true).await {
-                    tracing::warn!(%error, count = overflow.len(), "could not release rows; their leases will expire");
+                self.give_back(&overflow).await;
+            }
+            if got < wanted {
+                // Nothing more is due: new deliveries may skip the claim
+                // until something wakes this claimer.
+                self.admission.set_caught_up(true);
+                let stop = self.wait_for_work(&shutdown, &mut running).await;
+                self.admission.set_caught_up(false);
+                if stop {
+                    break;
                 }
             }
-            if got < wanted && self.wait_for_work(&shutdown).await {
-                break;
-            }
         }
-        self.drain(tasks, leases).await;
+        self.drain(running).await;
     }
 
     /// The signing keys of every tenant in `claimed`.
@@ -161,19 +187,45 @@ impl Claimer {
         Ok(keys)
     }
 
-    fn attempt(
+    /// Starts a delivery the API stored already leased.
+    async fn start_handed_off(&self, handed_off: HandedOff, running: &mut Running) {
+        let HandedOff {
+            delivery,
+            permit,
+            slot,
+        } = handed_off;
+        match self.keyring.keys(&delivery.tenant_id).await {
+            Ok(keys) => self.start(delivery, keys, permit, slot, running),
+            Err(error) => {
+                tracing::error!(%error, "reading signing secrets failed; giving the delivery back");
+                self.give_back(&[delivery.lease()]).await;
+            }
+        }
+    }
+
+    /// Gives back leases whose attempts never started, uncounted.
+    async fn give_back(&self, leases: &[Lease]) {
+        if let Err(error) = self.store.release(leases, true).await {
+            tracing::warn!(%error, count = leases.len(), "could not release rows; their leases will expire");
+        }
+    }
+
+    /// Spawns the attempt on `delivery`, which holds `permit` and `slot`
+    /// until its completion is handed to the completer.
+    fn start(
         &self,
         delivery: ClaimedDelivery,
         signing: Arc<SigningKeys>,
         permit: OwnedSemaphorePermit,
         slot: DestinationPermit,
-        leases: InFlight,
-    ) -> impl Future<Output = ()> + Send + 'static {
+        running: &mut Running,
+    ) {
         let sender = self.sender.clone();
         let policy = self.policy;
         let metrics = self.metrics.clone();
         let completions = self.completions.clone();
         let lease = delivery.lease();
+        let leases = Arc::clone(&running.leases);
         lock(&leases).insert(lease);
         let span = tracing::info_span!(
             "attempt",
@@ -191,11 +243,12 @@ impl Claimer {
             lock(&leases).remove(&lease);
             drop((slot, permit));
         };
-        attempt.instrument(span)
+        running.tasks.spawn(attempt.instrument(span));
     }
 
-    /// Sleeps until work may be due. Returns true on shutdown.
-    async fn wait_for_work(&self, shutdown: &CancellationToken) -> bool {
+    /// Sleeps until work may be due, starting hand-offs meanwhile. Returns
+    /// true on shutdown.
+    async fn wait_for_work(&mut self, shutdown: &CancellationToken, running: &mut Running) -> bool {
         // Rows bound for full destinations are due but not claimable: their
         // destination freeing up wakes the claimer, not the clock.
         let excluded = self.limits.saturated();
@@ -208,19 +261,42 @@ impl Claimer {
             }
         };
         tracing::debug!(?due_in, "idle until woken or due");
-        self.idle(shutdown, due_in).await
+        self.idle(shutdown, due_in, running).await
     }
 
-    /// Sleeps for `duration` or until woken. Returns true on shutdown.
-    async fn idle(&self, shutdown: &CancellationToken, duration: Duration) -> bool {
-        tokio::select! {
-            () = shutdown.cancelled() => true,
-            () = self.wakeup.raised() => false,
-            () = tokio::time::sleep(duration) => false,
+    /// Sleeps for `duration` or until woken, starting hand-offs meanwhile.
+    /// Returns true on shutdown.
+    async fn idle(
+        &mut self,
+        shutdown: &CancellationToken,
+        duration: Duration,
+        running: &mut Running,
+    ) -> bool {
+        let timer = tokio::time::sleep(duration);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return true,
+                () = self.wakeup.raised() => return false,
+                () = &mut timer => return false,
+                Some(handed_off) = self.handed_off.recv() => {
+                    self.start_handed_off(handed_off, running).await;
+                }
+            }
         }
     }
 
-    async fn drain(self, mut tasks: JoinSet<()>, leases: InFlight) {
+    async fn drain(mut self, running: Running) {
+        // Hand-offs that came too late are given back, never started.
+        self.handed_off.close();
+        let mut late = Vec::new();
+        while let Ok(handed_off) = self.handed_off.try_recv() {
+            late.push(handed_off.delivery.lease());
+        }
+        if !late.is_empty() {
+            self.give_back(&late).await;
+        }
+        let Running { mut tasks, leases } = running;
         let count = tasks.len();
         if count > 0 {
             tracing::info!(count, "waiting for in-flight attempts to finish");

@@ -2,7 +2,8 @@
 //!
 //! - [`claimer`] leases due deliveries (as many as it has free permits,
 //!   none for destinations at their in-flight limit, see [`fairness`]) and
-//!   starts one executor task per delivery;
+//!   starts one executor task per delivery; while it is idle, a new
+//!   delivery comes to it already leased ([`handoff`]);
 //! - [`executor`] sends one attempt through `transport` and decides, with
 //!   [`retry`], what follows; it never writes to the database;
 //! - [`completer`] persists results in batches, fenced by lease token, and
@@ -17,24 +18,31 @@ mod claimer;
 mod completer;
 mod executor;
 mod fairness;
+mod handoff;
 pub mod retry;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::{completer::Work, fairness::DestinationLimits};
+pub use self::handoff::Reservation;
+use self::{completer::Work, fairness::DestinationLimits, handoff::Admission};
 use crate::metrics::Metrics;
 use crate::tenants::Keyring;
 use crate::{
     outcomes::OutcomeFeed,
     signal::Signal,
-    store::{Channel, Store, StoreError, records::CancelResult},
+    store::{
+        Channel, Store, StoreError,
+        records::{CancelResult, NewDelivery},
+    },
     transport::HttpSender,
 };
 
@@ -67,6 +75,7 @@ pub struct Scheduler {
 pub struct SchedulerHandle {
     wakeup: Signal,
     inbox: mpsc::Sender<Work>,
+    admission: Arc<Admission>,
 }
 
 impl Scheduler {
@@ -89,6 +98,14 @@ impl Scheduler {
             metrics.clone(),
             completer_inbox,
         ));
+        let permits = Arc::new(Semaphore::new(config.concurrency));
+        let limits = DestinationLimits::new(config.destination_concurrency, wakeup.clone());
+        let (admission, handed_off) = Admission::new(
+            Arc::clone(&permits),
+            limits.clone(),
+            config.lease_duration,
+            store.clone(),
+        );
         let claimer = claimer::Claimer {
             keyring: Keyring::new(store.clone(), config.credential_cache),
             metrics,
@@ -96,7 +113,10 @@ impl Scheduler {
             sender,
             policy,
             config,
-            limits: DestinationLimits::new(config.destination_concurrency, wakeup.clone()),
+            permits,
+            limits,
+            admission: Arc::clone(&admission),
+            handed_off,
             wakeup: wakeup.clone(),
             completions: inbox.clone(),
         };
@@ -108,7 +128,12 @@ impl Scheduler {
                 tracing::error!(%error, "the completer failed");
             }
         });
-        (Self { task }, SchedulerHandle { wakeup, inbox })
+        let handle = SchedulerHandle {
+            wakeup,
+            inbox,
+            admission,
+        };
+        (Self { task }, handle)
     }
 
     /// Waits until the scheduler has stopped claiming, drained in-flight
@@ -129,6 +154,13 @@ impl SchedulerHandle {
     /// New work is due now (an enqueue, a redrive): wake every replica.
     pub fn work_added(&self) {
         self.wakeup.raise();
+    }
+
+    /// Capacity to send `delivery` the moment it is stored, if it is due
+    /// now and this replica's claimer is idle with room for it; `None`
+    /// leaves it to be claimed (see [`handoff`]).
+    pub fn reserve(&self, delivery: &NewDelivery) -> Option<Reservation> {
+        self.admission.reserve(delivery)
     }
 
     /// Cancels a delivery through the completer, so the cancellation's

@@ -15,18 +15,18 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    Store, StoreError,
+    Store, StoreError, millis,
     records::{Enqueued, NewDelivery},
 };
 
-/// Deliveries per `INSERT` (16 values each, well under either backend's
+/// Deliveries per `INSERT` (19 values each, well under either backend's
 /// limit on bound values).
 const ROWS_PER_STATEMENT: usize = 500;
 
 const INSERT: &str = "\
 INSERT INTO deliveries (id, tenant_id, url, destination, host, method, headers, body, content_type, \
     idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, deadline_at_ms, \
-    next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate) \
+    next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate, lease_token) \
 VALUES {rows} \
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING \
 RETURNING id";
@@ -34,11 +34,15 @@ RETURNING id";
 const FIND_BY_KEY: &str = "\
 SELECT id, request_hash FROM deliveries WHERE tenant_id = $1 AND idempotency_key = $2";
 
-/// The values of one row of [`INSERT`], from placeholder `$first` on.
+/// The values of one row of [`INSERT`], from placeholder `$first` on, in
+/// [`row_values`]' order. A row leased at insert has its attempt counted
+/// and is due again when the lease expires, as after a claim; otherwise it
+/// is due at its not-before time, or now.
 fn row(first: usize) -> String {
     let n = |i: usize| format!("${}", first + i);
     format!(
-        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, COALESCE({}, {{now}}), {{now}}, {{now}}, {}, {})",
+        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', {}, {}, {}, {}, \
+         COALESCE({}, {{now}} + {}), {{now}}, {{now}}, {}, {}, {})",
         n(0),
         n(1),
         n(2),
@@ -50,18 +54,22 @@ fn row(first: usize) -> String {
         n(8),
         n(9),
         n(10),
+        n(16),
         n(11),
         n(11),
         n(12),
         n(13),
+        n(17),
         n(14),
-        n(15)
+        n(15),
+        n(18)
     )
 }
 
 impl Store {
     /// Inserts `deliveries` with one commit for them all, each due at once
-    /// or at its not-before time. Each gets its own result: with an
+    /// or at its not-before time, or already leased for its first attempt
+    /// when it carries a [`NewDelivery::lease`]. Each gets its own result: with an
     /// idempotency key already used by the same request, the existing
     /// delivery with `created = false`; under a key used for a different
     /// request, a conflict that refuses only that item. A database failure
@@ -94,7 +102,7 @@ impl Store {
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(deliveries.len());
         for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 16);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 19);
             let mut rows = Vec::with_capacity(chunk.len());
             let mut made = Vec::with_capacity(chunk.len());
             for delivery in chunk {
@@ -164,10 +172,11 @@ impl Store {
     }
 }
 
-/// The sixteen bound values of one row, in [`row`]'s order.
-fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16], StoreError> {
+/// The nineteen bound values of one row, numbered as [`row`] places them.
+fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 19], StoreError> {
     let request = &delivery.request;
     let trace = delivery.trace.as_ref();
+    let lease = delivery.lease;
     let headers = serde_json::to_string(&request.headers)
         .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
     Ok([
@@ -189,6 +198,9 @@ fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16
         delivery.not_before_ms.into(),
         trace.map(|trace| trace.traceparent.clone()).into(),
         trace.and_then(|trace| trace.tracestate.clone()).into(),
+        i32::from(lease.is_some()).into(),
+        lease.map_or(0, |lease| millis(lease.duration)).into(),
+        lease.map(|lease| lease.token).into(),
     ])
 }
 
@@ -247,6 +259,7 @@ mod tests {
             not_before_ms: None,
             deadline_ms: None,
             trace: None,
+            lease: None,
         }
     }
 

@@ -2,6 +2,8 @@
 //! delivery, a completion) and what comes out (deliveries, attempts,
 //! outcomes, claimed work).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -29,6 +31,21 @@ pub struct NewDelivery {
     /// The caller's trace context, forwarded on every attempt. Not part of
     /// the idempotency hash: a retried enqueue comes with a new span.
     pub trace: Option<TraceContext>,
+    /// Claim the first attempt as the row is inserted: the enqueuing
+    /// replica sends it at once, with no claim. `None` for a delivery that
+    /// waits to be claimed. Not part of the idempotency hash either.
+    pub lease: Option<InsertLease>,
+}
+
+/// A first attempt claimed in the insert itself: the row is stored with
+/// its attempt counted, this token, and due again only when the lease
+/// expires, exactly as if a claim had taken it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertLease {
+    /// The lease's token, which fences the attempt's completion.
+    pub token: Uuid,
+    /// How long the lease lasts.
+    pub duration: Duration,
 }
 
 /// Result of an enqueue.

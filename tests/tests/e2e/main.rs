@@ -10,6 +10,7 @@ mod enqueue;
 mod faults;
 mod feed;
 mod grpcurl;
+mod handoff;
 mod isolation;
 mod limits;
 mod metrics;

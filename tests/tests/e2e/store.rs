@@ -10,7 +10,8 @@ use herald_server::{
     store::{
         Channel, Store,
         records::{
-            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, NewDelivery,
+            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, InsertLease,
+            NewDelivery,
         },
     },
 };
@@ -22,6 +23,7 @@ on_both_backends!(
     claims_never_overlap_and_count_attempts,
     a_completion_from_an_expired_lease_changes_nothing,
     not_before_holds_a_delivery_back,
+    a_delivery_leased_at_insert_is_claimed_only_once_its_lease_runs_out,
     retention_deletes_exactly_what_is_past_its_window,
     one_batch_sorts_fresh_from_stale_completions,
     a_batch_larger_than_one_statement_is_stored_whole,
@@ -60,6 +62,7 @@ fn delivery(n: usize) -> NewDelivery {
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
+        lease: None,
     }
 }
 
@@ -188,6 +191,88 @@ async fn not_before_holds_a_delivery_back(backend: Backend) {
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+
+async fn a_delivery_leased_at_insert_is_claimed_only_once_its_lease_runs_out(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    let held = InsertLease {
+        token: Uuid::new_v4(),
+        duration: LEASE,
+    };
+    let first = enqueue(
+        &store,
+        NewDelivery {
+            lease: Some(held),
+            ..delivery(1)
+        },
+    )
+    .await;
+    assert!(
+        store.claim(10, LEASE, &[]).await.unwrap().is_empty(),
+        "a leased row is not due"
+    );
+    let row = store
+        .get_delivery("default", first.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.state, row.attempt_count), (DeliveryState::Pending, 1));
+    let due_after = row.next_attempt_at_ms.unwrap() - row.created_at_ms;
+    assert!(
+        (59_000..=61_000).contains(&due_after),
+        "due again when the lease runs out, not {due_after} ms after the insert"
+    );
+
+    // As after a claim whose holder died: once the lease has run out the
+    // row is due again, the next claim counts attempt 2, and the first
+    // token is fenced off.
+    let expired = InsertLease {
+        token: Uuid::new_v4(),
+        duration: Duration::ZERO,
+    };
+    let second = enqueue(
+        &store,
+        NewDelivery {
+            lease: Some(expired),
+            ..delivery(2)
+        },
+    )
+    .await;
+    let claimed = store.claim(10, LEASE, &[]).await.unwrap();
+    let [current] = claimed.as_slice() else {
+        panic!("only the expired lease's row is due: {claimed:?}");
+    };
+    assert_eq!((current.id, current.attempt_number), (second.id, 2));
+    let stale = ClaimedDelivery {
+        lease_token: expired.token,
+        attempt_number: 1,
+        ..current.clone()
+    };
+    let results = store
+        .complete(&[completion(&stale, Decision::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(results, [CompletionResult::LeaseLost]);
+
+    // The holder of a live lease taken at insert completes like any other.
+    let holder = ClaimedDelivery {
+        id: first.id,
+        lease_token: held.token,
+        attempt_number: 1,
+        ..current.clone()
+    };
+    let results = store
+        .complete(&[
+            completion(&holder, Decision::Succeeded),
+            completion(current, Decision::Succeeded),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(results[0], CompletionResult::Recorded(ref o) if o.attempt_number == 1));
+    assert!(matches!(results[1], CompletionResult::Recorded(ref o) if o.attempt_number == 2));
+    store.close().await.unwrap();
+}
 
 async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
     let Some((db, store)) = store(backend).await else {

@@ -1,0 +1,197 @@
+//! Hand-off: a new delivery goes straight to an executor when this
+//! replica's scheduler is idle.
+//!
+//! When the claimer's last claim found no more due work, an `Enqueue` of a
+//! delivery due now reserves a global permit and a slot of its destination,
+//! inserts the row already leased for its first attempt (counted, fenced by
+//! a token, due again when the lease expires: what a claim would have
+//! written), and hands it to the claimer to start. That skips the wake-up,
+//! the claim statement and its commit, so an idle system sends a delivery
+//! one commit after it arrives.
+//!
+//! It never jumps a queue: only a claimer that is caught up lets deliveries
+//! through. Capacity is reserved before the insert, so a leased row never
+//! waits in memory while its lease runs down. A delivery whose hand-off
+//! cannot happen (the scheduler has stopped) is given back at once, its
+//! attempt uncounted; one whose replica dies first waits for its lease to
+//! expire and is then claimed by any replica, as after any claim.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use uuid::Uuid;
+
+use super::fairness::{DestinationLimits, DestinationPermit};
+use crate::{
+    domain::unix_ms,
+    store::{
+        GroupCommit, Store, StoreError,
+        records::{ClaimedDelivery, Enqueued, InsertLease, NewDelivery},
+    },
+};
+
+/// What decides whether a new delivery may skip the claim, shared by the
+/// claimer and the API's [`super::SchedulerHandle`].
+#[derive(Debug)]
+pub(super) struct Admission {
+    /// The global in-flight permits, the claimer's too.
+    permits: Arc<Semaphore>,
+    /// The per-destination slots, the claimer's too.
+    limits: DestinationLimits,
+    /// The claimer's last claim found no more due work, and it waits.
+    caught_up: AtomicBool,
+    /// How long a lease taken at insert lasts.
+    lease: Duration,
+    /// To the claimer, which starts what is handed to it.
+    queue: mpsc::Sender<HandedOff>,
+    /// To give back a lease the claimer can no longer take.
+    store: Store,
+}
+
+/// A delivery stored already leased, with the capacity reserved for it.
+#[derive(Debug)]
+pub(super) struct HandedOff {
+    /// The stored delivery, as a claim would have returned it.
+    pub(super) delivery: ClaimedDelivery,
+    /// Its global permit.
+    pub(super) permit: OwnedSemaphorePermit,
+    /// Its destination slot.
+    pub(super) slot: DestinationPermit,
+}
+
+/// Capacity held for one delivery about to be stored leased: a global
+/// permit and a slot of its destination. Dropping it frees both.
+#[derive(Debug)]
+pub struct Reservation {
+    admission: Arc<Admission>,
+    permit: OwnedSemaphorePermit,
+    slot: DestinationPermit,
+    /// When the enqueue was accepted, for the first-attempt latency.
+    accepted_at_ms: i64,
+}
+
+impl Admission {
+    /// Admission over the claimer's `permits` and `limits`, handing off
+    /// through a queue whose receiver the claimer takes.
+    pub(super) fn new(
+        permits: Arc<Semaphore>,
+        limits: DestinationLimits,
+        lease: Duration,
+        store: Store,
+    ) -> (Arc<Self>, mpsc::Receiver<HandedOff>) {
+        // Each queued hand-off holds a permit, so the queue never fills.
+        let (queue, handed_off) = mpsc::channel(permits.available_permits().max(1));
+        let admission = Self {
+            permits,
+            limits,
+            caught_up: AtomicBool::new(false),
+            lease,
+            queue,
+            store,
+        };
+        (Arc::new(admission), handed_off)
+    }
+
+    /// The claimer is caught up (or no longer is): while it is, new
+    /// deliveries due now are handed off.
+    pub(super) fn set_caught_up(&self, caught_up: bool) {
+        self.caught_up.store(caught_up, Ordering::Relaxed);
+    }
+
+    /// Capacity for `delivery`, if it is due now, the claimer is caught up
+    /// and both a permit and a slot of its destination are free.
+    pub(super) fn reserve(self: &Arc<Self>, delivery: &NewDelivery) -> Option<Reservation> {
+        if delivery.not_before_ms.is_some() || !self.caught_up.load(Ordering::Relaxed) {
+            return None;
+        }
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        let slot = self.limits.try_acquire(&delivery.destination.key)?;
+        Some(Reservation {
+            admission: Arc::clone(self),
+            permit,
+            slot,
+            accepted_at_ms: unix_ms(SystemTime::now()),
+        })
+    }
+}
+
+impl Reservation {
+    /// Stores `delivery` through `enqueues`, leased for its first attempt,
+    /// and hands it to the claimer if the insert created it (an idempotent
+    /// repeat only frees the reservation). Runs to the end even if the
+    /// caller goes away meanwhile, so no stored lease is left unsent.
+    pub async fn enqueue(
+        self,
+        enqueues: &GroupCommit,
+        mut delivery: NewDelivery,
+    ) -> Result<Enqueued, StoreError> {
+        let lease = InsertLease {
+            token: Uuid::new_v4(),
+            duration: self.admission.lease,
+        };
+        delivery.lease = Some(lease);
+        let enqueues = enqueues.clone();
+        let stored = tokio::spawn(async move {
+            let sent = delivery.clone();
+            let enqueued = enqueues.enqueue(delivery).await?;
+            if enqueued.created {
+                let claimed = claimed(sent, enqueued.id, lease, self.accepted_at_ms);
+                self.hand_off(claimed).await;
+            }
+            Ok(enqueued)
+        });
+        match stored.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(StoreError::ShuttingDown),
+        }
+    }
+
+    async fn hand_off(self, delivery: ClaimedDelivery) {
+        let lease = delivery.lease();
+        let Self {
+            admission,
+            permit,
+            slot,
+            ..
+        } = self;
+        let handed_off = HandedOff {
+            delivery,
+            permit,
+            slot,
+        };
+        if admission.queue.send(handed_off).await.is_err() {
+            // The claimer has stopped: give the row back for any replica.
+            if let Err(error) = admission.store.release(&[lease], true).await {
+                tracing::warn!(%error, "could not give back a delivery leased at enqueue; its lease will expire");
+            }
+        }
+    }
+}
+
+/// `delivery`, stored as `id` under `lease`, as a claim returns it.
+fn claimed(
+    delivery: NewDelivery,
+    id: Uuid,
+    lease: InsertLease,
+    accepted_at_ms: i64,
+) -> ClaimedDelivery {
+    ClaimedDelivery {
+        id,
+        tenant_id: delivery.tenant_id,
+        request: delivery.request,
+        destination: delivery.destination.key,
+        attempt_number: 1,
+        max_attempts: delivery.max_attempts,
+        deadline_at_ms: delivery.deadline_ms,
+        lease_token: lease.token,
+        trace: delivery.trace,
+        created_at_ms: accepted_at_ms,
+    }
+}
