@@ -9,61 +9,37 @@
 //! attempt given back. When there is nothing due it sleeps until the first
 //! of: a wake-up (an enqueue here or on another replica, a scheduled
 //! retry, a destination freeing up), the earliest due time in the
-//! database, the safety-net poll, or shutdown. Meanwhile it starts the
-//! deliveries the API hands it already leased ([`super::handoff`]).
+//! database, the safety-net poll, or shutdown. While it waits, new
+//! deliveries may come leased at enqueue and start without it
+//! ([`super::handoff`]).
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
-    task::JoinSet,
-};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::{
     SchedulerConfig,
-    completer::Work,
-    executor::execute,
-    fairness::{DestinationLimits, DestinationPermit},
-    handoff::{Admission, HandedOff},
-    retry::RetryPolicy,
+    executor::{Draining, Executors},
+    fairness::DestinationLimits,
+    handoff::Admission,
 };
 use crate::signal::Signal;
 use crate::{
-    metrics::Metrics,
     store::{
         Store, StoreError,
         records::{ClaimedDelivery, Lease},
     },
     tenants::{Keyring, SigningKeys},
-    transport::HttpSender,
 };
 
 /// Longest wait after a failed claim before trying again.
 const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Leases of attempts in flight, so shutdown can give back what it aborts.
-type InFlight = Arc<Mutex<HashSet<Lease>>>;
-
-/// The executors a claimer started and the leases they hold.
-#[derive(Default)]
-struct Running {
-    tasks: JoinSet<()>,
-    leases: InFlight,
-}
-
-/// The claim loop and the executors it started.
+/// The claim loop.
 pub struct Claimer {
     pub(super) store: Store,
     pub(super) keyring: Keyring,
-    pub(super) metrics: Metrics,
-    pub(super) sender: HttpSender,
-    pub(super) policy: RetryPolicy,
     pub(super) config: SchedulerConfig,
     pub(super) wakeup: Signal,
     /// Attempts in flight on this replica, at most `config.concurrency`.
@@ -72,25 +48,17 @@ pub struct Claimer {
     /// Told whether this claimer is caught up, so new deliveries may skip
     /// the claim.
     pub(super) admission: Arc<Admission>,
-    /// Deliveries leased at enqueue, to start.
-    pub(super) handed_off: mpsc::Receiver<HandedOff>,
-    pub(super) completions: mpsc::Sender<Work>,
+    pub(super) executors: Executors,
 }
 
 impl Claimer {
     /// Claims and executes until `shutdown`, then gives in-flight attempts
     /// `config.shutdown_grace` to finish; what is still running after that
     /// is aborted and its leases are given back for any replica to take.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut running = Running::default();
+    pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let first = tokio::select! {
-                biased;
                 () = shutdown.cancelled() => break,
-                Some(handed_off) = self.handed_off.recv() => {
-                    self.start_handed_off(handed_off, &mut running).await;
-                    continue;
-                }
                 permit = Arc::clone(&self.permits).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
@@ -103,7 +71,6 @@ impl Claimer {
                     Err(_) => break,
                 }
             }
-            reap(&mut running.tasks);
             let wanted = held.len();
             let excluded = self.limits.saturated();
             let claimed = match self
@@ -115,10 +82,7 @@ impl Claimer {
                 Err(error) => {
                     tracing::error!(%error, "claiming due deliveries failed");
                     drop(held);
-                    if self
-                        .idle(&shutdown, CLAIM_ERROR_BACKOFF, &mut running)
-                        .await
-                    {
+                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
                         break;
                     }
                     continue;
@@ -130,46 +94,47 @@ impl Claimer {
                 Err(error) => {
                     tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
                     let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
-                    self.give_back(&leases).await;
+                    give_back(&self.store, &leases).await;
                     drop(held);
-                    if self
-                        .idle(&shutdown, CLAIM_ERROR_BACKOFF, &mut running)
-                        .await
-                    {
+                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
                         break;
                     }
                     continue;
                 }
             };
-            let mut overflow = Vec::new();
+            let mut unstarted = Vec::new();
             for delivery in claimed {
                 match self.limits.try_acquire(&delivery.destination) {
                     Some(slot) => {
                         let permit = held.pop().expect("one permit per claimed row");
                         let keys = Arc::clone(&signing[&delivery.tenant_id]);
-                        self.start(delivery, keys, permit, slot, &mut running);
+                        let lease = delivery.lease();
+                        if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
+                            unstarted.push(lease);
+                        }
                     }
-                    None => overflow.push(delivery.lease()),
+                    // Its destination filled up within this claim: give the
+                    // row back, unsent and uncounted. The next claim
+                    // excludes it.
+                    None => unstarted.push(delivery.lease()),
                 }
             }
             drop(held);
-            if !overflow.is_empty() {
-                // Its destination filled up within this claim: give the rows
-                // back, unsent and uncounted. The next claim excludes it.
-                self.give_back(&overflow).await;
+            if !unstarted.is_empty() {
+                give_back(&self.store, &unstarted).await;
             }
             if got < wanted {
                 // Nothing more is due: new deliveries may skip the claim
                 // until something wakes this claimer.
                 self.admission.set_caught_up(true);
-                let stop = self.wait_for_work(&shutdown, &mut running).await;
+                let stop = self.wait_for_work(&shutdown).await;
                 self.admission.set_caught_up(false);
                 if stop {
                     break;
                 }
             }
         }
-        self.drain(running).await;
+        self.drain().await;
     }
 
     /// The signing keys of every tenant in `claimed`.
@@ -187,68 +152,8 @@ impl Claimer {
         Ok(keys)
     }
 
-    /// Starts a delivery the API stored already leased.
-    async fn start_handed_off(&self, handed_off: HandedOff, running: &mut Running) {
-        let HandedOff {
-            delivery,
-            permit,
-            slot,
-        } = handed_off;
-        match self.keyring.keys(&delivery.tenant_id).await {
-            Ok(keys) => self.start(delivery, keys, permit, slot, running),
-            Err(error) => {
-                tracing::error!(%error, "reading signing secrets failed; giving the delivery back");
-                self.give_back(&[delivery.lease()]).await;
-            }
-        }
-    }
-
-    /// Gives back leases whose attempts never started, uncounted.
-    async fn give_back(&self, leases: &[Lease]) {
-        if let Err(error) = self.store.release(leases, true).await {
-            tracing::warn!(%error, count = leases.len(), "could not release rows; their leases will expire");
-        }
-    }
-
-    /// Spawns the attempt on `delivery`, which holds `permit` and `slot`
-    /// until its completion is handed to the completer.
-    fn start(
-        &self,
-        delivery: ClaimedDelivery,
-        signing: Arc<SigningKeys>,
-        permit: OwnedSemaphorePermit,
-        slot: DestinationPermit,
-        running: &mut Running,
-    ) {
-        let sender = self.sender.clone();
-        let policy = self.policy;
-        let metrics = self.metrics.clone();
-        let completions = self.completions.clone();
-        let lease = delivery.lease();
-        let leases = Arc::clone(&running.leases);
-        lock(&leases).insert(lease);
-        let span = tracing::info_span!(
-            "attempt",
-            delivery_id = %delivery.id,
-            tenant = %delivery.tenant_id,
-            attempt = delivery.attempt_number,
-        );
-        let attempt = async move {
-            let in_flight = metrics.in_flight();
-            let completion = execute(&sender, &policy, &metrics, delivery, signing).await;
-            drop(in_flight);
-            // The completer outlives every executor, so this only fails if it
-            // panicked; the lease then expires and the attempt is retried.
-            let _ = completions.send(Work::Attempt(completion)).await;
-            lock(&leases).remove(&lease);
-            drop((slot, permit));
-        };
-        running.tasks.spawn(attempt.instrument(span));
-    }
-
-    /// Sleeps until work may be due, starting hand-offs meanwhile. Returns
-    /// true on shutdown.
-    async fn wait_for_work(&mut self, shutdown: &CancellationToken, running: &mut Running) -> bool {
+    /// Sleeps until work may be due. Returns true on shutdown.
+    async fn wait_for_work(&self, shutdown: &CancellationToken) -> bool {
         // Rows bound for full destinations are due but not claimable: their
         // destination freeing up wakes the claimer, not the clock.
         let excluded = self.limits.saturated();
@@ -261,56 +166,23 @@ impl Claimer {
             }
         };
         tracing::debug!(?due_in, "idle until woken or due");
-        self.idle(shutdown, due_in, running).await
+        self.idle(shutdown, due_in).await
     }
 
-    /// Sleeps for `duration` or until woken, starting hand-offs meanwhile.
-    /// Returns true on shutdown.
-    async fn idle(
-        &mut self,
-        shutdown: &CancellationToken,
-        duration: Duration,
-        running: &mut Running,
-    ) -> bool {
-        let timer = tokio::time::sleep(duration);
-        tokio::pin!(timer);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return true,
-                () = self.wakeup.raised() => return false,
-                () = &mut timer => return false,
-                Some(handed_off) = self.handed_off.recv() => {
-                    self.start_handed_off(handed_off, running).await;
-                }
-            }
+    /// Sleeps for `duration` or until woken. Returns true on shutdown.
+    async fn idle(&self, shutdown: &CancellationToken, duration: Duration) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = self.wakeup.raised() => false,
+            () = tokio::time::sleep(duration) => false,
         }
     }
 
-    async fn drain(mut self, running: Running) {
-        // Hand-offs that came too late are given back, never started.
-        self.handed_off.close();
-        let mut late = Vec::new();
-        while let Ok(handed_off) = self.handed_off.try_recv() {
-            late.push(handed_off.delivery.lease());
-        }
-        if !late.is_empty() {
-            self.give_back(&late).await;
-        }
-        let Running { mut tasks, leases } = running;
-        let count = tasks.len();
-        if count > 0 {
-            tracing::info!(count, "waiting for in-flight attempts to finish");
-        }
-        let finished = tokio::time::timeout(self.config.shutdown_grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if finished.is_ok() {
+    async fn drain(self) {
+        let abandoned = self.executors.drain(self.config.shutdown_grace).await;
+        if abandoned.is_empty() {
             return;
         }
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        let abandoned: Vec<Lease> = lock(&leases).drain().collect();
         tracing::warn!(
             count = abandoned.len(),
             "shutdown grace ran out; giving the unfinished attempts back for another replica"
@@ -322,17 +194,9 @@ impl Claimer {
     }
 }
 
-fn lock(leases: &InFlight) -> std::sync::MutexGuard<'_, HashSet<Lease>> {
-    leases
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Collects finished executors so the set does not grow without bound.
-fn reap(tasks: &mut JoinSet<()>) {
-    while let Some(result) = tasks.try_join_next() {
-        if let Err(error) = result {
-            tracing::error!(%error, "an attempt task failed");
-        }
+/// Gives back leases whose attempts never started, uncounted.
+pub(super) async fn give_back(store: &Store, leases: &[Lease]) {
+    if let Err(error) = store.release(leases, true).await {
+        tracing::warn!(%error, count = leases.len(), "could not release rows; their leases will expire");
     }
 }

@@ -3,27 +3,168 @@
 //! database (the completer persists), so a slow database cannot stall
 //! sending and a slow receiver cannot hold a database connection.
 //!
+//! [`Executors`] runs each attempt as a task of its own, started by the
+//! claimer or by a hand-off, and keeps track of them for shutdown.
+//!
 //! Two checks come before sending: a delivery past its deadline is
 //! dead-lettered unsent, and so is one whose claims ran past its attempt
 //! budget plus one (invariant I3: beyond the budget, at most one re-send
 //! after a crash lost an attempt's result).
 
 use std::{
-    sync::Arc,
+    collections::HashSet,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime},
 };
 
-use super::retry::RetryPolicy;
+use tokio::{
+    sync::{OwnedSemaphorePermit, mpsc},
+    task::JoinSet,
+};
+use tracing::Instrument;
+
+use super::{completer::Work, fairness::DestinationPermit, retry::RetryPolicy};
 use crate::{
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
-    store::records::{AttemptRecord, ClaimedDelivery, Completion},
+    store::records::{AttemptRecord, ClaimedDelivery, Completion, Lease},
     tenants::SigningKeys,
     transport::{
         AttemptReport, HttpSender, OutboundRequest, TransportError,
         classify::{classify, describe},
     },
 };
+
+/// The attempts in flight on this replica, each a task that holds its
+/// global permit and destination slot until its completion is handed to
+/// the completer; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Executors {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    sender: HttpSender,
+    policy: RetryPolicy,
+    metrics: Metrics,
+    completions: mpsc::Sender<Work>,
+    running: Mutex<Running>,
+}
+
+/// The attempt tasks, and the leases they hold so that shutdown can give
+/// back what it aborts.
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<()>,
+    leases: HashSet<Lease>,
+    /// Shutdown has begun: no more attempts start.
+    draining: bool,
+}
+
+/// Shutdown has begun; the attempt was not started.
+#[derive(Debug)]
+pub(super) struct Draining;
+
+impl Executors {
+    /// Attempts through `sender`, decided by `policy`, their completions
+    /// sent to `completions`.
+    pub(super) fn new(
+        sender: HttpSender,
+        policy: RetryPolicy,
+        metrics: Metrics,
+        completions: mpsc::Sender<Work>,
+    ) -> Self {
+        let shared = Shared {
+            sender,
+            policy,
+            metrics,
+            completions,
+            running: Mutex::default(),
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Starts the attempt on `delivery`, which holds `permit` and `slot`
+    /// until its completion is handed to the completer; refused once
+    /// [`Executors::drain`] has begun.
+    pub(super) fn start(
+        &self,
+        delivery: ClaimedDelivery,
+        signing: Arc<SigningKeys>,
+        permit: OwnedSemaphorePermit,
+        slot: DestinationPermit,
+    ) -> Result<(), Draining> {
+        let lease = delivery.lease();
+        let span = tracing::info_span!(
+            "attempt",
+            delivery_id = %delivery.id,
+            tenant = %delivery.tenant_id,
+            attempt = delivery.attempt_number,
+        );
+        let shared = Arc::clone(&self.shared);
+        let attempt = async move {
+            let in_flight = shared.metrics.in_flight();
+            let completion = execute(
+                &shared.sender,
+                &shared.policy,
+                &shared.metrics,
+                delivery,
+                signing,
+            )
+            .await;
+            drop(in_flight);
+            // The completer outlives every executor, so this only fails if it
+            // panicked; the lease then expires and the attempt is retried.
+            let _ = shared.completions.send(Work::Attempt(completion)).await;
+            lock(&shared.running).leases.remove(&lease);
+            drop((slot, permit));
+        };
+        let mut running = lock(&self.shared.running);
+        if running.draining {
+            return Err(Draining);
+        }
+        running.leases.insert(lease);
+        // Finished tasks are collected as new ones come, so the set holds
+        // about what is in flight.
+        while let Some(result) = running.tasks.try_join_next() {
+            if let Err(error) = result {
+                tracing::error!(%error, "an attempt task failed");
+            }
+        }
+        running.tasks.spawn(attempt.instrument(span));
+        Ok(())
+    }
+
+    /// Stops starting attempts and gives those in flight `grace` to
+    /// finish; aborts the rest and returns their leases.
+    pub(super) async fn drain(&self, grace: Duration) -> Vec<Lease> {
+        let mut tasks = {
+            let mut running = lock(&self.shared.running);
+            running.draining = true;
+            std::mem::take(&mut running.tasks)
+        };
+        let count = tasks.len();
+        if count > 0 {
+            tracing::info!(count, "waiting for in-flight attempts to finish");
+        }
+        let finished =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if finished.is_ok() {
+            return Vec::new();
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        lock(&self.shared.running).leases.drain().collect()
+    }
+}
+
+fn lock(running: &Mutex<Running>) -> MutexGuard<'_, Running> {
+    // A panic while holding this lock leaves a set of tasks and leases that
+    // is still consistent enough to shut down with.
+    running.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Sends `delivery` once (unless it may not be sent) and returns the
 /// result with its decision.

@@ -5,9 +5,9 @@
 //! delivery due now reserves a global permit and a slot of its destination,
 //! inserts the row already leased for its first attempt (counted, fenced by
 //! a token, due again when the lease expires: what a claim would have
-//! written), and hands it to the claimer to start. That skips the wake-up,
-//! the claim statement and its commit, so an idle system sends a delivery
-//! one commit after it arrives.
+//! written), and starts its attempt. That skips the wake-up, the claim
+//! statement and its commit, so an idle system sends a delivery one commit
+//! after it arrives.
 //!
 //! It never jumps a queue: only a claimer that is caught up lets deliveries
 //! through. Capacity is reserved before the insert, so a leased row never
@@ -24,21 +24,25 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::fairness::{DestinationLimits, DestinationPermit};
+use super::{
+    claimer::give_back,
+    executor::Executors,
+    fairness::{DestinationLimits, DestinationPermit},
+};
 use crate::{
     domain::unix_ms,
     store::{
         GroupCommit, Store, StoreError,
         records::{ClaimedDelivery, Enqueued, InsertLease, NewDelivery},
     },
+    tenants::Keyring,
 };
 
 /// What decides whether a new delivery may skip the claim, shared by the
 /// claimer and the API's [`super::SchedulerHandle`].
-#[derive(Debug)]
 pub(super) struct Admission {
     /// The global in-flight permits, the claimer's too.
     permits: Arc<Semaphore>,
@@ -48,26 +52,16 @@ pub(super) struct Admission {
     caught_up: AtomicBool,
     /// How long a lease taken at insert lasts.
     lease: Duration,
-    /// To the claimer, which starts what is handed to it.
-    queue: mpsc::Sender<HandedOff>,
-    /// To give back a lease the claimer can no longer take.
+    /// The signing keys, as the claimer reads them.
+    keyring: Keyring,
+    /// Where attempts run, the claimer's too.
+    executors: Executors,
+    /// To give back a lease whose attempt cannot start.
     store: Store,
-}
-
-/// A delivery stored already leased, with the capacity reserved for it.
-#[derive(Debug)]
-pub(super) struct HandedOff {
-    /// The stored delivery, as a claim would have returned it.
-    pub(super) delivery: ClaimedDelivery,
-    /// Its global permit.
-    pub(super) permit: OwnedSemaphorePermit,
-    /// Its destination slot.
-    pub(super) slot: DestinationPermit,
 }
 
 /// Capacity held for one delivery about to be stored leased: a global
 /// permit and a slot of its destination. Dropping it frees both.
-#[derive(Debug)]
 pub struct Reservation {
     admission: Arc<Admission>,
     permit: OwnedSemaphorePermit,
@@ -76,26 +70,35 @@ pub struct Reservation {
     accepted_at_ms: i64,
 }
 
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("caught_up", &self.caught_up)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Admission {
-    /// Admission over the claimer's `permits` and `limits`, handing off
-    /// through a queue whose receiver the claimer takes.
+    /// Admission over the claimer's `permits`, `limits` and `executors`,
+    /// leasing for `lease`.
     pub(super) fn new(
         permits: Arc<Semaphore>,
         limits: DestinationLimits,
         lease: Duration,
+        keyring: Keyring,
+        executors: Executors,
         store: Store,
-    ) -> (Arc<Self>, mpsc::Receiver<HandedOff>) {
-        // Each queued hand-off holds a permit, so the queue never fills.
-        let (queue, handed_off) = mpsc::channel(permits.available_permits().max(1));
-        let admission = Self {
+    ) -> Arc<Self> {
+        Arc::new(Self {
             permits,
             limits,
             caught_up: AtomicBool::new(false),
             lease,
-            queue,
+            keyring,
+            executors,
             store,
-        };
-        (Arc::new(admission), handed_off)
+        })
     }
 
     /// The claimer is caught up (or no longer is): while it is, new
@@ -123,7 +126,7 @@ impl Admission {
 
 impl Reservation {
     /// Stores `delivery` through `enqueues`, leased for its first attempt,
-    /// and hands it to the claimer if the insert created it (an idempotent
+    /// and starts that attempt if the insert created it (an idempotent
     /// repeat only frees the reservation). Runs to the end even if the
     /// caller goes away meanwhile, so no stored lease is left unsent.
     pub async fn enqueue(
@@ -142,7 +145,7 @@ impl Reservation {
             let enqueued = enqueues.enqueue(delivery).await?;
             if enqueued.created {
                 let claimed = claimed(sent, enqueued.id, lease, self.accepted_at_ms);
-                self.hand_off(claimed).await;
+                self.start(claimed).await;
             }
             Ok(enqueued)
         });
@@ -153,24 +156,29 @@ impl Reservation {
         }
     }
 
-    async fn hand_off(self, delivery: ClaimedDelivery) {
-        let lease = delivery.lease();
+    /// Starts the attempt on the stored `delivery` with the reserved
+    /// capacity, or gives the row back, its attempt uncounted, if it cannot
+    /// start (the scheduler is stopping, or its keys cannot be read).
+    async fn start(self, delivery: ClaimedDelivery) {
         let Self {
             admission,
             permit,
             slot,
             ..
         } = self;
-        let handed_off = HandedOff {
-            delivery,
-            permit,
-            slot,
-        };
-        if admission.queue.send(handed_off).await.is_err() {
-            // The claimer has stopped: give the row back for any replica.
-            if let Err(error) = admission.store.release(&[lease], true).await {
-                tracing::warn!(%error, "could not give back a delivery leased at enqueue; its lease will expire");
+        let lease = delivery.lease();
+        let started = match admission.keyring.keys(&delivery.tenant_id).await {
+            Ok(keys) => admission
+                .executors
+                .start(delivery, keys, permit, slot)
+                .is_ok(),
+            Err(error) => {
+                tracing::error!(%error, "reading signing secrets failed; giving the delivery back");
+                false
             }
+        };
+        if !started {
+            give_back(&admission.store, &[lease]).await;
         }
     }
 }

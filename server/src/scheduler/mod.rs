@@ -3,9 +3,11 @@
 //! - [`claimer`] leases due deliveries (as many as it has free permits,
 //!   none for destinations at their in-flight limit, see [`fairness`]) and
 //!   starts one executor task per delivery; while it is idle, a new
-//!   delivery comes to it already leased ([`handoff`]);
+//!   delivery is instead leased as it is stored and started at once
+//!   ([`handoff`]);
 //! - [`executor`] sends one attempt through `transport` and decides, with
-//!   [`retry`], what follows; it never writes to the database;
+//!   [`retry`], what follows; it never writes to the database. Each
+//!   attempt is a task of its own, tracked for shutdown;
 //! - [`completer`] persists results in batches, fenced by lease token, and
 //!   publishes the committed outcomes to the feed;
 //! - [`crate::signal`] carries "work is due" between API, claimer and replicas.
@@ -33,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use self::handoff::Reservation;
-use self::{completer::Work, fairness::DestinationLimits, handoff::Admission};
+use self::{completer::Work, executor::Executors, fairness::DestinationLimits, handoff::Admission};
 use crate::metrics::Metrics;
 use crate::tenants::Keyring;
 use crate::{
@@ -100,25 +102,25 @@ impl Scheduler {
         ));
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let limits = DestinationLimits::new(config.destination_concurrency, wakeup.clone());
-        let (admission, handed_off) = Admission::new(
+        let keyring = Keyring::new(store.clone(), config.credential_cache);
+        let executors = Executors::new(sender, policy, metrics, inbox.clone());
+        let admission = Admission::new(
             Arc::clone(&permits),
             limits.clone(),
             config.lease_duration,
+            keyring.clone(),
+            executors.clone(),
             store.clone(),
         );
         let claimer = claimer::Claimer {
-            keyring: Keyring::new(store.clone(), config.credential_cache),
-            metrics,
+            keyring,
             store,
-            sender,
-            policy,
             config,
             permits,
             limits,
             admission: Arc::clone(&admission),
-            handed_off,
+            executors,
             wakeup: wakeup.clone(),
-            completions: inbox.clone(),
         };
         let task = tokio::spawn(async move {
             // The completer ends once the claimer, its executors and every
