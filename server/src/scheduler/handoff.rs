@@ -24,7 +24,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
 use super::{
@@ -127,8 +127,9 @@ impl Admission {
 impl Reservation {
     /// Stores `delivery` through `enqueues`, leased for its first attempt,
     /// and starts that attempt if the insert created it (an idempotent
-    /// repeat only frees the reservation). Runs to the end even if the
-    /// caller goes away meanwhile, so no stored lease is left unsent.
+    /// repeat only frees the reservation). Answers once the insert has
+    /// committed; the rest runs on even if the caller goes away meanwhile,
+    /// so no stored lease is left unsent.
     pub async fn enqueue(
         self,
         enqueues: &GroupCommit,
@@ -140,20 +141,22 @@ impl Reservation {
         };
         delivery.lease = Some(lease);
         let enqueues = enqueues.clone();
-        let stored = tokio::spawn(async move {
+        let (stored, answer) = oneshot::channel();
+        tokio::spawn(async move {
             let sent = delivery.clone();
-            let enqueued = enqueues.enqueue(delivery).await?;
-            if enqueued.created {
-                let claimed = claimed(sent, enqueued.id, lease, self.accepted_at_ms);
+            let result = enqueues.enqueue(delivery).await;
+            let created = match &result {
+                Ok(enqueued) if enqueued.created => Some(enqueued.id),
+                _ => None,
+            };
+            // The caller may have gone away; the delivery stands.
+            let _ = stored.send(result);
+            if let Some(id) = created {
+                let claimed = claimed(sent, id, lease, self.accepted_at_ms);
                 self.start(claimed).await;
             }
-            Ok(enqueued)
         });
-        match stored.await {
-            Ok(result) => result,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(_) => Err(StoreError::ShuttingDown),
-        }
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Starts the attempt on the stored `delivery` with the reserved
