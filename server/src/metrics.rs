@@ -223,9 +223,9 @@ impl Metrics {
         self.enqueued.inc_by(count);
     }
 
-    /// `count` accepted deliveries went straight to an idle scheduler.
-    pub fn handed_off(&self, count: u64) {
-        self.handed_off.inc_by(count);
+    /// A new delivery's first attempt started without a claim.
+    pub fn handed_off(&self) {
+        self.handed_off.inc();
     }
 
     /// An attempt finished with `result` after `duration`; `first_since`

@@ -82,9 +82,7 @@ impl DeliveryApi {
             return;
         }
         self.metrics.enqueued(created);
-        if handed_off {
-            self.metrics.handed_off(created);
-        } else {
+        if !handed_off {
             self.scheduler.work_added();
         }
     }

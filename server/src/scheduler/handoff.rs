@@ -34,6 +34,7 @@ use super::{
 };
 use crate::{
     domain::unix_ms,
+    metrics::Metrics,
     store::{
         GroupCommit, Store, StoreError,
         records::{ClaimedDelivery, Enqueued, InsertLease, NewDelivery},
@@ -58,6 +59,8 @@ pub(super) struct Admission {
     executors: Executors,
     /// To give back a lease whose attempt cannot start.
     store: Store,
+    /// Counts the attempts started this way.
+    metrics: Metrics,
 }
 
 /// Capacity held for one delivery about to be stored leased: a global
@@ -89,6 +92,7 @@ impl Admission {
         keyring: Keyring,
         executors: Executors,
         store: Store,
+        metrics: Metrics,
     ) -> Arc<Self> {
         Arc::new(Self {
             permits,
@@ -98,6 +102,7 @@ impl Admission {
             keyring,
             executors,
             store,
+            metrics,
         })
     }
 
@@ -180,7 +185,9 @@ impl Reservation {
                 false
             }
         };
-        if !started {
+        if started {
+            admission.metrics.handed_off();
+        } else {
             give_back(&admission.store, &[lease]).await;
         }
     }

@@ -103,7 +103,7 @@ impl Scheduler {
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let limits = DestinationLimits::new(config.destination_concurrency, wakeup.clone());
         let keyring = Keyring::new(store.clone(), config.credential_cache);
-        let executors = Executors::new(sender, policy, metrics, inbox.clone());
+        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone());
         let admission = Admission::new(
             Arc::clone(&permits),
             limits.clone(),
@@ -111,6 +111,7 @@ impl Scheduler {
             keyring.clone(),
             executors.clone(),
             store.clone(),
+            metrics,
         );
         let claimer = claimer::Claimer {
             keyring,
