@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_tenant_security;
 mod m20261123_000003_operations;
+mod m20261130_000004_keyed_idempotency;
 
 /// The ordered list of Herald's migrations.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_tenant_security::Migration),
             Box::new(m20261123_000003_operations::Migration),
+            Box::new(m20261130_000004_keyed_idempotency::Migration),
         ]
     }
 }

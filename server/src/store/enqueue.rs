@@ -1,9 +1,9 @@
 //! Enqueue: multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING id`, up
 //! to [`ROWS_PER_STATEMENT`] deliveries per statement.
 //!
-//! Idempotency rides on the unique index (tenant, idempotency key): when two
-//! enqueues with the same key race, the database lets one insert win and the
-//! other finds the winner's row. A hash of the request tells "the same
+//! Idempotency rides on a unique index of (tenant, idempotency key) that
+//! holds keyed deliveries only: when two enqueues with the same key race,
+//! the database lets one insert win and the other finds the winner's row. A hash of the request tells "the same
 //! request again" (answer the existing id) from "a different request under a
 //! used key" (refuse). Ids are made here, so a row whose id comes back was
 //! created; one that does not was skipped for its key.
@@ -28,7 +28,7 @@ INSERT INTO deliveries (id, tenant_id, url, destination, host, method, headers, 
     idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, deadline_at_ms, \
     next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate, lease_token) \
 VALUES {rows} \
-ON CONFLICT (tenant_id, idempotency_key) DO NOTHING \
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
 RETURNING id";
 
 const FIND_BY_KEY: &str = "\
