@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use herald_migration::{Migrator, MigratorTrait};
 use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
     store::{
-        Channel, Store,
+        Channel, Store, StoreError,
         records::{
             AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, InsertLease,
             NewDelivery,
@@ -27,6 +28,7 @@ on_both_backends!(
     retention_deletes_exactly_what_is_past_its_window,
     one_batch_sorts_fresh_from_stale_completions,
     a_batch_larger_than_one_statement_is_stored_whole,
+    the_last_migration_goes_down_and_up_again,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -447,6 +449,41 @@ async fn a_batch_larger_than_one_statement_is_stored_whole(backend: Backend) {
         "the key's second use finds the first"
     );
     assert_eq!(store.backlog().await.unwrap().due, 1199);
+    store.close().await.unwrap();
+}
+
+/// The last migration (the idempotency index of keyed deliveries only) can
+/// be undone and redone, and afterwards a key still names one delivery
+/// while keyless deliveries never collide.
+async fn the_last_migration_goes_down_and_up_again(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    let schema = Database::connect(db.url()).await.expect("connect");
+    Migrator::down(&schema, Some(1)).await.expect("down");
+    Migrator::up(&schema, None).await.expect("up again");
+    schema.close().await.expect("close");
+    let keyed = |n| NewDelivery {
+        idempotency_key: Some("order-42".into()),
+        ..delivery(n)
+    };
+    let first = enqueue(&store, keyed(1)).await;
+    assert!(first.created);
+    assert_eq!(
+        enqueue(&store, keyed(1)).await.id,
+        first.id,
+        "the same request"
+    );
+    let refused = store.enqueue_batch(&[keyed(2)]).await.expect("stored");
+    assert!(
+        matches!(&refused[0], Err(StoreError::IdempotencyConflict { existing, .. }) if *existing == first.id),
+        "another request under the key: {refused:?}"
+    );
+    assert!(enqueue(&store, delivery(3)).await.created);
+    assert!(
+        enqueue(&store, delivery(3)).await.created,
+        "keyless never collide"
+    );
     store.close().await.unwrap();
 }
 
