@@ -3,10 +3,11 @@
 //!
 //! Idempotency rides on a unique index of (tenant, idempotency key) that
 //! holds keyed deliveries only: when two enqueues with the same key race,
-//! the database lets one insert win and the other finds the winner's row. A hash of the request tells "the same
-//! request again" (answer the existing id) from "a different request under a
-//! used key" (refuse). Ids are made here, so a row whose id comes back was
-//! created; one that does not was skipped for its key.
+//! the database lets one insert win and the other finds the winner's row.
+//! A hash of the request tells "the same request again" (answer the
+//! existing id) from "a different request under a used key" (refuse). Ids
+//! are made here, so a row whose id comes back was created; one that does
+//! not was skipped for its key.
 
 use std::collections::HashSet;
 

@@ -452,9 +452,10 @@ async fn a_batch_larger_than_one_statement_is_stored_whole(backend: Backend) {
     store.close().await.unwrap();
 }
 
-/// The last migration (the idempotency index of keyed deliveries only) can
-/// be undone and redone, and afterwards a key still names one delivery
-/// while keyless deliveries never collide.
+/// The newest migration can be undone and redone (as this is written, the
+/// one that keeps only keyed deliveries in the idempotency index), and
+/// afterwards a key still names one delivery while keyless deliveries
+/// never collide.
 async fn the_last_migration_goes_down_and_up_again(backend: Backend) {
     let Some((db, store)) = store(backend).await else {
         return;
