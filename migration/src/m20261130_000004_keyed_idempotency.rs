@@ -2,66 +2,86 @@
 //! delivery (most of them) then costs one index entry fewer on insert and on
 //! every non-HOT update (a claim, a completion), and the index stays the
 //! size of the keyed deliveries rather than of the whole table.
+//!
+//! On PostgreSQL the new index is built `CONCURRENTLY` before the old one is
+//! dropped, so replicas still running keep enqueueing while a large table
+//! is indexed, and at every moment one unique index guards the keys (the
+//! enqueue's `ON CONFLICT ... WHERE idempotency_key IS NOT NULL` is served
+//! by either). SQLite swaps the two in one transaction.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 
-/// Rebuilds `deliveries_idempotency_key_idx` as a partial unique index.
+/// Replaces `deliveries_idempotency_key_idx` with the partial
+/// `deliveries_keyed_idempotency_idx`.
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The index's name, the same before and after.
-const INDEX: &str = "deliveries_idempotency_key_idx";
+/// The index over every delivery, before this migration.
+const EVERY_DELIVERY: &str = "deliveries_idempotency_key_idx";
+
+/// The index over keyed deliveries, after it.
+const KEYED: &str = "deliveries_keyed_idempotency_idx";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_index(manager).await?;
-        // The same SQL works on SQLite and PostgreSQL; an upsert names the
-        // predicate (`ON CONFLICT (...) WHERE idempotency_key IS NOT NULL`)
-        // to use it.
-        manager
-            .get_connection()
-            .execute_unprepared(&format!(
-                "CREATE UNIQUE INDEX {INDEX} ON deliveries (tenant_id, idempotency_key) \
-                 WHERE idempotency_key IS NOT NULL"
-            ))
-            .await?;
-        Ok(())
+        swap(
+            manager,
+            KEYED,
+            "WHERE idempotency_key IS NOT NULL",
+            EVERY_DELIVERY,
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_index(manager).await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(INDEX)
-                    .table(Deliveries::Table)
-                    .col(Deliveries::TenantId)
-                    .col(Deliveries::IdempotencyKey)
-                    .unique()
-                    .to_owned(),
-            )
-            .await
+        swap(manager, EVERY_DELIVERY, "", KEYED).await
     }
 
     fn use_transaction(&self) -> Option<bool> {
-        // The drop and the create on one connection, all or nothing: never
-        // a moment without the index, on SQLite too.
-        Some(true)
+        // PostgreSQL cannot build an index concurrently inside a
+        // transaction; SQLite takes one of its own in `swap`.
+        Some(false)
     }
 }
 
-async fn drop_index(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    manager
-        .get_connection()
-        .execute_unprepared(&format!("DROP INDEX {INDEX}"))
-        .await
-        .map(drop)
-}
-
-#[derive(DeriveIden)]
-enum Deliveries {
-    Table,
-    TenantId,
-    IdempotencyKey,
+/// Creates the unique index `new` on (tenant, key) with `predicate`, then
+/// drops `old`.
+async fn swap(
+    manager: &SchemaManager<'_>,
+    new: &str,
+    predicate: &str,
+    old: &str,
+) -> Result<(), DbErr> {
+    let create = |concurrently: &str| {
+        format!(
+            "CREATE UNIQUE INDEX {concurrently} IF NOT EXISTS {new} \
+             ON deliveries (tenant_id, idempotency_key) {predicate}"
+        )
+    };
+    if manager.get_database_backend() == DbBackend::Postgres {
+        let db = manager.get_connection();
+        // A build interrupted before (a crash mid-migration) leaves an
+        // invalid index that `IF NOT EXISTS` would keep; only that is
+        // dropped, never a valid one.
+        db.execute_unprepared(&format!(
+            "DO $$ BEGIN \
+                IF EXISTS (SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid \
+                           WHERE relname = '{new}' AND NOT indisvalid) THEN \
+                    DROP INDEX {new}; \
+                END IF; \
+             END $$"
+        ))
+        .await?;
+        db.execute_unprepared(&create("CONCURRENTLY")).await?;
+        db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {old}"))
+            .await?;
+        return Ok(());
+    }
+    let txn = manager.begin().await?;
+    let db = txn.get_connection();
+    db.execute_unprepared(&create("")).await?;
+    db.execute_unprepared(&format!("DROP INDEX IF EXISTS {old}"))
+        .await?;
+    txn.commit().await
 }

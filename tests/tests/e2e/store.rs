@@ -488,6 +488,54 @@ async fn the_last_migration_goes_down_and_up_again(backend: Backend) {
     store.close().await.unwrap();
 }
 
+/// On PostgreSQL the keyed index is built concurrently, and a build that
+/// was cut short leaves an invalid index under its name; migrating again
+/// replaces that with a working one instead of keeping it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_keyed_index_build_is_redone() {
+    let Some((db, store)) = store(Backend::Postgres).await else {
+        return;
+    };
+    let schema = Database::connect(db.url()).await.expect("connect");
+    Migrator::down(&schema, Some(1)).await.expect("down");
+    enqueue(&store, delivery(1)).await;
+    enqueue(&store, delivery(2)).await;
+    // Two deliveries of one tenant: a unique build on the tenant alone
+    // fails, and leaves an invalid index behind, as a crash would.
+    let failed = schema
+        .execute_unprepared(
+            "CREATE UNIQUE INDEX CONCURRENTLY deliveries_keyed_idempotency_idx \
+             ON deliveries (tenant_id)",
+        )
+        .await;
+    assert!(failed.is_err(), "the build should fail on duplicates");
+    Migrator::up(&schema, None).await.expect("up again");
+    let valid = schema
+        .query_one_raw(Statement::from_string(
+            schema.get_database_backend(),
+            "SELECT indisvalid FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid \
+             WHERE relname = 'deliveries_keyed_idempotency_idx'",
+        ))
+        .await
+        .expect("query")
+        .expect("the index exists")
+        .try_get_by_index::<bool>(0)
+        .expect("a flag");
+    assert!(valid, "the leftover was replaced by a valid index");
+    schema.close().await.expect("close");
+    let keyed = |n| NewDelivery {
+        idempotency_key: Some("order-7".into()),
+        ..delivery(n)
+    };
+    let first = enqueue(&store, keyed(3)).await;
+    assert_eq!(enqueue(&store, keyed(3)).await.id, first.id);
+    assert!(
+        enqueue(&store, delivery(1)).await.created,
+        "keyless never collide"
+    );
+    store.close().await.unwrap();
+}
+
 /// A store's listener hears other stores' announcements but passes over
 /// its own (its waiters were woken in process already).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
