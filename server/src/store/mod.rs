@@ -87,6 +87,9 @@ pub enum StoreError {
     Listen(#[from] sea_orm::sqlx::Error),
 }
 
+/// How often a replica waiting to migrate asks for its turn again.
+const MIGRATION_TURN_POLL: Duration = Duration::from_millis(100);
+
 /// Handle to Herald's database; cheap to clone (a pool inside).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -144,15 +147,27 @@ impl Store {
     /// at the same time take turns (a session advisory lock on a connection
     /// of its own), so the second finds nothing left to do instead of
     /// failing on tables the first just created.
+    ///
+    /// A replica waiting for its turn asks again every
+    /// [`MIGRATION_TURN_POLL`] rather than blocking in `pg_advisory_lock`:
+    /// a blocked statement holds a snapshot, and an index built
+    /// `CONCURRENTLY` by the replica migrating waits for every older
+    /// snapshot to end, so the two would wait on each other for ever.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         if self.dialect != Dialect::Postgres {
             Migrator::up(&self.db, None).await?;
             return Ok(());
         }
         let mut turn = self.db.get_postgres_connection_pool().acquire().await?;
-        sea_orm::sqlx::query("SELECT pg_advisory_lock(7255002)")
-            .execute(&mut *turn)
-            .await?;
+        loop {
+            let taken: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock(7255002)")
+                .fetch_one(&mut *turn)
+                .await?;
+            if taken {
+                break;
+            }
+            tokio::time::sleep(MIGRATION_TURN_POLL).await;
+        }
         let migrated = Migrator::up(&self.db, None).await;
         let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock(7255002)")
             .execute(&mut *turn)
