@@ -464,14 +464,21 @@ async fn the_last_migration_goes_down_and_up_again(backend: Backend) {
     Migrator::down(&schema, Some(1)).await.expect("down");
     Migrator::up(&schema, None).await.expect("up again");
     schema.close().await.expect("close");
+    keys_name_one_delivery(&store).await;
+    store.close().await.unwrap();
+}
+
+/// A key names one delivery: the same request under it gets that delivery
+/// back, another request is refused. Keyless deliveries never collide.
+async fn keys_name_one_delivery(store: &Store) {
     let keyed = |n| NewDelivery {
         idempotency_key: Some("order-42".into()),
         ..delivery(n)
     };
-    let first = enqueue(&store, keyed(1)).await;
+    let first = enqueue(store, keyed(1)).await;
     assert!(first.created);
     assert_eq!(
-        enqueue(&store, keyed(1)).await.id,
+        enqueue(store, keyed(1)).await.id,
         first.id,
         "the same request"
     );
@@ -480,12 +487,11 @@ async fn the_last_migration_goes_down_and_up_again(backend: Backend) {
         matches!(&refused[0], Err(StoreError::IdempotencyConflict { existing, .. }) if *existing == first.id),
         "another request under the key: {refused:?}"
     );
-    assert!(enqueue(&store, delivery(3)).await.created);
+    assert!(enqueue(store, delivery(3)).await.created);
     assert!(
-        enqueue(&store, delivery(3)).await.created,
+        enqueue(store, delivery(3)).await.created,
         "keyless never collide"
     );
-    store.close().await.unwrap();
 }
 
 /// On PostgreSQL the keyed index is built concurrently, and a build that
@@ -523,16 +529,7 @@ async fn an_interrupted_keyed_index_build_is_redone() {
         .expect("a flag");
     assert!(valid, "the leftover was replaced by a valid index");
     schema.close().await.expect("close");
-    let keyed = |n| NewDelivery {
-        idempotency_key: Some("order-7".into()),
-        ..delivery(n)
-    };
-    let first = enqueue(&store, keyed(3)).await;
-    assert_eq!(enqueue(&store, keyed(3)).await.id, first.id);
-    assert!(
-        enqueue(&store, delivery(1)).await.created,
-        "keyless never collide"
-    );
+    keys_name_one_delivery(&store).await;
     store.close().await.unwrap();
 }
 
