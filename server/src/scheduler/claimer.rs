@@ -15,7 +15,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::sync::Semaphore;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::{JoinError, JoinSet},
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -36,6 +39,22 @@ use crate::{
 /// Longest wait after a failed claim before trying again.
 const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
+/// A claim statement's result, with the permits taken for it.
+struct Claim {
+    held: Vec<OwnedSemaphorePermit>,
+    rows: Result<Vec<ClaimedDelivery>, StoreError>,
+}
+
+/// How a claim went.
+enum Claimed {
+    /// Every permit found a row: more may be due.
+    Full,
+    /// Fewer rows were due than permits were held.
+    Short,
+    /// The claim, or what it needed to start, failed.
+    Failed,
+}
+
 /// The claim loop.
 pub struct Claimer {
     pub(super) store: Store,
@@ -55,86 +74,149 @@ impl Claimer {
     /// Claims and executes until `shutdown`, then gives in-flight attempts
     /// `config.shutdown_grace` to finish; what is still running after that
     /// is aborted and its leases are given back for any replica to take.
+    ///
+    /// One claim is in flight at a time, or as many as the database can
+    /// usefully write at once ([`Store::writers`]: two on PostgreSQL)
+    /// while the last one came back full (a backlog): a claim spends most
+    /// of its time in the database, much of it waiting for its commit, and
+    /// a second one overlaps that wait instead of queueing behind it. On
+    /// SQLite, with its single writer, a second claim would only queue
+    /// for the write and hold up the completer.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut claims = JoinSet::new();
+        let mut backlog = false;
+        let most = self.store.writers();
         loop {
-            let first = tokio::select! {
+            let room = claims.is_empty() || (backlog && claims.len() < most);
+            let claimed = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permit = Arc::clone(&self.permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
+                permits = self.permits(), if room => match permits {
+                    Some(held) => {
+                        claims.spawn(self.claim(held));
+                        continue;
+                    }
+                    None => break,
                 },
+                Some(claimed) = claims.join_next() => claimed,
             };
-            let mut held = vec![first];
-            while held.len() < self.config.claim_batch {
-                match Arc::clone(&self.permits).try_acquire_owned() {
-                    Ok(permit) => held.push(permit),
-                    Err(_) => break,
-                }
+            let outcome = self.start(claimed).await;
+            backlog = matches!(outcome, Claimed::Full);
+            if !claims.is_empty() {
+                continue;
             }
-            let wanted = held.len();
-            let excluded = self.limits.saturated();
-            let claimed = match self
-                .store
-                .claim(wanted, self.config.lease_duration, &excluded)
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::error!(%error, "claiming due deliveries failed");
-                    drop(held);
-                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let got = claimed.len();
-            let signing = match self.signing_keys(&claimed).await {
-                Ok(signing) => signing,
-                Err(error) => {
-                    tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
-                    let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
-                    give_back(&self.store, &leases).await;
-                    drop(held);
-                    if self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let mut unstarted = Vec::new();
-            for delivery in claimed {
-                match self.limits.try_acquire(&delivery.destination) {
-                    Some(slot) => {
-                        let permit = held.pop().expect("one permit per claimed row");
-                        let keys = Arc::clone(&signing[&delivery.tenant_id]);
-                        let lease = delivery.lease();
-                        if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
-                            unstarted.push(lease);
-                        }
-                    }
-                    // Its destination filled up within this claim: give the
-                    // row back, unsent and uncounted. The next claim
-                    // excludes it.
-                    None => unstarted.push(delivery.lease()),
-                }
-            }
-            drop(held);
-            if !unstarted.is_empty() {
-                give_back(&self.store, &unstarted).await;
-            }
-            if got < wanted {
+            let stop = match outcome {
+                Claimed::Full => false,
+                Claimed::Failed => self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await,
                 // Nothing more is due: new deliveries may skip the claim
                 // until something wakes this claimer.
-                self.admission.set_caught_up(true);
-                let stop = self.wait_for_work(&shutdown).await;
-                self.admission.set_caught_up(false);
-                if stop {
-                    break;
+                Claimed::Short => {
+                    self.admission.set_caught_up(true);
+                    let stop = self.wait_for_work(&shutdown).await;
+                    self.admission.set_caught_up(false);
+                    stop
                 }
+            };
+            if stop {
+                break;
+            }
+        }
+        // Claims still in flight are seen through: their rows go back.
+        while let Some(claimed) = claims.join_next().await {
+            if let Ok(Claim {
+                rows: Ok(claimed), ..
+            }) = claimed
+            {
+                let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
+                give_back(&self.store, &leases).await;
             }
         }
         self.drain().await;
+    }
+
+    /// Free permits for one claim: waits for the first, then takes what
+    /// else is free, up to `config.claim_batch`. `None` once the
+    /// semaphore is closed.
+    async fn permits(&self) -> Option<Vec<OwnedSemaphorePermit>> {
+        let first = Arc::clone(&self.permits).acquire_owned().await.ok()?;
+        let mut held = vec![first];
+        while held.len() < self.config.claim_batch {
+            match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => held.push(permit),
+                Err(_) => break,
+            }
+        }
+        Some(held)
+    }
+
+    /// Leases as many due rows as `held` has permits, skipping saturated
+    /// destinations.
+    fn claim(
+        &self,
+        held: Vec<OwnedSemaphorePermit>,
+    ) -> impl Future<Output = Claim> + Send + 'static {
+        let store = self.store.clone();
+        let lease = self.config.lease_duration;
+        let excluded = self.limits.saturated();
+        async move {
+            let rows = store.claim(held.len(), lease, &excluded).await;
+            Claim { held, rows }
+        }
+    }
+
+    /// Starts an executor for each claimed row, giving back the rows it
+    /// cannot start; says whether the claim was full.
+    async fn start(&self, claim: Result<Claim, JoinError>) -> Claimed {
+        let Claim { mut held, rows } = match claim {
+            Ok(claim) => claim,
+            Err(error) => {
+                tracing::error!(%error, "a claim task failed");
+                return Claimed::Failed;
+            }
+        };
+        let wanted = held.len();
+        let claimed = match rows {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(%error, "claiming due deliveries failed");
+                return Claimed::Failed;
+            }
+        };
+        let got = claimed.len();
+        let signing = match self.signing_keys(&claimed).await {
+            Ok(signing) => signing,
+            Err(error) => {
+                tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
+                let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
+                give_back(&self.store, &leases).await;
+                return Claimed::Failed;
+            }
+        };
+        let mut unstarted = Vec::new();
+        for delivery in claimed {
+            match self.limits.try_acquire(&delivery.destination) {
+                Some(slot) => {
+                    let permit = held.pop().expect("one permit per claimed row");
+                    let keys = Arc::clone(&signing[&delivery.tenant_id]);
+                    let lease = delivery.lease();
+                    if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
+                        unstarted.push(lease);
+                    }
+                }
+                // Its destination filled up within this claim: give the
+                // row back, unsent and uncounted. The next claim
+                // excludes it.
+                None => unstarted.push(delivery.lease()),
+            }
+        }
+        drop(held);
+        if !unstarted.is_empty() {
+            give_back(&self.store, &unstarted).await;
+        }
+        if got < wanted {
+            Claimed::Short
+        } else {
+            Claimed::Full
+        }
     }
 
     /// The signing keys of every tenant in `claimed`.

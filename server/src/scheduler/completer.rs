@@ -1,9 +1,19 @@
-//! Completer: the one writer of outcomes on this replica. Consumes
-//! [`Work`] from every executor (attempt results) and from the API
+//! Completer: the writer of outcomes on this replica. Consumes [`Work`]
+//! from every executor (attempt results) and from the API
 //! (cancellations), writes attempt results in batches (one transaction per
 //! batch: as many as are waiting, up to [`MAX_BATCH`], so commits are
 //! shared under load and nothing waits when idle), then tells the outcome
 //! feed that outcomes were committed.
+//!
+//! It runs as many writer tasks as the database can usefully write
+//! transactions at once ([`Store::writers`]): one on SQLite, two on
+//! PostgreSQL, where one batch commits while the next is gathered and
+//! written. They take turns at the inbox, so each takes what is waiting
+//! when it comes free. Each batch locks its rows before the feed's lock,
+//! so the feed never closes a cycle; two batches share a row only when one
+//! holds the result of an expired lease and the other its successor's,
+//! and if such a pair ever crossed, PostgreSQL would end the deadlock by
+//! failing one batch, which is written again ([`WRITE_TRIES`]).
 //!
 //! Its inbound channel is bounded: when the database falls behind,
 //! executors wait to hand over results, and the claimer (out of permits)
@@ -13,7 +23,12 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::{
+    sync::{Mutex, mpsc, oneshot},
+    task::JoinSet,
+};
 use uuid::Uuid;
 
 use crate::signal::Signal;
@@ -48,17 +63,41 @@ pub enum Work {
     },
 }
 
-/// Runs until every sender is dropped and the channel is drained.
-pub async fn run(
+/// Starts the writers over `inbox`; each stops once every sender is
+/// dropped and the channel is drained.
+pub fn start(
+    store: &Store,
+    feed: &OutcomeFeed,
+    wakeup: &Signal,
+    metrics: &Metrics,
+    inbox: mpsc::Receiver<Work>,
+) -> JoinSet<()> {
+    let inbox = Arc::new(Mutex::new(inbox));
+    let mut writers = JoinSet::new();
+    for _ in 0..store.writers() {
+        writers.spawn(run(
+            store.clone(),
+            feed.clone(),
+            wakeup.clone(),
+            metrics.clone(),
+            Arc::clone(&inbox),
+        ));
+    }
+    writers
+}
+
+/// One writer: takes what is waiting (holding the inbox only while it
+/// waits), writes it, and comes back for more.
+async fn run(
     store: Store,
     feed: OutcomeFeed,
     wakeup: Signal,
     metrics: Metrics,
-    mut inbox: mpsc::Receiver<Work>,
+    inbox: Arc<Mutex<mpsc::Receiver<Work>>>,
 ) {
     let mut work = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while inbox.recv_many(&mut work, MAX_BATCH).await > 0 {
+    while inbox.lock().await.recv_many(&mut work, MAX_BATCH).await > 0 {
         let mut cancels = Vec::new();
         for item in work.drain(..) {
             match item {

@@ -93,13 +93,7 @@ impl Scheduler {
     ) -> (Self, SchedulerHandle) {
         let wakeup = Signal::start(&store, Channel::Work, &shutdown).await;
         let (inbox, completer_inbox) = mpsc::channel(completer::MAX_BATCH * 2);
-        let completer = tokio::spawn(completer::run(
-            store.clone(),
-            feed,
-            wakeup.clone(),
-            metrics.clone(),
-            completer_inbox,
-        ));
+        let mut completer = completer::start(&store, &feed, &wakeup, &metrics, completer_inbox);
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let limits = DestinationLimits::new(config.destination_concurrency, wakeup.clone());
         let keyring = Keyring::new(store.clone(), config.credential_cache);
@@ -127,8 +121,10 @@ impl Scheduler {
             // The completer ends once the claimer, its executors and every
             // handle (held by the API) have dropped their senders.
             claimer.run(shutdown).await;
-            if let Err(error) = completer.await {
-                tracing::error!(%error, "the completer failed");
+            while let Some(finished) = completer.join_next().await {
+                if let Err(error) = finished {
+                    tracing::error!(%error, "a completion writer failed");
+                }
             }
         });
         let handle = SchedulerHandle {

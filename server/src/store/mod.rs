@@ -177,12 +177,13 @@ impl Store {
         Ok(())
     }
 
-    /// How many transactions may usefully write at once: one on SQLite,
-    /// which has a single writer, and two on PostgreSQL: one commits while
-    /// the other gathers the next group. More writers made smaller groups
-    /// and more statements: 64 unary callers on 2 cores gave 4,806-5,316/s
-    /// with four, 5,236-6,013/s with two (BENCHMARKS.md).
-    fn writers(&self) -> usize {
+    /// How many transactions may usefully write at once, for the enqueue
+    /// group commit and the completer alike: one on SQLite, which has a
+    /// single writer, and two on PostgreSQL: one commits while the other
+    /// gathers the next group. More writers made smaller groups and more
+    /// statements: 64 unary callers on 2 cores gave 4,806-5,316/s with
+    /// four, 5,236-6,013/s with two (BENCHMARKS.md).
+    pub fn writers(&self) -> usize {
         match self.dialect {
             Dialect::Sqlite => 1,
             Dialect::Postgres => 2,
