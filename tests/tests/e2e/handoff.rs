@@ -2,7 +2,9 @@
 //! already leased at enqueue; a busy one takes new deliveries through
 //! claims. Either way each is sent once, within the same limits.
 
-use herald_proto::v1::{DeliveryState, EnqueueRequest};
+use std::{collections::HashSet, time::Duration};
+
+use herald_proto::v1::{DeliveryState, EnqueueBatchRequest, EnqueueRequest};
 use herald_tests::{Backend, Receiver, TestHerald, on_both_backends};
 
 use super::metrics::scrape;
@@ -11,6 +13,7 @@ on_both_backends!(
     an_idle_scheduler_is_handed_new_deliveries,
     a_scheduler_without_room_claims_new_deliveries_instead,
     an_enqueue_repeated_while_its_delivery_is_in_flight_sends_once,
+    a_backlog_is_sent_once_each,
 );
 
 /// A counter's value on the metrics page of `herald`.
@@ -114,5 +117,49 @@ async fn an_enqueue_repeated_while_its_delivery_is_in_flight_sends_once(backend:
     let marker = herald.post(receiver.url("/marker"), b"{}").await;
     herald.wait_terminal(&marker).await;
     assert_eq!(receiver.requests("/once").len(), 1);
+    herald.stop().await;
+}
+
+/// A backlog of many claims' worth: claims come back full, so on
+/// PostgreSQL a second claim runs while the first is in flight. Once every
+/// success is recorded, each delivery has reached the receiver once.
+async fn a_backlog_is_sent_once_each(backend: Backend) {
+    const BACKLOG: usize = 600;
+    let Some(herald) = start(backend, 256).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let deliveries = (0..BACKLOG)
+        .map(|_| EnqueueRequest {
+            url: receiver.url("/backlog"),
+            ..Default::default()
+        })
+        .collect();
+    let results = herald
+        .client()
+        .enqueue_batch(EnqueueBatchRequest { deliveries })
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    let ids: HashSet<String> = results
+        .into_iter()
+        .map(|result| result.accepted.expect("accepted").id)
+        .collect();
+    receiver.wait_for("/backlog", BACKLOG).await;
+    let recorded = tokio::time::timeout(Duration::from_secs(60), async {
+        while counter(&herald, "herald_deliveries_succeeded_total").await < BACKLOG as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(recorded.is_ok(), "not every success was recorded in time");
+    let seen = receiver.requests("/backlog");
+    let unique: HashSet<String> = seen
+        .iter()
+        .map(|request| request.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(unique, ids, "every delivery arrived");
+    assert_eq!(seen.len(), BACKLOG, "and none twice");
     herald.stop().await;
 }
