@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use herald_proto::v1::{
-    Delivery, DeliveryState, EnqueueRequest, GetDeliveryRequest, WatchOutcomesRequest,
-    WatchOutcomesResponse, delivery_service_client::DeliveryServiceClient,
+    Delivery, DeliveryState, EnqueueBatchRequest, EnqueueBatchResult, EnqueueRequest,
+    GetDeliveryRequest, WatchOutcomesRequest, WatchOutcomesResponse,
+    delivery_service_client::DeliveryServiceClient,
 };
 use herald_server::{Config, RunningServer, config::InputLimits};
 use tonic::transport::Channel;
@@ -121,6 +122,17 @@ impl TestHerald {
             .expect("enqueue")
             .into_inner()
             .id
+    }
+
+    /// Enqueues `deliveries` in one `EnqueueBatch`, panicking if the call
+    /// fails; returns each item's result, in order.
+    pub async fn enqueue_batch(&self, deliveries: Vec<EnqueueRequest>) -> Vec<EnqueueBatchResult> {
+        self.client()
+            .enqueue_batch(EnqueueBatchRequest { deliveries })
+            .await
+            .expect("the batch is answered")
+            .into_inner()
+            .results
     }
 
     /// Enqueues a POST of `body` to `url`.

@@ -30,13 +30,7 @@ async fn a_batch_answers_each_item_and_delivers_the_valid_ones(backend: Backend)
         item("/three", "key-1"),
         item("/four", ""),
     ];
-    let results = herald
-        .client()
-        .enqueue_batch(EnqueueBatchRequest { deliveries })
-        .await
-        .expect("the batch is answered")
-        .into_inner()
-        .results;
+    let results = herald.enqueue_batch(deliveries).await;
     assert_eq!(results.len(), 6);
     let accepted: Vec<Option<(String, bool)>> = results
         .iter()

@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use herald_proto::v1::{DeliveryState, EnqueueBatchRequest, EnqueueRequest};
+use herald_proto::v1::{DeliveryState, EnqueueRequest};
 use herald_tests::{Backend, Receiver, TestHerald, on_both_backends};
 
 use super::metrics::scrape;
@@ -135,13 +135,7 @@ async fn a_backlog_is_sent_once_each(backend: Backend) {
             ..Default::default()
         })
         .collect();
-    let results = herald
-        .client()
-        .enqueue_batch(EnqueueBatchRequest { deliveries })
-        .await
-        .expect("the batch is answered")
-        .into_inner()
-        .results;
+    let results = herald.enqueue_batch(deliveries).await;
     let ids: HashSet<String> = results
         .into_iter()
         .map(|result| result.accepted.expect("accepted").id)
