@@ -162,8 +162,11 @@ impl SchedulerHandle {
         self.admission.reserve(delivery)
     }
 
-    /// Cancels a delivery through the completer, so the cancellation's
-    /// outcome is ordered with this replica's attempt outcomes.
+    /// Cancels a delivery through the completer, whose writers record
+    /// the cancellation's outcome the way they record attempt outcomes
+    /// (under the feed's lock, so the feed orders them by commit). A
+    /// result of the delivery not yet written when the cancel commits is
+    /// discarded, like that of an attempt still in flight.
     pub async fn cancel(
         &self,
         tenant_id: &str,
