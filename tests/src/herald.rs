@@ -1,12 +1,12 @@
 //! A real Herald serving gRPC on an ephemeral port, over a test database,
 //! with timings short enough for tests.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
 use herald_proto::v1::{
     Delivery, DeliveryState, EnqueueBatchRequest, EnqueueBatchResult, EnqueueRequest,
-    GetDeliveryRequest, WatchOutcomesRequest, WatchOutcomesResponse,
+    GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse,
     delivery_service_client::DeliveryServiceClient,
 };
 use herald_server::{Config, RunningServer, config::InputLimits};
@@ -214,6 +214,35 @@ impl TestHerald {
             db.drop_database().await;
         }
     }
+}
+
+/// Reads `outcomes` until `count` deliveries have succeeded, within
+/// [`PATIENCE`]; panics on any other outcome. Returns their ids.
+pub async fn wait_succeeded(
+    outcomes: &mut tonic::Streaming<WatchOutcomesResponse>,
+    count: usize,
+) -> HashSet<String> {
+    let mut succeeded = HashSet::new();
+    tokio::time::timeout(PATIENCE, async {
+        while succeeded.len() < count {
+            let outcome = outcomes
+                .next()
+                .await
+                .expect("the stream stays open")
+                .expect("an outcome")
+                .outcome
+                .expect("an outcome");
+            assert_eq!(
+                outcome.kind,
+                i32::from(OutcomeKind::Succeeded),
+                "{outcome:?}"
+            );
+            succeeded.insert(outcome.delivery_id);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{count} deliveries did not succeed within {PATIENCE:?}"));
+    succeeded
 }
 
 impl Drop for TestHerald {

@@ -2,10 +2,10 @@
 //! already leased at enqueue; a busy one takes new deliveries through
 //! claims. Either way each is sent once, within the same limits.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
 use herald_proto::v1::{DeliveryState, EnqueueRequest};
-use herald_tests::{Backend, Receiver, TestHerald, on_both_backends};
+use herald_tests::{Backend, Receiver, TestHerald, on_both_backends, wait_succeeded};
 
 use super::metrics::scrape;
 
@@ -129,25 +129,21 @@ async fn a_backlog_is_sent_once_each(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
+    let mut outcomes = herald.watch_live().await;
     let deliveries = (0..BACKLOG)
         .map(|_| EnqueueRequest {
             url: receiver.url("/backlog"),
             ..Default::default()
         })
         .collect();
-    let results = herald.enqueue_batch(deliveries).await;
-    let ids: HashSet<String> = results
+    let ids: HashSet<String> = herald
+        .enqueue_batch(deliveries)
+        .await
         .into_iter()
         .map(|result| result.accepted.expect("accepted").id)
         .collect();
-    receiver.wait_for("/backlog", BACKLOG).await;
-    let recorded = tokio::time::timeout(Duration::from_secs(60), async {
-        while counter(&herald, "herald_deliveries_succeeded_total").await < BACKLOG as u64 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(recorded.is_ok(), "not every success was recorded in time");
+    let succeeded = wait_succeeded(&mut outcomes, BACKLOG).await;
+    assert_eq!(succeeded, ids);
     let seen = receiver.requests("/backlog");
     let unique: HashSet<String> = seen
         .iter()

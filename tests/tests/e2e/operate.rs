@@ -11,7 +11,9 @@ use herald_proto::v1::{
     CancelDeliveryRequest, DeliveryState, EnqueueRequest, ListDeliveriesRequest, OutcomeKind,
     RedriveDeadLettersRequest,
 };
-use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
+use herald_tests::{
+    Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends, wait_succeeded,
+};
 use tonic::Code;
 
 on_both_backends!(
@@ -166,20 +168,7 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
             .count,
         3
     );
-    let mut succeeded = HashSet::new();
-    tokio::time::timeout(PATIENCE, async {
-        while succeeded.len() < 3 {
-            let outcome = outcomes.next().await.unwrap().unwrap().outcome.unwrap();
-            assert_eq!(
-                outcome.kind,
-                i32::from(OutcomeKind::Succeeded),
-                "{outcome:?}"
-            );
-            succeeded.insert(outcome.delivery_id);
-        }
-    })
-    .await
-    .expect("redriven deliveries succeed");
+    wait_succeeded(&mut outcomes, 3).await;
     for id in &ids {
         let delivery = herald.get(id).await;
         assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
