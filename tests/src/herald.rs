@@ -6,7 +6,7 @@ use std::{collections::HashSet, time::Duration};
 use futures::StreamExt;
 use herald_proto::v1::{
     Delivery, DeliveryState, EnqueueBatchRequest, EnqueueBatchResult, EnqueueRequest,
-    GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse,
+    GetDeliveryRequest, Outcome, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse,
     delivery_service_client::DeliveryServiceClient,
 };
 use herald_server::{Config, RunningServer, config::InputLimits};
@@ -216,33 +216,44 @@ impl TestHerald {
     }
 }
 
-/// Reads `outcomes` until `count` deliveries have succeeded, within
-/// [`PATIENCE`]; panics on any other outcome. Returns their ids.
-pub async fn wait_succeeded(
-    outcomes: &mut tonic::Streaming<WatchOutcomesResponse>,
+/// The next `count` outcomes of `stream`, within [`PATIENCE`].
+pub async fn next_outcomes(
+    stream: &mut tonic::Streaming<WatchOutcomesResponse>,
     count: usize,
-) -> HashSet<String> {
-    let mut succeeded = HashSet::new();
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(count);
     tokio::time::timeout(PATIENCE, async {
-        while succeeded.len() < count {
-            let outcome = outcomes
+        while outcomes.len() < count {
+            let item = stream
                 .next()
                 .await
-                .expect("the stream stays open")
-                .expect("an outcome")
-                .outcome
+                .expect("stream open")
                 .expect("an outcome");
-            assert_eq!(
-                outcome.kind,
-                i32::from(OutcomeKind::Succeeded),
-                "{outcome:?}"
-            );
-            succeeded.insert(outcome.delivery_id);
+            outcomes.push(item.outcome.expect("outcome set"));
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("{count} deliveries did not succeed within {PATIENCE:?}"));
-    succeeded
+    .unwrap_or_else(|_| panic!("expected {count} outcomes within {PATIENCE:?}, got {outcomes:?}"));
+    outcomes
+}
+
+/// The next `count` outcomes of `stream`, each of which must be a success
+/// of a different delivery; returns their delivery ids.
+pub async fn wait_succeeded(
+    stream: &mut tonic::Streaming<WatchOutcomesResponse>,
+    count: usize,
+) -> HashSet<String> {
+    let outcomes = next_outcomes(stream, count).await;
+    for outcome in &outcomes {
+        assert_eq!(
+            outcome.kind,
+            i32::from(OutcomeKind::Succeeded),
+            "{outcome:?}"
+        );
+    }
+    let ids: HashSet<String> = outcomes.into_iter().map(|o| o.delivery_id).collect();
+    assert_eq!(ids.len(), count, "one success per delivery");
+    ids
 }
 
 impl Drop for TestHerald {

@@ -20,7 +20,7 @@ pub use admin::{
     CreatedTenant, create_tenant, herald_admin, herald_command, herald_output, printed_value,
 };
 pub use db::{Backend, TestDb};
-pub use herald::{TestHerald, test_config, wait_succeeded};
+pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};
 pub use process::HeraldProcess;
 pub use receiver::{Receiver, Recorded, Reply};
 

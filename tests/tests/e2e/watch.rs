@@ -2,35 +2,13 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt;
-use herald_proto::v1::{Outcome, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse};
-use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
-use tonic::Streaming;
+use herald_proto::v1::{Outcome, OutcomeKind, WatchOutcomesRequest};
+use herald_tests::{Backend, Receiver, Reply, TestHerald, next_outcomes, on_both_backends};
 
 on_both_backends!(
     streams_outcomes_as_they_happen,
     replays_from_a_sequence_then_tails
 );
-
-async fn next_outcomes(
-    stream: &mut Streaming<WatchOutcomesResponse>,
-    count: usize,
-) -> Vec<Outcome> {
-    let mut outcomes = Vec::with_capacity(count);
-    tokio::time::timeout(PATIENCE, async {
-        while outcomes.len() < count {
-            let item = stream
-                .next()
-                .await
-                .expect("stream open")
-                .expect("an outcome");
-            outcomes.push(item.outcome.expect("outcome set"));
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("expected {count} outcomes within {PATIENCE:?}, got {outcomes:?}"));
-    outcomes
-}
 
 fn assert_increasing(outcomes: &[Outcome]) {
     for pair in outcomes.windows(2) {
