@@ -12,6 +12,8 @@ use clap::Args;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
+use crate::destinations::policy::{CircuitPolicy, Policy, Rate, RateLimit};
+
 /// Everything `herald serve` can be told. Durations take humantime values
 /// such as `500ms`, `30s` or `2h`. Serializes to the TOML a `--config` file
 /// holds (`herald config print`).
@@ -74,10 +76,45 @@ pub struct Config {
     #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 128)]
     pub concurrency: usize,
 
-    /// Most attempts in flight at once to one destination (scheme, host,
-    /// port) on this replica, so a slow receiver cannot take every slot.
+    /// Most attempts in flight at once to one destination (a tenant's
+    /// scheme, host and port), across every replica, unless the
+    /// destination sets its own; a slow receiver cannot take every slot.
     #[arg(long, env = "HERALD_DESTINATION_CONCURRENCY", default_value_t = 16)]
-    pub destination_concurrency: usize,
+    pub destination_concurrency: u32,
+
+    /// Every destination's rate limit unless it sets its own, across every
+    /// replica: `50/s`, `3000/min`, or `off`.
+    #[arg(long, env = "HERALD_DESTINATION_RATE_LIMIT", default_value = "off")]
+    #[serde(serialize_with = "displayed_one")]
+    pub destination_rate_limit: RateSetting,
+
+    /// Requests a rate-limited destination may take at once after a quiet
+    /// spell (at least 1): in any period at most the rate plus this.
+    #[arg(long, env = "HERALD_DESTINATION_RATE_BURST", default_value_t = 1)]
+    pub destination_rate_burst: u32,
+
+    /// Consecutive failures (no response, 408, 425, 429, 5xx) that open a
+    /// destination's circuit, unless it sets its own.
+    #[arg(long, env = "HERALD_CIRCUIT_FAILURE_THRESHOLD", default_value_t = 10)]
+    pub circuit_failure_threshold: u32,
+
+    /// How long an open circuit waits before its first probe.
+    #[arg(long, env = "HERALD_CIRCUIT_COOLDOWN", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
+    pub circuit_cooldown: Duration,
+
+    /// The longest an open circuit waits between probes (each failed probe
+    /// doubles the wait up to this).
+    #[arg(long, env = "HERALD_CIRCUIT_COOLDOWN_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
+    pub circuit_cooldown_max: Duration,
+
+    /// A destination that fails without a single success for this long is
+    /// disabled: its pending deliveries are dead-lettered and new ones
+    /// refused until it is enabled. `0s` never disables.
+    #[arg(long, env = "HERALD_DESTINATION_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
+    pub destination_disable_after: Duration,
 
     /// Safety-net poll for due work when no wake-up arrives.
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -296,11 +333,16 @@ impl Config {
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
         }
-        if self.destination_concurrency == 0 {
-            return invalid(
-                "HERALD_DESTINATION_CONCURRENCY",
-                "must be at least 1".to_owned(),
-            );
+        if let Err(error) = self.destination_policy().validate() {
+            let field = match error.field {
+                "max_in_flight" => "HERALD_DESTINATION_CONCURRENCY",
+                "rate_limit.requests" => "HERALD_DESTINATION_RATE_LIMIT",
+                "rate_limit.burst" => "HERALD_DESTINATION_RATE_BURST",
+                "circuit.failure_threshold" => "HERALD_CIRCUIT_FAILURE_THRESHOLD",
+                "circuit.cooldown" => "HERALD_CIRCUIT_COOLDOWN",
+                _ => "HERALD_CIRCUIT_COOLDOWN_MAX",
+            };
+            return invalid(field, error.problem);
         }
         if self.feed_buffer == 0 {
             return invalid("HERALD_FEED_BUFFER", "must be at least 1".to_owned());
@@ -335,6 +377,63 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// Every destination's policy unless it sets its own.
+    pub fn destination_policy(&self) -> Policy {
+        Policy {
+            max_in_flight: self.destination_concurrency,
+            rate_limit: self.destination_rate_limit.0.map(|rate| RateLimit {
+                requests: rate.requests,
+                period: rate.period,
+                burst: self.destination_rate_burst,
+            }),
+            circuit: CircuitPolicy {
+                failure_threshold: self.circuit_failure_threshold,
+                cooldown: self.circuit_cooldown,
+                cooldown_max: self.circuit_cooldown_max,
+            },
+        }
+    }
+
+    /// How long a destination may fail without a success before it is
+    /// disabled; `None`: never.
+    pub fn disable_after(&self) -> Option<Duration> {
+        (!self.destination_disable_after.is_zero()).then_some(self.destination_disable_after)
+    }
+}
+
+/// A rate limit setting: a rate such as `50/s`, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting(pub Option<Rate>);
+
+impl std::str::FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "off" | "none" | "" => Ok(Self(None)),
+            rate => rate.parse().map(|rate| Self(Some(rate))),
+        }
+    }
+}
+
+impl std::fmt::Display for RateSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(rate) => rate.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+/// One value as its text form.
+fn displayed_one<S: Serializer, T: std::fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// A duration as humantime text (`30s`, `7days`), as flags take it.
@@ -525,6 +624,34 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn destination_defaults_are_checked_and_named() {
+        let config = Config {
+            destination_rate_limit: "50/s".parse().unwrap(),
+            destination_rate_burst: 5,
+            ..Config::default()
+        };
+        let policy = config.destination_policy();
+        assert_eq!(policy.rate_limit.unwrap().burst, 5);
+        let printed = config.to_redacted_toml().unwrap();
+        assert!(
+            printed.contains("destination_rate_limit = \"50/s\""),
+            "{printed}"
+        );
+        let bad = Config {
+            circuit_cooldown_max: Duration::from_millis(10),
+            ..Config::default()
+        };
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("HERALD_CIRCUIT_COOLDOWN_MAX"), "{error}");
+        assert!("5/h".parse::<RateSetting>().is_err());
+        assert_eq!("off".parse::<RateSetting>().unwrap(), RateSetting(None));
+        assert_eq!(
+            Config::default().disable_after(),
+            Some(Duration::from_secs(5 * 24 * 3600))
+        );
     }
 
     #[test]

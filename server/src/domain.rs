@@ -106,6 +106,50 @@ stored_enum! {
         DeadLettered => "dead_lettered",
         /// An operator cancelled the delivery.
         Cancelled => "cancelled",
+        /// A destination's circuit opened after consecutive failures, or
+        /// reopened after a failed probe: its deliveries wait.
+        CircuitOpened => "circuit_opened",
+        /// A destination's probe succeeded: its circuit closed and its
+        /// deliveries flow again.
+        CircuitClosed => "circuit_closed",
+        /// An operator paused a destination: its deliveries are held.
+        DestinationPaused => "destination_paused",
+        /// An operator resumed a paused destination.
+        DestinationResumed => "destination_resumed",
+        /// A destination failed without a success for too long, and was
+        /// disabled: its pending deliveries are dead-lettered.
+        DestinationDisabled => "destination_disabled",
+        /// An operator enabled a disabled destination.
+        DestinationEnabled => "destination_enabled",
+    }
+}
+
+impl OutcomeKind {
+    /// Whether this outcome is about a destination rather than one delivery.
+    pub fn is_destination_event(self) -> bool {
+        matches!(
+            self,
+            Self::CircuitOpened
+                | Self::CircuitClosed
+                | Self::DestinationPaused
+                | Self::DestinationResumed
+                | Self::DestinationDisabled
+                | Self::DestinationEnabled
+        )
+    }
+}
+
+stored_enum! {
+    /// Whether a destination takes deliveries.
+    DestinationStatus, "destination status" {
+        /// Deliveries flow, within its policy and circuit.
+        Active => "active",
+        /// An operator paused it: deliveries are held, nothing is lost.
+        Paused => "paused",
+        /// It failed without a success for too long, or an operator
+        /// disabled it: its deliveries are dead-lettered and new ones
+        /// refused until it is enabled.
+        Disabled => "disabled",
     }
 }
 

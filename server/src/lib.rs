@@ -3,12 +3,14 @@
 //! The path of a delivery, one module per stage:
 //! [`api`] (validate, convert) -> [`store`] (enqueue) ->
 //! [`scheduler`] (claimer -> executor -> completer) with [`transport`]
-//! for the HTTP attempt -> [`outcomes`] (the live feed). [`domain`] holds
+//! for the HTTP attempt and [`destinations`] for each receiver's policy
+//! and health -> [`outcomes`] (the live feed). [`domain`] holds
 //! the shared vocabulary and [`config`] the one typed configuration.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod destinations;
 pub mod domain;
 pub mod janitor;
 pub mod metrics;

@@ -2,10 +2,12 @@
 //! waiting (gauges), served as OpenMetrics text on a listener of its own
 //! (`HERALD_METRICS_ADDR`, off by default).
 //!
-//! Labels are bounded: an attempt's result class and nothing else; no
-//! delivery ids, URLs or tenants. The gauges read from the database (due
-//! backlog, scheduled retries, dead letters) are counted at scrape time,
-//! so they are right across replicas; the others are this replica's.
+//! Labels are bounded: an attempt's result class, a destination event's
+//! kind, a destination state; no delivery ids, URLs, destinations or
+//! tenants. The gauges read from the database (due backlog, scheduled
+//! retries, dead letters, destinations by state, deliveries held by rate
+//! limits) are counted at scrape time, so they are right across replicas;
+//! the others are this replica's.
 
 use std::{
     convert::Infallible,
@@ -80,13 +82,48 @@ struct AttemptLabels {
     result: AttemptResult,
 }
 
+/// A destination's event, as the `event` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum DestinationEvent {
+    circuit_opened,
+    circuit_closed,
+    paused,
+    resumed,
+    disabled,
+    enabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabels {
+    event: DestinationEvent,
+}
+
+/// A destination state, as the `state` label of the gauge says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum DestinationGaugeState {
+    open,
+    half_open,
+    paused,
+    disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    state: DestinationGaugeState,
+}
+
 /// Every metric Herald keeps; cheap to clone (they are shared).
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     enqueued: Counter,
-    handed_off: Counter,
     attempts: Family<AttemptLabels, Counter>,
+    destination_events: Family<EventLabels, Counter>,
+    probes: Counter,
+    destinations: Family<StateLabels, Gauge>,
+    rate_limited: Gauge,
     succeeded: Counter,
     retried: Counter,
     dead_lettered: Counter,
@@ -112,8 +149,11 @@ impl Default for Metrics {
         let metrics = Self {
             registry: Arc::default(),
             enqueued: Counter::default(),
-            handed_off: Counter::default(),
             attempts: Family::default(),
+            destination_events: Family::default(),
+            probes: Counter::default(),
+            destinations: Family::default(),
+            rate_limited: Gauge::default(),
             succeeded: Counter::default(),
             retried: Counter::default(),
             dead_lettered: Counter::default(),
@@ -135,9 +175,9 @@ impl Default for Metrics {
                 &metrics.enqueued,
             ),
             (
-                "deliveries_handed_off",
-                "Deliveries leased as they were enqueued and sent without a claim (the scheduler was idle)",
-                &metrics.handed_off,
+                "destination_probes",
+                "Probes sent to destinations whose circuit was half-open",
+                &metrics.probes,
             ),
             (
                 "deliveries_succeeded",
@@ -167,6 +207,16 @@ impl Default for Metrics {
             "attempts",
             "Attempts made, by result class",
             metrics.attempts.clone(),
+        );
+        registry.register(
+            "destination_events",
+            "Destination events: circuits opened and closed, destinations paused, resumed, disabled, enabled",
+            metrics.destination_events.clone(),
+        );
+        registry.register(
+            "destinations",
+            "Destinations not taking deliveries, by state (all replicas)",
+            metrics.destinations.clone(),
         );
         registry.register_with_unit(
             "attempt_duration",
@@ -206,6 +256,11 @@ impl Default for Metrics {
                 "Dead-lettered deliveries kept",
                 &metrics.dead_letters,
             ),
+            (
+                "deliveries_rate_limited",
+                "Pending deliveries due now, held back by their destination's rate limit (all replicas)",
+                &metrics.rate_limited,
+            ),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());
@@ -223,9 +278,9 @@ impl Metrics {
         self.enqueued.inc_by(count);
     }
 
-    /// A new delivery's first attempt started without a claim.
-    pub fn handed_off(&self) {
-        self.handed_off.inc();
+    /// A probe went to a destination whose circuit was half-open.
+    pub fn probe_sent(&self) {
+        self.probes.inc();
     }
 
     /// An attempt finished with `result` after `duration`; `first_since`
@@ -243,12 +298,32 @@ impl Metrics {
 
     /// An outcome was recorded.
     pub fn outcome(&self, kind: OutcomeKind) {
-        match kind {
-            OutcomeKind::Succeeded => self.succeeded.inc(),
-            OutcomeKind::RetryScheduled => self.retried.inc(),
-            OutcomeKind::DeadLettered => self.dead_lettered.inc(),
-            OutcomeKind::Cancelled => self.cancelled.inc(),
+        let counter = match kind {
+            OutcomeKind::Succeeded => Some(&self.succeeded),
+            OutcomeKind::RetryScheduled => Some(&self.retried),
+            OutcomeKind::DeadLettered => Some(&self.dead_lettered),
+            OutcomeKind::Cancelled => Some(&self.cancelled),
+            _ => None,
         };
+        if let Some(counter) = counter {
+            counter.inc();
+            return;
+        }
+        let event = match kind {
+            OutcomeKind::Succeeded
+            | OutcomeKind::RetryScheduled
+            | OutcomeKind::DeadLettered
+            | OutcomeKind::Cancelled => return,
+            OutcomeKind::CircuitOpened => DestinationEvent::circuit_opened,
+            OutcomeKind::CircuitClosed => DestinationEvent::circuit_closed,
+            OutcomeKind::DestinationPaused => DestinationEvent::paused,
+            OutcomeKind::DestinationResumed => DestinationEvent::resumed,
+            OutcomeKind::DestinationDisabled => DestinationEvent::disabled,
+            OutcomeKind::DestinationEnabled => DestinationEvent::enabled,
+        };
+        self.destination_events
+            .get_or_create(&EventLabels { event })
+            .inc();
     }
 
     /// Counts one attempt in flight until the guard drops.
@@ -271,6 +346,22 @@ impl Metrics {
                 self.dead_letters.set(backlog.dead_letters);
             }
             Err(error) => tracing::warn!(%error, "metrics: counting the backlog failed"),
+        }
+        match store.destination_gauges().await {
+            Ok(counts) => {
+                for (state, count) in [
+                    (DestinationGaugeState::open, counts.open),
+                    (DestinationGaugeState::half_open, counts.half_open),
+                    (DestinationGaugeState::paused, counts.paused),
+                    (DestinationGaugeState::disabled, counts.disabled),
+                ] {
+                    self.destinations
+                        .get_or_create(&StateLabels { state })
+                        .set(count);
+                }
+                self.rate_limited.set(counts.rate_limited_due);
+            }
+            Err(error) => tracing::warn!(%error, "metrics: counting destinations failed"),
         }
         let mut text = String::new();
         // Writing to a String cannot fail.

@@ -213,7 +213,8 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         },
         SchedulerConfig {
             concurrency: config.concurrency,
-            destination_concurrency: config.destination_concurrency,
+            defaults: config.destination_policy(),
+            disable_after: config.disable_after(),
             claim_batch: CLAIM_BATCH.min(config.concurrency),
             lease_duration: config.lease_duration,
             poll_interval: config.poll_interval,

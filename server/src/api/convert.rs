@@ -85,6 +85,12 @@ fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
         OutcomeKind::RetryScheduled => proto::OutcomeKind::RetryScheduled,
         OutcomeKind::DeadLettered => proto::OutcomeKind::DeadLettered,
         OutcomeKind::Cancelled => proto::OutcomeKind::Cancelled,
+        OutcomeKind::CircuitOpened => proto::OutcomeKind::CircuitOpened,
+        OutcomeKind::CircuitClosed => proto::OutcomeKind::CircuitClosed,
+        OutcomeKind::DestinationPaused => proto::OutcomeKind::DestinationPaused,
+        OutcomeKind::DestinationResumed => proto::OutcomeKind::DestinationResumed,
+        OutcomeKind::DestinationDisabled => proto::OutcomeKind::DestinationDisabled,
+        OutcomeKind::DestinationEnabled => proto::OutcomeKind::DestinationEnabled,
     }
 }
 
@@ -133,7 +139,10 @@ fn attempt(record: AttemptRecord) -> proto::Attempt {
 pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
     proto::Outcome {
         sequence: u64::try_from(record.sequence).unwrap_or(0),
-        delivery_id: record.delivery_id.to_string(),
+        delivery_id: record
+            .delivery_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         kind: outcome_kind(record.kind).into(),
         attempt_number: record.attempt_number,
         status_code: record.status_code.map_or(0, u32::from),
@@ -141,6 +150,7 @@ pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
         error_message: record.error_message.unwrap_or_default(),
         next_attempt_time: record.next_attempt_at_ms.map(timestamp),
         create_time: Some(timestamp(record.created_at_ms)),
+        destination: record.destination.unwrap_or_default(),
     }
 }
 

@@ -75,16 +75,13 @@ impl DeliveryApi {
         Ok((tenant, request.into_inner()))
     }
 
-    /// Counts `created` new deliveries and wakes the scheduler for them,
-    /// unless they were `handed_off` to it already leased.
-    fn accepted(&self, created: u64, handed_off: bool) {
+    /// Counts `created` new deliveries and wakes the scheduler for them.
+    fn accepted(&self, created: u64) {
         if created == 0 {
             return;
         }
         self.metrics.enqueued(created);
-        if !handed_off {
-            self.scheduler.work_added();
-        }
+        self.scheduler.work_added();
     }
 
     async fn delivery(
@@ -135,15 +132,13 @@ impl DeliveryService for DeliveryApi {
         let trace = validate::trace_context(request.metadata());
         let (tenant, request) = self.authenticate(request).await?;
         let delivery = validate::enqueue(request, &tenant, trace, &self.limits)?;
-        let reservation = self.scheduler.reserve(&delivery);
-        let handed_off = reservation.is_some();
-        let enqueued = match reservation {
-            Some(reservation) => reservation.enqueue(&self.enqueues, delivery).await,
-            None => self.enqueues.enqueue(delivery).await,
-        }
-        .map_err(ApiError::from)?;
+        let enqueued = self
+            .enqueues
+            .enqueue(delivery)
+            .await
+            .map_err(ApiError::from)?;
         tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));
-        self.accepted(u64::from(enqueued.created), handed_off);
+        self.accepted(u64::from(enqueued.created));
         Ok(Response::new(accepted(enqueued)))
     }
 
@@ -192,7 +187,7 @@ impl DeliveryService for DeliveryApi {
                 Err(error) => refused(ApiError::from(error)),
             };
         }
-        self.accepted(created, false);
+        self.accepted(created);
         Ok(Response::new(EnqueueBatchResponse { results }))
     }
 

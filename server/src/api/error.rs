@@ -67,6 +67,9 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
                 Status::already_exists(error.to_string())
             }
+            ApiError::Store(StoreError::DestinationDisabled { .. }) => {
+                Status::failed_precondition(error.to_string())
+            }
             ApiError::Store(StoreError::ShuttingDown) => {
                 Status::unavailable("the server is shutting down; retry against another replica")
             }

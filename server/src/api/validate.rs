@@ -139,7 +139,6 @@ pub fn enqueue(
         not_before_ms,
         deadline_ms,
         trace,
-        lease: None,
     })
 }
 

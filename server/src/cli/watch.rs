@@ -45,6 +45,12 @@ enum Kind {
     Retry,
     DeadLettered,
     Cancelled,
+    CircuitOpened,
+    CircuitClosed,
+    Paused,
+    Resumed,
+    Disabled,
+    Enabled,
 }
 
 impl From<Kind> for OutcomeKind {
@@ -54,6 +60,12 @@ impl From<Kind> for OutcomeKind {
             Kind::Retry => Self::RetryScheduled,
             Kind::DeadLettered => Self::DeadLettered,
             Kind::Cancelled => Self::Cancelled,
+            Kind::CircuitOpened => Self::CircuitOpened,
+            Kind::CircuitClosed => Self::CircuitClosed,
+            Kind::Paused => Self::DestinationPaused,
+            Kind::Resumed => Self::DestinationResumed,
+            Kind::Disabled => Self::DestinationDisabled,
+            Kind::Enabled => Self::DestinationEnabled,
         }
     }
 }
@@ -99,7 +111,7 @@ pub async fn run(args: WatchArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn header() -> String {
     format!(
         "{:>10}  {:<24}  {:<15}  {:<36}  {:>7}  RESULT",
-        "SEQUENCE", "TIME", "KIND", "DELIVERY", "ATTEMPT"
+        "SEQUENCE", "TIME", "KIND", "DELIVERY (OR DESTINATION)", "ATTEMPT"
     )
 }
 
@@ -109,8 +121,22 @@ fn kind_name(kind: OutcomeKind) -> &'static str {
         OutcomeKind::RetryScheduled => "retry scheduled",
         OutcomeKind::DeadLettered => "dead-lettered",
         OutcomeKind::Cancelled => "cancelled",
+        OutcomeKind::CircuitOpened => "circuit opened",
+        OutcomeKind::CircuitClosed => "circuit closed",
+        OutcomeKind::DestinationPaused => "paused",
+        OutcomeKind::DestinationResumed => "resumed",
+        OutcomeKind::DestinationDisabled => "disabled",
+        OutcomeKind::DestinationEnabled => "enabled",
         OutcomeKind::Unspecified => "unknown",
     }
+}
+
+/// Whether `kind` ends a delivery (a destination's event does not).
+fn finishes(kind: OutcomeKind) -> bool {
+    matches!(
+        kind,
+        OutcomeKind::Succeeded | OutcomeKind::DeadLettered | OutcomeKind::Cancelled
+    )
 }
 
 /// One aligned line for `outcome`.
@@ -138,7 +164,11 @@ fn line(outcome: &Outcome) -> String {
         outcome.sequence,
         time,
         kind_name(outcome.kind()),
-        outcome.delivery_id,
+        if outcome.delivery_id.is_empty() {
+            &outcome.destination
+        } else {
+            &outcome.delivery_id
+        },
         outcome.attempt_number
     )
 }
@@ -163,7 +193,7 @@ impl Default for Summary {
 impl Summary {
     fn count(&mut self, outcome: &Outcome) {
         *self.kinds.entry(kind_name(outcome.kind())).or_default() += 1;
-        if outcome.kind() != OutcomeKind::RetryScheduled {
+        if finishes(outcome.kind()) {
             self.finished_since += 1;
         }
     }

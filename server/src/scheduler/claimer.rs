@@ -1,19 +1,22 @@
 //! Claimer: lease due deliveries and start one executor per delivery.
 //!
 //! Concurrency is structural: an executor runs only while it holds an owned
-//! permit of the global semaphore and a slot of its destination, and the
-//! claimer never leases more rows than it holds free permits, so nothing
-//! claimed waits in a local queue while its lease runs down. Destinations
-//! that are full are excluded from the claim; a row claimed for a
-//! destination that filled up meanwhile is released at once with its
-//! attempt given back. When there is nothing due it sleeps until the first
-//! of: a wake-up (an enqueue here or on another replica, a scheduled
-//! retry, a destination freeing up), the earliest due time in the
-//! database, the safety-net poll, or shutdown. While it waits, new
-//! deliveries may come leased at enqueue and start without it
-//! ([`super::handoff`]).
+//! permit of the global semaphore, and the claimer never leases more rows
+//! than it holds free permits, so nothing claimed waits in a local queue
+//! while its lease runs down. What each destination may take (its
+//! in-flight limit, rate limit, circuit) the claim itself decides in the
+//! database ([`Store::claim`]), so nothing claimed is handed back; the
+//! claimer passes hints of what it has in flight ([`InFlight`]). When
+//! nothing more is due it sleeps until the first of: a wake-up (an enqueue
+//! here or on another replica, a scheduled retry, a full destination
+//! freeing up), the soonest destination's next look, the safety-net poll,
+//! or shutdown.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -24,14 +27,14 @@ use tokio_util::sync::CancellationToken;
 use super::{
     SchedulerConfig,
     executor::{Draining, Executors},
-    fairness::DestinationLimits,
-    handoff::Admission,
+    in_flight::InFlight,
 };
 use crate::signal::Signal;
 use crate::{
+    metrics::Metrics,
     store::{
-        Store, StoreError,
-        records::{ClaimedDelivery, Lease},
+        ClaimRequest, Claimed, Store, StoreError,
+        records::{ClaimedDelivery, DestinationRef, Lease},
     },
     tenants::{Keyring, SigningKeys},
 };
@@ -39,14 +42,14 @@ use crate::{
 /// Longest wait after a failed claim before trying again.
 const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// A claim statement's result, with the permits taken for it.
+/// A claim's result, with the permits taken for it.
 struct Claim {
     held: Vec<OwnedSemaphorePermit>,
-    rows: Result<Vec<ClaimedDelivery>, StoreError>,
+    rows: Result<Claimed, StoreError>,
 }
 
 /// How a claim went.
-enum Claimed {
+enum Outcome {
     /// Every permit found a row: more may be due.
     Full,
     /// Fewer rows were due than permits were held.
@@ -63,11 +66,11 @@ pub struct Claimer {
     pub(super) wakeup: Signal,
     /// Attempts in flight on this replica, at most `config.concurrency`.
     pub(super) permits: Arc<Semaphore>,
-    pub(super) limits: DestinationLimits,
-    /// Told whether this claimer is caught up, so new deliveries may skip
-    /// the claim.
-    pub(super) admission: Arc<Admission>,
+    /// What this replica has in flight per destination.
+    pub(super) in_flight: InFlight,
     pub(super) executors: Executors,
+    /// Counts probes.
+    pub(super) metrics: Metrics,
 }
 
 impl Claimer {
@@ -100,21 +103,14 @@ impl Claimer {
                 Some(claimed) = claims.join_next() => claimed,
             };
             let outcome = self.start(claimed).await;
-            backlog = matches!(outcome, Claimed::Full);
+            backlog = matches!(outcome, Outcome::Full);
             if !claims.is_empty() {
                 continue;
             }
             let stop = match outcome {
-                Claimed::Full => false,
-                Claimed::Failed => self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await,
-                // Nothing more is due: new deliveries may skip the claim
-                // until something wakes this claimer.
-                Claimed::Short => {
-                    self.admission.set_caught_up(true);
-                    let stop = self.wait_for_work(&shutdown).await;
-                    self.admission.set_caught_up(false);
-                    stop
-                }
+                Outcome::Full => false,
+                Outcome::Failed => self.idle(&shutdown, CLAIM_ERROR_BACKOFF).await,
+                Outcome::Short => self.wait_for_work(&shutdown).await,
             };
             if stop {
                 break;
@@ -126,8 +122,7 @@ impl Claimer {
                 rows: Ok(claimed), ..
             }) = claimed
             {
-                let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
-                give_back(&self.store, &leases).await;
+                give_back(&self.store, &claimed.deliveries).await;
             }
         }
         self.drain().await;
@@ -148,74 +143,86 @@ impl Claimer {
         Some(held)
     }
 
-    /// Leases as many due rows as `held` has permits, skipping saturated
-    /// destinations.
+    /// Leases as many rows as `held` has permits, at destinations that can
+    /// start them.
     fn claim(
         &self,
         held: Vec<OwnedSemaphorePermit>,
     ) -> impl Future<Output = Claim> + Send + 'static {
         let store = self.store.clone();
         let lease = self.config.lease_duration;
-        let excluded = self.limits.saturated();
+        let defaults = self.config.defaults;
+        let (skip, _) = self.in_flight.skip();
+        let unrecorded = self.in_flight.unrecorded();
         async move {
-            let rows = store.claim(held.len(), lease, &excluded).await;
+            let request = ClaimRequest {
+                limit: held.len(),
+                lease,
+                defaults: &defaults,
+                skip: &skip,
+                unrecorded: &unrecorded,
+            };
+            let rows = store.claim(&request).await;
             Claim { held, rows }
         }
     }
 
-    /// Starts an executor for each claimed row, giving back the rows it
-    /// cannot start; says whether the claim was full.
-    async fn start(&self, claim: Result<Claim, JoinError>) -> Claimed {
+    /// Starts an executor for each claimed row; says whether the claim was
+    /// full.
+    async fn start(&self, claim: Result<Claim, JoinError>) -> Outcome {
         let Claim { mut held, rows } = match claim {
             Ok(claim) => claim,
             Err(error) => {
                 tracing::error!(%error, "a claim task failed");
-                return Claimed::Failed;
+                return Outcome::Failed;
             }
         };
         let wanted = held.len();
-        let claimed = match rows {
+        let Claimed {
+            deliveries,
+            saturated,
+        } = match rows {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::error!(%error, "claiming due deliveries failed");
-                return Claimed::Failed;
+                return Outcome::Failed;
             }
         };
-        let got = claimed.len();
-        let signing = match self.signing_keys(&claimed).await {
+        for (destination, limit) in &saturated {
+            self.in_flight.saturated(destination, *limit);
+        }
+        let got = deliveries.len();
+        let signing = match self.signing_keys(&deliveries).await {
             Ok(signing) => signing,
             Err(error) => {
                 tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
-                let leases: Vec<Lease> = claimed.iter().map(ClaimedDelivery::lease).collect();
-                give_back(&self.store, &leases).await;
-                return Claimed::Failed;
+                give_back(&self.store, &deliveries).await;
+                return Outcome::Failed;
             }
         };
         let mut unstarted = Vec::new();
-        for delivery in claimed {
-            match self.limits.try_acquire(&delivery.destination) {
-                Some(slot) => {
-                    let permit = held.pop().expect("one permit per claimed row");
-                    let keys = Arc::clone(&signing[&delivery.tenant_id]);
-                    let lease = delivery.lease();
-                    if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
-                        unstarted.push(lease);
-                    }
-                }
-                // Its destination filled up within this claim: give the
-                // row back, unsent and uncounted. The next claim
-                // excludes it.
-                None => unstarted.push(delivery.lease()),
+        for delivery in deliveries {
+            let permit = held.pop().expect("one permit per claimed row");
+            let keys = Arc::clone(&signing[&delivery.tenant_id]);
+            if delivery.probe {
+                self.metrics.probe_sent();
+            }
+            let slot = self
+                .in_flight
+                .start(delivery.destination_ref(), delivery.lease());
+            let kept = (delivery.lease(), delivery.destination_ref());
+            if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
+                unstarted.push(kept);
             }
         }
         drop(held);
         if !unstarted.is_empty() {
-            give_back(&self.store, &unstarted).await;
+            release(&self.store, &unstarted).await;
         }
         if got < wanted {
-            Claimed::Short
+            Outcome::Short
         } else {
-            Claimed::Full
+            Outcome::Full
         }
     }
 
@@ -236,10 +243,11 @@ impl Claimer {
 
     /// Sleeps until work may be due. Returns true on shutdown.
     async fn wait_for_work(&self, shutdown: &CancellationToken) -> bool {
-        // Rows bound for full destinations are due but not claimable: their
-        // destination freeing up wakes the claimer, not the clock.
-        let excluded = self.limits.saturated();
-        let due_in = match self.store.next_due_in(&excluded).await {
+        // Destinations full of this replica's attempts are due but wait
+        // for one to finish, which wakes the claimer; those full of other
+        // replicas' attempts are worth a look again in a moment.
+        let (skip, others_until) = self.in_flight.skip();
+        let mut due_in = match self.store.next_due_in(&skip).await {
             Ok(Some(due_in)) => due_in.min(self.config.poll_interval),
             Ok(None) => self.config.poll_interval,
             Err(error) => {
@@ -247,6 +255,9 @@ impl Claimer {
                 self.config.poll_interval
             }
         };
+        if let Some(until) = others_until {
+            due_in = due_in.min(until.saturating_duration_since(Instant::now()));
+        }
         tracing::debug!(?due_in, "idle until woken or due");
         self.idle(shutdown, due_in).await
     }
@@ -276,8 +287,17 @@ impl Claimer {
     }
 }
 
-/// Gives back leases whose attempts never started, uncounted.
-pub(super) async fn give_back(store: &Store, leases: &[Lease]) {
+/// Gives back claimed rows whose attempts never started, uncounted.
+async fn give_back(store: &Store, claimed: &[ClaimedDelivery]) {
+    let leases: Vec<(Lease, DestinationRef)> = claimed
+        .iter()
+        .map(|delivery| (delivery.lease(), delivery.destination_ref()))
+        .collect();
+    release(store, &leases).await;
+}
+
+/// Gives back `leases` whose attempts never started, uncounted.
+async fn release(store: &Store, leases: &[(Lease, DestinationRef)]) {
     if let Err(error) = store.release(leases, true).await {
         tracing::warn!(%error, count = leases.len(), "could not release rows; their leases will expire");
     }

@@ -3,7 +3,10 @@
 //! (cancellations), writes attempt results in batches (one transaction per
 //! batch: as many as are waiting, up to [`MAX_BATCH`], so commits are
 //! shared under load and nothing waits when idle), then tells the outcome
-//! feed that outcomes were committed.
+//! feed that outcomes were committed. Each batch first goes through the
+//! replica's [`Health`] view, which says what it changes at its
+//! destinations (a circuit opening or closing, a hold), written in the same
+//! transaction; once written, the claim hints stop counting its leases.
 //!
 //! It runs as many writer tasks as the database can usefully write
 //! transactions at once ([`Store::writers`]): one on SQLite, two on
@@ -31,14 +34,16 @@ use tokio::{
 };
 use uuid::Uuid;
 
+use super::in_flight::InFlight;
 use crate::signal::Signal;
 use crate::{
+    destinations::{health::Health, policy::Policy},
     domain::{Decision, OutcomeKind},
     metrics::Metrics,
     outcomes::OutcomeFeed,
     store::{
         Store, StoreError,
-        records::{CancelResult, Completion, CompletionResult},
+        records::{CancelResult, Completion, CompletionResult, DestinationRef, Lease},
     },
 };
 
@@ -63,38 +68,46 @@ pub enum Work {
     },
 }
 
+/// What every writer shares.
+#[derive(Clone)]
+pub struct Writer {
+    /// Where results go.
+    pub store: Store,
+    /// Told when outcomes were committed.
+    pub feed: OutcomeFeed,
+    /// Raised when a retry may be due sooner than the claimer's timer.
+    pub wakeup: Signal,
+    /// Counts outcomes.
+    pub metrics: Metrics,
+    /// The replica's view of its destinations' health.
+    pub health: Health,
+    /// The claim hints, told when results are written.
+    pub in_flight: InFlight,
+    /// The configured policy, for what destinations do not override.
+    pub defaults: Policy,
+}
+
 /// Starts the writers over `inbox`; each stops once every sender is
 /// dropped and the channel is drained.
-pub fn start(
-    store: &Store,
-    feed: &OutcomeFeed,
-    wakeup: &Signal,
-    metrics: &Metrics,
-    inbox: mpsc::Receiver<Work>,
-) -> JoinSet<()> {
+pub fn start(writer: &Writer, inbox: mpsc::Receiver<Work>) -> JoinSet<()> {
     let inbox = Arc::new(Mutex::new(inbox));
     let mut writers = JoinSet::new();
-    for _ in 0..store.writers() {
-        writers.spawn(run(
-            store.clone(),
-            feed.clone(),
-            wakeup.clone(),
-            metrics.clone(),
-            Arc::clone(&inbox),
-        ));
+    for _ in 0..writer.store.writers() {
+        writers.spawn(run(writer.clone(), Arc::clone(&inbox)));
     }
     writers
 }
 
 /// One writer: takes what is waiting (holding the inbox only while it
 /// waits), writes it, and comes back for more.
-async fn run(
-    store: Store,
-    feed: OutcomeFeed,
-    wakeup: Signal,
-    metrics: Metrics,
-    inbox: Arc<Mutex<mpsc::Receiver<Work>>>,
-) {
+async fn run(writer: Writer, inbox: Arc<Mutex<mpsc::Receiver<Work>>>) {
+    let Writer {
+        store,
+        feed,
+        wakeup,
+        metrics,
+        ..
+    } = &writer;
     let mut work = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while inbox.lock().await.recv_many(&mut work, MAX_BATCH).await > 0 {
@@ -110,7 +123,7 @@ async fn run(
             }
         }
         if !batch.is_empty() {
-            write(&store, &feed, &metrics, &batch).await;
+            write(&writer, &batch).await;
             if batch
                 .iter()
                 .any(|c| matches!(c.decision, Decision::Retry { .. }))
@@ -132,9 +145,33 @@ async fn run(
     }
 }
 
-async fn write(store: &Store, feed: &OutcomeFeed, metrics: &Metrics, batch: &[Completion]) {
+async fn write(writer: &Writer, batch: &[Completion]) {
+    let Writer {
+        store,
+        feed,
+        metrics,
+        health,
+        in_flight,
+        defaults,
+        ..
+    } = writer;
+    let changes = health.record(batch);
+    let leases: Vec<(DestinationRef, Lease)> = batch
+        .iter()
+        .map(|completion| {
+            let destination = DestinationRef {
+                tenant_id: completion.tenant_id.clone(),
+                destination: completion.destination.clone(),
+            };
+            let lease = Lease {
+                delivery_id: completion.delivery_id,
+                token: completion.lease_token,
+            };
+            (destination, lease)
+        })
+        .collect();
     for attempt in 1..=WRITE_TRIES {
-        match store.complete(batch).await {
+        match store.complete(batch, &changes, defaults).await {
             Ok(results) => {
                 for (completion, result) in batch.iter().zip(&results) {
                     match result {
@@ -145,9 +182,12 @@ async fn write(store: &Store, feed: &OutcomeFeed, metrics: &Metrics, batch: &[Co
                         ),
                     }
                 }
-                if results
-                    .iter()
-                    .any(|result| matches!(result, CompletionResult::Recorded(_)))
+                in_flight.recorded(&leases);
+                // Circuit events are committed with the batch too.
+                if !changes.is_empty()
+                    || results
+                        .iter()
+                        .any(|result| matches!(result, CompletionResult::Recorded(_)))
                 {
                     feed.committed();
                 }
@@ -159,6 +199,8 @@ async fn write(store: &Store, feed: &OutcomeFeed, metrics: &Metrics, batch: &[Co
             }
         }
     }
+    // Their leases count as in flight again until they expire.
+    in_flight.recorded(&leases);
     tracing::error!(
         size = batch.len(),
         "giving up on recording this batch; its deliveries will be attempted again when their leases expire"

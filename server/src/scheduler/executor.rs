@@ -12,7 +12,7 @@
 //! after a crash lost an attempt's result).
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime},
 };
@@ -23,17 +23,20 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use super::{completer::Work, fairness::DestinationPermit, retry::RetryPolicy};
+use super::{completer::Work, in_flight::Slot, retry::RetryPolicy};
 use crate::{
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
-    store::records::{AttemptRecord, ClaimedDelivery, Completion, Lease},
+    store::records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
     tenants::SigningKeys,
     transport::{
         AttemptReport, HttpSender, OutboundRequest, TransportError,
         classify::{classify, describe},
     },
 };
+
+/// How long a destination holds off after a 429 that did not say how long.
+const DEFAULT_SLOW_DOWN: Duration = Duration::from_secs(1);
 
 /// The attempts in flight on this replica, each a task that holds its
 /// global permit and destination slot until its completion is handed to
@@ -56,7 +59,7 @@ struct Shared {
 #[derive(Default)]
 struct Running {
     tasks: JoinSet<()>,
-    leases: HashSet<Lease>,
+    leases: HashMap<Lease, DestinationRef>,
     /// Shutdown has begun: no more attempts start.
     draining: bool,
 }
@@ -94,9 +97,10 @@ impl Executors {
         delivery: ClaimedDelivery,
         signing: Arc<SigningKeys>,
         permit: OwnedSemaphorePermit,
-        slot: DestinationPermit,
+        slot: Slot,
     ) -> Result<(), Draining> {
         let lease = delivery.lease();
+        let destination = delivery.destination_ref();
         let span = tracing::info_span!(
             "attempt",
             delivery_id = %delivery.id,
@@ -117,15 +121,20 @@ impl Executors {
             drop(in_flight);
             // The completer outlives every executor, so this only fails if it
             // panicked; the lease then expires and the attempt is retried.
-            let _ = shared.completions.send(Work::Attempt(completion)).await;
+            let handed = shared
+                .completions
+                .send(Work::Attempt(completion))
+                .await
+                .is_ok();
             lock(&shared.running).leases.remove(&lease);
-            drop((slot, permit));
+            slot.finished(handed);
+            drop(permit);
         };
         let mut running = lock(&self.shared.running);
         if running.draining {
             return Err(Draining);
         }
-        running.leases.insert(lease);
+        running.leases.insert(lease, destination);
         // Finished tasks are collected as new ones come, so the set holds
         // about what is in flight.
         while let Some(result) = running.tasks.try_join_next() {
@@ -139,7 +148,7 @@ impl Executors {
 
     /// Stops starting attempts and gives those in flight `grace` to
     /// finish; aborts the rest and returns their leases.
-    pub(super) async fn drain(&self, grace: Duration) -> Vec<Lease> {
+    pub(super) async fn drain(&self, grace: Duration) -> Vec<(Lease, DestinationRef)> {
         let mut tasks = {
             let mut running = lock(&self.shared.running);
             running.draining = true;
@@ -182,9 +191,13 @@ pub async fn execute(
         tenant_id: delivery.tenant_id.clone(),
         lease_token: delivery.lease_token,
         attempt_number,
+        destination: delivery.destination.clone(),
+        probe: delivery.probe,
+        failure_threshold: delivery.failure_threshold,
         attempt: None,
         reason: Some(reason),
         decision: Decision::DeadLetter,
+        slow_down: None,
     };
     if delivery
         .deadline_at_ms
@@ -212,6 +225,7 @@ pub async fn execute(
     };
     let report = sender.send(&request).await;
     let verdict = classify(&report.result);
+    let slow_down = slow_down(&report, policy.retry_after_cap);
     let error = report.result.as_ref().err().map(TransportError::kind);
     metrics.attempted(
         AttemptResult::of(&verdict, error),
@@ -230,10 +244,27 @@ pub async fn execute(
         tenant_id: delivery.tenant_id,
         lease_token: delivery.lease_token,
         attempt_number,
+        destination: delivery.destination,
+        probe: delivery.probe,
+        failure_threshold: delivery.failure_threshold,
         attempt: Some(attempt_record(attempt_number, report)),
         reason: None,
         decision,
+        slow_down,
     }
+}
+
+/// How long the whole destination should hold off, if the receiver asked:
+/// a 429 (for its `Retry-After`, or a moment without one), or any
+/// retryable status with a `Retry-After`; at most `cap`.
+fn slow_down(report: &AttemptReport, cap: Duration) -> Option<Duration> {
+    let response = report.result.as_ref().ok()?;
+    let asked = match (response.status.as_u16(), response.retry_after) {
+        (429, asked) => asked.unwrap_or(DEFAULT_SLOW_DOWN),
+        (408 | 425 | 500..=599, Some(asked)) => asked,
+        _ => return None,
+    };
+    Some(asked.min(cap))
 }
 
 fn attempt_record(number: u32, report: AttemptReport) -> AttemptRecord {
@@ -286,6 +317,8 @@ mod tests {
                 body: Bytes::new(),
             },
             destination: "http://127.0.0.1:9".into(),
+            probe: false,
+            failure_threshold: 10,
             attempt_number,
             max_attempts: 3,
             deadline_at_ms,

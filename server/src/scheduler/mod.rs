@@ -1,16 +1,19 @@
 //! The lease-and-retry scheduler: `claimer -> executor -> completer`.
 //!
 //! - [`claimer`] leases due deliveries (as many as it has free permits,
-//!   none for destinations at their in-flight limit, see [`fairness`]) and
-//!   starts one executor task per delivery; while it is idle, a new
-//!   delivery is instead leased as it is stored and started at once
-//!   ([`handoff`]);
+//!   and only what their destinations can start now) and starts one
+//!   executor task per delivery, with hints of what this replica has in
+//!   flight ([`in_flight`]);
 //! - [`executor`] sends one attempt through `transport` and decides, with
 //!   [`retry`], what follows; it never writes to the database. Each
 //!   attempt is a task of its own, tracked for shutdown;
-//! - [`completer`] persists results in batches, fenced by lease token, and
+//! - [`completer`] persists results in batches, fenced by lease token,
+//!   with what they change at their destinations (circuits, holds), and
 //!   publishes the committed outcomes to the feed;
-//! - [`crate::signal`] carries "work is due" between API, claimer and replicas.
+//! - [`crate::signal`] carries "work is due" between API, claimer and replicas;
+//! - [`crate::destinations::Upkeep`] writes the destinations' health every
+//!   few seconds, disables those failing for too long and dead-letters
+//!   what no claim will send.
 //!
 //! Shutdown has two phases: stop claiming, then drain (in-flight attempts
 //! finish within the grace period and are recorded; what does not finish is
@@ -19,13 +22,10 @@
 mod claimer;
 mod completer;
 mod executor;
-mod fairness;
-mod handoff;
+mod in_flight;
 pub mod retry;
 
-use std::time::Duration;
-
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{Semaphore, mpsc, oneshot},
@@ -34,27 +34,29 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use self::handoff::Reservation;
-use self::{completer::Work, executor::Executors, fairness::DestinationLimits, handoff::Admission};
-use crate::metrics::Metrics;
-use crate::tenants::Keyring;
+use self::{completer::Work, executor::Executors, in_flight::InFlight};
 use crate::{
+    destinations::{Upkeep, health::Health, policy::Policy},
+    metrics::Metrics,
     outcomes::OutcomeFeed,
     signal::Signal,
-    store::{
-        Channel, Store, StoreError,
-        records::{CancelResult, NewDelivery},
-    },
+    store::{Channel, Store, StoreError, records::CancelResult},
+    tenants::Keyring,
     transport::HttpSender,
 };
+
+/// How often a replica writes its destinations' health.
+pub const HEALTH_PERIOD: Duration = Duration::from_secs(2);
 
 /// The scheduler's knobs, taken from [`crate::Config`].
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
     /// Most attempts in flight at once.
     pub concurrency: usize,
-    /// Most attempts in flight at once to one destination.
-    pub destination_concurrency: usize,
+    /// Every destination's policy unless it sets its own.
+    pub defaults: Policy,
+    /// Failing without a success this long disables a destination.
+    pub disable_after: Option<Duration>,
     /// Most rows leased per claim statement.
     pub claim_batch: usize,
     /// How long a claim leases a row.
@@ -77,11 +79,11 @@ pub struct Scheduler {
 pub struct SchedulerHandle {
     wakeup: Signal,
     inbox: mpsc::Sender<Work>,
-    admission: Arc<Admission>,
 }
 
 impl Scheduler {
-    /// Starts the claimer and the completer. `shutdown` stops claiming.
+    /// Starts the claimer, the completer and the destinations' upkeep.
+    /// `shutdown` stops claiming.
     pub async fn start(
         store: Store,
         sender: HttpSender,
@@ -93,28 +95,41 @@ impl Scheduler {
     ) -> (Self, SchedulerHandle) {
         let wakeup = Signal::start(&store, Channel::Work, &shutdown).await;
         let (inbox, completer_inbox) = mpsc::channel(completer::MAX_BATCH * 2);
-        let mut completer = completer::start(&store, &feed, &wakeup, &metrics, completer_inbox);
+        let health = Health::default();
+        let in_flight = InFlight::new(wakeup.clone());
+        let writer = completer::Writer {
+            store: store.clone(),
+            feed: feed.clone(),
+            wakeup: wakeup.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            in_flight: in_flight.clone(),
+            defaults: config.defaults,
+        };
+        let mut completer = completer::start(&writer, completer_inbox);
+        let upkeep_stop = CancellationToken::new();
+        let upkeep = tokio::spawn(
+            Upkeep {
+                store: store.clone(),
+                health,
+                feed,
+                metrics: metrics.clone(),
+                period: HEALTH_PERIOD,
+                disable_after: config.disable_after,
+            }
+            .run(upkeep_stop.clone()),
+        );
         let permits = Arc::new(Semaphore::new(config.concurrency));
-        let limits = DestinationLimits::new(config.destination_concurrency, wakeup.clone());
         let keyring = Keyring::new(store.clone(), config.credential_cache);
         let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone());
-        let admission = Admission::new(
-            Arc::clone(&permits),
-            limits.clone(),
-            config.lease_duration,
-            keyring.clone(),
-            executors.clone(),
-            store.clone(),
-            metrics,
-        );
         let claimer = claimer::Claimer {
             keyring,
             store,
             config,
             permits,
-            limits,
-            admission: Arc::clone(&admission),
+            in_flight,
             executors,
+            metrics,
             wakeup: wakeup.clone(),
         };
         let task = tokio::spawn(async move {
@@ -126,12 +141,13 @@ impl Scheduler {
                     tracing::error!(%error, "a completion writer failed");
                 }
             }
+            // Last, the health the final attempts left.
+            upkeep_stop.cancel();
+            if let Err(error) = upkeep.await {
+                tracing::error!(%error, "the destinations' upkeep failed");
+            }
         });
-        let handle = SchedulerHandle {
-            wakeup,
-            inbox,
-            admission,
-        };
+        let handle = SchedulerHandle { wakeup, inbox };
         (Self { task }, handle)
     }
 
@@ -153,13 +169,6 @@ impl SchedulerHandle {
     /// New work is due now (an enqueue, a redrive): wake every replica.
     pub fn work_added(&self) {
         self.wakeup.raise();
-    }
-
-    /// Capacity to send `delivery` the moment it is stored, if it is due
-    /// now and this replica's claimer is idle with room for it; `None`
-    /// leaves it to be claimed (see [`handoff`]).
-    pub fn reserve(&self, delivery: &NewDelivery) -> Option<Reservation> {
-        self.admission.reserve(delivery)
     }
 
     /// Cancels a delivery through the completer, whose writers record

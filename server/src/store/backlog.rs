@@ -26,7 +26,65 @@ SELECT \
     CAST(COALESCE(SUM(CASE WHEN state = 'dead_lettered' THEN 1 ELSE 0 END), 0) AS BIGINT) \
 FROM deliveries WHERE state IN ('pending', 'dead_lettered')";
 
+/// Destinations not taking deliveries, by state, and deliveries held by
+/// rate limits, across every replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestinationGauges {
+    /// Circuit open, cool-off not over.
+    pub open: i64,
+    /// Circuit open, cool-off over: a probe may go.
+    pub half_open: i64,
+    /// Paused by an operator.
+    pub paused: i64,
+    /// Disabled.
+    pub disabled: i64,
+    /// Pending rows due now at destinations waiting for their rate limit.
+    pub rate_limited_due: i64,
+}
+
+/// Counts destinations by state (a small table, read whole).
+const DESTINATION_STATES: &str = "\
+SELECT \
+    CAST(COALESCE(SUM(CASE WHEN state = 'active' AND circuit_open_until_ms > {now} \
+        THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN state = 'active' AND circuit_open_until_ms <= {now} \
+        THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN state = 'paused' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN state = 'disabled' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+FROM destinations";
+
+/// Due rows at destinations parked for their rate limit: active, closed,
+/// not held, with a limiter state and a next look in the future.
+const RATE_LIMITED: &str = "\
+SELECT CAST(COUNT(*) AS BIGINT) FROM destinations d \
+JOIN deliveries x ON x.tenant_id = d.tenant_id AND x.destination = d.destination \
+WHERE d.state = 'active' AND d.circuit_open_until_ms IS NULL \
+    AND (d.hold_until_ms IS NULL OR d.hold_until_ms <= {now}) \
+    AND d.rate_tat_us IS NOT NULL AND d.next_due_at_ms > {now} AND NOT d.idle \
+    AND x.state = 'pending' AND x.next_attempt_at_ms <= {now}";
+
 impl Store {
+    /// Counts destinations by state and what rate limits hold back.
+    pub async fn destination_gauges(&self) -> Result<DestinationGauges, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(DESTINATION_STATES, vec![]))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the destinations count returned no row".into()))?;
+        let limited = self
+            .db
+            .query_one_raw(self.statement(RATE_LIMITED, vec![]))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the rate-limited count returned no row".into()))?;
+        Ok(DestinationGauges {
+            open: row.try_get_by_index(0)?,
+            half_open: row.try_get_by_index(1)?,
+            paused: row.try_get_by_index(2)?,
+            disabled: row.try_get_by_index(3)?,
+            rate_limited_due: limited.try_get_by_index(0)?,
+        })
+    }
+
     /// Counts what is waiting, for the gauges.
     pub async fn backlog(&self) -> Result<Backlog, StoreError> {
         let row = self

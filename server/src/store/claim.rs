@@ -1,108 +1,507 @@
-//! Claim: lease a batch of due deliveries in one statement.
+//! Claim: lease due deliveries, only as many as can start now.
 //!
-//! A due row is `pending` with `next_attempt_at_ms` in the past. Claiming
-//! counts the attempt, stamps a fresh lease token and pushes
-//! `next_attempt_at_ms` to the lease's expiry. So a replica that dies
-//! mid-attempt needs no rescuer: when its lease runs out the row is simply
-//! due again, and the token it held no longer matches (fencing).
+//! One transaction walks destinations, not deliveries:
+//! 1. it locks up to one candidate per free permit among the destinations
+//!    due for a look, in fair order: each tenant's destinations take
+//!    turns (the first of every tenant, then the second of every tenant,
+//!    ...), ties broken at random so no tenant is always first (claims
+//!    skip destinations another claim holds, on PostgreSQL);
+//! 2. for each, [`Opening::of`] says what its state allows, and the
+//!    store counts what is in flight there (unexpired leases, across every
+//!    replica, minus this replica's attempts that finished and await
+//!    recording) and fetches its oldest due rows, up to what may start;
+//! 3. the rows are dealt one per destination per round, oldest first,
+//!    until the permits run out, and leased: the attempt is counted, a
+//!    fresh token stamped and the due time pushed to the lease's end, so a
+//!    replica that dies mid-attempt needs no rescuer;
+//! 4. each destination is parked ([`park`]) until it is next worth a look.
+//!
+//! So a claim never leases a row it must hand back, FIFO holds within a
+//! destination, and a destination's in-flight limit, rate limit and
+//! circuit hold across replicas: its row stays locked from the count to
+//! the commit. PostgreSQL does steps 2 to 4 in two statements; SQLite,
+//! in process and with one writer, in a few small ones per destination.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value};
 use uuid::Uuid;
 
-use crate::domain::TraceContext;
-
 use super::{
-    Store, StoreError, http_request, millis,
-    records::{ClaimedDelivery, Lease},
+    Dialect, Store, StoreError,
+    destinations::{CANDIDATE_COLUMNS, Wake, candidate},
+    http_request, millis,
+    records::{ClaimedDelivery, DestinationRef, Lease},
+    sql::{list, placeholders, tuple},
     unsigned,
 };
+use crate::{
+    destinations::{
+        admission::{Candidate, Found, Opening, Park, park},
+        policy::Policy,
+    },
+    domain::TraceContext,
+};
 
-const CLAIM: &str = "\
-WITH due AS MATERIALIZED ( \
-    SELECT id FROM deliveries \
-    WHERE state = 'pending' AND next_attempt_at_ms <= {now} {excluded} \
-    ORDER BY next_attempt_at_ms \
-    LIMIT $3 {skip_locked} \
-) \
+/// Due destinations considered for fair order in one claim: the
+/// candidates are the fairest among the soonest-due this many.
+const WINDOW: i64 = 1024;
+
+/// Candidates: destinations due for a look, `{skip}` left out, each
+/// tenant's in turn. `$1`: the window; `$2`: how many.
+const CANDIDATES: &str = "\
+SELECT {columns}, {now} \
+FROM destinations d \
+JOIN ( \
+    SELECT tenant_id, destination, \
+        row_number() OVER (PARTITION BY tenant_id ORDER BY next_due_at_ms) AS turn \
+    FROM ( \
+        SELECT tenant_id, destination, next_due_at_ms FROM destinations \
+        WHERE next_due_at_ms <= {now} {skip} \
+        ORDER BY next_due_at_ms LIMIT $1 \
+    ) soonest \
+) fair ON fair.tenant_id = d.tenant_id AND fair.destination = d.destination \
+WHERE d.next_due_at_ms <= {now} \
+ORDER BY fair.turn, random() \
+LIMIT $2 {lock}";
+
+/// What PostgreSQL finds at each candidate in one statement: what is in
+/// flight, its due rows (up to what may start, plus one), and its
+/// earliest pending row not due yet.
+const FIND_POSTGRES: &str = "\
+WITH c (c_ord, c_tenant, c_destination, c_limit, c_room) AS (VALUES {rows}) \
+SELECT c.c_ord, b.busy, r.id, n.next_pending \
+FROM c \
+CROSS JOIN LATERAL ( \
+    SELECT CAST(count(*) AS INTEGER) AS busy FROM deliveries x \
+    WHERE x.tenant_id = c.c_tenant AND x.destination = c.c_destination \
+        AND x.state = 'pending' AND x.lease_token IS NOT NULL \
+        AND x.next_attempt_at_ms > {now} {unrecorded} \
+) b \
+CROSS JOIN LATERAL ( \
+    SELECT min(x.next_attempt_at_ms) AS next_pending FROM deliveries x \
+    WHERE x.tenant_id = c.c_tenant AND x.destination = c.c_destination \
+        AND x.state = 'pending' AND x.next_attempt_at_ms > {now} \
+) n \
+LEFT JOIN LATERAL ( \
+    SELECT x.id, x.next_attempt_at_ms FROM deliveries x \
+    WHERE x.tenant_id = c.c_tenant AND x.destination = c.c_destination \
+        AND x.state = 'pending' AND x.next_attempt_at_ms <= {now} \
+    ORDER BY x.next_attempt_at_ms, x.id \
+    LIMIT GREATEST(LEAST(c.c_limit - b.busy, c.c_room), 0) + 1 \
+) r ON TRUE \
+ORDER BY c.c_ord, r.next_attempt_at_ms, r.id";
+
+/// SQLite, per candidate: what is in flight.
+const BUSY_SQLITE: &str = "\
+SELECT count(*) FROM deliveries x \
+WHERE x.tenant_id = $1 AND x.destination = $2 AND x.state = 'pending' \
+    AND x.lease_token IS NOT NULL AND x.next_attempt_at_ms > {now} {unrecorded}";
+
+/// SQLite, per candidate: the earliest pending row not due yet.
+const NEXT_PENDING_SQLITE: &str = "\
+SELECT min(x.next_attempt_at_ms) FROM deliveries x \
+WHERE x.tenant_id = $1 AND x.destination = $2 AND x.state = 'pending' \
+    AND x.next_attempt_at_ms > {now}";
+
+/// SQLite, per candidate: its oldest due rows.
+const DUE_SQLITE: &str = "\
+SELECT x.id FROM deliveries x \
+WHERE x.tenant_id = $1 AND x.destination = $2 AND x.state = 'pending' \
+    AND x.next_attempt_at_ms <= {now} \
+ORDER BY x.next_attempt_at_ms, x.id LIMIT $3";
+
+/// Leases the chosen rows; one that changed since it was found (a
+/// cancel) is left out. `{park}` is the parking CTE, or nothing.
+const LEASE: &str = "\
+{park} \
 UPDATE deliveries SET \
     attempt_count = attempt_count + 1, \
     lease_token = $1, \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
-WHERE id IN (SELECT id FROM due) \
+WHERE id IN {ids} AND state = 'pending' AND next_attempt_at_ms <= {now} \
 RETURNING id, tenant_id, url, method, headers, body, content_type, attempt_count, max_attempts, \
     destination, deadline_at_ms, traceparent, tracestate, created_at_ms";
 
-/// Gives a lease back: the row is due again at once. `$3` says whether the
-/// attempt never started, so its count is returned too.
+/// Parks destinations: `{rows}` of (tenant, destination, next due, idle,
+/// rate tat).
+const PARK_ROWS: &str = "\
+parked (p_tenant, p_destination, p_due, p_idle, p_tat) AS (VALUES {rows})";
+
+const PARK: &str = "\
+UPDATE destinations SET next_due_at_ms = parked.p_due, idle = parked.p_idle, \
+    rate_tat_us = parked.p_tat, updated_at_ms = {now} \
+FROM parked \
+WHERE destinations.tenant_id = parked.p_tenant AND destinations.destination = parked.p_destination";
+
+/// Gives leases back: the rows are due again at once. `$1` says whether
+/// the attempts never started, so their counts are returned too.
 const RELEASE: &str = "\
 UPDATE deliveries SET \
     lease_token = NULL, \
     next_attempt_at_ms = {now}, \
-    attempt_count = CASE WHEN $3 THEN attempt_count - 1 ELSE attempt_count END, \
+    attempt_count = CASE WHEN $1 THEN attempt_count - 1 ELSE attempt_count END, \
     updated_at_ms = {now} \
-WHERE id = $1 AND lease_token = $2 AND state = 'pending'";
+WHERE state = 'pending' AND (id, lease_token) IN (VALUES {rows})";
 
-/// The earliest due time, as "the first row in due order" rather than
-/// `MIN(...)`: with statistics that lag a growing backlog, PostgreSQL
-/// planned the aggregate as a scan of the whole due index (10-15 ms at
-/// 20,000 pending, run every time the claimer goes idle), while this shape
-/// stops at the first live entry whatever the statistics say.
+/// The soonest look any destination not in `{skip}` is due for.
 const NEXT_DUE: &str = "\
-SELECT next_attempt_at_ms - {now} FROM deliveries WHERE state = 'pending' {excluded} \
-ORDER BY next_attempt_at_ms LIMIT 1";
+SELECT next_due_at_ms - {now} FROM destinations \
+WHERE next_due_at_ms IS NOT NULL {skip} \
+ORDER BY next_due_at_ms LIMIT 1";
+
+/// What a claim asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// Most rows to lease (the free permits).
+    pub limit: usize,
+    /// How long each lease lasts.
+    pub lease: Duration,
+    /// The configured policy, for what destinations do not override.
+    pub defaults: &'a Policy,
+    /// Destinations to leave out: full with this replica's attempts, or
+    /// found full of other replicas' a moment ago.
+    pub skip: &'a [DestinationRef],
+    /// This replica's attempts that finished and await recording, by
+    /// destination: their leases no longer count as in flight.
+    pub unrecorded: &'a HashMap<DestinationRef, Vec<Lease>>,
+}
+
+/// What a claim leased and learned.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The leased deliveries, ready to start.
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// Destinations that are full after this claim, with their limit:
+    /// due rows there wait for attempts in flight.
+    pub saturated: Vec<(DestinationRef, u32)>,
+}
+
+/// One candidate through the claim.
+struct Look {
+    candidate: Candidate,
+    opening: Opening,
+    found: Found,
+    /// Its due rows in FIFO order, up to what may start plus one.
+    due: Vec<Uuid>,
+}
 
 impl Store {
-    /// Leases up to `limit` due deliveries for `lease`, oldest due first,
-    /// skipping those bound for the `excluded` destinations (saturated on
-    /// this replica). Concurrent claimers (other replicas) never get the
-    /// same row.
-    pub async fn claim(
-        &self,
-        limit: usize,
-        lease: Duration,
-        excluded: &[String],
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let token = Uuid::new_v4();
+    /// Leases up to `request.limit` due deliveries that may start now,
+    /// in fair order across tenants and FIFO within each destination.
+    /// Concurrent claimers (other replicas) never get the same row, and
+    /// together never exceed a destination's limits.
+    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claimed, StoreError> {
+        if request.limit == 0 {
+            return Ok(Claimed::default());
+        }
         let _turn = self.write_turn().await;
-        let mut values: Vec<Value> = vec![
-            token.into(),
-            millis(lease).into(),
-            i64::try_from(limit).unwrap_or(i64::MAX).into(),
-        ];
-        let (excluded_sql, excluded_values) = not_in_destinations(excluded, values.len() + 1);
-        values.extend(excluded_values);
-        let sql = CLAIM
-            .replace("{skip_locked}", self.dialect.skip_locked())
-            .replace("{excluded}", &excluded_sql);
-        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
-        rows.iter().map(|row| claimed(row, token)).collect()
+        let txn = self.db.begin().await?;
+        let (candidates, now_ms) = self.candidates(&txn, request).await?;
+        if candidates.is_empty() {
+            txn.commit().await?;
+            return Ok(Claimed::default());
+        }
+        let mut looks: Vec<Look> = candidates
+            .into_iter()
+            .map(|candidate| Look {
+                opening: Opening::of(&candidate, now_ms),
+                candidate,
+                found: Found::default(),
+                due: Vec::new(),
+            })
+            .collect();
+        match self.dialect {
+            Dialect::Postgres => self.find_postgres(&txn, &mut looks, request).await?,
+            Dialect::Sqlite => self.find_sqlite(&txn, &mut looks, request).await?,
+        }
+        let chosen = deal(&mut looks, request.limit);
+        let lease_ms = millis(request.lease);
+        let parks: Vec<(usize, Park)> = looks
+            .iter()
+            .enumerate()
+            .map(|(i, look)| {
+                let parked = park(
+                    &look.candidate,
+                    &look.opening,
+                    &look.found,
+                    now_ms,
+                    lease_ms,
+                );
+                (i, parked)
+            })
+            .collect();
+        let token = Uuid::new_v4();
+        let rows = self
+            .lease(&txn, &looks, &parks, &chosen, token, request.lease)
+            .await?;
+        txn.commit().await?;
+        let openings: HashMap<(&str, &str), (bool, u32)> = looks
+            .iter()
+            .map(|look| {
+                let key = (
+                    look.candidate.tenant_id.as_str(),
+                    look.candidate.destination.as_str(),
+                );
+                let threshold = look.candidate.policy.circuit.failure_threshold;
+                (key, (look.opening.probe, threshold))
+            })
+            .collect();
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut delivery = claimed(row, token)?;
+            let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
+            let (probe, threshold) = openings.get(&key).copied().unwrap_or((false, u32::MAX));
+            delivery.probe = probe;
+            delivery.failure_threshold = threshold;
+            deliveries.push(delivery);
+        }
+        let saturated = looks
+            .iter()
+            .zip(&parks)
+            .filter(|(_, (_, parked))| parked.saturated)
+            .map(|(look, _)| {
+                let destination = DestinationRef {
+                    tenant_id: look.candidate.tenant_id.clone(),
+                    destination: look.candidate.destination.clone(),
+                };
+                (destination, look.opening.limit)
+            })
+            .collect();
+        Ok(Claimed {
+            deliveries,
+            saturated,
+        })
     }
 
-    /// Gives `leases` back so their deliveries are due again at once (on
-    /// any replica). With `unstarted`, the claims' attempt counts are
-    /// returned as well. A lease that was lost meanwhile is left alone.
-    pub async fn release(&self, leases: &[Lease], unstarted: bool) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        for lease in leases {
-            let values: Vec<Value> = vec![
-                lease.delivery_id.into(),
-                lease.token.into(),
-                unstarted.into(),
-            ];
-            self.db.execute_raw(self.statement(RELEASE, values)).await?;
+    /// Locks the candidates, fairest first; with the database's now.
+    async fn candidates(
+        &self,
+        txn: &DatabaseTransaction,
+        request: &ClaimRequest<'_>,
+    ) -> Result<(Vec<Candidate>, i64), StoreError> {
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let mut values: Vec<Value> = vec![WINDOW.into(), limit.into()];
+        let skip = skip_clause(request.skip, &mut values);
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE OF d SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = CANDIDATES
+            .replace("{columns}", CANDIDATE_COLUMNS)
+            .replace("{skip}", &skip)
+            .replace("{lock}", lock);
+        let rows = txn.query_all_raw(self.statement(&sql, values)).await?;
+        let mut now_ms = 0;
+        let mut candidates = Vec::with_capacity(rows.len());
+        for row in &rows {
+            now_ms = row.try_get_by_index(16)?;
+            candidates.push(candidate(row, request.defaults)?);
+        }
+        Ok((candidates, now_ms))
+    }
+
+    /// Fills in what each candidate has in flight and due, in one
+    /// statement.
+    async fn find_postgres(
+        &self,
+        txn: &DatabaseTransaction,
+        looks: &mut [Look],
+        request: &ClaimRequest<'_>,
+    ) -> Result<(), StoreError> {
+        let open: Vec<usize> = (0..looks.len())
+            .filter(|&i| looks[i].opening.blocked.is_none())
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let mut values: Vec<Value> = Vec::with_capacity(open.len() * 5);
+        for &i in &open {
+            let look = &looks[i];
+            values.extend([
+                i64::try_from(i).unwrap_or(i64::MAX).into(),
+                look.candidate.tenant_id.clone().into(),
+                look.candidate.destination.clone().into(),
+                clamp(look.opening.limit).into(),
+                clamp(look.opening.rate_room).into(),
+            ]);
+        }
+        let rows = placeholders(open.len(), 5, 1, tuple);
+        let leases: Vec<&Lease> = open
+            .iter()
+            .filter_map(|&i| request.unrecorded.get(&destination_of(&looks[i].candidate)))
+            .flatten()
+            .collect();
+        let unrecorded = unrecorded_clause(&leases, &mut values);
+        let sql = FIND_POSTGRES
+            .replace("{rows}", &rows)
+            .replace("{unrecorded}", &unrecorded);
+        for row in txn.query_all_raw(self.statement(&sql, values)).await? {
+            let index: i64 = row.try_get_by_index(0)?;
+            let look = usize::try_from(index)
+                .ok()
+                .and_then(|i| looks.get_mut(i))
+                .ok_or_else(|| StoreError::Corrupt(format!("no candidate {index}")))?;
+            look.found.busy = count(row.try_get_by_index::<i32>(1)?);
+            look.found.next_pending_ms = row.try_get_by_index(3)?;
+            if let Some(id) = row.try_get_by_index::<Option<Uuid>>(2)? {
+                look.due.push(id);
+            }
         }
         Ok(())
     }
 
-    /// How long until the earliest pending delivery not bound for an
-    /// `excluded` destination is due (zero if one is due now); `None` when
-    /// there is none.
-    pub async fn next_due_in(&self, excluded: &[String]) -> Result<Option<Duration>, StoreError> {
-        let (excluded_sql, values) = not_in_destinations(excluded, 1);
-        let sql = NEXT_DUE.replace("{excluded}", &excluded_sql);
+    /// Fills in what each candidate has in flight and due, a few small
+    /// statements each (in process, so cheap).
+    async fn find_sqlite(
+        &self,
+        txn: &DatabaseTransaction,
+        looks: &mut [Look],
+        request: &ClaimRequest<'_>,
+    ) -> Result<(), StoreError> {
+        for look in looks
+            .iter_mut()
+            .filter(|look| look.opening.blocked.is_none())
+        {
+            let destination = destination_of(&look.candidate);
+            let key = || -> Vec<Value> {
+                vec![
+                    destination.tenant_id.clone().into(),
+                    destination.destination.clone().into(),
+                ]
+            };
+            let mut values = key();
+            let leases: Vec<&Lease> = request
+                .unrecorded
+                .get(&destination)
+                .into_iter()
+                .flatten()
+                .collect();
+            let unrecorded = unrecorded_clause(&leases, &mut values);
+            let sql = BUSY_SQLITE.replace("{unrecorded}", &unrecorded);
+            look.found.busy = match txn.query_one_raw(self.statement(&sql, values)).await? {
+                Some(row) => count(row.try_get_by_index::<i64>(0)?),
+                None => 0,
+            };
+            look.found.next_pending_ms = match txn
+                .query_one_raw(self.statement(NEXT_PENDING_SQLITE, key()))
+                .await?
+            {
+                Some(row) => row.try_get_by_index(0)?,
+                None => None,
+            };
+            let wanted = look.opening.wanted(look.found.busy);
+            let mut values = key();
+            values.push((i64::from(wanted) + 1).into());
+            for row in txn
+                .query_all_raw(self.statement(DUE_SQLITE, values))
+                .await?
+            {
+                look.due.push(row.try_get_by_index(0)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Parks the destinations whose row changes and leases `chosen`.
+    async fn lease(
+        &self,
+        txn: &DatabaseTransaction,
+        looks: &[Look],
+        parks: &[(usize, Park)],
+        chosen: &[Uuid],
+        token: Uuid,
+        lease: Duration,
+    ) -> Result<Vec<QueryResult>, StoreError> {
+        let changed: Vec<(&Candidate, &Park)> = parks
+            .iter()
+            .map(|(i, parked)| (&looks[*i].candidate, parked))
+            .filter(|(candidate, parked)| parked.changes(candidate))
+            .collect();
+        let mut values: Vec<Value> = vec![token.into(), millis(lease).into()];
+        let mut park_values: Vec<Value> = Vec::with_capacity(changed.len() * 5);
+        for (candidate, parked) in &changed {
+            park_values.extend([
+                candidate.tenant_id.clone().into(),
+                candidate.destination.clone().into(),
+                parked.next_due_at_ms.into(),
+                parked.idle.into(),
+                parked.rate_tat_us.into(),
+            ]);
+        }
+        let park_rows =
+            |first| PARK_ROWS.replace("{rows}", &placeholders(changed.len(), 5, first, tuple));
+        if chosen.is_empty() || self.dialect == Dialect::Sqlite {
+            // SQLite has no data-modifying CTE: park in a statement of its own.
+            if !changed.is_empty() {
+                let sql = format!("WITH {} {PARK}", park_rows(1));
+                txn.execute_raw(self.statement(&sql, park_values.clone()))
+                    .await?;
+            }
+            if chosen.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids = list(chosen.len(), 3);
+            values.extend(chosen.iter().map(|id| Value::from(*id)));
+            let sql = LEASE.replace("{park}", "").replace("{ids}", &ids);
+            return Ok(txn.query_all_raw(self.statement(&sql, values)).await?);
+        }
+        let ids = list(chosen.len(), 3);
+        values.extend(chosen.iter().map(|id| Value::from(*id)));
+        let park = if changed.is_empty() {
+            String::new()
+        } else {
+            let first = values.len() + 1;
+            values.extend(park_values);
+            format!("WITH {}, park AS ({PARK})", park_rows(first))
+        };
+        let sql = LEASE.replace("{park}", &park).replace("{ids}", &ids);
+        Ok(txn.query_all_raw(self.statement(&sql, values)).await?)
+    }
+
+    /// Gives `leases` back so their deliveries are due again at once (on
+    /// any replica), waking their destinations. With `unstarted`, the
+    /// claims' attempt counts are returned as well. A lease that was lost
+    /// meanwhile is left alone.
+    pub async fn release(
+        &self,
+        leases: &[(Lease, DestinationRef)],
+        unstarted: bool,
+    ) -> Result<(), StoreError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.write_turn().await;
+        let txn = self.db.begin().await?;
+        let wakes: Vec<Wake> = leases
+            .iter()
+            .map(|(_, destination)| Wake {
+                destination: destination.clone(),
+                at_ms: None,
+                after: Duration::ZERO,
+            })
+            .collect();
+        self.wake(&txn, &wakes).await?;
+        let mut values: Vec<Value> = vec![unstarted.into()];
+        for (lease, _) in leases {
+            values.extend([lease.delivery_id.into(), lease.token.into()]);
+        }
+        let sql = RELEASE.replace("{rows}", &placeholders(leases.len(), 2, 2, tuple));
+        txn.execute_raw(self.statement(&sql, values)).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// How long until the soonest destination not in `skip` is due for a
+    /// look (zero if one is due now); `None` when none has work.
+    pub async fn next_due_in(
+        &self,
+        skip: &[DestinationRef],
+    ) -> Result<Option<Duration>, StoreError> {
+        let mut values = Vec::new();
+        let skip = skip_clause(skip, &mut values);
+        let sql = NEXT_DUE.replace("{skip}", &skip);
         let Some(row) = self.db.query_one_raw(self.statement(&sql, values)).await? else {
             return Ok(None);
         };
@@ -111,23 +510,77 @@ impl Store {
     }
 }
 
-/// `AND destination NOT IN ($first, ...)` and its values; empty when
-/// nothing is excluded.
-fn not_in_destinations(excluded: &[String], first: usize) -> (String, Vec<Value>) {
-    if excluded.is_empty() {
-        return (String::new(), Vec::new());
-    }
-    let placeholders: Vec<String> = (first..first + excluded.len())
-        .map(|n| format!("${n}"))
-        .collect();
-    let values = excluded
+/// Deals the candidates' due rows out one per destination per round, in
+/// candidate order, until `limit`; records what each took and whether
+/// more remain. Returns the rows to lease.
+fn deal(looks: &mut [Look], limit: usize) -> Vec<Uuid> {
+    let wanted: Vec<usize> = looks
         .iter()
-        .map(|key| Value::from(key.clone()))
+        .map(|look| look.opening.wanted(look.found.busy) as usize)
         .collect();
-    (
-        format!("AND destination NOT IN ({})", placeholders.join(", ")),
-        values,
-    )
+    let mut chosen = Vec::new();
+    let mut round = 0;
+    while chosen.len() < limit {
+        let mut dealt = false;
+        for (look, wanted) in looks.iter_mut().zip(&wanted) {
+            if chosen.len() == limit {
+                break;
+            }
+            if round < *wanted && round < look.due.len() {
+                chosen.push(look.due[round]);
+                look.found.taken += 1;
+                dealt = true;
+            }
+        }
+        if !dealt {
+            break;
+        }
+        round += 1;
+    }
+    for look in looks.iter_mut() {
+        look.found.more_due = look.due.len() > look.found.taken as usize;
+    }
+    chosen
+}
+
+/// `AND (tenant_id, destination) NOT IN (...)`, its values appended.
+fn skip_clause(skip: &[DestinationRef], values: &mut Vec<Value>) -> String {
+    if skip.is_empty() {
+        return String::new();
+    }
+    let refs: Vec<&DestinationRef> = skip.iter().collect();
+    let (rows, skip_values) = super::destinations::pairs(&refs, values.len() + 1);
+    values.extend(skip_values);
+    format!("AND (tenant_id, destination) NOT IN (VALUES {rows})")
+}
+
+/// `AND (x.id, x.lease_token) NOT IN (...)`, its values appended.
+fn unrecorded_clause(leases: &[&Lease], values: &mut Vec<Value>) -> String {
+    if leases.is_empty() {
+        return String::new();
+    }
+    let rows = placeholders(leases.len(), 2, values.len() + 1, tuple);
+    for lease in leases {
+        values.extend([lease.delivery_id.into(), lease.token.into()]);
+    }
+    format!("AND (x.id, x.lease_token) NOT IN (VALUES {rows})")
+}
+
+fn destination_of(candidate: &Candidate) -> DestinationRef {
+    DestinationRef {
+        tenant_id: candidate.tenant_id.clone(),
+        destination: candidate.destination.clone(),
+    }
+}
+
+/// A count from the database as the unsigned number the domain uses.
+fn count(value: impl TryInto<u32>) -> u32 {
+    value.try_into().unwrap_or(0)
+}
+
+/// A limit as a SQL integer.
+fn clamp(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
@@ -144,6 +597,8 @@ fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, Stor
         attempt_number: unsigned(row.try_get_by_index(7)?, "attempt_count")?,
         max_attempts: unsigned(row.try_get_by_index(8)?, "max_attempts")?,
         destination: row.try_get_by_index(9)?,
+        probe: false,
+        failure_threshold: u32::MAX,
         deadline_at_ms: row.try_get_by_index(10)?,
         lease_token,
         trace: row

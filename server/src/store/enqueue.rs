@@ -1,5 +1,11 @@
-//! Enqueue: multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING id`, up
-//! to [`ROWS_PER_STATEMENT`] deliveries per statement.
+//! Enqueue: multi-row inserts, up to [`ROWS_PER_STATEMENT`] deliveries per
+//! statement, with their destinations.
+//!
+//! Each group of enqueues, in one transaction (on PostgreSQL, one
+//! statement for up to [`ROWS_PER_STATEMENT`]): makes sure every
+//! destination has a row, wakes the destinations parked with nothing due,
+//! and inserts the deliveries, except those bound for a disabled
+//! destination, which are refused.
 //!
 //! Idempotency rides on a unique index of (tenant, idempotency key) that
 //! holds keyed deliveries only: when two enqueues with the same key race,
@@ -7,43 +13,56 @@
 //! A hash of the request tells "the same request again" (answer the
 //! existing id) from "a different request under a used key" (refuse). Ids
 //! are made here, so a row whose id comes back was created; one that does
-//! not was skipped for its key.
+//! not was skipped for its key, or for its destination.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    Store, StoreError, millis,
-    records::{Enqueued, NewDelivery},
+    Dialect, Store, StoreError,
+    destinations::{NewDestination, Wake},
+    records::{DestinationRef, Enqueued, NewDelivery},
 };
 
-/// Deliveries per `INSERT` (19 values each, well under either backend's
+/// Deliveries per `INSERT` (16 values each, well under either backend's
 /// limit on bound values).
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// The columns of a delivery row, in [`row`]'s order.
+const COLUMNS: &str = "id, tenant_id, url, destination, host, method, headers, body, content_type, \
+    idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, \
+    deadline_at_ms, next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate";
+
+/// Inserts the rows of `{rows}` whose destination is not disabled.
 const INSERT: &str = "\
-INSERT INTO deliveries (id, tenant_id, url, destination, host, method, headers, body, content_type, \
-    idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, deadline_at_ms, \
-    next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate, lease_token) \
-VALUES {rows} \
+WITH v ({columns}) AS (VALUES {rows}) \
+INSERT INTO deliveries ({columns}) \
+SELECT * FROM v \
+WHERE NOT EXISTS ( \
+    SELECT 1 FROM destinations d \
+    WHERE d.tenant_id = v.tenant_id AND d.destination = v.destination AND d.state = 'disabled' \
+) \
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
 RETURNING id";
 
 const FIND_BY_KEY: &str = "\
 SELECT id, request_hash FROM deliveries WHERE tenant_id = $1 AND idempotency_key = $2";
 
+/// Why a destination is disabled, if it is.
+const DISABLED: &str = "\
+SELECT state_reason FROM destinations \
+WHERE tenant_id = $1 AND destination = $2 AND state = 'disabled'";
+
 /// The values of one row of [`INSERT`], from placeholder `$first` on, in
-/// [`row_values`]' order. A row leased at insert has its attempt counted
-/// and is due again when the lease expires, as after a claim; otherwise it
-/// is due at its not-before time, or now.
+/// [`row_values`]' order: due at its not-before time, or now.
 fn row(first: usize) -> String {
     let n = |i: usize| format!("${}", first + i);
     format!(
-        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', {}, {}, {}, {}, \
-         COALESCE({}, {{now}} + {}), {{now}}, {{now}}, {}, {}, {})",
+        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, \
+         COALESCE({}, {{now}}), {{now}}, {{now}}, {}, {})",
         n(0),
         n(1),
         n(2),
@@ -55,37 +74,30 @@ fn row(first: usize) -> String {
         n(8),
         n(9),
         n(10),
-        n(16),
         n(11),
         n(11),
         n(12),
         n(13),
-        n(17),
         n(14),
-        n(15),
-        n(18)
+        n(15)
     )
 }
 
 impl Store {
     /// Inserts `deliveries` with one commit for them all, each due at once
-    /// or at its not-before time, or already leased for its first attempt
-    /// when it carries a [`NewDelivery::lease`]. Each gets its own result: with an
+    /// or at its not-before time. Each gets its own result: with an
     /// idempotency key already used by the same request, the existing
     /// delivery with `created = false`; under a key used for a different
-    /// request, a conflict that refuses only that item. A database failure
-    /// fails the whole batch, and nothing of it is stored.
-    ///
-    /// Up to [`ROWS_PER_STATEMENT`] deliveries are one `INSERT`, atomic on
-    /// its own, so it runs without `BEGIN` and `COMMIT`: one round trip
-    /// instead of three (the lookups of keys already used only read rows
-    /// committed before). More take a transaction around their statements.
+    /// request, or to a disabled destination, an error that refuses only
+    /// that item. A database failure fails the whole batch, and nothing of
+    /// it is stored.
     pub async fn enqueue_batch(
         &self,
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let _turn = self.write_turn().await;
-        if deliveries.len() <= ROWS_PER_STATEMENT {
+        if deliveries.len() <= ROWS_PER_STATEMENT && self.dialect == Dialect::Postgres {
+            // One statement, atomic on its own: no BEGIN and COMMIT.
             return self.insert_all(&self.db, deliveries).await;
         }
         let txn = self.db.begin().await?;
@@ -103,7 +115,8 @@ impl Store {
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let mut results = Vec::with_capacity(deliveries.len());
         for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 19);
+            let (destinations, wakes) = destinations_of(chunk);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 16);
             let mut rows = Vec::with_capacity(chunk.len());
             let mut made = Vec::with_capacity(chunk.len());
             for delivery in chunk {
@@ -113,19 +126,30 @@ impl Store {
                 values.extend(row_values(delivery, id, &hash)?);
                 made.push((id, hash));
             }
-            let sql = INSERT.replace("{rows}", &rows.join(", "));
-            let created: HashSet<Uuid> = db
-                .query_all_raw(self.statement(&sql, values))
-                .await?
-                .iter()
-                .map(|row| row.try_get_by_index(0))
-                .collect::<Result<_, _>>()?;
+            let insert = INSERT
+                .replace("{columns}", COLUMNS)
+                .replace("{rows}", &rows.join(", "));
+            let created: HashSet<Uuid> = match self.dialect {
+                Dialect::Postgres => {
+                    let (sql, values) =
+                        self.with_destinations(&insert, values, &destinations, &wakes);
+                    db.query_all_raw(self.statement(&sql, values)).await?
+                }
+                Dialect::Sqlite => {
+                    self.ensure_destinations(db, &destinations).await?;
+                    self.wake(db, &wakes).await?;
+                    db.query_all_raw(self.statement(&insert, values)).await?
+                }
+            }
+            .iter()
+            .map(|row| row.try_get_by_index(0))
+            .collect::<Result<_, _>>()?;
             for (delivery, (id, hash)) in chunk.iter().zip(made) {
                 if created.contains(&id) {
                     results.push(Ok(Enqueued { id, created: true }));
                     continue;
                 }
-                match self.existing(db, delivery, &hash).await {
+                match self.not_created(db, delivery, &hash).await {
                     Err(StoreError::Database(error)) => return Err(error.into()),
                     other => results.push(other),
                 }
@@ -134,15 +158,30 @@ impl Store {
         Ok(results)
     }
 
-    /// The delivery already holding `delivery`'s idempotency key: the same
-    /// one if the request is the same, a conflict otherwise.
-    async fn existing(
+    /// Why `delivery` was not inserted: its destination is disabled, or its
+    /// idempotency key is taken (by the same request, which answers the
+    /// existing delivery, or by another, a conflict).
+    async fn not_created(
         &self,
         db: &impl ConnectionTrait,
         delivery: &NewDelivery,
         hash: &str,
     ) -> Result<Enqueued, StoreError> {
-        // Only an idempotency key can make the insert a no-op.
+        let destination = delivery.destination_ref();
+        let disabled = self.statement(
+            DISABLED,
+            vec![
+                destination.tenant_id.clone().into(),
+                destination.destination.clone().into(),
+            ],
+        );
+        if let Some(row) = db.query_one_raw(disabled).await? {
+            return Err(StoreError::DestinationDisabled {
+                destination: destination.destination,
+                reason: row.try_get_by_index(0)?,
+            });
+        }
+        // Otherwise only an idempotency key can make the insert a no-op.
         let Some(key) = &delivery.idempotency_key else {
             return Err(StoreError::Corrupt(
                 "insert without idempotency key was skipped".into(),
@@ -173,11 +212,43 @@ impl Store {
     }
 }
 
-/// The nineteen bound values of one row, numbered as [`row`] places them.
-fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 19], StoreError> {
+/// The distinct destinations of `deliveries`, and the wake-up each needs:
+/// its earliest due time among them.
+fn destinations_of(deliveries: &[NewDelivery]) -> (Vec<NewDestination>, Vec<Wake>) {
+    let mut earliest: BTreeMap<DestinationRef, (String, Option<i64>)> = BTreeMap::new();
+    for delivery in deliveries {
+        let entry = earliest
+            .entry(delivery.destination_ref())
+            .or_insert_with(|| (delivery.destination.host.clone(), delivery.not_before_ms));
+        // `None` (due now) is the earliest of all.
+        entry.1 = match (entry.1, delivery.not_before_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+    let wakes = earliest
+        .iter()
+        .map(|(destination, (_, at_ms))| Wake {
+            destination: destination.clone(),
+            at_ms: *at_ms,
+            after: std::time::Duration::ZERO,
+        })
+        .collect();
+    let destinations = earliest
+        .into_iter()
+        .map(|(destination, (host, due_ms))| NewDestination {
+            destination,
+            host,
+            due_ms,
+        })
+        .collect();
+    (destinations, wakes)
+}
+
+/// The sixteen bound values of one row, numbered as [`row`] places them.
+fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16], StoreError> {
     let request = &delivery.request;
     let trace = delivery.trace.as_ref();
-    let lease = delivery.lease;
     let headers = serde_json::to_string(&request.headers)
         .map_err(|error| StoreError::Corrupt(format!("headers do not serialize: {error}")))?;
     Ok([
@@ -199,9 +270,6 @@ fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 19
         delivery.not_before_ms.into(),
         trace.map(|trace| trace.traceparent.clone()).into(),
         trace.and_then(|trace| trace.tracestate.clone()).into(),
-        i32::from(lease.is_some()).into(),
-        lease.map_or(0, |lease| millis(lease.duration)).into(),
-        lease.map(|lease| lease.token).into(),
     ])
 }
 
@@ -260,7 +328,6 @@ mod tests {
             not_before_ms: None,
             deadline_ms: None,
             trace: None,
-            lease: None,
         }
     }
 

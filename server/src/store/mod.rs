@@ -12,10 +12,12 @@
 mod backlog;
 mod claim;
 mod complete;
+mod destinations;
 mod dialect;
 mod enqueue;
 mod entity;
 mod group_commit;
+mod health;
 mod nodelay;
 mod notify;
 mod operate;
@@ -23,6 +25,8 @@ mod outcomes;
 mod read;
 pub mod records;
 mod retention;
+mod sql;
+mod stranded;
 mod tenants;
 
 use std::{sync::Arc, time::Duration};
@@ -36,6 +40,8 @@ use sea_orm::{
 };
 
 pub use backlog::Backlog;
+pub use claim::{ClaimRequest, Claimed};
+pub use complete::{CircuitChange, DestinationChange};
 use dialect::Dialect;
 pub use group_commit::GroupCommit;
 pub use notify::{Channel, Listener};
@@ -54,6 +60,18 @@ pub enum StoreError {
         key: String,
         /// The delivery created by the first use of the key.
         existing: uuid::Uuid,
+    },
+    /// The delivery's destination is disabled: it failed without a
+    /// success for too long, or an operator disabled it.
+    #[error(
+        "destination {destination} is disabled ({}); enable it with `herald destinations enable {destination}` (EnableDestination), then redrive its dead letters",
+        reason.as_deref().unwrap_or("no reason recorded")
+    )]
+    DestinationDisabled {
+        /// `scheme://host:port`.
+        destination: String,
+        /// Why it was disabled.
+        reason: Option<String>,
     },
     /// `herald tenant create` named a tenant that exists.
     #[error("tenant {0:?} already exists")]

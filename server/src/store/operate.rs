@@ -24,7 +24,7 @@ UPDATE deliveries SET \
     updated_at_ms = {now}, \
     finished_at_ms = {now} \
 WHERE id = $1 AND tenant_id = $2 AND state = 'pending' \
-RETURNING attempt_count, updated_at_ms, host";
+RETURNING attempt_count, updated_at_ms, host, destination";
 
 impl Store {
     /// Cancels `tenant_id`'s pending delivery `id` and records the outcome.
@@ -51,8 +51,9 @@ impl Store {
         let outcome = OutcomeRecord {
             sequence: 0,
             tenant_id: tenant_id.to_owned(),
-            delivery_id: id,
+            delivery_id: Some(id),
             host: row.try_get_by_index(2)?,
+            destination: row.try_get_by_index(3)?,
             kind: OutcomeKind::Cancelled,
             attempt_number: unsigned(row.try_get_by_index(0)?, "attempt_count")?,
             status_code: None,

@@ -155,8 +155,10 @@ fn outcome_record(model: outcomes::Model) -> Result<OutcomeRecord, StoreError> {
     Ok(OutcomeRecord {
         sequence: model.sequence,
         tenant_id: model.tenant_id,
-        delivery_id: model.delivery_id,
+        // A destination's event carries the nil delivery id.
+        delivery_id: (!model.delivery_id.is_nil()).then_some(model.delivery_id),
         host: model.host,
+        destination: model.destination,
         kind: model.kind.parse()?,
         attempt_number: unsigned(model.attempt_number, "attempt_number")?,
         status_code: status_code(model.status_code)?,

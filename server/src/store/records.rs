@@ -31,21 +31,25 @@ pub struct NewDelivery {
     /// The caller's trace context, forwarded on every attempt. Not part of
     /// the idempotency hash: a retried enqueue comes with a new span.
     pub trace: Option<TraceContext>,
-    /// Claim the first attempt as the row is inserted: the enqueuing
-    /// replica sends it at once, with no claim. `None` for a delivery that
-    /// waits to be claimed. Not part of the idempotency hash either.
-    pub lease: Option<InsertLease>,
 }
 
-/// A first attempt claimed in the insert itself: the row is stored with
-/// its attempt counted, this token, and due again only when the lease
-/// expires, exactly as if a claim had taken it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InsertLease {
-    /// The lease's token, which fences the attempt's completion.
-    pub token: Uuid,
-    /// How long the lease lasts.
-    pub duration: Duration,
+impl NewDelivery {
+    /// The destination it goes to, within its tenant.
+    pub fn destination_ref(&self) -> DestinationRef {
+        DestinationRef {
+            tenant_id: self.tenant_id.clone(),
+            destination: self.destination.key.clone(),
+        }
+    }
+}
+
+/// One destination: a receiver (`scheme://host:port`) within a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestinationRef {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// `scheme://host:port`.
+    pub destination: String,
 }
 
 /// Result of an enqueue.
@@ -109,17 +113,22 @@ pub struct AttemptRecord {
     pub response_excerpt: Bytes,
 }
 
-/// One recorded outcome in the feed.
+/// One recorded outcome in the feed: an attempt's result, a
+/// cancellation, or a destination's event (circuit opened or closed,
+/// paused, resumed, disabled, enabled).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutcomeRecord {
     /// Position in the feed.
     pub sequence: i64,
     /// Owning tenant.
     pub tenant_id: String,
-    /// The delivery.
-    pub delivery_id: Uuid,
-    /// The delivery's URL host.
+    /// The delivery; `None` for a destination's event.
+    pub delivery_id: Option<Uuid>,
+    /// The destination's URL host.
     pub host: String,
+    /// The destination (`scheme://host:port`); `None` for outcomes
+    /// recorded before destinations were stored.
+    pub destination: Option<String>,
     /// What the attempt led to.
     pub kind: OutcomeKind,
     /// Which attempt.
@@ -149,6 +158,11 @@ pub struct ClaimedDelivery {
     pub request: HttpRequest,
     /// `scheme://host:port`, for the per-destination in-flight limit.
     pub destination: String,
+    /// Claimed while the destination's circuit was half-open: its result
+    /// closes or reopens the circuit.
+    pub probe: bool,
+    /// The destination's consecutive failures that open its circuit.
+    pub failure_threshold: u32,
     /// This attempt's number (the claim counted it).
     pub attempt_number: u32,
     /// Most attempts to make.
@@ -169,6 +183,14 @@ impl ClaimedDelivery {
         Lease {
             delivery_id: self.id,
             token: self.lease_token,
+        }
+    }
+
+    /// The destination it goes to, within its tenant.
+    pub fn destination_ref(&self) -> DestinationRef {
+        DestinationRef {
+            tenant_id: self.tenant_id.clone(),
+            destination: self.destination.clone(),
         }
     }
 }
@@ -193,6 +215,12 @@ pub struct Completion {
     pub lease_token: Uuid,
     /// The claimed attempt's number.
     pub attempt_number: u32,
+    /// Where it was sent (`scheme://host:port`).
+    pub destination: String,
+    /// The attempt was the probe of a half-open circuit.
+    pub probe: bool,
+    /// The destination's consecutive failures that open its circuit.
+    pub failure_threshold: u32,
     /// The attempt as it happened; `None` when Herald decided without
     /// sending (deadline passed, attempt budget used up), in which case the
     /// claim's count is given back.
@@ -201,6 +229,9 @@ pub struct Completion {
     pub reason: Option<String>,
     /// What happens to the delivery next.
     pub decision: Decision,
+    /// The receiver asked to slow down (a 429, or a `Retry-After`): its
+    /// whole destination holds off this long.
+    pub slow_down: Option<Duration>,
 }
 
 impl Completion {
@@ -275,9 +306,13 @@ pub struct OutcomeFilter {
 }
 
 impl OutcomeFilter {
-    /// Whether `outcome` passes the filter.
+    /// Whether `outcome` passes the filter. A destination's event passes
+    /// no filter by delivery.
     pub fn matches(&self, outcome: &OutcomeRecord) -> bool {
-        (self.delivery_ids.is_empty() || self.delivery_ids.contains(&outcome.delivery_id))
+        (self.delivery_ids.is_empty()
+            || outcome
+                .delivery_id
+                .is_some_and(|id| self.delivery_ids.contains(&id)))
             && (self.kinds.is_empty() || self.kinds.contains(&outcome.kind))
             && self.host.as_ref().is_none_or(|host| *host == outcome.host)
     }

@@ -59,9 +59,11 @@ async fn two_replicas_committing_at_once_give_a_watcher_every_outcome_once() {
         return;
     };
     let receiver = Receiver::start().await;
-    // A third of the attempts fail once, so outcomes interleave more.
+    // A third of the attempts fail once, so outcomes interleave more; the
+    // failures come in a row, so the circuit is kept from opening.
     receiver.script("/mixed", vec![Reply::Status(503); 200]);
     let config = settings(&[
+        ("HERALD_CIRCUIT_FAILURE_THRESHOLD", "10000"),
         ("HERALD_CONCURRENCY", "16"),
         ("HERALD_REQUEST_TIMEOUT", "10s"),
         ("HERALD_LEASE_DURATION", "60s"),

@@ -1,18 +1,18 @@
 //! The store's conformance suite: the same claims and fenced completions
 //! on SQLite and PostgreSQL, driven directly (no scheduler running).
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
 use herald_migration::{Migrator, MigratorTrait};
 use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
+    destinations::policy::{CircuitPolicy, Policy},
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
     store::{
-        Channel, Store, StoreError,
+        Channel, ClaimRequest, Store, StoreError,
         records::{
-            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, InsertLease,
-            NewDelivery,
+            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, NewDelivery,
         },
     },
 };
@@ -24,7 +24,6 @@ on_both_backends!(
     claims_never_overlap_and_count_attempts,
     a_completion_from_an_expired_lease_changes_nothing,
     not_before_holds_a_delivery_back,
-    a_delivery_leased_at_insert_is_claimed_only_once_its_lease_runs_out,
     retention_deletes_exactly_what_is_past_its_window,
     one_batch_sorts_fresh_from_stale_completions,
     a_batch_larger_than_one_statement_is_stored_whole,
@@ -64,7 +63,6 @@ fn delivery(n: usize) -> NewDelivery {
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
-        lease: None,
     }
 }
 
@@ -74,6 +72,10 @@ fn completion(claimed: &ClaimedDelivery, decision: Decision) -> Completion {
         tenant_id: claimed.tenant_id.clone(),
         lease_token: claimed.lease_token,
         attempt_number: claimed.attempt_number,
+        destination: claimed.destination.clone(),
+        probe: claimed.probe,
+        failure_threshold: claimed.failure_threshold,
+        slow_down: None,
         reason: None,
         attempt: Some(AttemptRecord {
             number: claimed.attempt_number,
@@ -90,6 +92,52 @@ fn completion(claimed: &ClaimedDelivery, decision: Decision) -> Completion {
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// Leases up to `limit` rows for `lease`, with the test policy.
+async fn claim(store: &Store, limit: usize, lease: Duration) -> Vec<ClaimedDelivery> {
+    claim_with(store, limit, lease, &policy()).await
+}
+
+/// Leases up to `limit` rows for `lease` under `defaults`.
+async fn claim_with(
+    store: &Store,
+    limit: usize,
+    lease: Duration,
+    defaults: &Policy,
+) -> Vec<ClaimedDelivery> {
+    store
+        .claim(&ClaimRequest {
+            limit,
+            lease,
+            defaults,
+            skip: &[],
+            unrecorded: &HashMap::new(),
+        })
+        .await
+        .expect("claim")
+        .deliveries
+}
+
+/// Records `batch` with no destination changes.
+async fn complete(store: &Store, batch: &[Completion]) -> Vec<CompletionResult> {
+    store
+        .complete(batch, &[], &policy())
+        .await
+        .expect("complete")
+}
+
+/// Every destination's policy in these tests: room for everything.
+fn policy() -> Policy {
+    Policy {
+        max_in_flight: 100,
+        rate_limit: None,
+        circuit: CircuitPolicy {
+            failure_threshold: 5,
+            cooldown: Duration::from_millis(200),
+            cooldown_max: Duration::from_secs(2),
+        },
+    }
+}
+
 async fn claims_never_overlap_and_count_attempts(backend: Backend) {
     let Some((_db, store)) = store(backend).await else {
         return;
@@ -97,11 +145,11 @@ async fn claims_never_overlap_and_count_attempts(backend: Backend) {
     for n in 0..10 {
         enqueue(&store, delivery(n)).await;
     }
-    let first = store.claim(4, LEASE, &[]).await.unwrap();
-    let second = store.claim(10, LEASE, &[]).await.unwrap();
+    let first = claim(&store, 4, LEASE).await;
+    let second = claim(&store, 10, LEASE).await;
     assert_eq!((first.len(), second.len()), (4, 6));
     assert!(
-        store.claim(10, LEASE, &[]).await.unwrap().is_empty(),
+        claim(&store, 10, LEASE).await.is_empty(),
         "leased rows are not due"
     );
     let mut ids: Vec<_> = first.iter().chain(&second).map(|c| c.id).collect();
@@ -109,14 +157,24 @@ async fn claims_never_overlap_and_count_attempts(backend: Backend) {
     ids.dedup();
     assert_eq!(ids.len(), 10, "no row claimed twice");
     assert!(first.iter().chain(&second).all(|c| c.attempt_number == 1));
-    let due_in = store
+    let row = store
+        .get_delivery("default", ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let due_after = row.next_attempt_at_ms.unwrap() - row.updated_at_ms;
+    assert!(
+        (59_990..=60_010).contains(&due_after),
+        "due again when the lease ends, not after {due_after} ms"
+    );
+    let look_in = store
         .next_due_in(&[])
         .await
         .unwrap()
         .expect("leased rows are pending");
     assert!(
-        due_in > LEASE - Duration::from_secs(5),
-        "due again when the lease ends: {due_in:?}"
+        look_in <= Duration::from_secs(1),
+        "an emptied destination is looked at again within the recheck: {look_in:?}"
     );
     store.close().await.unwrap();
 }
@@ -128,16 +186,13 @@ async fn a_completion_from_an_expired_lease_changes_nothing(backend: Backend) {
     let enqueued = enqueue(&store, delivery(1)).await;
     // A zero lease expires at once: the row is due again and re-claimable,
     // as if the first holder had died.
-    let stale = store.claim(1, Duration::ZERO, &[]).await.unwrap().remove(0);
-    let current = store.claim(1, LEASE, &[]).await.unwrap().remove(0);
+    let stale = claim(&store, 1, Duration::ZERO).await.remove(0);
+    let current = claim(&store, 1, LEASE).await.remove(0);
     assert_eq!(current.id, stale.id);
     assert_ne!(current.lease_token, stale.lease_token);
     assert_eq!((stale.attempt_number, current.attempt_number), (1, 2));
 
-    let results = store
-        .complete(&[completion(&stale, Decision::DeadLetter)])
-        .await
-        .unwrap();
+    let results = complete(&store, &[completion(&stale, Decision::DeadLetter)]).await;
     assert_eq!(results, [CompletionResult::LeaseLost]);
     let row = store
         .get_delivery("default", enqueued.id)
@@ -156,10 +211,7 @@ async fn a_completion_from_an_expired_lease_changes_nothing(backend: Backend) {
         "no outcome recorded"
     );
 
-    let results = store
-        .complete(&[completion(&current, Decision::Succeeded)])
-        .await
-        .unwrap();
+    let results = complete(&store, &[completion(&current, Decision::Succeeded)]).await;
     assert!(matches!(results[0], CompletionResult::Recorded(ref o) if o.attempt_number == 2));
     let row = store
         .get_delivery("default", enqueued.id)
@@ -169,10 +221,7 @@ async fn a_completion_from_an_expired_lease_changes_nothing(backend: Backend) {
     assert_eq!(row.state, DeliveryState::Succeeded);
     assert_eq!(row.attempts.len(), 1);
     // Completing twice with the same lease is also refused.
-    let results = store
-        .complete(&[completion(&current, Decision::DeadLetter)])
-        .await
-        .unwrap();
+    let results = complete(&store, &[completion(&current, Decision::DeadLetter)]).await;
     assert_eq!(results, [CompletionResult::LeaseLost]);
     store.close().await.unwrap();
 }
@@ -186,95 +235,13 @@ async fn not_before_holds_a_delivery_back(backend: Backend) {
         ..delivery(1)
     };
     enqueue(&store, later).await;
-    assert!(store.claim(10, LEASE, &[]).await.unwrap().is_empty());
+    assert!(claim(&store, 10, LEASE).await.is_empty());
     let due_in = store.next_due_in(&[]).await.unwrap().unwrap();
     assert!(due_in > Duration::from_secs(365 * 24 * 3600));
     store.close().await.unwrap();
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
-
-async fn a_delivery_leased_at_insert_is_claimed_only_once_its_lease_runs_out(backend: Backend) {
-    let Some((_db, store)) = store(backend).await else {
-        return;
-    };
-    let held = InsertLease {
-        token: Uuid::new_v4(),
-        duration: LEASE,
-    };
-    let first = enqueue(
-        &store,
-        NewDelivery {
-            lease: Some(held),
-            ..delivery(1)
-        },
-    )
-    .await;
-    assert!(
-        store.claim(10, LEASE, &[]).await.unwrap().is_empty(),
-        "a leased row is not due"
-    );
-    let row = store
-        .get_delivery("default", first.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((row.state, row.attempt_count), (DeliveryState::Pending, 1));
-    let due_after = row.next_attempt_at_ms.unwrap() - row.created_at_ms;
-    assert!(
-        (59_000..=61_000).contains(&due_after),
-        "due again when the lease runs out, not {due_after} ms after the insert"
-    );
-
-    // As after a claim whose holder died: once the lease has run out the
-    // row is due again, the next claim counts attempt 2, and the first
-    // token is fenced off.
-    let expired = InsertLease {
-        token: Uuid::new_v4(),
-        duration: Duration::ZERO,
-    };
-    let second = enqueue(
-        &store,
-        NewDelivery {
-            lease: Some(expired),
-            ..delivery(2)
-        },
-    )
-    .await;
-    let claimed = store.claim(10, LEASE, &[]).await.unwrap();
-    let [current] = claimed.as_slice() else {
-        panic!("only the expired lease's row is due: {claimed:?}");
-    };
-    assert_eq!((current.id, current.attempt_number), (second.id, 2));
-    let stale = ClaimedDelivery {
-        lease_token: expired.token,
-        attempt_number: 1,
-        ..current.clone()
-    };
-    let results = store
-        .complete(&[completion(&stale, Decision::Succeeded)])
-        .await
-        .unwrap();
-    assert_eq!(results, [CompletionResult::LeaseLost]);
-
-    // The holder of a live lease taken at insert completes like any other.
-    let holder = ClaimedDelivery {
-        id: first.id,
-        lease_token: held.token,
-        attempt_number: 1,
-        ..current.clone()
-    };
-    let results = store
-        .complete(&[
-            completion(&holder, Decision::Succeeded),
-            completion(current, Decision::Succeeded),
-        ])
-        .await
-        .unwrap();
-    assert!(matches!(results[0], CompletionResult::Recorded(ref o) if o.attempt_number == 1));
-    assert!(matches!(results[1], CompletionResult::Recorded(ref o) if o.attempt_number == 2));
-    store.close().await.unwrap();
-}
 
 async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
     let Some((db, store)) = store(backend).await else {
@@ -284,7 +251,7 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
     for n in 0..6 {
         enqueue(&store, delivery(n)).await;
     }
-    let mut claimed = store.claim(6, LEASE, &[]).await.unwrap();
+    let mut claimed = claim(&store, 6, LEASE).await;
     claimed.sort_by_key(|c| c.request.url.clone());
     let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
     let finished: Vec<Completion> = claimed[..4]
@@ -299,7 +266,7 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
             completion(c, decision)
         })
         .collect();
-    store.complete(&finished).await.unwrap();
+    complete(&store, &finished).await;
     for id in &ids[4..] {
         store.cancel("default", *id).await.unwrap();
     }
@@ -390,8 +357,8 @@ async fn one_batch_sorts_fresh_from_stale_completions(backend: Backend) {
     // One delivery claimed twice (its first lease expired at once), two
     // others claimed once: a batch mixes a stale completion, the fresh one
     // for the same delivery, and ordinary ones.
-    let stale = store.claim(1, Duration::ZERO, &[]).await.unwrap().remove(0);
-    let mut claimed = store.claim(3, LEASE, &[]).await.unwrap();
+    let stale = claim(&store, 1, Duration::ZERO).await.remove(0);
+    let mut claimed = claim(&store, 3, LEASE).await;
     claimed.sort_by_key(|c| c.id != stale.id);
     let fresh = claimed.remove(0);
     assert_eq!(fresh.id, stale.id);
@@ -401,7 +368,7 @@ async fn one_batch_sorts_fresh_from_stale_completions(backend: Backend) {
         completion(&fresh, Decision::Succeeded),
         completion(&claimed[1], Decision::DeadLetter),
     ];
-    let results = store.complete(&batch).await.unwrap();
+    let results = complete(&store, &batch).await;
     let recorded: Vec<Option<i64>> = results
         .iter()
         .map(|result| match result {
@@ -453,9 +420,8 @@ async fn a_batch_larger_than_one_statement_is_stored_whole(backend: Backend) {
 }
 
 /// The newest migration can be undone and redone (as this is written, the
-/// one that keeps only keyed deliveries in the idempotency index), and
-/// afterwards a key still names one delivery while keyless deliveries
-/// never collide.
+/// one that stores destinations), and afterwards a key still names one
+/// delivery while keyless deliveries never collide.
 async fn the_last_migration_goes_down_and_up_again(backend: Backend) {
     let Some((db, store)) = store(backend).await else {
         return;
@@ -503,9 +469,10 @@ async fn an_interrupted_keyed_index_build_is_redone() {
         return;
     };
     let schema = Database::connect(db.url()).await.expect("connect");
-    Migrator::down(&schema, Some(1)).await.expect("down");
     enqueue(&store, delivery(1)).await;
     enqueue(&store, delivery(2)).await;
+    // Back to before the keyed index (and the destinations after it).
+    Migrator::down(&schema, Some(2)).await.expect("down");
     // Two deliveries of one tenant: a unique build on the tenant alone
     // fails, and leaves an invalid index behind, as a crash would.
     let failed = schema

@@ -11,6 +11,7 @@ pub struct Model {
     pub tenant_id: String,
     pub delivery_id: Uuid,
     pub host: String,
+    pub destination: Option<String>,
     pub kind: String,
     pub attempt_number: i32,
     pub status_code: Option<i32>,

@@ -2,6 +2,7 @@
 //! measured; none asserts anything.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -10,9 +11,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use herald_client::{Client, EnqueueBuilder, OutcomeKind, WatchOptions};
 use herald_server::{
+    destinations::policy::Policy,
     domain::{Decision, Destination, HttpMethod, HttpRequest},
     store::{
-        Store,
+        ClaimRequest, Store,
         records::{AttemptRecord, Completion, NewDelivery},
     },
 };
@@ -63,7 +65,6 @@ fn delivery(url: &str) -> NewDelivery {
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
-        lease: None,
     }
 }
 
@@ -92,14 +93,27 @@ pub async fn ceiling(backend: Backend, count: u64) -> Report {
     prequeue(&store, "http://127.0.0.1:9/ceiling", count).await;
     let before = db.commits().await;
     let started = Instant::now();
+    // The database's limit: no destination limit gets in the way.
+    let defaults = Policy {
+        max_in_flight: 10_000,
+        ..herald_server::Config::default().destination_policy()
+    };
     let workers = (0..4).map(|_| {
         let store = store.clone();
         tokio::spawn(async move {
+            let unrecorded = HashMap::new();
             loop {
                 let claimed = store
-                    .claim(64, Duration::from_secs(60), &[])
+                    .claim(&ClaimRequest {
+                        limit: 64,
+                        lease: Duration::from_secs(60),
+                        defaults: &defaults,
+                        skip: &[],
+                        unrecorded: &unrecorded,
+                    })
                     .await
-                    .expect("claim");
+                    .expect("claim")
+                    .deliveries;
                 if claimed.is_empty() {
                     return;
                 }
@@ -110,6 +124,9 @@ pub async fn ceiling(backend: Backend, count: u64) -> Report {
                         tenant_id: c.tenant_id.clone(),
                         lease_token: c.lease_token,
                         attempt_number: c.attempt_number,
+                        destination: c.destination.clone(),
+                        probe: c.probe,
+                        failure_threshold: c.failure_threshold,
                         attempt: Some(AttemptRecord {
                             number: c.attempt_number,
                             started_at_ms: c.created_at_ms,
@@ -121,9 +138,13 @@ pub async fn ceiling(backend: Backend, count: u64) -> Report {
                         }),
                         reason: None,
                         decision: Decision::Succeeded,
+                        slow_down: None,
                     })
                     .collect();
-                store.complete(&done).await.expect("complete");
+                store
+                    .complete(&done, &[], &defaults)
+                    .await
+                    .expect("complete");
             }
         })
     });
