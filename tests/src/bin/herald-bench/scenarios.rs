@@ -22,7 +22,7 @@ use herald_tests::Backend;
 use crate::{
     receiver::{Behaviour, BenchReceiver},
     report::{Report, Spread},
-    server::{BenchDb, BenchServer},
+    server::{BenchDb, BenchServer, Settle},
 };
 
 /// The body every benchmark delivery carries.
@@ -276,7 +276,7 @@ async fn drain(backend: Backend, drain: Drain) -> (Report, Finished) {
     };
     prequeue_spread(&store, &urls, drain.count).await;
     store.close().await.expect("close");
-    let before = db.stats().await;
+    let before = db.stats(Settle::Closed).await;
     let server = BenchServer::start(&db, &[]).await;
     let started = Instant::now();
     let cpu = server.cpu_seconds();
@@ -285,9 +285,9 @@ async fn drain(backend: Backend, drain: Drain) -> (Report, Finished) {
     let seconds = started.elapsed().as_secs_f64();
     let cpu = server.cpu_seconds() - cpu;
     let rss = server.peak_rss_mib();
-    // Stopped first, so every backend has reported its counts.
+    // Stopped first, so that its connections report their counts.
     server.stop().await;
-    let after = db.stats().await;
+    let after = db.stats(Settle::Closed).await;
     db.db.drop_database().await;
     let report = Report::new(drain.name, backend, drain.count, seconds)
         .server_costs(cpu, rss, drain.count)
@@ -390,11 +390,11 @@ pub async fn hot_destination(backend: Backend, count: u64) -> Report {
 pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Report> {
     let db = BenchDb::create(backend).await;
     let receiver = BenchReceiver::start(Behaviour::default()).await;
+    let before = db.stats(Settle::Closed).await;
     let server = BenchServer::start(&db, &[]).await;
     let client = server.client().await;
     let url = receiver.url();
 
-    let before = db.stats().await;
     let cpu = server.cpu_seconds();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
     let started = Instant::now();
@@ -417,7 +417,7 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
     let unary_calls = per_caller * concurrency as u64;
     let seconds = started.elapsed().as_secs_f64();
     let unary_cpu = server.cpu_seconds() - cpu;
-    let after = db.stats().await;
+    let after = db.stats(Settle::Open).await;
     let samples = std::mem::take(&mut *latencies.lock().unwrap());
     let unary = Report {
         cpu_s_per_1000: Some(unary_cpu * 1000.0 / unary_calls as f64),
@@ -427,7 +427,7 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
     .database_costs(before, after, unary_calls)
     .latencies(samples);
 
-    let before = db.stats().await;
+    let before = after;
     let cpu = server.cpu_seconds();
     let started = Instant::now();
     let batches = count / 100;
@@ -453,9 +453,9 @@ pub async fn enqueue(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
     let seconds = started.elapsed().as_secs_f64();
     let batch_cpu = server.cpu_seconds() - cpu;
     let rss = server.peak_rss_mib();
-    let after = db.stats().await;
     let samples = std::mem::take(&mut *latencies.lock().unwrap());
     server.stop().await;
+    let after = db.stats(Settle::Closed).await;
     db.db.drop_database().await;
     let batch = Report {
         note: "8 callers x 100 per batch, due in an hour; latency per batch call".into(),
@@ -512,10 +512,10 @@ struct Offer {
 async fn offer_load(backend: Backend, offer: Offer) -> Report {
     let db = BenchDb::create(backend).await;
     let receiver = BenchReceiver::start_many(offer.behaviour, offer.destinations).await;
+    let before = db.stats(Settle::Closed).await;
     let server = BenchServer::start(&db, &[]).await;
     let client = server.client().await;
     let urls = Arc::new(receiver.urls());
-    let before = db.stats().await;
     let cpu = server.cpu_seconds();
     // Each accepted delivery: its id, when its enqueue call began, and how
     // long the call took.
@@ -580,7 +580,7 @@ async fn offer_load(backend: Backend, offer: Offer) -> Report {
     );
     let unattempted = accepted - samples.len() as u64;
     server.stop().await;
-    let after = db.stats().await;
+    let after = db.stats(Settle::Closed).await;
     db.db.drop_database().await;
     Report {
         note: format!(
@@ -788,7 +788,7 @@ pub async fn rate_limit(backend: Backend, duration: Duration) -> Report {
     prequeue(&store, &receiver.url(), backlog).await;
     store.close().await.expect("close");
     let (replicas, described) = match backend {
-        Backend::Postgres => (2, "2 replicas on one database"),
+        Backend::Postgres => (2, "2 replicas on one database, each"),
         Backend::Sqlite => (1, "1 replica (two need PostgreSQL)"),
     };
     let settings = [("HERALD_DESTINATION_RATE_LIMIT", format!("{RATE_LIMIT}/s"))];
@@ -813,7 +813,7 @@ pub async fn rate_limit(backend: Backend, duration: Duration) -> Report {
     let most = most_within(&arrivals, Duration::from_secs(1));
     Report {
         note: format!(
-            "{described}, each with HERALD_DESTINATION_RATE_LIMIT={RATE_LIMIT}/s (default \
+            "{described} with HERALD_DESTINATION_RATE_LIMIT={RATE_LIMIT}/s (default \
              off) to measure the limit; one destination answering at once, {backlog} queued; \
              most in any 1 s: {most} (limit + default burst = {})",
             RATE_LIMIT + DEFAULT_RATE_BURST

@@ -76,15 +76,15 @@ impl BenchDb {
     }
 
     /// Transactions committed in this database so far (PostgreSQL), read
-    /// after the statistics collector caught up.
+    /// after every backend reported its counts, open connections included.
     pub async fn commits(&self) -> Option<i64> {
-        Some(self.stats().await?.commits)
+        Some(self.stats(Settle::Open).await?.commits)
     }
 
     /// What PostgreSQL counted in this database so far: commits and row
-    /// writes over all its tables, read after every backend reported its
-    /// counts. `None` on SQLite.
-    pub async fn stats(&self) -> Option<DbStats> {
+    /// writes over all its tables, read once every backend reported its
+    /// counts (how long that takes, `settle` says). `None` on SQLite.
+    pub async fn stats(&self, settle: Settle) -> Option<DbStats> {
         if self.backend != Backend::Postgres {
             return None;
         }
@@ -92,8 +92,7 @@ impl BenchDb {
         let mut options = ConnectOptions::new(self.db.url().to_owned());
         options.max_connections(1).sqlx_logging(false);
         let conn = Database::connect(options).await.ok()?;
-        // Backends report their counts when idle, at most once a second.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(settle.wait()).await;
         conn.execute_unprepared("SELECT pg_stat_clear_snapshot()")
             .await
             .ok()?;
@@ -127,6 +126,28 @@ impl BenchDb {
         let program = herald_binary();
         let program = program.to_str().expect("a UTF-8 path to herald");
         create_tenant(program, self.db.url(), name).api_key
+    }
+}
+
+/// Which connections to the database may still hold counts PostgreSQL has
+/// not published. A backend publishes its counts as it exits, at the end
+/// of a transaction a second or more after it last published, or else
+/// after 10 s idle (PostgreSQL's `PGSTAT_IDLE_INTERVAL`).
+#[derive(Debug, Clone, Copy)]
+pub enum Settle {
+    /// Every other connection has closed (or is about to).
+    Closed,
+    /// Other connections stay open, and may sit idle.
+    Open,
+}
+
+impl Settle {
+    /// How long to wait before reading the counts.
+    fn wait(self) -> Duration {
+        match self {
+            Self::Closed => Duration::from_millis(1100),
+            Self::Open => Duration::from_millis(10_100),
+        }
     }
 }
 
