@@ -1,9 +1,10 @@
 //! `herald-bench`: Herald's speed on this machine, measured, not asserted.
 //!
 //! ```text
-//! cargo build --release -p herald-server -p herald-tests --bin herald-bench
+//! cargo build --release -p herald-server -p herald-tests --bin herald --bin herald-bench
 //! target/release/herald-bench all --db postgres
 //! target/release/herald-bench burn-down --db sqlite --count 100000 --json
+//! target/release/herald-bench rate-limit --db postgres --duration 60s
 //! ```
 //!
 //! Each scenario runs on a fresh database (SQLite in a temporary directory,
@@ -174,6 +175,7 @@ async fn run(scenario: Scenario, backend: Backend, args: &Args) -> Vec<Report> {
     }
 }
 
+/// Runs the scenarios asked for and prints their reports.
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
