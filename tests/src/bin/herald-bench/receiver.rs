@@ -1,6 +1,9 @@
 //! The benchmark's receiver: a lean hyper server that answers every
-//! request (after an optional delay, with an optional share of 503s) and
-//! notes when each delivery's first attempt arrived.
+//! request (after an optional delay, with an optional share of 503s, or
+//! 503 to everything until a given instant) and notes when every request
+//! arrived and when each delivery's first attempt did. It can listen on
+//! many ports at once, all answering alike and counted together: to
+//! Herald each port is a destination of its own.
 
 use std::{
     collections::HashMap,
@@ -26,63 +29,90 @@ pub struct Behaviour {
     pub delay: Duration,
     /// Answer 503 to every n-th request (0: never).
     pub fail_every: u64,
+    /// Answer 503 to every request that arrives before this instant.
+    pub fail_until: Option<Instant>,
+}
+
+impl Behaviour {
+    /// Answers 204 after `delay`.
+    pub fn slow(delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
 }
 
 /// A running receiver; it serves until the process ends.
 #[derive(Clone)]
 pub struct BenchReceiver {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     state: Arc<State>,
 }
 
+/// What every listener of one receiver shares.
 struct State {
+    /// How to answer.
     behaviour: Behaviour,
-    requests: AtomicU64,
+    /// Requests answered so far (for `fail_every`).
+    answered: AtomicU64,
+    /// Requests answered 2xx so far.
     successes: AtomicU64,
+    /// When each delivery (by `webhook-id`) first arrived.
     first_seen: Mutex<HashMap<String, Instant>>,
+    /// When each request arrived, in order.
+    arrivals: Mutex<Vec<Instant>>,
+    /// Woken on every arrival.
     arrived: Notify,
 }
 
 impl BenchReceiver {
-    /// Starts serving on 127.0.0.1.
+    /// Starts serving on one port of 127.0.0.1: one destination.
     pub async fn start(behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        let state = Arc::new(State {
-            behaviour,
-            requests: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
-            first_seen: Mutex::new(HashMap::new()),
-            arrived: Notify::new(),
-        });
-        let serving = Arc::clone(&state);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = Arc::clone(&serving);
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(state.answer(request).await) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, state }
+        Self::start_many(behaviour, 1).await
     }
 
-    /// The URL deliveries should go to.
+    /// Starts serving on `listeners` ports of 127.0.0.1 (at least one),
+    /// each a destination of its own, all sharing one behaviour and one
+    /// set of counts.
+    pub async fn start_many(behaviour: Behaviour, listeners: usize) -> Self {
+        let state = Arc::new(State {
+            behaviour,
+            answered: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            first_seen: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+        });
+        let mut addrs = Vec::with_capacity(listeners.max(1));
+        for _ in 0..listeners.max(1) {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind the receiver");
+            addrs.push(listener.local_addr().expect("receiver address"));
+            tokio::spawn(serve(listener, Arc::clone(&state)));
+        }
+        Self { addrs, state }
+    }
+
+    /// The URL deliveries should go to (the first listener's).
     pub fn url(&self) -> String {
-        format!("http://{}/bench", self.addr)
+        bench_url(self.addrs[0])
+    }
+
+    /// One URL per listener, each a separate destination.
+    pub fn urls(&self) -> Vec<String> {
+        self.addrs.iter().copied().map(bench_url).collect()
     }
 
     /// Requests answered 2xx so far.
     pub fn successes(&self) -> u64 {
         self.state.successes.load(Ordering::Relaxed)
+    }
+
+    /// When every request so far arrived, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        lock(&self.state.arrivals).clone()
     }
 
     /// When the first attempt of delivery `id` arrived.
@@ -102,7 +132,29 @@ impl BenchReceiver {
     }
 }
 
+/// The path every delivery goes to on `addr`.
+fn bench_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/bench")
+}
+
+/// Answers every connection `listener` accepts, each in its own task.
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let state = Arc::clone(&state);
+        let service = service_fn(move |request: Request<Incoming>| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(state.answer(request).await) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 impl State {
+    /// Notes `request`'s arrival, then answers it as the behaviour says.
     async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let now = Instant::now();
         let id = request
@@ -111,6 +163,7 @@ impl State {
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        lock(&self.arrivals).push(now);
         lock(&self.first_seen).entry(id).or_insert(now);
         self.arrived.notify_waiters();
         // Read the body, as a real receiver would.
@@ -118,9 +171,10 @@ impl State {
         if !self.behaviour.delay.is_zero() {
             tokio::time::sleep(self.behaviour.delay).await;
         }
-        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let status = if self.behaviour.fail_every > 0 && n.is_multiple_of(self.behaviour.fail_every)
-        {
+        let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
+        let failing = self.behaviour.fail_until.is_some_and(|until| now < until)
+            || (self.behaviour.fail_every > 0 && n.is_multiple_of(self.behaviour.fail_every));
+        let status = if failing {
             503
         } else {
             self.successes.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +187,8 @@ impl State {
     }
 }
 
+/// `mutex`'s guard, poisoned or not (a panicking handler leaves the
+/// counts usable).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

@@ -5,6 +5,8 @@ use std::time::Duration;
 use herald_tests::Backend;
 use serde::Serialize;
 
+use crate::server::DbStats;
+
 /// What a scenario measured. Latencies are milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -36,6 +38,15 @@ pub struct Report {
     /// PostgreSQL commits per delivery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commits_per_delivery: Option<f64>,
+    /// PostgreSQL rows inserted per delivery, over all tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inserts_per_delivery: Option<f64>,
+    /// PostgreSQL rows updated per delivery, over all tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates_per_delivery: Option<f64>,
+    /// PostgreSQL rows deleted per delivery, over all tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletes_per_delivery: Option<f64>,
     /// Anything else worth knowing (offered rate, backlog...).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
@@ -82,7 +93,11 @@ impl Report {
             .to_owned(),
             count,
             seconds,
-            per_second: count as f64 / seconds,
+            per_second: if seconds > 0.0 {
+                count as f64 / seconds
+            } else {
+                0.0
+            },
             ..Self::default()
         }
     }
@@ -97,10 +112,38 @@ impl Report {
         self
     }
 
+    /// Fills the server's costs: `cpu_seconds` of CPU for `count`
+    /// deliveries, and its peak memory.
+    pub fn server_costs(mut self, cpu_seconds: f64, peak_rss_mib: f64, count: u64) -> Self {
+        self.cpu_s_per_1000 = Some(cpu_seconds * 1000.0 / count.max(1) as f64);
+        self.peak_rss_mib = Some(peak_rss_mib);
+        self
+    }
+
+    /// Fills the database's costs per delivery, `count` deliveries between
+    /// the `before` and `after` counts (left empty without them: SQLite).
+    pub fn database_costs(
+        mut self,
+        before: Option<DbStats>,
+        after: Option<DbStats>,
+        count: u64,
+    ) -> Self {
+        if let (Some(before), Some(after)) = (before, after) {
+            let per = |of: fn(&DbStats) -> i64| {
+                Some((of(&after) - of(&before)) as f64 / count.max(1) as f64)
+            };
+            self.commits_per_delivery = per(|s| s.commits);
+            self.inserts_per_delivery = per(|s| s.inserts);
+            self.updates_per_delivery = per(|s| s.updates);
+            self.deletes_per_delivery = per(|s| s.deletes);
+        }
+        self
+    }
+
     /// The header of the table.
     pub fn header() -> String {
         format!(
-            "{:<18} {:<8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  NOTE",
+            "{:<21} {:<8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>6} {:>6} {:>6}  NOTE",
             "SCENARIO",
             "DB",
             "COUNT",
@@ -111,7 +154,10 @@ impl Report {
             "MAX_MS",
             "CPU/1000",
             "RSS_MIB",
-            "COMMITS/D"
+            "COMMITS/D",
+            "INS/D",
+            "UPD/D",
+            "DEL/D"
         )
     }
 
@@ -121,7 +167,7 @@ impl Report {
             value.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
         };
         format!(
-            "{:<18} {:<8} {:>8} {:>8.2} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}  {}",
+            "{:<21} {:<8} {:>8} {:>8.2} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>6} {:>6} {:>6}  {}",
             self.scenario,
             self.db,
             self.count,
@@ -133,6 +179,9 @@ impl Report {
             opt(self.cpu_s_per_1000, 3),
             opt(self.peak_rss_mib, 0),
             opt(self.commits_per_delivery, 2),
+            opt(self.inserts_per_delivery, 2),
+            opt(self.updates_per_delivery, 2),
+            opt(self.deletes_per_delivery, 2),
             self.note
         )
     }

@@ -5,8 +5,8 @@
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
 use herald_server::store::Store;
-use herald_tests::{Backend, TestDb};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use herald_tests::{Backend, TestDb, create_tenant};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, Statement};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -76,31 +76,92 @@ impl BenchDb {
     }
 
     /// Transactions committed in this database so far (PostgreSQL), read
-    /// after the statistics collector caught up.
+    /// after every backend reported its counts, open connections included.
     pub async fn commits(&self) -> Option<i64> {
+        Some(self.stats(Settle::Open).await?.commits)
+    }
+
+    /// What PostgreSQL counted in this database so far: commits and row
+    /// writes over all its tables, read once every backend reported its
+    /// counts (how long that takes, `settle` says). `None` on SQLite.
+    pub async fn stats(&self, settle: Settle) -> Option<DbStats> {
         if self.backend != Backend::Postgres {
             return None;
         }
-        let url = url::Url::parse(self.db.url()).ok()?;
-        let name = url.path().trim_start_matches('/').to_owned();
-        let conn = Database::connect(self.db.url()).await.ok()?;
-        // Backends report their counts when idle, at most once a second.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // One connection, so clearing the snapshot and reading share it.
+        let mut options = ConnectOptions::new(self.db.url().to_owned());
+        options.max_connections(1).sqlx_logging(false);
+        let conn = Database::connect(options).await.ok()?;
+        tokio::time::sleep(settle.wait()).await;
         conn.execute_unprepared("SELECT pg_stat_clear_snapshot()")
             .await
             .ok()?;
         let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
+            .query_one_raw(Statement::from_string(
                 conn.get_database_backend(),
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
-                [name.into()],
+                "SELECT \
+                     (SELECT xact_commit FROM pg_stat_database \
+                      WHERE datname = current_database()), \
+                     CAST(COALESCE(SUM(n_tup_ins), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(n_tup_upd), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(n_tup_del), 0) AS BIGINT) \
+                 FROM pg_stat_user_tables",
             ))
             .await
             .ok()??;
-        let commits: i64 = row.try_get_by_index(0).ok()?;
+        let count = |index| row.try_get_by_index::<i64>(index).ok();
+        let stats = DbStats {
+            commits: count(0)?,
+            inserts: count(1)?,
+            updates: count(2)?,
+            deletes: count(3)?,
+        };
         let _ = conn.close().await;
-        Some(commits)
+        Some(stats)
     }
+
+    /// Creates tenant `name` with `herald tenant create`; returns its API
+    /// key. Once a tenant exists, every call needs a key.
+    pub fn create_tenant(&self, name: &str) -> String {
+        let program = herald_binary();
+        let program = program.to_str().expect("a UTF-8 path to herald");
+        create_tenant(program, self.db.url(), name).api_key
+    }
+}
+
+/// Which connections to the database may still hold counts PostgreSQL has
+/// not published. A backend publishes its counts as it exits, at the end
+/// of a transaction a second or more after it last published, or else
+/// after 10 s idle (PostgreSQL's `PGSTAT_IDLE_INTERVAL`).
+#[derive(Debug, Clone, Copy)]
+pub enum Settle {
+    /// Every other connection has closed (or is about to).
+    Closed,
+    /// Other connections stay open, and may sit idle.
+    Open,
+}
+
+impl Settle {
+    /// How long to wait before reading the counts.
+    fn wait(self) -> Duration {
+        match self {
+            Self::Closed => Duration::from_millis(1100),
+            Self::Open => Duration::from_millis(10_100),
+        }
+    }
+}
+
+/// PostgreSQL's counts for one database at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct DbStats {
+    /// Transactions committed.
+    pub commits: i64,
+    /// Rows inserted, over all tables.
+    pub inserts: i64,
+    /// Rows updated (HOT or not), over all tables.
+    pub updates: i64,
+    /// Rows deleted, over all tables.
+    pub deletes: i64,
 }
 
 /// `herald serve` as a child process.
@@ -174,6 +235,14 @@ impl BenchServer {
         herald_client::Client::connect(format!("http://{}", self.addr))
             .await
             .expect("connect to the server")
+    }
+
+    /// A client of this server calling as the tenant whose key is `api_key`.
+    pub async fn client_as(&self, api_key: &str) -> herald_client::Client {
+        self.client()
+            .await
+            .with_api_key(api_key)
+            .expect("a usable API key")
     }
 
     /// CPU seconds the process used so far (user + system).
