@@ -42,10 +42,12 @@ use crate::{
 /// Longest wait after a failed claim before trying again.
 const CLAIM_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// A claim's result, with the permits taken for it.
+/// A claim's result, with the permits taken for it and the hints' epoch
+/// it started at.
 struct Claim {
     held: Vec<OwnedSemaphorePermit>,
     rows: Result<Claimed, StoreError>,
+    epoch: u64,
 }
 
 /// How a claim went.
@@ -152,25 +154,32 @@ impl Claimer {
         let store = self.store.clone();
         let lease = self.config.lease_duration;
         let defaults = self.config.defaults;
-        let (skip, _) = self.in_flight.skip();
-        let unrecorded = self.in_flight.unrecorded();
+        let hints = self.in_flight.snapshot();
         async move {
             let request = ClaimRequest {
                 limit: held.len(),
                 lease,
                 defaults: &defaults,
-                skip: &skip,
-                unrecorded: &unrecorded,
+                skip: &hints.skip,
+                unrecorded: &hints.unrecorded,
             };
             let rows = store.claim(&request).await;
-            Claim { held, rows }
+            Claim {
+                held,
+                rows,
+                epoch: hints.epoch,
+            }
         }
     }
 
     /// Starts an executor for each claimed row; says whether the claim was
     /// full.
     async fn start(&self, claim: Result<Claim, JoinError>) -> Outcome {
-        let Claim { mut held, rows } = match claim {
+        let Claim {
+            mut held,
+            rows,
+            epoch,
+        } = match claim {
             Ok(claim) => claim,
             Err(error) => {
                 tracing::error!(%error, "a claim task failed");
@@ -188,9 +197,6 @@ impl Claimer {
                 return Outcome::Failed;
             }
         };
-        for (destination, limit) in &saturated {
-            self.in_flight.saturated(destination, *limit);
-        }
         let got = deliveries.len();
         let signing = match self.signing_keys(&deliveries).await {
             Ok(signing) => signing,
@@ -216,6 +222,11 @@ impl Claimer {
             }
         }
         drop(held);
+        // After the attempts started: a destination full of them is this
+        // replica's to watch, one full of others' is skipped for a moment.
+        for destination in &saturated {
+            self.in_flight.saturated(destination, epoch);
+        }
         if !unstarted.is_empty() {
             release(&self.store, &unstarted).await;
         }
@@ -246,8 +257,8 @@ impl Claimer {
         // Destinations full of this replica's attempts are due but wait
         // for one to finish, which wakes the claimer; those full of other
         // replicas' attempts are worth a look again in a moment.
-        let (skip, others_until) = self.in_flight.skip();
-        let mut due_in = match self.store.next_due_in(&skip).await {
+        let hints = self.in_flight.snapshot();
+        let mut due_in = match self.store.next_due_in(&hints.skip).await {
             Ok(Some(due_in)) => due_in.min(self.config.poll_interval),
             Ok(None) => self.config.poll_interval,
             Err(error) => {
@@ -255,7 +266,7 @@ impl Claimer {
                 self.config.poll_interval
             }
         };
-        if let Some(until) = others_until {
+        if let Some(until) = hints.others_until {
             due_in = due_in.min(until.saturating_duration_since(Instant::now()));
         }
         tracing::debug!(?due_in, "idle until woken or due");

@@ -2,11 +2,11 @@
 //! claims. The database decides what may start (a claim counts leases
 //! across every replica); these keep claims from asking for what cannot:
 //!
-//! - a destination full with this replica's own attempts is left out of
-//!   the next claims until one of them finishes, which wakes the claimer;
-//! - a destination a claim found full of other replicas' attempts is left
-//!   out for [`OTHERS_BACKSTOP`], since their attempts finishing does not
-//!   wake this replica;
+//! - a destination a claim found full is left out of the next claims
+//!   until one of this replica's attempts there finishes, which wakes the
+//!   claimer; when none of them is there (it is full of other replicas'
+//!   attempts, whose finishing does not wake this one), for
+//!   [`OTHERS_BACKSTOP`];
 //! - an attempt that finished but whose result the completer has not yet
 //!   written still holds a lease in the database: claims are told, so the
 //!   slot it used is free at once instead of after the write.
@@ -25,6 +25,9 @@ use crate::{
 /// How long a claim skips a destination full of other replicas' attempts.
 pub const OTHERS_BACKSTOP: Duration = Duration::from_millis(50);
 
+/// Destinations whose latest finish is remembered (the most recent ones).
+const FINISHES_KEPT: usize = 4096;
+
 /// The hints; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct InFlight {
@@ -36,12 +39,28 @@ pub struct InFlight {
 struct State {
     /// Attempts sending now, per destination.
     sending: HashMap<DestinationRef, u32>,
-    /// A destination's limit, learned when a claim found it full.
-    limits: HashMap<DestinationRef, u32>,
-    /// Destinations full of other replicas' attempts, until then.
-    others: HashMap<DestinationRef, Instant>,
+    /// Destinations found full: until one of ours there finishes (`None`),
+    /// or until then.
+    full: HashMap<DestinationRef, Option<Instant>>,
     /// Finished attempts whose results are not yet written.
     unrecorded: HashMap<DestinationRef, Vec<Lease>>,
+    /// Counts every attempt finished on this replica.
+    epoch: u64,
+    /// The epoch of the latest attempt finished at each destination.
+    last_finished: HashMap<DestinationRef, u64>,
+}
+
+/// What a claim is told when it starts, and the epoch it started at.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Destinations to leave out.
+    pub skip: Vec<DestinationRef>,
+    /// When the first of those full of others' attempts is worth a look.
+    pub others_until: Option<Instant>,
+    /// Finished attempts whose results await writing, by destination.
+    pub unrecorded: HashMap<DestinationRef, Vec<Lease>>,
+    /// Attempts finished before it was taken.
+    pub epoch: u64,
 }
 
 /// One attempt's place at its destination, from claim to the hand-over
@@ -74,41 +93,44 @@ impl InFlight {
         }
     }
 
-    /// A claim found `destination` full at `limit`.
-    pub fn saturated(&self, destination: &DestinationRef, limit: u32) {
+    /// A claim that started at `epoch` found `destination` full. If one of
+    /// this replica's attempts there finished since, the claim counted it
+    /// as in flight: nothing is marked, and the claimer is woken to look
+    /// again at once.
+    pub fn saturated(&self, destination: &DestinationRef, epoch: u64) {
         let mut state = self.lock();
-        let mine = state.sending.get(destination).copied().unwrap_or(0);
-        if mine < limit {
-            state
-                .others
-                .insert(destination.clone(), Instant::now() + OTHERS_BACKSTOP);
+        if state
+            .last_finished
+            .get(destination)
+            .is_some_and(|finished| *finished > epoch)
+        {
+            drop(state);
+            self.wakeup.raise_local();
+            return;
         }
-        state.limits.insert(destination.clone(), limit);
+        let until = if state.sending.contains_key(destination) {
+            None
+        } else {
+            Some(Instant::now() + OTHERS_BACKSTOP)
+        };
+        state.full.insert(destination.clone(), until);
     }
 
-    /// The destinations the next claim should leave out, and when the
-    /// first of those full of others' attempts is worth a look again.
-    pub fn skip(&self) -> (Vec<DestinationRef>, Option<Instant>) {
+    /// What the next claim should know: the destinations to leave out,
+    /// when the first of those full of others' attempts is worth a look
+    /// again, and the attempts that finished but await recording.
+    pub fn snapshot(&self) -> Snapshot {
         let mut state = self.lock();
         let now = Instant::now();
-        state.others.retain(|_, until| *until > now);
-        let mut skip: Vec<DestinationRef> = state.others.keys().cloned().collect();
-        let soonest = state.others.values().min().copied();
-        for (destination, sending) in &state.sending {
-            let full = state
-                .limits
-                .get(destination)
-                .is_some_and(|limit| sending >= limit);
-            if full && !state.others.contains_key(destination) {
-                skip.push(destination.clone());
-            }
+        state
+            .full
+            .retain(|_, until| until.is_none_or(|until| until > now));
+        Snapshot {
+            skip: state.full.keys().cloned().collect(),
+            others_until: state.full.values().flatten().min().copied(),
+            unrecorded: state.unrecorded.clone(),
+            epoch: state.epoch,
         }
-        (skip, soonest)
-    }
-
-    /// Finished attempts whose results await writing, by destination.
-    pub fn unrecorded(&self) -> HashMap<DestinationRef, Vec<Lease>> {
-        self.lock().unrecorded.clone()
     }
 
     /// The completer wrote (or gave up writing) these results.
@@ -151,16 +173,24 @@ impl Slot {
                 .or_default()
                 .push(self.lease);
         }
-        let limit = state.limits.get(&self.destination).copied();
-        let Some(sending) = state.sending.get_mut(&self.destination) else {
-            return;
-        };
-        let was_full = limit.is_some_and(|limit| *sending >= limit);
-        *sending -= 1;
-        if *sending == 0 {
-            state.sending.remove(&self.destination);
-            state.limits.remove(&self.destination);
+        if let Some(sending) = state.sending.get_mut(&self.destination) {
+            *sending -= 1;
+            if *sending == 0 {
+                state.sending.remove(&self.destination);
+            }
         }
+        state.epoch += 1;
+        let epoch = state.epoch;
+        state.last_finished.insert(self.destination.clone(), epoch);
+        if state.last_finished.len() > FINISHES_KEPT {
+            // Claims are short: a finish this far back is older than any
+            // claim still in flight, and tells none of them anything.
+            let horizon = epoch.saturating_sub(FINISHES_KEPT as u64);
+            state
+                .last_finished
+                .retain(|_, finished| *finished > horizon);
+        }
+        let was_full = state.full.remove(&self.destination).is_some();
         drop(state);
         if was_full {
             self.in_flight.wakeup.raise_local();
@@ -208,24 +238,41 @@ mod tests {
         let a = destination("a");
         let first = in_flight.start(a.clone(), lease());
         let _second = in_flight.start(a.clone(), lease());
-        assert!(in_flight.skip().0.is_empty(), "no limit known yet");
-        in_flight.saturated(&a, 2);
-        assert_eq!(in_flight.skip().0, [a.clone()]);
+        let claim = in_flight.snapshot();
+        assert!(claim.skip.is_empty(), "not known to be full");
+        in_flight.saturated(&a, claim.epoch);
+        let next = in_flight.snapshot();
+        assert_eq!(next.skip, [a.clone()]);
+        assert_eq!(next.others_until, None, "until one of ours finishes");
         let finished = first.lease;
         first.finished(true);
-        assert!(in_flight.skip().0.is_empty());
-        assert_eq!(in_flight.unrecorded()[&a], [finished]);
+        let after = in_flight.snapshot();
+        assert!(after.skip.is_empty());
+        assert_eq!(after.unrecorded[&a], [finished]);
         in_flight.recorded(&[(a.clone(), finished)]);
-        assert!(in_flight.unrecorded().is_empty());
+        assert!(in_flight.snapshot().unrecorded.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_finish_during_the_claim_keeps_the_destination_in_view() {
+        let in_flight = hints().await;
+        let a = destination("a");
+        let first = in_flight.start(a.clone(), lease());
+        let _second = in_flight.start(a.clone(), lease());
+        let claim = in_flight.snapshot();
+        // The claim counted `first` as in flight; it finished meanwhile.
+        first.finished(true);
+        in_flight.saturated(&a, claim.epoch);
+        assert!(in_flight.snapshot().skip.is_empty());
     }
 
     #[tokio::test]
     async fn a_destination_full_of_others_is_skipped_for_a_moment() {
         let in_flight = hints().await;
         let b = destination("b");
-        in_flight.saturated(&b, 4);
-        let (skip, until) = in_flight.skip();
-        assert_eq!(skip, [b]);
-        assert!(until.unwrap() <= Instant::now() + OTHERS_BACKSTOP);
+        in_flight.saturated(&b, in_flight.snapshot().epoch);
+        let snapshot = in_flight.snapshot();
+        assert_eq!(snapshot.skip, [b]);
+        assert!(snapshot.others_until.unwrap() <= Instant::now() + OTHERS_BACKSTOP);
     }
 }

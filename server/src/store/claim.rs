@@ -173,9 +173,9 @@ pub struct ClaimRequest<'a> {
 pub struct Claimed {
     /// The leased deliveries, ready to start.
     pub deliveries: Vec<ClaimedDelivery>,
-    /// Destinations that are full after this claim, with their limit:
-    /// due rows there wait for attempts in flight.
-    pub saturated: Vec<(DestinationRef, u32)>,
+    /// Destinations that are full after this claim: due rows there wait
+    /// for attempts in flight.
+    pub saturated: Vec<DestinationRef>,
 }
 
 /// One candidate through the claim.
@@ -261,13 +261,7 @@ impl Store {
             .iter()
             .zip(&parks)
             .filter(|(_, (_, parked))| parked.saturated)
-            .map(|(look, _)| {
-                let destination = DestinationRef {
-                    tenant_id: look.candidate.tenant_id.clone(),
-                    destination: look.candidate.destination.clone(),
-                };
-                (destination, look.opening.limit)
-            })
+            .map(|(look, _)| destination_of(&look.candidate))
             .collect();
         Ok(Claimed {
             deliveries,
