@@ -210,7 +210,7 @@ mod tests {
         let _second = in_flight.start(a.clone(), lease());
         assert!(in_flight.skip().0.is_empty(), "no limit known yet");
         in_flight.saturated(&a, 2);
-        assert_eq!(in_flight.skip().0, [a.clone()]);
+        assert_eq!(in_flight.skip().0, std::slice::from_ref(&a));
         let finished = first.lease;
         first.finished(true);
         assert!(in_flight.skip().0.is_empty());
