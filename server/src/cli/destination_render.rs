@@ -186,13 +186,15 @@ pub fn destination_detail(destination: &Destination) -> String {
         destination.policy_overrides.join(", ")
     };
     let recent = destination.recent.as_ref();
-    let recent_line = format!(
-        "{} attempts, {} succeeded, mean {} (last {})",
-        recent.map_or(0, |recent| recent.attempts),
-        success(destination),
-        humane(recent.and_then(|recent| recent.mean_latency.as_ref())),
-        humane(recent.and_then(|recent| recent.window.as_ref())),
-    );
+    let window = humane(recent.and_then(|recent| recent.window.as_ref()));
+    let recent_line = match recent.map_or(0, |recent| recent.attempts) {
+        0 => format!("no attempts in the last {window}"),
+        attempts => format!(
+            "{attempts} attempts in the last {window}, {} succeeded, mean {}",
+            success(destination),
+            humane(recent.and_then(|recent| recent.mean_latency.as_ref())),
+        ),
+    };
     let max = policy.map_or(0, |policy| policy.max_in_flight);
     let mut text = String::new();
     for (label, value) in [
@@ -308,6 +310,9 @@ mod tests {
             detail.contains("own policy    max_in_flight, rate_limit"),
             "{detail}"
         );
-        assert!(detail.contains("mean 35ms"), "{detail}");
+        assert!(
+            detail.contains("8 attempts in the last 5m, 75.0% succeeded, mean 35ms"),
+            "{detail}"
+        );
     }
 }

@@ -4,7 +4,10 @@
 //! listing pages; tenants walled off; a disabled destination refuses
 //! enqueues until it is enabled.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use futures::{StreamExt, TryStreamExt};
 use herald_client::{
@@ -12,8 +15,20 @@ use herald_client::{
     WatchOptions, proto::ListDestinationsRequest,
     proto::destination_service_client::DestinationServiceClient,
 };
+use herald_server::destinations::state::StateChange;
+use herald_server::{
+    destinations::{
+        health::Snapshot,
+        policy::{CircuitPolicy, Policy},
+    },
+    domain::{Destination as Receiving, HttpMethod, HttpRequest},
+    store::{
+        ClaimRequest, Store,
+        records::{DestinationRef, NewDelivery},
+    },
+};
 use herald_tests::{
-    Backend, PATIENCE, Receiver, TestHerald, create_tenant, herald_command, herald_output,
+    Backend, PATIENCE, Receiver, TestDb, TestHerald, create_tenant, herald_command, herald_output,
     on_both_backends,
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
@@ -29,6 +44,8 @@ on_both_backends!(
     another_tenants_destination_is_not_found,
     a_disabled_destination_refuses_work_until_enabled,
     the_cli_lists_sets_and_pauses_destinations,
+    a_destination_shows_what_is_in_flight_and_its_recent_attempts,
+    an_enabled_destination_is_not_disabled_again_by_failures_from_before,
 );
 
 /// The SDK on `herald`, with `api_key` if given.
@@ -504,4 +521,160 @@ async fn the_cli_lists_sets_and_pauses_destinations(backend: Backend) {
     let said = String::from_utf8_lossy(&refused.stdout);
     assert!(said.contains("already active"), "{said}");
     herald.stop().await;
+}
+
+/// The configured policy of the store-level tests.
+fn defaults() -> Policy {
+    Policy {
+        max_in_flight: 7,
+        rate_limit: None,
+        circuit: CircuitPolicy {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(1),
+            cooldown_max: Duration::from_secs(60),
+        },
+    }
+}
+
+/// A migrated store (no scheduler) holding two deliveries to one
+/// destination, which it returns.
+async fn store_with_deliveries(backend: Backend) -> Option<(TestDb, Store, DestinationRef)> {
+    let db = TestDb::create(backend).await?;
+    let store = Store::connect(db.url()).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let url = "https://stats.example.test/hook";
+    let receiving = Receiving::of(&url.parse().expect("a URL")).expect("a destination");
+    let delivery = |n: usize| NewDelivery {
+        tenant_id: "default".into(),
+        request: HttpRequest {
+            method: HttpMethod::Post,
+            url: url.into(),
+            headers: Vec::new(),
+            content_type: None,
+            body: n.to_string().into(),
+        },
+        destination: receiving.clone(),
+        idempotency_key: None,
+        max_attempts: 3,
+        not_before_ms: None,
+        deadline_ms: None,
+        trace: None,
+    };
+    store
+        .enqueue_batch(&[delivery(1), delivery(2)])
+        .await
+        .expect("stored");
+    let reference = DestinationRef {
+        tenant_id: "default".into(),
+        destination: receiving.key,
+    };
+    Some((db, store, reference))
+}
+
+/// A replica's health: `streak` failures in a row since `failing_since_ms`.
+fn failing(failing_since_ms: i64, streak: u32) -> Snapshot {
+    Snapshot {
+        attempts: u64::from(streak),
+        successes: 0,
+        duration_us: 1_000,
+        last_success_ms: None,
+        last_failure_ms: Some(failing_since_ms),
+        succeeded: false,
+        failing_since_ms: Some(failing_since_ms),
+        streak,
+    }
+}
+
+/// The store alone: a claimed delivery is in flight, and the health a
+/// replica writes shows as the recent window's figures.
+async fn a_destination_shows_what_is_in_flight_and_its_recent_attempts(backend: Backend) {
+    let Some((db, store, reference)) = store_with_deliveries(backend).await else {
+        return;
+    };
+    let claimed = store
+        .claim(&ClaimRequest {
+            limit: 1,
+            lease: Duration::from_secs(60),
+            defaults: &defaults(),
+            skip: &[],
+            unrecorded: &HashMap::new(),
+        })
+        .await
+        .expect("claim")
+        .deliveries;
+    assert_eq!(claimed.len(), 1);
+    let snapshot = Snapshot {
+        attempts: 4,
+        successes: 3,
+        duration_us: 2_000,
+        last_success_ms: Some(1_000),
+        succeeded: true,
+        ..failing(2_000, 1)
+    };
+    store
+        .flush_health(&[(reference.clone(), snapshot)], None)
+        .await
+        .expect("health written");
+
+    let shown = store
+        .get_destination(&reference, &defaults())
+        .await
+        .expect("read")
+        .expect("the destination");
+    assert_eq!(shown.in_flight, 1);
+    assert_eq!(shown.policy.max_in_flight, 7);
+    assert_eq!(
+        (
+            shown.recent.attempts,
+            shown.recent.successes,
+            shown.recent.duration_us
+        ),
+        (4, 3, 2_000)
+    );
+    assert_eq!(shown.recent.window, Duration::from_secs(300));
+    assert_eq!(
+        (shown.last_success_at_ms, shown.failing_since_ms),
+        (Some(1_000), Some(2_000))
+    );
+    assert_eq!(shown.consecutive_failures, 1);
+    store.close().await.expect("close");
+    db.drop_database().await;
+}
+
+/// A replica keeps counting a failing streak across a disable; once the
+/// destination is enabled, that streak's start is no reason to disable it
+/// again.
+async fn an_enabled_destination_is_not_disabled_again_by_failures_from_before(backend: Backend) {
+    let Some((db, store, reference)) = store_with_deliveries(backend).await else {
+        return;
+    };
+    let an_hour = Some(Duration::from_secs(3600));
+    let disabled = store
+        .flush_health(&[(reference.clone(), failing(1_000, 3))], an_hour)
+        .await
+        .expect("health written");
+    assert_eq!(disabled.len(), 1, "failing since 1970 disables it");
+    let (enabled, event) = store
+        .change_destination_state(&reference, StateChange::Enable, None, &defaults())
+        .await
+        .expect("enable");
+    assert_eq!(
+        event.destination.as_deref(),
+        Some(reference.destination.as_str())
+    );
+    assert_eq!(enabled.failing_since_ms, None);
+
+    let disabled = store
+        .flush_health(&[(reference.clone(), failing(1_000, 4))], an_hour)
+        .await
+        .expect("health written");
+    assert!(disabled.is_empty(), "{disabled:?}");
+    let shown = store
+        .get_destination(&reference, &defaults())
+        .await
+        .expect("read")
+        .expect("the destination");
+    assert_eq!(shown.failing_since_ms, shown.state_changed_at_ms);
+    store.close().await.expect("close");
+    db.drop_database().await;
 }
