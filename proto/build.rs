@@ -9,6 +9,8 @@ const PROTOS: &[&str] = &[
     "herald/v1/delivery.proto",
     "herald/v1/outcome.proto",
     "herald/v1/delivery_service.proto",
+    "herald/v1/destination.proto",
+    "herald/v1/destination_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,5 @@
-//! [`Client`]: one connection to Herald and every call on it.
+//! [`Client`]: one connection to Herald and every call on it (the
+//! destination calls are in [`crate::destinations`]).
 //!
 //! The client is a thin typed layer over the generated tonic client: it adds
 //! the caller's API key to each request, unwraps responses into the message
@@ -39,7 +40,7 @@ fn endpoint(url: &str) -> Result<Endpoint, Error> {
 /// tasks (clones share the underlying HTTP/2 connection).
 #[derive(Debug, Clone)]
 pub struct Client {
-    grpc: DeliveryServiceClient<Channel>,
+    channel: Channel,
     /// `Bearer <api key>`, marked sensitive so it never shows in `Debug`.
     authorization: Option<MetadataValue<Ascii>>,
 }
@@ -82,7 +83,7 @@ impl Client {
     /// or load balancing).
     pub fn from_channel(channel: Channel) -> Self {
         Self {
-            grpc: DeliveryServiceClient::new(channel),
+            channel,
             authorization: None,
         }
     }
@@ -219,10 +220,15 @@ impl Client {
         crate::watch::resuming(self.clone(), options).await
     }
 
-    /// A handle on the generated client for one call (clones are cheap and
-    /// share the channel).
+    /// A handle on the generated delivery client for one call (clients
+    /// are cheap to make and share the channel).
     pub(crate) fn grpc(&self) -> DeliveryServiceClient<Channel> {
-        self.grpc.clone()
+        DeliveryServiceClient::new(self.channel())
+    }
+
+    /// The connection every call goes over.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// `message` as a request carrying the caller's credentials.

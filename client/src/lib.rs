@@ -1,6 +1,7 @@
 //! A typed client for Herald, the durable HTTP/webhook delivery service:
-//! enqueue deliveries, look at them, page through dead letters and stream
-//! outcomes as they happen.
+//! enqueue deliveries, look at them, page through dead letters, stream
+//! outcomes as they happen, and look at and steer the destinations they go
+//! to (policy, pause, resume, enable).
 //!
 //! ```no_run
 //! use futures::StreamExt;
@@ -42,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod destinations;
 mod enqueue;
 mod error;
 mod operate;
@@ -50,12 +52,14 @@ mod watch;
 pub mod webhook;
 
 pub use client::Client;
+pub use destinations::{DestinationQuery, PolicyUpdate};
 pub use enqueue::{EnqueueBuilder, Enqueued, Refused};
 pub use error::Error;
 /// The generated protocol types, for anything this crate does not wrap.
 pub use herald_proto::v1 as proto;
 pub use herald_proto::v1::{
-    Attempt, AttemptError, Delivery, DeliveryState, Header, HttpMethod, Outcome, OutcomeKind,
+    Attempt, AttemptError, CircuitState, Delivery, DeliveryState, Destination, DestinationPolicy,
+    DestinationState, Header, HttpMethod, Outcome, OutcomeKind, RateLimit, RatePeriod,
 };
 pub use operate::{DeliveryQuery, Redrive};
 pub use watch::WatchOptions;

@@ -12,7 +12,7 @@ use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     Config,
-    api::{self, Authenticator, DeliveryApi, Limits},
+    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits},
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
     metrics::Metrics,
@@ -225,19 +225,22 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         scheduler_stop.clone(),
     )
     .await;
-    let api = DeliveryApi::new(
+    let limits = Limits {
+        input: config.limits.clone(),
+        default_max_attempts: config.max_attempts,
+        targets,
+    };
+    let destinations = DestinationApi::new(
         store.clone(),
-        feed,
-        scheduler_handle,
-        Limits {
-            input: config.limits.clone(),
-            default_max_attempts: config.max_attempts,
-            targets,
-        },
-        auth,
-        metrics,
+        feed.clone(),
+        scheduler_handle.clone(),
+        auth.clone(),
+        metrics.clone(),
+        config.destination_policy(),
+        limits.clone(),
     );
-    let routes = api::routes(api, config.limits.max_message_bytes()).await?;
+    let deliveries = DeliveryApi::new(store.clone(), feed, scheduler_handle, limits, auth, metrics);
+    let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,
         metrics_addr = ?metrics_addr,

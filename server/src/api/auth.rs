@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tonic::metadata::MetadataMap;
+use tonic::{Request, metadata::MetadataMap};
 
 use super::error::ApiError;
 use crate::{
@@ -89,6 +89,14 @@ impl Authenticator {
         }
         cache.keys.insert(hash, (tenant.clone(), Instant::now()));
         Ok(tenant)
+    }
+
+    /// The caller's tenant, recorded on the call's span, and the request's
+    /// message.
+    pub async fn authenticate<T>(&self, request: Request<T>) -> Result<(String, T), ApiError> {
+        let tenant = self.tenant(request.metadata()).await?;
+        tracing::Span::current().record("tenant", tenant.as_str());
+        Ok((tenant, request.into_inner()))
     }
 
     /// Whether the database holds no API key (checked at most once per

@@ -18,7 +18,8 @@ pub fn timestamp_ms(time: &Timestamp) -> Option<i64> {
         .checked_add(i64::from(time.nanos / 1_000_000))
 }
 
-fn timestamp(ms: i64) -> Timestamp {
+/// Unix milliseconds as a proto timestamp.
+pub fn timestamp(ms: i64) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1000),
         // rem_euclid(1000) is below 1000, so the product fits an i32.
@@ -26,7 +27,8 @@ fn timestamp(ms: i64) -> Timestamp {
     }
 }
 
-fn duration_us(us: i64) -> ProtoDuration {
+/// Microseconds as a proto duration.
+pub fn duration_us(us: i64) -> ProtoDuration {
     ProtoDuration {
         seconds: us.div_euclid(1_000_000),
         nanos: i32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),

@@ -68,13 +68,6 @@ impl DeliveryApi {
         }
     }
 
-    /// The caller's tenant and the request's message.
-    async fn authenticate<T>(&self, request: Request<T>) -> Result<(String, T), ApiError> {
-        let tenant = self.auth.tenant(request.metadata()).await?;
-        tracing::Span::current().record("tenant", tenant.as_str());
-        Ok((tenant, request.into_inner()))
-    }
-
     /// Counts `created` new deliveries and wakes the scheduler for them.
     fn accepted(&self, created: u64) {
         if created == 0 {
@@ -130,7 +123,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<EnqueueRequest>,
     ) -> Result<Response<EnqueueResponse>, Status> {
         let trace = validate::trace_context(request.metadata());
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let delivery = validate::enqueue(request, &tenant, trace, &self.limits)?;
         let enqueued = self
             .enqueues
@@ -147,7 +140,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<EnqueueBatchRequest>,
     ) -> Result<Response<EnqueueBatchResponse>, Status> {
         let trace = validate::trace_context(request.metadata());
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let max = self.limits.input.max_batch_size;
         let count = request.deliveries.len();
         if count == 0 || count > max {
@@ -195,7 +188,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<GetDeliveryRequest>,
     ) -> Result<Response<GetDeliveryResponse>, Status> {
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let id = delivery_id("id", &request.id)?;
         Ok(Response::new(GetDeliveryResponse {
             delivery: Some(self.delivery(&tenant, id).await?),
@@ -206,7 +199,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let page_size = page_size(request.page_size, &self.limits)?;
         let cursor = page_token::decode(Listing::DeadLetters, &request.page_token)?;
         let page = self
@@ -231,7 +224,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<WatchOutcomesRequest>,
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let (cursor, filter) = filters::watch(&request)?;
         let outcomes = self
             .feed
@@ -256,7 +249,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<CancelDeliveryRequest>,
     ) -> Result<Response<CancelDeliveryResponse>, Status> {
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let id = delivery_id("id", &request.id)?;
         match self
             .scheduler
@@ -284,7 +277,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<RedriveDeadLettersRequest>,
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let selection = filters::redrive_selection(&request)?;
         let count = self
             .store
@@ -301,7 +294,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<ListDeliveriesRequest>,
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
-        let (tenant, request) = self.authenticate(request).await?;
+        let (tenant, request) = self.auth.authenticate(request).await?;
         let filter = filters::delivery_filter(&request)?;
         let page_size = page_size(request.page_size, &self.limits)?;
         let cursor = page_token::decode(Listing::Deliveries, &request.page_token)?;

@@ -67,8 +67,14 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
                 Status::already_exists(error.to_string())
             }
-            ApiError::Store(StoreError::DestinationDisabled { .. }) => {
-                Status::failed_precondition(error.to_string())
+            ApiError::Store(
+                StoreError::DestinationDisabled { .. } | StoreError::DestinationState(_),
+            ) => Status::failed_precondition(error.to_string()),
+            ApiError::Store(StoreError::DestinationNotFound(_)) => {
+                Status::not_found(error.to_string())
+            }
+            ApiError::Store(StoreError::InvalidPolicy(_)) => {
+                Status::invalid_argument(error.to_string())
             }
             ApiError::Store(StoreError::ShuttingDown) => {
                 Status::unavailable("the server is shutting down; retry against another replica")

@@ -1,31 +1,45 @@
-//! The gRPC edge: `herald.v1.DeliveryService`, the standard health service
-//! and server reflection (v1 and v1alpha, so older `grpcurl`s work too).
+//! The gRPC edge: `herald.v1.DeliveryService`, `herald.v1.DestinationService`,
+//! the standard health service and server reflection (v1 and v1alpha, so
+//! older `grpcurl`s work too).
 //! Proto types stop here; everything behind speaks `domain` and `store`.
 
 mod auth;
 mod convert;
 mod delivery_service;
+mod destination_convert;
+mod destination_service;
 mod error;
 mod filters;
 mod page_token;
 mod validate;
 
-use herald_proto::{FILE_DESCRIPTOR_SET, v1::delivery_service_server::DeliveryServiceServer};
+use herald_proto::{
+    FILE_DESCRIPTOR_SET,
+    v1::{
+        delivery_service_server::DeliveryServiceServer,
+        destination_service_server::DestinationServiceServer,
+    },
+};
 use tonic::service::Routes;
 
 pub use auth::Authenticator;
 pub use delivery_service::DeliveryApi;
+pub use destination_service::DestinationApi;
 pub use validate::Limits;
 
 /// Builds the routes Herald serves; `max_message_bytes` bounds a decoded
-/// request (it must admit the largest body plus headers).
+/// delivery request (it must admit the largest body plus headers).
 pub async fn routes(
-    api: DeliveryApi,
+    deliveries: DeliveryApi,
+    destinations: DestinationApi,
     max_message_bytes: usize,
 ) -> Result<Routes, tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<DeliveryServiceServer<DeliveryApi>>()
+        .await;
+    health
+        .set_serving::<DestinationServiceServer<DestinationApi>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -35,8 +49,10 @@ pub async fn routes(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let service = DeliveryServiceServer::new(api).max_decoding_message_size(max_message_bytes);
-    Ok(Routes::new(service)
+    let deliveries =
+        DeliveryServiceServer::new(deliveries).max_decoding_message_size(max_message_bytes);
+    Ok(Routes::new(deliveries)
+        .add_service(DestinationServiceServer::new(destinations))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))

@@ -1,7 +1,8 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
 //! the schema and exits, `watch` prints outcomes as they happen, `tenant`
-//! and `key` manage who may call, `deliveries` and `dead-letters` act on a
-//! running server, `config print` shows the effective configuration.
+//! and `key` manage who may call, `deliveries`, `dead-letters` and
+//! `destinations` act on a running server, `config print` shows the
+//! effective configuration.
 //! `main.rs` only calls [`main`], so tests can build the very same entry
 //! point.
 //!
@@ -14,6 +15,8 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod destination_render;
+mod destinations;
 mod operate;
 mod render;
 mod server_args;
@@ -72,6 +75,14 @@ enum Command {
     DeadLetters {
         #[command(subcommand)]
         command: operate::DeadLettersCommand,
+        #[command(flatten)]
+        common: operate::Common,
+    },
+    /// Look at destinations, set their policy, pause, resume and enable
+    /// them on a running server.
+    Destinations {
+        #[command(subcommand)]
+        command: destinations::DestinationsCommand,
         #[command(flatten)]
         common: operate::Common,
     },
@@ -179,6 +190,9 @@ pub fn main() -> ExitCode {
             Command::Deliveries { command, common } => operate::deliveries(command, common).await,
             Command::DeadLetters { command, common } => {
                 operate::dead_letters(command, common).await
+            }
+            Command::Destinations { command, common } => {
+                destinations::destinations(command, common).await
             }
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,

@@ -13,16 +13,17 @@ use super::{
     server_args::ServerArgs,
 };
 
-type CliResult = Result<(), Box<dyn std::error::Error>>;
+/// What an operator command returns.
+pub(super) type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Options every operator command takes.
 #[derive(Debug, Args)]
 pub struct Common {
     #[command(flatten)]
-    server: ServerArgs,
+    pub(super) server: ServerArgs,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// `herald deliveries ...`
@@ -167,10 +168,10 @@ pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliRes
 }
 
 /// At most `limit` items of a paged listing (pages are fetched as needed).
-async fn first(
-    listing: impl futures::Stream<Item = Result<Delivery, herald_client::Error>>,
+pub(super) async fn first<T>(
+    listing: impl futures::Stream<Item = Result<T, herald_client::Error>>,
     limit: usize,
-) -> Result<Vec<Delivery>, herald_client::Error> {
+) -> Result<Vec<T>, herald_client::Error> {
     listing.take(limit).try_collect().await
 }
 

@@ -9,7 +9,7 @@ use herald_client::{Attempt, AttemptError, Delivery, DeliveryState};
 use serde_json::{Value, json};
 
 /// `PENDING`-style proto enum names as `pending`.
-fn enum_name(full: &str, prefix: &str) -> String {
+pub(super) fn enum_name(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix)
         .unwrap_or(full)
         .to_ascii_lowercase()
@@ -20,7 +20,8 @@ pub fn state(delivery: &Delivery) -> String {
     enum_name(delivery.state().as_str_name(), "DELIVERY_STATE_")
 }
 
-fn time(time: Option<&prost_types::Timestamp>) -> Option<String> {
+/// A proto timestamp as RFC 3339 UTC, to the millisecond.
+pub(super) fn time(time: Option<&prost_types::Timestamp>) -> Option<String> {
     let time = time?;
     let since = Duration::new(
         u64::try_from(time.seconds).ok()?,
@@ -29,7 +30,8 @@ fn time(time: Option<&prost_types::Timestamp>) -> Option<String> {
     Some(humantime::format_rfc3339_millis(UNIX_EPOCH + since).to_string())
 }
 
-fn or_dash(text: Option<String>) -> String {
+/// The text, or `-` when there is none.
+pub(super) fn or_dash(text: Option<String>) -> String {
     text.filter(|text| !text.is_empty())
         .unwrap_or_else(|| "-".to_owned())
 }

@@ -11,6 +11,8 @@
 //!   [`crate::store`]);
 //! - [`health`]: each replica's view of the attempts it made, which trips
 //!   circuits and feeds the recent success ratio and latency;
+//! - [`state`]: an operator's pause, resume and enable, and what each
+//!   takes;
 //! - [`Upkeep`]: writes that view every few seconds, disables destinations
 //!   that failed for too long, and dead-letters what no claim will send.
 //!
@@ -25,6 +27,7 @@ pub mod breaker;
 pub mod health;
 pub mod limiter;
 pub mod policy;
+pub mod state;
 
 use std::time::Duration;
 

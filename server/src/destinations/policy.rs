@@ -163,6 +163,116 @@ pub struct PolicyOverrides {
     pub cooldown_max: Option<Duration>,
 }
 
+/// A field of a policy a destination may set for itself, named as the API
+/// names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyField {
+    /// [`PolicyOverrides::max_in_flight`].
+    MaxInFlight,
+    /// [`PolicyOverrides::rate_limit`].
+    RateLimit,
+    /// [`PolicyOverrides::failure_threshold`].
+    FailureThreshold,
+    /// [`PolicyOverrides::cooldown`].
+    Cooldown,
+    /// [`PolicyOverrides::cooldown_max`].
+    CooldownMax,
+}
+
+impl PolicyField {
+    /// Every field, in the order the API lists them.
+    pub const ALL: [Self; 5] = [
+        Self::MaxInFlight,
+        Self::RateLimit,
+        Self::FailureThreshold,
+        Self::Cooldown,
+        Self::CooldownMax,
+    ];
+
+    /// The field's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxInFlight => "max_in_flight",
+            Self::RateLimit => "rate_limit",
+            Self::FailureThreshold => "circuit.failure_threshold",
+            Self::Cooldown => "circuit.cooldown",
+            Self::CooldownMax => "circuit.cooldown_max",
+        }
+    }
+}
+
+impl fmt::Display for PolicyField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PolicyField {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|field| field.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|field| field.as_str()).collect();
+                format!(
+                    "{text:?} is not a policy field; use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// A change of a destination's own policy: values to set, and fields to
+/// return to the configuration's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyUpdate {
+    /// The values set (`None`: unchanged).
+    pub set: PolicyOverrides,
+    /// The fields that follow the defaults again.
+    pub reset: Vec<PolicyField>,
+}
+
+impl PolicyOverrides {
+    /// The fields this destination sets for itself.
+    pub fn fields(&self) -> Vec<PolicyField> {
+        PolicyField::ALL
+            .into_iter()
+            .filter(|field| match field {
+                PolicyField::MaxInFlight => self.max_in_flight.is_some(),
+                PolicyField::RateLimit => self.rate_limit.is_some(),
+                PolicyField::FailureThreshold => self.failure_threshold.is_some(),
+                PolicyField::Cooldown => self.cooldown.is_some(),
+                PolicyField::CooldownMax => self.cooldown_max.is_some(),
+            })
+            .collect()
+    }
+
+    /// `self` with `update` applied: its values set, then its reset fields
+    /// cleared.
+    pub fn updated(&self, update: &PolicyUpdate) -> Self {
+        let set = &update.set;
+        let mut updated = Self {
+            max_in_flight: set.max_in_flight.or(self.max_in_flight),
+            rate_limit: set.rate_limit.or(self.rate_limit),
+            failure_threshold: set.failure_threshold.or(self.failure_threshold),
+            cooldown: set.cooldown.or(self.cooldown),
+            cooldown_max: set.cooldown_max.or(self.cooldown_max),
+        };
+        for field in &update.reset {
+            match field {
+                PolicyField::MaxInFlight => updated.max_in_flight = None,
+                PolicyField::RateLimit => updated.rate_limit = None,
+                PolicyField::FailureThreshold => updated.failure_threshold = None,
+                PolicyField::Cooldown => updated.cooldown = None,
+                PolicyField::CooldownMax => updated.cooldown_max = None,
+            }
+        }
+        updated
+    }
+}
+
 /// A policy value out of range: names the field and what it may be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -312,6 +422,52 @@ mod tests {
             ..PolicyOverrides::default()
         };
         assert_eq!(policy.with(&unlimited).rate_limit, None);
+    }
+
+    #[test]
+    fn updates_set_keep_and_reset_fields() {
+        let current = PolicyOverrides {
+            max_in_flight: Some(4),
+            cooldown: Some(Duration::from_secs(2)),
+            ..PolicyOverrides::default()
+        };
+        let update = PolicyUpdate {
+            set: PolicyOverrides {
+                rate_limit: Some(None),
+                failure_threshold: Some(3),
+                ..PolicyOverrides::default()
+            },
+            reset: vec![PolicyField::Cooldown],
+        };
+        let updated = current.updated(&update);
+        assert_eq!(
+            updated,
+            PolicyOverrides {
+                max_in_flight: Some(4),
+                rate_limit: Some(None),
+                failure_threshold: Some(3),
+                cooldown: None,
+                cooldown_max: None,
+            }
+        );
+        assert_eq!(
+            updated.fields(),
+            [
+                PolicyField::MaxInFlight,
+                PolicyField::RateLimit,
+                PolicyField::FailureThreshold
+            ]
+        );
+        assert!(PolicyOverrides::default().fields().is_empty());
+    }
+
+    #[test]
+    fn policy_fields_parse_by_their_api_names() {
+        for field in PolicyField::ALL {
+            assert_eq!(field.as_str().parse::<PolicyField>(), Ok(field));
+        }
+        let refused = "cooldown".parse::<PolicyField>().unwrap_err();
+        assert!(refused.contains("circuit.cooldown_max"), "{refused}");
     }
 
     #[test]

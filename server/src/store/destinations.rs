@@ -1,6 +1,8 @@
 //! Destination rows on the scheduler's path: reading a row's policy and
 //! state, making sure a row exists for every destination with deliveries,
 //! and waking a destination parked with nothing due when work arrives.
+//! Also the columns of a destination's own policy, read here and written
+//! by [`super::destination_admin`].
 //!
 //! Lock order: a transaction that writes both locks destination rows
 //! before delivery rows, and several destination rows in key order; the
@@ -256,6 +258,33 @@ pub(super) fn policy_overrides(row: &QueryResult) -> Result<PolicyOverrides, Sto
     })
 }
 
+/// The columns of a destination's own policy, `max_in_flight` to
+/// `circuit_cooldown_max_ms`, as `overrides` sets them (NULL: the default;
+/// a rate limit of 0: explicitly none).
+pub(super) fn override_values(overrides: &PolicyOverrides) -> Vec<Value> {
+    let count =
+        |value: Option<u32>| Value::from(value.map(|n| i32::try_from(n).unwrap_or(i32::MAX)));
+    let ms = |value: Option<Duration>| Value::from(value.map(super::millis));
+    let (requests, period_ms, burst) = match overrides.rate_limit {
+        None => (None, None, None),
+        Some(None) => (Some(0), None, None),
+        Some(Some(limit)) => (
+            Some(limit.requests),
+            Some(limit.period.as_millis()),
+            Some(limit.burst),
+        ),
+    };
+    vec![
+        count(overrides.max_in_flight),
+        count(requests),
+        Value::from(period_ms),
+        count(burst),
+        count(overrides.failure_threshold),
+        ms(overrides.cooldown),
+        ms(overrides.cooldown_max),
+    ]
+}
+
 /// A destination as a claim reads it, its policy resolved over `defaults`.
 pub(super) fn candidate(row: &QueryResult, defaults: &Policy) -> Result<Candidate, StoreError> {
     let trips: i32 = row.try_get_by_index(11)?;
@@ -284,4 +313,39 @@ pub(super) fn pairs(destinations: &[&DestinationRef], first: usize) -> (String, 
         values.push(destination.destination.clone().into());
     }
     (placeholders(destinations.len(), 2, first, tuple), values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_become_their_columns() {
+        let (count, ms) = (Value::Int(None), Value::BigInt(None));
+        let none = override_values(&PolicyOverrides::default());
+        assert_eq!(
+            none,
+            [&count, &count, &ms, &count, &count, &ms, &ms].map(Clone::clone)
+        );
+        let unlimited = override_values(&PolicyOverrides {
+            rate_limit: Some(None),
+            ..PolicyOverrides::default()
+        });
+        assert_eq!(unlimited[1], Value::from(Some(0)));
+        assert_eq!(unlimited[2], ms);
+        let limited = override_values(&PolicyOverrides {
+            max_in_flight: Some(4),
+            rate_limit: Some(Some(RateLimit {
+                requests: 50,
+                period: RatePeriod::Minute,
+                burst: 5,
+            })),
+            cooldown: Some(Duration::from_millis(1500)),
+            ..PolicyOverrides::default()
+        });
+        assert_eq!(limited[0], Value::from(Some(4)));
+        assert_eq!(limited[2], Value::from(Some(60_000_i64)));
+        assert_eq!(limited[3], Value::from(Some(5)));
+        assert_eq!(limited[5], Value::from(Some(1500_i64)));
+    }
 }

@@ -35,7 +35,9 @@ ORDER BY tenant_id, destination FOR UPDATE";
 
 /// Records last success and failure (the later of stored and seen), the
 /// failing-since time (cleared by a success, else the earliest) and the
-/// replica's streak.
+/// replica's streak. A replica's failing-since may predate the last change
+/// of state (an operator enabled the destination since): it counts from
+/// that change, so an enabled destination is not disabled again at once.
 const UPDATE_HEALTH: &str = "\
 WITH seen (s_tenant, s_destination, s_success, s_failure, s_succeeded, s_failing, s_streak) \
     AS (VALUES {rows}) \
@@ -45,7 +47,9 @@ UPDATE destinations SET \
     last_failure_at_ms = CASE WHEN seen.s_failure > COALESCE(last_failure_at_ms, 0) \
         THEN seen.s_failure ELSE last_failure_at_ms END, \
     failing_since_ms = CASE WHEN seen.s_succeeded THEN seen.s_failing \
-        ELSE COALESCE(failing_since_ms, seen.s_failing) END, \
+        WHEN failing_since_ms IS NOT NULL THEN failing_since_ms \
+        WHEN seen.s_failing < state_changed_at_ms THEN state_changed_at_ms \
+        ELSE seen.s_failing END, \
     consecutive_failures = seen.s_streak \
 FROM seen \
 WHERE destinations.tenant_id = seen.s_tenant AND destinations.destination = seen.s_destination";

@@ -4,7 +4,9 @@
 //! in [`records`]. Knows nothing of gRPC or HTTP. The hot path (enqueue,
 //! claim, complete) is hand-written SQL with one shape for both backends:
 //! only "now" and the row-locking clause differ (see [`Dialect`]). Reads
-//! that are not hot (get, list) go through the SeaORM entities.
+//! of deliveries and outcomes that are not hot (get, list) go through the
+//! SeaORM entities; destinations, read with what is in flight there and
+//! their recent attempts, are read in SQL too.
 //!
 //! Times are Unix epoch milliseconds computed by the database, so replicas
 //! with skewed clocks still agree on what is due and which lease expired.
@@ -12,6 +14,7 @@
 mod backlog;
 mod claim;
 mod complete;
+mod destination_admin;
 mod destinations;
 mod dialect;
 mod enqueue;
@@ -42,6 +45,7 @@ use sea_orm::{
 pub use backlog::Backlog;
 pub use claim::{ClaimRequest, Claimed};
 pub use complete::{CircuitChange, DestinationChange};
+pub use destination_admin::DestinationPage;
 use dialect::Dialect;
 pub use group_commit::GroupCommit;
 pub use notify::{Channel, Listener};
@@ -73,6 +77,16 @@ pub enum StoreError {
         /// Why it was disabled.
         reason: Option<String>,
     },
+    /// No destination of the caller's tenant has this name.
+    #[error("destination {0} not found; `herald destinations list` shows them")]
+    DestinationNotFound(String),
+    /// A pause, resume or enable of a destination not in the state it
+    /// starts from.
+    #[error(transparent)]
+    DestinationState(#[from] crate::destinations::state::WrongState),
+    /// A destination's policy would be out of range.
+    #[error(transparent)]
+    InvalidPolicy(#[from] crate::destinations::policy::PolicyError),
     /// `herald tenant create` named a tenant that exists.
     #[error("tenant {0:?} already exists")]
     TenantExists(String),

@@ -7,8 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::domain::{
-    AttemptErrorKind, Decision, DeliveryState, Destination, HttpRequest, OutcomeKind, TraceContext,
+use crate::{
+    destinations::{
+        breaker::Circuit,
+        policy::{Policy, PolicyOverrides},
+    },
+    domain::{
+        AttemptErrorKind, Decision, DeliveryState, Destination, DestinationStatus, HttpRequest,
+        OutcomeKind, TraceContext,
+    },
 };
 
 /// A validated delivery to insert.
@@ -50,6 +57,62 @@ pub struct DestinationRef {
     pub tenant_id: String,
     /// `scheme://host:port`.
     pub destination: String,
+}
+
+/// A destination as an operator sees it: its row, what is in flight
+/// there, and its recent attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationRecord {
+    /// `scheme://host:port`.
+    pub destination: String,
+    /// Its URL host.
+    pub host: String,
+    /// Active, paused or disabled.
+    pub status: DestinationStatus,
+    /// Why it is paused or disabled.
+    pub state_reason: Option<String>,
+    /// When its state last changed, Unix ms.
+    pub state_changed_at_ms: Option<i64>,
+    /// The policy in force: its overrides over the defaults.
+    pub policy: Policy,
+    /// What it sets for itself.
+    pub overrides: PolicyOverrides,
+    /// Its circuit as stored (its phase depends on `now_ms`).
+    pub circuit: Circuit,
+    /// Failures in a row, as last written by a replica.
+    pub consecutive_failures: u32,
+    /// A receiver's request to hold off, Unix ms (perhaps past).
+    pub hold_until_ms: Option<i64>,
+    /// The latest success, Unix ms.
+    pub last_success_at_ms: Option<i64>,
+    /// The latest failure, Unix ms.
+    pub last_failure_at_ms: Option<i64>,
+    /// Failing without a success since, Unix ms.
+    pub failing_since_ms: Option<i64>,
+    /// Attempts in flight there (unexpired leases), across every replica.
+    pub in_flight: u32,
+    /// Its attempts over the recent window.
+    pub recent: RecentAttempts,
+    /// When its row was made, Unix ms.
+    pub created_at_ms: i64,
+    /// When its row last changed, Unix ms.
+    pub updated_at_ms: i64,
+    /// The database's now when it was read, Unix ms.
+    pub now_ms: i64,
+}
+
+/// A destination's attempts over the recent window, as the replicas wrote
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentAttempts {
+    /// How far back they reach.
+    pub window: Duration,
+    /// Attempts sent.
+    pub attempts: u64,
+    /// Of those, 2xx.
+    pub successes: u64,
+    /// Their durations added up, µs.
+    pub duration_us: u64,
 }
 
 /// Result of an enqueue.

@@ -120,6 +120,8 @@ async fn retry_after_is_honoured(backend: Backend) {
     else {
         return;
     };
+    // Two receivers, so two destinations: the hold the first one asks for
+    // must not delay the second one's first attempt.
     let receiver = Receiver::start().await;
     receiver.script(
         "/busy",
@@ -129,20 +131,21 @@ async fn retry_after_is_honoured(backend: Backend) {
     // Whole seconds, counted from now rather than from the first attempt:
     // three seconds ahead is still more than one after an attempt that
     // starts within a second, however loaded the machine.
+    let dated = Receiver::start().await;
     let http_date = httpdate_in(Duration::from_secs(3));
-    receiver.script(
+    dated.script(
         "/busy-date",
         [Reply::WithHeaders(503, vec![("retry-after", http_date)])],
     );
-    let date_id = herald.post(receiver.url("/busy-date"), b"").await;
+    let date_id = herald.post(dated.url("/busy-date"), b"").await;
 
-    for (id, path, at_least) in [
-        (seconds_id, "/busy", Duration::from_millis(950)),
-        (date_id, "/busy-date", Duration::from_millis(1000)),
+    for (id, seen_by, path, at_least) in [
+        (seconds_id, &receiver, "/busy", Duration::from_millis(950)),
+        (date_id, &dated, "/busy-date", Duration::from_millis(1000)),
     ] {
         let delivery = herald.wait_terminal(&id).await;
         assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
-        let seen = receiver.requests(path);
+        let seen = seen_by.requests(path);
         let gap = seen[1].at - seen[0].at;
         assert!(gap >= at_least, "{path}: second attempt after {gap:?}");
     }

@@ -47,6 +47,7 @@ async fn grpcurl_lists_describes_and_enqueues_with_reflection_only() {
     let listed = run(grpcurl, &["-plaintext", &addr, "list"]);
     for service in [
         "herald.v1.DeliveryService",
+        "herald.v1.DestinationService",
         "grpc.health.v1.Health",
         "grpc.reflection.",
     ] {
@@ -91,5 +92,54 @@ async fn grpcurl_lists_describes_and_enqueues_with_reflection_only() {
     assert_eq!(seen.body.as_ref(), br#"{"hello":"world"}"#);
     assert_eq!(seen.header("x-from"), "grpcurl");
     assert!(answer.contains(seen.header("webhook-id")), "{answer}");
+
+    // The destination it went to, named by the same URL, and paused.
+    let described = run(
+        grpcurl,
+        &[
+            "-plaintext",
+            &addr,
+            "describe",
+            "herald.v1.DestinationService",
+        ],
+    );
+    for rpc in [
+        "rpc ListDestinations",
+        "rpc GetDestination",
+        "rpc SetDestinationPolicy",
+        "rpc PauseDestination",
+        "rpc ResumeDestination",
+        "rpc EnableDestination",
+    ] {
+        assert!(described.contains(rpc), "{rpc} missing from:\n{described}");
+    }
+    let request = format!(
+        r#"{{"destination":"{}","reason":"from grpcurl"}}"#,
+        receiver.url("/from-grpcurl")
+    );
+    let paused = tokio::task::spawn_blocking(move || {
+        run(
+            grpcurl,
+            &[
+                "-plaintext",
+                "-d",
+                &request,
+                &addr,
+                "herald.v1.DestinationService/PauseDestination",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    for expected in [
+        "DESTINATION_STATE_PAUSED",
+        "from grpcurl",
+        "CIRCUIT_STATE_CLOSED",
+    ] {
+        assert!(
+            paused.contains(expected),
+            "{expected} missing from:\n{paused}"
+        );
+    }
     herald.stop().await;
 }
