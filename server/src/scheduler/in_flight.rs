@@ -242,7 +242,7 @@ mod tests {
         assert!(claim.skip.is_empty(), "not known to be full");
         in_flight.saturated(&a, claim.epoch);
         let next = in_flight.snapshot();
-        assert_eq!(next.skip, [a.clone()]);
+        assert_eq!(next.skip, std::slice::from_ref(&a));
         assert_eq!(next.others_until, None, "until one of ours finishes");
         let finished = first.lease;
         first.finished(true);
