@@ -83,10 +83,10 @@ fn backfill(now: &str) -> String {
 
 /// Index names and definitions on `deliveries`, built after the table.
 const DELIVERY_INDEXES: [(&str, &str); 3] = [
-    // The claim: a destination's pending rows in due order.
+    // The claim: a destination's pending rows in FIFO order (due time, then id).
     (
         "deliveries_destination_due_idx",
-        "ON deliveries (tenant_id, destination, next_attempt_at_ms) WHERE state = 'pending'",
+        "ON deliveries (tenant_id, destination, next_attempt_at_ms, id) WHERE state = 'pending'",
     ),
     // The claim's in-flight count: rows leased and not yet finished.
     (

@@ -6,6 +6,7 @@ mod client;
 mod config_file;
 mod dead_letters;
 mod delivery;
+mod destinations;
 mod destinations_api;
 mod enqueue;
 mod faults;
