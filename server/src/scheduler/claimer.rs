@@ -163,14 +163,7 @@ impl Claimer {
                 skip: &hints.skip,
                 unrecorded: &hints.unrecorded,
             };
-            let started = std::time::Instant::now();
             let rows = store.claim(&request).await;
-            tracing::debug!(
-                wanted = request.limit,
-                got = rows.as_ref().map(|c| c.deliveries.len()).unwrap_or(0),
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "TEMP claim"
-            );
             Claim {
                 held,
                 rows,

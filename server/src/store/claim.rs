@@ -221,15 +221,8 @@ impl Store {
             return Ok(Claimed::default());
         }
         let _turn = self.write_turn().await;
-        let t0 = std::time::Instant::now();
         let txn = self.db.begin().await?;
-        if self.dialect == Dialect::Postgres {
-            txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
-                .await?;
-        }
-        let tb = t0.elapsed();
         let (candidates, now_ms) = self.candidates(&txn, request).await?;
-        let t1 = t0.elapsed();
         if candidates.is_empty() {
             txn.commit().await?;
             return Ok(Claimed::default());
@@ -257,7 +250,6 @@ impl Store {
             Dialect::Postgres => self.find_postgres(&txn, &mut looks, request, share).await?,
             Dialect::Sqlite => self.find_sqlite(&txn, &mut looks, request, share).await?,
         }
-        let t2 = t0.elapsed();
         let chosen = deal(&mut looks, request.limit, share);
         let lease_ms = millis(request.lease);
         let parks: Vec<(usize, Park)> = looks
@@ -278,9 +270,7 @@ impl Store {
         let rows = self
             .lease(&txn, &looks, &parks, &chosen, token, request.lease)
             .await?;
-        let t3 = t0.elapsed();
         txn.commit().await?;
-        tracing::debug!(?tb, ?t1, ?t2, ?t3, total = ?t0.elapsed(), "TEMP timing");
         let openings: HashMap<(&str, &str), (bool, u32)> = looks
             .iter()
             .map(|look| {
