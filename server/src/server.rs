@@ -139,6 +139,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if config.migrate {
         store.migrate().await.map_err(database)?;
     }
+    store.look_at_every_destination().await.map_err(database)?;
     let auth = Authenticator::new(store.clone(), config.credential_cache);
     if !store.has_api_keys().await.map_err(database)? {
         if !config.listen_addr.ip().is_loopback() {

@@ -69,6 +69,20 @@ WHERE destinations.tenant_id = woken.w_tenant AND destinations.destination = wok
     AND destinations.idle AND destinations.state = 'active' \
     AND (destinations.next_due_at_ms IS NULL OR destinations.next_due_at_ms > woken.w_due)";
 
+/// Gives every pending delivery's destination a row, if it has none (an
+/// older release enqueued it).
+const ADOPT: &str = "\
+INSERT INTO destinations (tenant_id, destination, host, next_due_at_ms, created_at_ms, \
+    updated_at_ms) \
+SELECT tenant_id, destination, MIN(host), {now}, {now}, {now} FROM deliveries \
+WHERE state = 'pending' GROUP BY tenant_id, destination \
+ON CONFLICT (tenant_id, destination) DO NOTHING";
+
+/// Has every destination parked with nothing due looked at once more.
+const LOOK_AGAIN: &str = "\
+UPDATE destinations SET next_due_at_ms = {now}, idle = FALSE \
+WHERE idle AND state = 'active'";
+
 /// A destination to wake: work there is due at `at_ms` (Unix ms), or, when
 /// that is `None`, `after` the statement's now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +96,21 @@ pub struct Wake {
 }
 
 impl Store {
+    /// At start: every destination with pending deliveries has a row, and
+    /// every one parked with nothing due is looked at again. Whatever an
+    /// older release enqueued, or a wake-up missed, is found by the next
+    /// claims. One pass over the pending deliveries' index.
+    pub async fn look_at_every_destination(&self) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        self.db
+            .execute_raw(self.statement(ADOPT, Vec::new()))
+            .await?;
+        self.db
+            .execute_raw(self.statement(LOOK_AGAIN, Vec::new()))
+            .await?;
+        Ok(())
+    }
+
     /// Makes sure each of `destinations` (with its host and the due time
     /// of its first delivery, now when `None`) has a row; existing rows are
     /// left as they are.
