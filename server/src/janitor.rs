@@ -1,6 +1,7 @@
 //! The janitor keeps the database from growing without end: outcomes older
-//! than their window leave the feed, and finished deliveries (with their
-//! attempts) are deleted after the window of their state. Pending work is
+//! than their window leave the feed, destinations' stats older than an
+//! hour go, and finished deliveries (with their attempts) are deleted after
+//! the window of their state. Pending work is
 //! never touched. Everything goes in small batches, each its own short
 //! statement, so no lock is held for long; every replica may run one.
 
@@ -80,6 +81,9 @@ impl Janitor {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned outcomes past the retention window"),
             Err(error) => tracing::warn!(%error, "pruning old outcomes failed"),
+        }
+        if let Err(error) = self.store.prune_destination_stats().await {
+            tracing::warn!(%error, "pruning old destination stats failed");
         }
         for (state, window) in [
             (DeliveryState::Succeeded, self.windows.succeeded),

@@ -19,6 +19,12 @@ use crate::{destinations::health::Snapshot, domain::OutcomeKind};
 /// Length of one stats bucket.
 pub const BUCKET: Duration = Duration::from_secs(60);
 
+/// How long stats buckets are kept: the recent window is five minutes.
+pub const STATS_KEPT: Duration = Duration::from_secs(3600);
+
+/// Deletes stats buckets older than `$1` ms.
+const PRUNE_STATS: &str = "DELETE FROM destination_stats WHERE bucket_ms < {now} - $1";
+
 /// Adds a replica's counts to the current minute's bucket.
 const ADD_STATS: &str = "\
 INSERT INTO destination_stats (tenant_id, destination, bucket_ms, attempts, successes, duration_us) \
@@ -84,6 +90,17 @@ impl Store {
         let events = self.record_outcomes(&txn, events).await?;
         txn.commit().await?;
         Ok(events)
+    }
+
+    /// Deletes stats buckets older than [`STATS_KEPT`]; returns how many.
+    pub async fn prune_destination_stats(&self) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        let values: Vec<Value> = vec![super::millis(STATS_KEPT).into()];
+        let deleted = self
+            .db
+            .execute_raw(self.statement(PRUNE_STATS, values))
+            .await?;
+        Ok(deleted.rows_affected())
     }
 
     async fn add_stats(

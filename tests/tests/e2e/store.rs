@@ -28,6 +28,8 @@ on_both_backends!(
     one_batch_sorts_fresh_from_stale_completions,
     a_batch_larger_than_one_statement_is_stored_whole,
     the_last_migration_goes_down_and_up_again,
+    a_claim_takes_no_more_than_a_destination_has_room_for,
+    an_idle_destination_wakes_for_new_work,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -524,4 +526,86 @@ async fn a_listener_passes_over_its_own_announcements() {
     drop(listener);
     other.close().await.unwrap();
     own.close().await.unwrap();
+}
+
+/// Five deliveries to one destination allowing three in flight: a claim
+/// takes the three oldest; the next, nothing, until a finished attempt is
+/// said to be awaiting its recording (its slot is free) or is recorded.
+async fn a_claim_takes_no_more_than_a_destination_has_room_for(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(enqueue(&store, delivery(n)).await.id);
+    }
+    let three = Policy {
+        max_in_flight: 3,
+        ..policy()
+    };
+    let first = claim_with(&store, 10, LEASE, &three).await;
+    let mut taken: Vec<Uuid> = first.iter().map(|c| c.id).collect();
+    taken.sort();
+    assert_eq!(taken, ids[..3], "the three oldest");
+    assert!(
+        claim_with(&store, 10, LEASE, &three).await.is_empty(),
+        "full"
+    );
+    let finished = &first[0];
+    let unrecorded = HashMap::from([(finished.destination_ref(), vec![finished.lease()])]);
+    let freed = store
+        .claim(&ClaimRequest {
+            limit: 10,
+            lease: LEASE,
+            defaults: &three,
+            skip: &[],
+            unrecorded: &unrecorded,
+        })
+        .await
+        .unwrap()
+        .deliveries;
+    assert_eq!(freed.len(), 1, "a finished attempt's slot is free");
+    assert_eq!(freed[0].id, ids[3]);
+    // Now the finished one is recorded, and one more of the first three.
+    complete(
+        &store,
+        &[
+            completion(&first[0], Decision::Succeeded),
+            completion(&first[1], Decision::Succeeded),
+        ],
+    )
+    .await;
+    let next = claim_with(&store, 10, LEASE, &three).await;
+    assert_eq!(next.len(), 1, "a recorded one's slot is free too");
+    assert_eq!(next[0].id, ids[4]);
+    store.close().await.unwrap();
+}
+
+/// A destination whose work ran out is parked; once it has looked twice
+/// and found nothing, it waits for no time at all; new work wakes it.
+async fn an_idle_destination_wakes_for_new_work(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    enqueue(&store, delivery(1)).await;
+    let claimed = claim(&store, 10, LEASE).await;
+    complete(&store, &[completion(&claimed[0], Decision::Succeeded)]).await;
+    assert!(claim(&store, 10, LEASE).await.is_empty());
+    // The recheck is due a second later; as if it had passed:
+    let raw = Database::connect(db.url()).await.unwrap();
+    raw.execute_unprepared("UPDATE destinations SET next_due_at_ms = 0")
+        .await
+        .unwrap();
+    assert!(claim(&store, 10, LEASE).await.is_empty());
+    assert_eq!(
+        store.next_due_in(&[]).await.unwrap(),
+        None,
+        "nothing pending: not looked at again until woken"
+    );
+    let woken = enqueue(&store, delivery(2)).await;
+    let claimed = claim(&store, 10, LEASE).await;
+    assert_eq!(claimed.len(), 1, "the enqueue woke it");
+    assert_eq!(claimed[0].id, woken.id);
+    raw.close().await.unwrap();
+    store.close().await.unwrap();
 }
