@@ -22,6 +22,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     task::{JoinError, JoinSet},
 };
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -254,6 +255,11 @@ impl Claimer {
 
     /// Sleeps until work may be due. Returns true on shutdown.
     async fn wait_for_work(&self, shutdown: &CancellationToken) -> bool {
+        // Woken while the claim ran (an attempt finished, work arrived):
+        // claim again at once, without asking when work is due.
+        if self.wakeup.raised().now_or_never().is_some() {
+            return shutdown.is_cancelled();
+        }
         // Destinations full of this replica's attempts are due but wait
         // for one to finish, which wakes the claimer; those full of other
         // replicas' attempts are worth a look again in a moment.
