@@ -18,11 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::FutureExt;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     task::{JoinError, JoinSet},
 };
-use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{
