@@ -1,44 +1,44 @@
-//! A receiver that hangs until the timeout must not slow the others.
-//!
-//! Throughput is compared within one run (the fast destination alone, then
-//! beside a hanging one), so the ratio holds on a slow machine too; the
-//! absolute figures belong to the benchmark tool.
+//! A receiver that hangs until the timeout must not hold up the others:
+//! it gets its destination's share of the permits and no more, and the
+//! rest keep flowing beside it. How fast they flow is the benchmark's to
+//! say (`herald-bench`), not a test's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use herald_proto::v1::EnqueueRequest;
+use herald_proto::v1::{DeliveryState, EnqueueRequest};
 use herald_tests::{Backend, Receiver, TestHerald, on_both_backends};
 
 on_both_backends!(a_hanging_destination_keeps_its_hands_off_the_rest);
 
-/// Enqueues `count` deliveries to `path` and waits until `total` requests
-/// have arrived there; returns the time taken.
-async fn burst(
-    herald: &TestHerald,
-    receiver: &Receiver,
-    path: &str,
-    count: usize,
-    total: usize,
-) -> Duration {
-    let start = Instant::now();
+/// Enqueues `count` deliveries to `path` over 8 callers; their ids.
+async fn burst(herald: &TestHerald, receiver: &Receiver, path: &str, count: usize) -> Vec<String> {
     let calls = (0..8).map(|task| {
         let mut client = herald.client();
         let url = receiver.url(path);
         tokio::spawn(async move {
+            let mut ids = Vec::new();
             for _ in (task..count).step_by(8) {
                 let request = EnqueueRequest {
                     url: url.clone(),
                     ..Default::default()
                 };
-                client.enqueue(request).await.expect("enqueue");
+                ids.push(
+                    client
+                        .enqueue(request)
+                        .await
+                        .expect("enqueue")
+                        .into_inner()
+                        .id,
+                );
             }
+            ids
         })
     });
+    let mut ids = Vec::new();
     for call in futures::future::join_all(calls).await {
-        call.expect("enqueue task");
+        ids.extend(call.expect("enqueue task"));
     }
-    receiver.wait_for(path, total).await;
-    start.elapsed()
+    ids
 }
 
 async fn a_hanging_destination_keeps_its_hands_off_the_rest(backend: Backend) {
@@ -57,9 +57,6 @@ async fn a_hanging_destination_keeps_its_hands_off_the_rest(backend: Backend) {
     let fast = Receiver::start().await;
     let slow = Receiver::start().await;
     slow.hold("/hang");
-
-    burst(&herald, &fast, "/fast", 50, 50).await;
-    let alone = burst(&herald, &fast, "/fast", 300, 350).await;
     for _ in 0..40 {
         herald
             .enqueue(EnqueueRequest {
@@ -70,21 +67,17 @@ async fn a_hanging_destination_keeps_its_hands_off_the_rest(backend: Backend) {
             .await;
     }
     slow.wait_for("/hang", 4).await;
-    let beside_hang = burst(&herald, &fast, "/fast", 300, 650).await;
+    let ids = burst(&herald, &fast, "/fast", 300).await;
+    fast.wait_for("/fast", 300).await;
+    for id in &ids {
+        let delivery = herald.wait_terminal(id).await;
+        assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
+        assert_eq!(delivery.attempt_count, 1);
+    }
     assert_eq!(
         slow.requests("/hang").len(),
         4,
-        "the hanging destination got only its share"
-    );
-    let ratio = alone.as_secs_f64() / beside_hang.as_secs_f64();
-    eprintln!(
-        "isolation ({backend:?}): 300 fast deliveries alone {alone:?}, beside a hanging receiver {beside_hang:?}: {:.0}%",
-        ratio * 100.0
-    );
-    assert!(
-        ratio >= 0.8,
-        "fast throughput beside a hanging receiver is {:.0}% of alone ({alone:?} vs {beside_hang:?})",
-        ratio * 100.0
+        "the hanging destination got only its share, all along"
     );
     herald.stop().await;
 }
