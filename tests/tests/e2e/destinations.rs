@@ -147,8 +147,12 @@ async fn a_rate_limit_spaces_a_destination_out(backend: Backend) {
     let receiver = Receiver::start().await;
     let ids_in_order = enqueue(&herald, &receiver.url("/limited"), 8, 5).await;
     let arrived = receiver.wait_for("/limited", 8).await;
+    // Claims keep to the rate plus the burst (6 in any second); what the
+    // receiver sees may bunch by the jitter between claim and send, so
+    // one more is allowed for that. A limiter that let them through would
+    // deliver all 8 within milliseconds.
     assert!(
-        most_within(&arrived, Duration::from_secs(1)) <= 6,
+        most_within(&arrived, Duration::from_secs(1)) <= 7,
         "at most the rate plus the burst in any second: {:?}",
         arrived.iter().map(|r| r.at).collect::<Vec<_>>()
     );
@@ -418,11 +422,15 @@ async fn two_replicas_share_a_destinations_limits() {
         enqueue_many(&client_b, &url, 6, 2)
     );
     let arrived = receiver.wait_for("/limited", 12).await;
+    // 12 at 5/s take 2.1 s of claims across both replicas; each replica
+    // keeping its own 5/s would take 1.1 s. (The receiver's view may bunch
+    // by the jitter between claim and send: see the single-replica test.)
+    let span = arrived[11].at - arrived[0].at;
     assert!(
-        most_within(&arrived, Duration::from_secs(1)) <= 6,
-        "the rate plus the burst at most, across replicas"
+        span >= Duration::from_millis(1600),
+        "12 at 5/s across two replicas took {span:?}"
     );
-    assert!(arrived[11].at - arrived[0].at >= Duration::from_secs(2));
+    assert!(most_within(&arrived, Duration::from_secs(1)) <= 7);
 }
 
 /// One replica's failures open the circuit for both: while it is open,
