@@ -254,8 +254,12 @@ async fn a_receiver_asking_to_slow_down_holds_its_whole_destination(backend: Bac
 async fn a_destination_failing_too_long_is_disabled(backend: Backend) {
     let Some(herald) = TestHerald::start_with(backend, |c| {
         c.destination_disable_after = Duration::from_millis(500);
-        // The circuit stays closed, so failures keep coming.
+        // The circuit stays closed, so failures keep coming, slowly enough
+        // that no delivery runs out of attempts (100 of them take 10 s and
+        // more) before the health written every two seconds disables it.
         c.circuit_failure_threshold = 10_000;
+        c.retry_min_backoff = Duration::from_millis(100);
+        c.retry_max_backoff = Duration::from_millis(200);
     })
     .await
     else {
