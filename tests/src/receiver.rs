@@ -7,7 +7,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -44,6 +44,8 @@ pub struct Recorded {
     pub body: Bytes,
     /// When it arrived.
     pub at: Instant,
+    /// Requests to the same path open when it arrived, itself included.
+    pub open: usize,
 }
 
 impl Recorded {
@@ -62,6 +64,10 @@ struct State {
     /// Paths whose unscripted requests wait for the gate to open.
     held: Mutex<HashSet<String>>,
     gate: watch::Sender<bool>,
+    /// Paths whose unscripted requests are answered after a delay.
+    slow: Mutex<HashMap<String, Duration>>,
+    /// Requests open now, per path.
+    open: Mutex<HashMap<String, usize>>,
 }
 
 /// The receiver; it stops serving when dropped.
@@ -84,6 +90,8 @@ impl Receiver {
             scripts: Mutex::default(),
             held: Mutex::default(),
             gate: watch::channel(false).0,
+            slow: Mutex::default(),
+            open: Mutex::default(),
         });
         let (arrived, arrivals) = watch::channel(0);
         let arrived = Arc::new(arrived);
@@ -144,6 +152,16 @@ impl Receiver {
     /// [`Receiver::open_gate`]; then they, and later ones, get 204.
     pub fn hold(&self, path: &str) {
         self.state.held.lock().unwrap().insert(path.to_owned());
+    }
+
+    /// Answers every unscripted request to `path` with 204 after `delay`,
+    /// as a busy receiver would.
+    pub fn slow(&self, path: &str, delay: Duration) {
+        self.state
+            .slow
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), delay);
     }
 
     /// Answers every held request, and stops holding.
@@ -213,13 +231,19 @@ async fn handle(
         .get_mut(&path)
         .and_then(VecDeque::pop_front);
     let held = scripted.is_none() && state.held.lock().unwrap().contains(&path);
+    let delay = match scripted {
+        None => state.slow.lock().unwrap().get(&path).copied(),
+        Some(_) => None,
+    };
     let reply = scripted.unwrap_or(Reply::Status(204));
+    let open = Open::enter(&state, &path);
     state.requests.lock().unwrap().push(Recorded {
         method: parts.method,
         path,
         headers: parts.headers,
         body,
         at: Instant::now(),
+        open: open.count,
     });
     arrived.send_modify(|count| *count += 1);
     if held {
@@ -229,6 +253,13 @@ async fn handle(
             _ = gate.wait_for(|open| *open) => {}
         }
     }
+    if let Some(delay) = delay {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    drop(open);
     let (status, headers) = match reply {
         Reply::Status(status) => (status, Vec::new()),
         Reply::WithHeaders(status, headers) => (status, headers),
@@ -244,4 +275,33 @@ async fn handle(
     Ok(response
         .body(Full::default())
         .expect("a valid scripted response"))
+}
+
+/// One request counted open at its path until dropped.
+struct Open {
+    state: Arc<State>,
+    path: String,
+    /// Requests open at the path when this one arrived, itself included.
+    count: usize,
+}
+
+impl Open {
+    fn enter(state: &Arc<State>, path: &str) -> Self {
+        let mut open = state.open.lock().unwrap();
+        let count = open.entry(path.to_owned()).or_default();
+        *count += 1;
+        Self {
+            state: Arc::clone(state),
+            path: path.to_owned(),
+            count: *count,
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(count) = self.state.open.lock().unwrap().get_mut(&self.path) {
+            *count -= 1;
+        }
+    }
 }

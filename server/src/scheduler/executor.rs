@@ -1,10 +1,14 @@
 //! Executor: make one attempt and decide what follows. Consumes a
-//! [`ClaimedDelivery`], produces a [`Completion`]; never touches the
-//! database (the completer persists), so a slow database cannot stall
-//! sending and a slow receiver cannot hold a database connection.
+//! [`ClaimedDelivery`], produces a [`Completion`]; the completer persists
+//! it, so a slow database cannot stall sending and a slow receiver cannot
+//! hold a database connection. The one statement an executor runs is the
+//! hand-over below, between attempts, never during one.
 //!
 //! [`Executors`] runs each attempt as a task of its own, started by the
-//! claimer or by a hand-off, and keeps track of them for shutdown.
+//! claimer, and keeps track of them for shutdown. When an attempt succeeds
+//! at a destination without a rate limit, and permits are not scarce, its
+//! task takes the destination's next due delivery at once
+//! ([`Store::hand_over`]) instead of handing its slot back for a claim.
 //!
 //! Two checks come before sending: a delivery past its deadline is
 //! dead-lettered unsent, and so is one whose claims ran past its attempt
@@ -18,16 +22,24 @@ use std::{
 };
 
 use tokio::{
-    sync::{OwnedSemaphorePermit, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
 };
 use tracing::Instrument;
 
-use super::{completer::Work, in_flight::Slot, retry::RetryPolicy};
+use super::{
+    completer::Work,
+    in_flight::{InFlight, Slot},
+    retry::RetryPolicy,
+};
 use crate::{
+    destinations::policy::Policy,
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
-    store::records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
+    store::{
+        HandOver, Store,
+        records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
+    },
     tenants::SigningKeys,
     transport::{
         AttemptReport, HttpSender, OutboundRequest, TransportError,
@@ -51,7 +63,25 @@ struct Shared {
     policy: RetryPolicy,
     metrics: Metrics,
     completions: mpsc::Sender<Work>,
+    hand_over: HandOverTo,
     running: Mutex<Running>,
+}
+
+/// What passing a slot to a destination's next delivery needs.
+#[derive(Clone)]
+pub(super) struct HandOverTo {
+    /// Where the next delivery is leased.
+    pub store: Store,
+    /// The global permits: only while some are free (permits are not
+    /// scarce) does a slot stay with its destination; otherwise it goes
+    /// back to be shared fairly by a claim.
+    pub permits: Arc<Semaphore>,
+    /// What this replica has in flight per destination.
+    pub in_flight: InFlight,
+    /// How long a lease lasts.
+    pub lease: Duration,
+    /// Every destination's policy unless it sets its own.
+    pub defaults: Policy,
 }
 
 /// The attempt tasks, and the leases they hold so that shutdown can give
@@ -76,12 +106,14 @@ impl Executors {
         policy: RetryPolicy,
         metrics: Metrics,
         completions: mpsc::Sender<Work>,
+        hand_over: HandOverTo,
     ) -> Self {
         let shared = Shared {
             sender,
             policy,
             metrics,
             completions,
+            hand_over,
             running: Mutex::default(),
         };
         Self {
@@ -90,8 +122,9 @@ impl Executors {
     }
 
     /// Starts the attempt on `delivery`, which holds `permit` and `slot`
-    /// until its completion is handed to the completer; refused once
-    /// [`Executors::drain`] has begun.
+    /// until its completion is handed to the completer (or passes them to
+    /// the destination's next delivery); refused once [`Executors::drain`]
+    /// has begun.
     pub(super) fn start(
         &self,
         delivery: ClaimedDelivery,
@@ -101,33 +134,61 @@ impl Executors {
     ) -> Result<(), Draining> {
         let lease = delivery.lease();
         let destination = delivery.destination_ref();
-        let span = tracing::info_span!(
-            "attempt",
-            delivery_id = %delivery.id,
-            tenant = %delivery.tenant_id,
-            attempt = delivery.attempt_number,
-        );
         let shared = Arc::clone(&self.shared);
-        let attempt = async move {
-            let in_flight = shared.metrics.in_flight();
-            let completion = execute(
-                &shared.sender,
-                &shared.policy,
-                &shared.metrics,
-                delivery,
-                signing,
-            )
-            .await;
-            drop(in_flight);
-            // The completer outlives every executor, so this only fails if it
-            // panicked; the lease then expires and the attempt is retried.
-            let handed = shared
-                .completions
-                .send(Work::Attempt(completion))
-                .await
-                .is_ok();
-            lock(&shared.running).leases.remove(&lease);
-            slot.finished(handed);
+        let attempts = async move {
+            let mut delivery = delivery;
+            let mut slot = slot;
+            loop {
+                let span = attempt_span(&delivery);
+                let lease = delivery.lease();
+                let may_hand_over = delivery.may_hand_over;
+                let threshold = delivery.failure_threshold;
+                let completion = shared
+                    .attempt(delivery, Arc::clone(&signing))
+                    .instrument(span)
+                    .await;
+                let succeeded = completion.decision == Decision::Succeeded;
+                slot.recording();
+                // The completer outlives every executor, so this only fails if
+                // it panicked; the lease then expires and the attempt is
+                // retried.
+                let handed = shared
+                    .completions
+                    .send(Work::Attempt(completion))
+                    .await
+                    .is_ok();
+                let next = if handed && succeeded && may_hand_over {
+                    shared.next_for(&slot, threshold).await
+                } else {
+                    None
+                };
+                // Whether the next delivery goes ahead: not once shutdown has
+                // begun (it is given back at once, its attempt uncounted).
+                let (next, unstarted) = {
+                    let mut running = lock(&shared.running);
+                    running.leases.remove(&lease);
+                    match next {
+                        Some(next) if !running.draining => {
+                            running.leases.insert(next.lease(), next.destination_ref());
+                            (Some(next), None)
+                        }
+                        Some(next) => (None, Some((next.lease(), next.destination_ref()))),
+                        None => (None, None),
+                    }
+                };
+                if let Some(next) = next {
+                    slot.pass_to(next.lease());
+                    delivery = next;
+                    continue;
+                }
+                slot.finished();
+                if let Some(unstarted) = unstarted
+                    && let Err(error) = shared.hand_over.store.release(&[unstarted], true).await
+                {
+                    tracing::warn!(%error, "could not give back a delivery; its lease will expire");
+                }
+                break;
+            }
             drop(permit);
         };
         let mut running = lock(&self.shared.running);
@@ -142,7 +203,7 @@ impl Executors {
                 tracing::error!(%error, "an attempt task failed");
             }
         }
-        running.tasks.spawn(attempt.instrument(span));
+        running.tasks.spawn(attempts);
         Ok(())
     }
 
@@ -167,6 +228,49 @@ impl Executors {
         while tasks.join_next().await.is_some() {}
         lock(&self.shared.running).leases.drain().collect()
     }
+}
+
+impl Shared {
+    /// One attempt on `delivery`, counted in flight while it runs.
+    async fn attempt(&self, delivery: ClaimedDelivery, signing: Arc<SigningKeys>) -> Completion {
+        let _in_flight = self.metrics.in_flight();
+        execute(&self.sender, &self.policy, &self.metrics, delivery, signing).await
+    }
+
+    /// The destination's next due delivery for `slot`, whose attempt just
+    /// succeeded, if permits are not scarce and the
+    /// destination takes it (see [`Store::hand_over`]).
+    async fn next_for(&self, slot: &Slot, failure_threshold: u32) -> Option<ClaimedDelivery> {
+        let hand_over = &self.hand_over;
+        if hand_over.permits.available_permits() == 0 || lock(&self.running).draining {
+            return None;
+        }
+        let destination = slot.destination();
+        let request = HandOver {
+            destination,
+            lease: hand_over.lease,
+            defaults: &hand_over.defaults,
+            in_flight: hand_over.in_flight.sending_at(destination),
+            failure_threshold,
+        };
+        match hand_over.store.hand_over(&request).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(%error, "passing a slot to the destination's next delivery failed; a claim will take it");
+                None
+            }
+        }
+    }
+}
+
+/// The span of one attempt.
+fn attempt_span(delivery: &ClaimedDelivery) -> tracing::Span {
+    tracing::info_span!(
+        "attempt",
+        delivery_id = %delivery.id,
+        tenant = %delivery.tenant_id,
+        attempt = delivery.attempt_number,
+    )
 }
 
 fn lock(running: &Mutex<Running>) -> MutexGuard<'_, Running> {
@@ -319,6 +423,7 @@ mod tests {
             destination: "http://127.0.0.1:9".into(),
             probe: false,
             failure_threshold: 10,
+            may_hand_over: false,
             attempt_number,
             max_attempts: 3,
             deadline_at_ms,

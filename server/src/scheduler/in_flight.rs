@@ -6,7 +6,7 @@
 //!   until one of this replica's attempts there finishes, which wakes the
 //!   claimer; when none of them is there (it is full of other replicas'
 //!   attempts, whose finishing does not wake this one), for
-//!   [`OTHERS_BACKSTOP`];
+//!   [`RECHECK_FULL`];
 //! - an attempt that finished but whose result the completer has not yet
 //!   written still holds a lease in the database: claims are told, so the
 //!   slot it used is free at once instead of after the write.
@@ -22,8 +22,9 @@ use crate::{
     store::records::{DestinationRef, Lease},
 };
 
-/// How long a claim skips a destination full of other replicas' attempts.
-pub const OTHERS_BACKSTOP: Duration = Duration::from_millis(50);
+/// How long a claim skips a destination it found full of other replicas'
+/// attempts, or full while one of this replica's slots there passed on.
+pub const RECHECK_FULL: Duration = Duration::from_millis(50);
 
 /// Destinations whose latest finish is remembered (the most recent ones).
 const FINISHES_KEPT: usize = 4096;
@@ -46,8 +47,33 @@ struct State {
     unrecorded: HashMap<DestinationRef, Vec<Lease>>,
     /// Counts every attempt finished on this replica.
     epoch: u64,
-    /// The epoch of the latest attempt finished at each destination.
-    last_finished: HashMap<DestinationRef, u64>,
+    /// The epochs of the latest attempt finished, and of the latest slot
+    /// passed on, at each destination.
+    latest: HashMap<DestinationRef, Latest>,
+}
+
+impl State {
+    /// The latest finish and pass at `destination`, kept for the most
+    /// recent destinations only.
+    fn latest_at(&mut self, destination: &DestinationRef) -> &mut Latest {
+        if self.latest.len() >= FINISHES_KEPT && !self.latest.contains_key(destination) {
+            // Claims are short: an epoch this far back is older than any
+            // claim still in flight, and tells none of them anything.
+            let horizon = self.epoch.saturating_sub(FINISHES_KEPT as u64);
+            self.latest
+                .retain(|_, latest| latest.finished.max(latest.passed) > horizon);
+        }
+        self.latest.entry(destination.clone()).or_default()
+    }
+}
+
+/// When a destination last saw one of this replica's slots end or pass on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Latest {
+    /// The epoch of the latest attempt finished there (its slot freed).
+    finished: u64,
+    /// The epoch of the latest slot passed to the next delivery there.
+    passed: u64,
 }
 
 /// What a claim is told when it starts, and the epoch it started at.
@@ -99,19 +125,21 @@ impl InFlight {
     /// again at once.
     pub fn saturated(&self, destination: &DestinationRef, epoch: u64) {
         let mut state = self.lock();
-        if state
-            .last_finished
-            .get(destination)
-            .is_some_and(|finished| *finished > epoch)
-        {
+        let latest = state.latest.get(destination).copied().unwrap_or_default();
+        if latest.finished > epoch {
             drop(state);
             self.wakeup.raise_local();
             return;
         }
-        let until = if state.sending.contains_key(destination) {
+        // A slot passed on while the claim counted may have been counted
+        // twice (the lease it left and the one it took), so "full" may be
+        // one short of the truth: looked at again shortly rather than left
+        // until an attempt there finishes, which a destination busy with
+        // hand-overs may not do for long.
+        let until = if state.sending.contains_key(destination) && latest.passed <= epoch {
             None
         } else {
-            Some(Instant::now() + OTHERS_BACKSTOP)
+            Some(Instant::now() + RECHECK_FULL)
         };
         state.full.insert(destination.clone(), until);
     }
@@ -131,6 +159,11 @@ impl InFlight {
             unrecorded: state.unrecorded.clone(),
             epoch: state.epoch,
         }
+    }
+
+    /// This replica's attempts in flight at `destination`.
+    pub fn sending_at(&self, destination: &DestinationRef) -> u32 {
+        self.lock().sending.get(destination).copied().unwrap_or(0)
     }
 
     /// The completer wrote (or gave up writing) these results.
@@ -154,25 +187,46 @@ impl InFlight {
 }
 
 impl Slot {
-    /// The attempt's result was handed to the completer (`recording`) or
-    /// will never be (the attempt was cut off): the slot is free.
-    pub fn finished(mut self, recording: bool) {
-        self.close(recording);
+    /// The destination it is a place at.
+    pub fn destination(&self) -> &DestinationRef {
+        &self.destination
     }
 
-    fn close(&mut self, recording: bool) {
+    /// The attempt's result is about to be handed to the completer: until
+    /// the completer writes it, its lease no longer counts as in flight
+    /// (say so before the hand-over, or a quick completer could write it
+    /// before it was counted and leave it counted for good).
+    pub fn recording(&self) {
+        self.in_flight
+            .lock()
+            .unrecorded
+            .entry(self.destination.clone())
+            .or_default()
+            .push(self.lease);
+    }
+
+    /// The slot passes to the destination's next delivery, on `lease`: as
+    /// many are in flight there as before.
+    pub fn pass_to(&mut self, lease: Lease) {
+        self.lease = lease;
+        let mut state = self.in_flight.lock();
+        state.epoch += 1;
+        let epoch = state.epoch;
+        state.latest_at(&self.destination).passed = epoch;
+    }
+
+    /// The attempt is over (its result handed to the completer, or cut
+    /// off): the slot is free.
+    pub fn finished(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
         if !self.open {
             return;
         }
         self.open = false;
         let mut state = self.in_flight.lock();
-        if recording {
-            state
-                .unrecorded
-                .entry(self.destination.clone())
-                .or_default()
-                .push(self.lease);
-        }
         if let Some(sending) = state.sending.get_mut(&self.destination) {
             *sending -= 1;
             if *sending == 0 {
@@ -181,15 +235,7 @@ impl Slot {
         }
         state.epoch += 1;
         let epoch = state.epoch;
-        state.last_finished.insert(self.destination.clone(), epoch);
-        if state.last_finished.len() > FINISHES_KEPT {
-            // Claims are short: a finish this far back is older than any
-            // claim still in flight, and tells none of them anything.
-            let horizon = epoch.saturating_sub(FINISHES_KEPT as u64);
-            state
-                .last_finished
-                .retain(|_, finished| *finished > horizon);
-        }
+        state.latest_at(&self.destination).finished = epoch;
         let was_full = state.full.remove(&self.destination).is_some();
         drop(state);
         if was_full {
@@ -201,7 +247,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         // An attempt task aborted at shutdown: its lease is given back.
-        self.close(false);
+        self.close();
     }
 }
 
@@ -245,7 +291,8 @@ mod tests {
         assert_eq!(next.skip, std::slice::from_ref(&a));
         assert_eq!(next.others_until, None, "until one of ours finishes");
         let finished = first.lease;
-        first.finished(true);
+        first.recording();
+        first.finished();
         let after = in_flight.snapshot();
         assert!(after.skip.is_empty());
         assert_eq!(after.unrecorded[&a], [finished]);
@@ -261,9 +308,34 @@ mod tests {
         let _second = in_flight.start(a.clone(), lease());
         let claim = in_flight.snapshot();
         // The claim counted `first` as in flight; it finished meanwhile.
-        first.finished(true);
+        first.recording();
+        first.finished();
         in_flight.saturated(&a, claim.epoch);
         assert!(in_flight.snapshot().skip.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_slot_passed_on_during_the_claim_has_the_destination_looked_at_again_soon() {
+        let in_flight = hints().await;
+        let a = destination("a");
+        let mut first = in_flight.start(a.clone(), lease());
+        let _second = in_flight.start(a.clone(), lease());
+        let claim = in_flight.snapshot();
+        // The claim may have counted both the lease `first` left and the
+        // one it took.
+        first.recording();
+        first.pass_to(lease());
+        in_flight.saturated(&a, claim.epoch);
+        let snapshot = in_flight.snapshot();
+        assert_eq!(snapshot.skip, std::slice::from_ref(&a));
+        assert!(snapshot.others_until.unwrap() <= Instant::now() + RECHECK_FULL);
+        assert_eq!(
+            in_flight.sending_at(&a),
+            2,
+            "a passed slot is still in flight"
+        );
+        first.finished();
+        assert_eq!(in_flight.sending_at(&a), 1);
     }
 
     #[tokio::test]
@@ -273,6 +345,6 @@ mod tests {
         in_flight.saturated(&b, in_flight.snapshot().epoch);
         let snapshot = in_flight.snapshot();
         assert_eq!(snapshot.skip, [b]);
-        assert!(snapshot.others_until.unwrap() <= Instant::now() + OTHERS_BACKSTOP);
+        assert!(snapshot.others_until.unwrap() <= Instant::now() + RECHECK_FULL);
     }
 }

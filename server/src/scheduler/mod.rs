@@ -121,7 +121,14 @@ impl Scheduler {
         );
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let keyring = Keyring::new(store.clone(), config.credential_cache);
-        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone());
+        let hand_over = executor::HandOverTo {
+            store: store.clone(),
+            permits: Arc::clone(&permits),
+            in_flight: in_flight.clone(),
+            lease: config.lease_duration,
+            defaults: config.defaults,
+        };
+        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone(), hand_over);
         let claimer = claimer::Claimer {
             keyring,
             store,

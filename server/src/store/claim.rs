@@ -122,6 +122,11 @@ WHERE x.tenant_id = $1 AND x.destination = $2 AND x.state = 'pending' \
     AND x.next_attempt_at_ms <= {now} \
 ORDER BY x.next_attempt_at_ms, x.id LIMIT $3";
 
+/// The columns of a leased row that [`claimed`] reads.
+pub(super) const LEASED_COLUMNS: &str = "id, tenant_id, url, method, headers, body, content_type, \
+    attempt_count, max_attempts, destination, deadline_at_ms, traceparent, tracestate, \
+    created_at_ms";
+
 /// Leases the chosen rows (`{ids}`); one that changed since it was found
 /// (a cancel) is left out. The check is written so that no index can serve
 /// it: with statistics that lag a growing backlog, PostgreSQL otherwise
@@ -134,8 +139,7 @@ UPDATE deliveries SET \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
 WHERE id {ids} AND (CASE WHEN state = 'pending' THEN next_attempt_at_ms END) <= {now} \
-RETURNING id, tenant_id, url, method, headers, body, content_type, attempt_count, max_attempts, \
-    destination, deadline_at_ms, traceparent, tracestate, created_at_ms";
+RETURNING {columns}";
 
 /// Where destinations are parked, from `{parked}`: rows of (tenant,
 /// destination, next due, idle, rate tat).
@@ -266,29 +270,31 @@ impl Store {
                 (i, parked)
             })
             .collect();
-        let token = Uuid::new_v4();
+        let token = self.lease_token();
         let rows = self
             .lease(&txn, &looks, &parks, &chosen, token, request.lease)
             .await?;
         txn.commit().await?;
-        let openings: HashMap<(&str, &str), (bool, u32)> = looks
+        let openings: HashMap<(&str, &str), &Look> = looks
             .iter()
             .map(|look| {
                 let key = (
                     look.candidate.tenant_id.as_str(),
                     look.candidate.destination.as_str(),
                 );
-                let threshold = look.candidate.policy.circuit.failure_threshold;
-                (key, (look.opening.probe, threshold))
+                (key, look)
             })
             .collect();
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut delivery = claimed(row, token)?;
             let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
-            let (probe, threshold) = openings.get(&key).copied().unwrap_or((false, u32::MAX));
-            delivery.probe = probe;
-            delivery.failure_threshold = threshold;
+            if let Some(look) = openings.get(&key) {
+                delivery.probe = look.opening.probe;
+                delivery.failure_threshold = look.candidate.policy.circuit.failure_threshold;
+                delivery.may_hand_over =
+                    !look.opening.probe && look.candidate.policy.rate_limit.is_none();
+            }
             deliveries.push(delivery);
         }
         let saturated = looks
@@ -507,7 +513,9 @@ impl Store {
                 ];
                 let sql = format!(
                     "WITH {PARKED_POSTGRES}, park AS ({PARK}) {}",
-                    LEASE.replace("{ids}", "= ANY($3::uuid[])")
+                    LEASE
+                        .replace("{ids}", "= ANY($3::uuid[])")
+                        .replace("{columns}", LEASED_COLUMNS)
                 );
                 Ok(txn.query_all_raw(self.statement(&sql, values)).await?)
             }
@@ -533,7 +541,9 @@ impl Store {
                 let mut values: Vec<Value> = vec![token.into(), millis(lease).into()];
                 values.extend(chosen.iter().map(|id| Value::from(*id)));
                 let ids = format!("IN {}", list(chosen.len(), 3));
-                let sql = LEASE.replace("{ids}", &ids);
+                let sql = LEASE
+                    .replace("{ids}", &ids)
+                    .replace("{columns}", LEASED_COLUMNS);
                 Ok(txn.query_all_raw(self.statement(&sql, values)).await?)
             }
         }
@@ -664,7 +674,9 @@ fn clamp(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
+/// A leased row as a claimed delivery (its destination's policy filled in
+/// by the caller).
+pub(super) fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
         id: row.try_get_by_index(0)?,
         tenant_id: row.try_get_by_index(1)?,
@@ -680,6 +692,7 @@ fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, Stor
         destination: row.try_get_by_index(9)?,
         probe: false,
         failure_threshold: u32::MAX,
+        may_hand_over: false,
         deadline_at_ms: row.try_get_by_index(10)?,
         lease_token,
         trace: row

@@ -20,6 +20,7 @@ mod dialect;
 mod enqueue;
 mod entity;
 mod group_commit;
+mod hand_over;
 mod health;
 mod nodelay;
 mod notify;
@@ -48,6 +49,7 @@ pub use complete::{CircuitChange, DestinationChange};
 pub use destination_admin::DestinationPage;
 use dialect::Dialect;
 pub use group_commit::GroupCommit;
+pub use hand_over::HandOver;
 pub use notify::{Channel, Listener};
 pub use read::PageCursor;
 pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
@@ -235,6 +237,25 @@ impl Store {
             Some(gate) => Some(Arc::clone(gate).lock_owned().await),
             None => None,
         }
+    }
+
+    /// A new lease token, its first half this store's own (see
+    /// [`Store::own_leases`]).
+    fn lease_token(&self) -> uuid::Uuid {
+        let (own, _) = self.origin.as_u64_pair();
+        let (_, random) = uuid::Uuid::new_v4().as_u64_pair();
+        uuid::Uuid::from_u64_pair(own, random)
+    }
+
+    /// The first and last lease token this store can hand out: its leases
+    /// told apart from other replicas' in one comparison (tokens compare
+    /// byte by byte on both databases).
+    fn own_leases(&self) -> (uuid::Uuid, uuid::Uuid) {
+        let (own, _) = self.origin.as_u64_pair();
+        (
+            uuid::Uuid::from_u64_pair(own, 0),
+            uuid::Uuid::from_u64_pair(own, u64::MAX),
+        )
     }
 
     fn backend(&self) -> DbBackend {

@@ -226,6 +226,10 @@ pub struct ClaimedDelivery {
     pub probe: bool,
     /// The destination's consecutive failures that open its circuit.
     pub failure_threshold: u32,
+    /// The destination has no rate limit, so once this attempt succeeds its
+    /// slot may pass straight to the destination's next due delivery
+    /// ([`Store::hand_over`](crate::store::Store::hand_over)).
+    pub may_hand_over: bool,
     /// This attempt's number (the claim counted it).
     pub attempt_number: u32,
     /// Most attempts to make.

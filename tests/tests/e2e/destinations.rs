@@ -2,7 +2,9 @@
 //! and its rate, FIFO; a failing one is probed, not hammered, and its
 //! waiting deliveries use no attempts; a receiver that asks to slow down
 //! slows its whole destination; one that fails for too long is disabled;
-//! one tenant's flood does not hold up another; and on PostgreSQL two
+//! one tenant's flood does not hold up another; a busy destination's
+//! slots, passed from each delivery to the next, keep to its limit and
+//! heed a lowered limit or a pause; and on PostgreSQL two
 //! replicas share every limit and the circuit.
 
 use std::{collections::HashMap, time::Duration};
@@ -28,6 +30,8 @@ on_both_backends!(
     a_receiver_asking_to_slow_down_holds_its_whole_destination,
     a_destination_failing_too_long_is_disabled,
     one_tenants_flood_does_not_hold_up_another,
+    a_busy_destination_stays_within_its_limit_as_slots_pass_on,
+    a_lowered_limit_and_a_pause_reach_slots_that_pass_on,
 );
 
 /// Enqueues `count` deliveries to `url` in one batch; their ids in order.
@@ -68,6 +72,13 @@ fn most_within(requests: &[Recorded], window: Duration) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// The SDK on `herald`.
+async fn sdk(herald: &TestHerald) -> Client {
+    Client::connect(format!("http://{}", herald.addr()))
+        .await
+        .expect("connect")
 }
 
 /// Reads outcomes from `stream` until one of `kind` arrives; returns all
@@ -131,6 +142,107 @@ async fn a_destination_never_has_more_than_its_limit_in_flight(backend: Backend)
             position.abs_diff(index) < 3,
             "delivery {index} arrived {position}th: {arrived:?}"
         );
+    }
+    herald.stop().await;
+}
+
+/// A receiver busy for a while with each request keeps every slot of its
+/// destination going from one delivery to the next: never more than the
+/// limit open at once, each sent once, FIFO within the limit's width.
+async fn a_busy_destination_stays_within_its_limit_as_slots_pass_on(backend: Backend) {
+    let Some(herald) = TestHerald::start_with(backend, |c| c.destination_concurrency = 3).await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.slow("/busy", Duration::from_millis(15));
+    let ids_in_order = enqueue(&herald, &receiver.url("/busy"), 60, 1).await;
+    for id in &ids_in_order {
+        let delivery = herald.wait_terminal(id).await;
+        assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
+        assert_eq!(delivery.attempt_count, 1);
+    }
+    let arrived = receiver.requests("/busy");
+    assert_eq!(arrived.len(), 60, "each sent once");
+    let most = arrived.iter().map(|request| request.open).max().unwrap();
+    assert!(most <= 3, "{most} open at once with a limit of 3");
+    let arrived = ids(&arrived);
+    for (position, id) in arrived.iter().enumerate() {
+        let index = ids_in_order.iter().position(|x| x == id).unwrap();
+        assert!(
+            position.abs_diff(index) < 3,
+            "delivery {index} arrived {position}th: {arrived:?}"
+        );
+    }
+    herald.stop().await;
+}
+
+/// A busy destination's slots pass from delivery to delivery without a
+/// claim; an operator lowering its limit or pausing it still takes effect
+/// at the next pass.
+async fn a_lowered_limit_and_a_pause_reach_slots_that_pass_on(backend: Backend) {
+    let Some(herald) = TestHerald::start_with(backend, |c| c.destination_concurrency = 3).await
+    else {
+        return;
+    };
+    let client = sdk(&herald).await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/busy");
+    receiver.slow("/busy", Duration::from_millis(150));
+    let ids_in_order = enqueue(&herald, &url, 24, 1).await;
+    receiver.wait_for("/busy", 3).await;
+    client
+        .set_destination_policy(&url)
+        .max_in_flight(1)
+        .send()
+        .await
+        .expect("lower the limit");
+    // The three in flight when it was lowered finish; from then on, one
+    // at a time.
+    let arrived = receiver.wait_for("/busy", 9).await;
+    for request in &arrived[6..] {
+        assert_eq!(request.open, 1, "one at a time once the limit is 1");
+    }
+    client
+        .pause_destination(&url, "deploy")
+        .await
+        .expect("pause");
+    let at_pause = ids(&receiver.requests("/busy"));
+    // What was in flight finishes (and may have passed on as the pause
+    // landed); a delivery elsewhere then gives the slot and the claimer
+    // time to act on the pause.
+    for id in &at_pause {
+        herald.wait_terminal(id).await;
+    }
+    let other = Receiver::start().await;
+    let marker = herald.post(other.url("/marker"), b"{}").await;
+    herald.wait_terminal(&marker).await;
+    // One may have passed on as the pause landed: it too finishes, and
+    // passes on to nothing.
+    for id in ids(&receiver.requests("/busy")) {
+        herald.wait_terminal(&id).await;
+    }
+    let marker = herald.post(other.url("/marker"), b"{}").await;
+    herald.wait_terminal(&marker).await;
+    let sent = ids(&receiver.requests("/busy"));
+    assert!(
+        sent.len() <= at_pause.len() + 1,
+        "{} sent after the pause",
+        sent.len() - at_pause.len()
+    );
+    for id in ids_in_order.iter().filter(|id| !sent.contains(id)) {
+        assert_eq!(
+            herald.get(id).await.attempt_count,
+            0,
+            "waiting uses no attempts"
+        );
+    }
+    client.resume_destination(&url).await.expect("resume");
+    let arrived = receiver.wait_for("/busy", 24).await;
+    assert!(arrived[6..].iter().all(|request| request.open == 1));
+    for id in &ids_in_order {
+        let delivery = herald.wait_terminal(id).await;
+        assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
     }
     herald.stop().await;
 }
@@ -374,9 +486,9 @@ async fn one_tenants_flood_does_not_hold_up_another(backend: Backend) {
     herald.stop().await;
 }
 
-/// Two replicas against one receiver that holds its requests: together
-/// they never have more in flight than the destination's limit, and
-/// together they keep to its rate.
+/// Two replicas against one receiver that holds its requests, then one
+/// that is merely busy: together they never have more in flight than the
+/// destination's limit, and together they keep to its rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_a_destinations_limits() {
     let Some(db) = TestDb::create(Backend::Postgres).await else {
@@ -412,6 +524,18 @@ async fn two_replicas_share_a_destinations_limits() {
     held.open_gate();
     let arrived = held.wait_for("/held", via_a.len() + via_b.len()).await;
     assert_eq!(arrived.len(), 12, "each sent once");
+    // Busy, not held: both replicas pass their slots from delivery to
+    // delivery, each telling its own leases from the other's.
+    let busy = Receiver::start().await;
+    busy.slow("/busy", Duration::from_millis(10));
+    let url = busy.url("/busy");
+    tokio::join!(
+        enqueue_many(&client_a, &url, 40, 2),
+        enqueue_many(&client_b, &url, 40, 2)
+    );
+    let arrived = busy.wait_for("/busy", 80).await;
+    let most = arrived.iter().map(|request| request.open).max().unwrap();
+    assert!(most <= 3, "{most} open at once across replicas, limit 3");
     drop((a, b));
 
     let limited = settings(&[("HERALD_DESTINATION_RATE_LIMIT", "5/s")]);
