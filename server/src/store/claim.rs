@@ -22,7 +22,10 @@
 //! the commit. PostgreSQL does steps 2 to 4 in two statements; SQLite,
 //! in process and with one writer, in a few small ones per destination.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value,
@@ -128,7 +131,7 @@ pub(super) const LEASED_COLUMNS: &str = "id, tenant_id, url, method, headers, bo
     created_at_ms";
 
 /// Leases the chosen rows (`{ids}`); one that changed since it was found
-/// (a cancel) is left out. The check is written so that no index can serve
+/// (a cancel, or a slot passed on to it) is left out. The check is written so that no index can serve
 /// it: with statistics that lag a growing backlog, PostgreSQL otherwise
 /// read every due row of the destination index to find these few, instead
 /// of looking each up by its key (measured: 20-40 ms a claim at 20,000 due).
@@ -140,6 +143,17 @@ UPDATE deliveries SET \
     updated_at_ms = {now} \
 WHERE id {ids} AND (CASE WHEN state = 'pending' THEN next_attempt_at_ms END) <= {now} \
 RETURNING {columns}";
+
+/// PostgreSQL: the chosen rows, locked unless another transaction holds
+/// one (a slot passed on to it, its result being recorded), which is left
+/// to it. Updating a row another transaction changed would lock it even
+/// though the check then leaves it out, and a claim that held such a row
+/// while waiting for a completer that wanted it was a deadlock: a claim
+/// never waits for a row.
+const LOCK_CHOSEN_POSTGRES: &str = "IN ( \
+    SELECT l.id FROM deliveries l WHERE l.id = ANY($3::uuid[]) \
+        AND (CASE WHEN l.state = 'pending' THEN l.next_attempt_at_ms END) <= {now} \
+    FOR UPDATE SKIP LOCKED)";
 
 /// Where destinations are parked, from `{parked}`: rows of (tenant,
 /// destination, next due, idle, rate tat).
@@ -274,6 +288,8 @@ impl Store {
         let rows = self
             .lease(&txn, &looks, &parks, &chosen, token, request.lease)
             .await?;
+        let passed_over = passed_over(&looks, &rows, now_ms)?;
+        self.wake(&txn, &passed_over).await?;
         txn.commit().await?;
         let openings: HashMap<(&str, &str), &Look> = looks
             .iter()
@@ -514,7 +530,7 @@ impl Store {
                 let sql = format!(
                     "WITH {PARKED_POSTGRES}, park AS ({PARK}) {}",
                     LEASE
-                        .replace("{ids}", "= ANY($3::uuid[])")
+                        .replace("{ids}", LOCK_CHOSEN_POSTGRES)
                         .replace("{columns}", LEASED_COLUMNS)
                 );
                 Ok(txn.query_all_raw(self.statement(&sql, values)).await?)
@@ -632,6 +648,31 @@ fn deal(looks: &mut [Look], limit: usize, share: u32) -> Vec<Uuid> {
         look.found.more_due = look.due.len() > look.found.taken as usize;
     }
     chosen
+}
+
+/// The destinations of rows chosen but not leased (another transaction
+/// held one, or it changed), to be woken at `now_ms`: each was parked as if
+/// all its chosen rows were taken, and a row let go unchanged must not
+/// wait for the destination's next look.
+fn passed_over(looks: &[Look], rows: &[QueryResult], now_ms: i64) -> Result<Vec<Wake>, StoreError> {
+    let leased = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<Uuid>(0))
+        .collect::<Result<HashSet<Uuid>, _>>()?;
+    Ok(looks
+        .iter()
+        .filter(|look| {
+            look.due
+                .iter()
+                .take(look.found.taken as usize)
+                .any(|id| !leased.contains(id))
+        })
+        .map(|look| Wake {
+            destination: destination_of(&look.candidate),
+            at_ms: Some(now_ms),
+            after: Duration::ZERO,
+        })
+        .collect())
 }
 
 /// `AND (tenant_id, destination) NOT IN (...)`, its values appended.

@@ -17,7 +17,7 @@ use herald_server::{
     },
 };
 use herald_tests::{Backend, TestDb, on_both_backends};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use sea_orm::{ConnectionTrait, Database, Statement, TransactionTrait};
 use uuid::Uuid;
 
 on_both_backends!(
@@ -499,6 +499,40 @@ async fn an_interrupted_keyed_index_build_is_redone() {
     assert!(valid, "the leftover was replaced by a valid index");
     schema.close().await.expect("close");
     keys_name_one_delivery(&store).await;
+    store.close().await.unwrap();
+}
+
+/// A claim leaves a due row another transaction holds (a slot passing on
+/// to it, its result being recorded) to that transaction instead of
+/// waiting for it: a claim that waited while holding rows a completer
+/// wanted was a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_never_waits_for_a_row_another_transaction_holds() {
+    let Some((db, store)) = store(Backend::Postgres).await else {
+        return;
+    };
+    let held = enqueue(&store, delivery(1)).await.id;
+    let free = enqueue(&store, delivery(2)).await.id;
+    let other = Database::connect(db.url()).await.expect("connect");
+    let holder = other.begin().await.expect("begin");
+    holder
+        .execute_unprepared(&format!(
+            "SELECT id FROM deliveries WHERE id = '{held}' FOR UPDATE"
+        ))
+        .await
+        .expect("lock the row");
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claim(&store, 10, LEASE))
+        .await
+        .expect("the claim waited for a row another transaction holds");
+    let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [free], "the held row is left to its holder");
+    // Let go unchanged: its destination is due again at once, not at its
+    // next look.
+    holder.rollback().await.expect("rollback");
+    let claimed = claim(&store, 10, LEASE).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, held, "and claimed once let go");
+    other.close().await.expect("close");
     store.close().await.unwrap();
 }
 
