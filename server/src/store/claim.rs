@@ -291,25 +291,30 @@ impl Store {
         let passed_over = passed_over(&looks, &rows, now_ms)?;
         self.wake(&txn, &passed_over).await?;
         txn.commit().await?;
-        let openings: HashMap<(&str, &str), &Look> = looks
+        let openings: HashMap<(&str, &str), (&Look, &Park)> = looks
             .iter()
-            .map(|look| {
+            .zip(&parks)
+            .map(|(look, (_, parked))| {
                 let key = (
                     look.candidate.tenant_id.as_str(),
                     look.candidate.destination.as_str(),
                 );
-                (key, look)
+                (key, (look, parked))
             })
             .collect();
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut delivery = claimed(row, token)?;
             let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
-            if let Some(look) = openings.get(&key) {
+            if let Some((look, parked)) = openings.get(&key) {
                 delivery.probe = look.opening.probe;
                 delivery.failure_threshold = look.candidate.policy.circuit.failure_threshold;
-                delivery.may_hand_over =
-                    !look.opening.probe && look.candidate.policy.rate_limit.is_none();
+                // Only a destination this claim filled to its limit, with
+                // more waiting, is worth a statement per delivery: where
+                // there is room, claims take its rows many at a time.
+                delivery.may_hand_over = parked.saturated
+                    && !look.opening.probe
+                    && look.candidate.policy.rate_limit.is_none();
             }
             deliveries.push(delivery);
         }
