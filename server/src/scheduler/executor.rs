@@ -8,7 +8,7 @@
 //! claimer, and keeps track of them for shutdown. When an attempt succeeds
 //! at a destination without a rate limit, and permits are not scarce, its
 //! task takes the destination's next due delivery at once
-//! ([`Store::hand_over`]) instead of handing its slot back for a claim.
+//! ([`HandOvers`]) instead of handing its slot back for a claim.
 //!
 //! Two checks come before sending: a delivery past its deadline is
 //! dead-lettered unsent, and so is one whose claims ran past its attempt
@@ -22,24 +22,16 @@ use std::{
 };
 
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, mpsc},
     task::JoinSet,
 };
 use tracing::Instrument;
 
-use super::{
-    completer::Work,
-    in_flight::{InFlight, Slot},
-    retry::RetryPolicy,
-};
+use super::{completer::Work, hand_over::HandOvers, in_flight::Slot, retry::RetryPolicy};
 use crate::{
-    destinations::policy::Policy,
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
-    store::{
-        HandOver, Store,
-        records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
-    },
+    store::records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
     tenants::SigningKeys,
     transport::{
         AttemptReport, HttpSender, OutboundRequest, TransportError,
@@ -63,25 +55,8 @@ struct Shared {
     policy: RetryPolicy,
     metrics: Metrics,
     completions: mpsc::Sender<Work>,
-    hand_over: HandOverTo,
+    hand_overs: Arc<HandOvers>,
     running: Mutex<Running>,
-}
-
-/// What passing a slot to a destination's next delivery needs.
-#[derive(Clone)]
-pub(super) struct HandOverTo {
-    /// Where the next delivery is leased.
-    pub store: Store,
-    /// The global permits: only while some are free (permits are not
-    /// scarce) does a slot stay with its destination; otherwise it goes
-    /// back to be shared fairly by a claim.
-    pub permits: Arc<Semaphore>,
-    /// What this replica has in flight per destination.
-    pub in_flight: InFlight,
-    /// How long a lease lasts.
-    pub lease: Duration,
-    /// Every destination's policy unless it sets its own.
-    pub defaults: Policy,
 }
 
 /// The attempt tasks, and the leases they hold so that shutdown can give
@@ -106,14 +81,14 @@ impl Executors {
         policy: RetryPolicy,
         metrics: Metrics,
         completions: mpsc::Sender<Work>,
-        hand_over: HandOverTo,
+        hand_overs: Arc<HandOvers>,
     ) -> Self {
         let shared = Shared {
             sender,
             policy,
             metrics,
             completions,
-            hand_over,
+            hand_overs,
             running: Mutex::default(),
         };
         Self {
@@ -183,7 +158,7 @@ impl Executors {
                 }
                 slot.finished();
                 if let Some(unstarted) = unstarted
-                    && let Err(error) = shared.hand_over.store.release(&[unstarted], true).await
+                    && let Err(error) = shared.hand_overs.store.release(&[unstarted], true).await
                 {
                     tracing::warn!(%error, "could not give back a delivery; its lease will expire");
                 }
@@ -238,28 +213,14 @@ impl Shared {
     }
 
     /// The destination's next due delivery for `slot`, whose attempt just
-    /// succeeded, if permits are not scarce and the
-    /// destination takes it (see [`Store::hand_over`]).
+    /// succeeded, unless shutdown has begun (see [`HandOvers`]).
     async fn next_for(&self, slot: &Slot, failure_threshold: u32) -> Option<ClaimedDelivery> {
-        let hand_over = &self.hand_over;
-        if hand_over.permits.available_permits() == 0 || lock(&self.running).draining {
+        if lock(&self.running).draining {
             return None;
         }
-        let destination = slot.destination();
-        let request = HandOver {
-            destination,
-            lease: hand_over.lease,
-            defaults: &hand_over.defaults,
-            in_flight: hand_over.in_flight.sending_at(destination),
-            failure_threshold,
-        };
-        match hand_over.store.hand_over(&request).await {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::warn!(%error, "passing a slot to the destination's next delivery failed; a claim will take it");
-                None
-            }
-        }
+        self.hand_overs
+            .next_for(slot.destination(), failure_threshold)
+            .await
     }
 }
 

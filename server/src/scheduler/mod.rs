@@ -5,8 +5,10 @@
 //!   executor task per delivery, with hints of what this replica has in
 //!   flight ([`in_flight`]);
 //! - [`executor`] sends one attempt through `transport` and decides, with
-//!   [`retry`], what follows; it never writes to the database. Each
-//!   attempt is a task of its own, tracked for shutdown;
+//!   [`retry`], what follows; it never writes results to the database.
+//!   Each attempt is a task of its own, tracked for shutdown; at a full
+//!   destination, a task whose attempt succeeded takes the destination's
+//!   next delivery itself ([`hand_over`]);
 //! - [`completer`] persists results in batches, fenced by lease token,
 //!   with what they change at their destinations (circuits, holds), and
 //!   publishes the committed outcomes to the feed;
@@ -22,10 +24,14 @@
 mod claimer;
 mod completer;
 mod executor;
+mod hand_over;
 mod in_flight;
 pub mod retry;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     sync::{Semaphore, mpsc, oneshot},
@@ -34,7 +40,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::{completer::Work, executor::Executors, in_flight::InFlight};
+use self::{completer::Work, executor::Executors, hand_over::HandOvers, in_flight::InFlight};
 use crate::{
     destinations::{Upkeep, health::Health, policy::Policy},
     metrics::Metrics,
@@ -121,14 +127,15 @@ impl Scheduler {
         );
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let keyring = Keyring::new(store.clone(), config.credential_cache);
-        let hand_over = executor::HandOverTo {
+        let hand_overs = Arc::new(HandOvers {
             store: store.clone(),
             permits: Arc::clone(&permits),
             in_flight: in_flight.clone(),
             lease: config.lease_duration,
             defaults: config.defaults,
-        };
-        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone(), hand_over);
+            desks: Mutex::default(),
+        });
+        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone(), hand_overs);
         let claimer = claimer::Claimer {
             keyring,
             store,

@@ -1,18 +1,18 @@
-//! Hand-over: an attempt that succeeded passes its slot straight to its
-//! destination's next due delivery, leased in one statement, without a
+//! Hand-over: attempts that succeeded pass their slots straight to their
+//! destination's next due deliveries, leased in one statement, without a
 //! claim.
 //!
 //! A claim costs a few round trips and locks the destination's row; a
 //! destination with a small in-flight limit and a backlog would otherwise
 //! wait that long between every attempt (16 in flight at 20 ms each could
 //! never reach 800/s). The hand-over keeps the destination's count in
-//! flight as it was (one attempt ends, one starts), so it never lets a
+//! flight as it was (for each attempt that ends, one starts), so it never lets a
 //! destination exceed its limit, and it checks in the same statement that
 //! the destination still takes deliveries: active, circuit closed, not
 //! asked to hold off, no rate limit (a rate-limited destination's every
 //! request goes through a claim, which debits its limiter), and no more in
 //! flight than its limit (which an operator may have lowered). FIFO holds:
-//! it takes the oldest due row the claims have not locked.
+//! it takes the oldest due rows the claims have not locked.
 //!
 //! The count is exact for this replica: every lease it hands out carries
 //! its own prefix ([`Store::own_leases`]), so the statement counts only
@@ -33,7 +33,7 @@ use super::{
 };
 use crate::destinations::policy::Policy;
 
-/// Leases `$3`/`$4`'s oldest due row if the destination still takes
+/// Leases `$3`/`$4`'s `$10` oldest due rows if the destination still takes
 /// deliveries and has room: other replicas' leases (outside `$7`..`$8`)
 /// and this replica's `$9` attempts within its limit; `{lock}` keeps
 /// concurrent hand-overs and claims off each other's rows.
@@ -56,41 +56,44 @@ WITH open AS ( \
         AND x.tenant_id = $3 AND x.destination = $4 AND x.state = 'pending' \
         AND x.next_attempt_at_ms <= {now} \
     ORDER BY x.next_attempt_at_ms, x.id \
-    LIMIT 1 {lock} \
+    LIMIT $10 {lock} \
 ) \
 UPDATE deliveries SET \
     attempt_count = attempt_count + 1, \
     lease_token = $1, \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
-WHERE id = (SELECT id FROM next) \
+WHERE id IN (SELECT id FROM next) \
     AND (CASE WHEN state = 'pending' THEN next_attempt_at_ms END) <= {now} \
 RETURNING {columns}";
 
 /// What a hand-over asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct HandOver<'a> {
-    /// The destination whose attempt succeeded.
+    /// The destination whose attempts succeeded.
     pub destination: &'a DestinationRef,
     /// How long the next delivery's lease lasts.
     pub lease: Duration,
     /// The configured policy, for what the destination does not override.
     pub defaults: &'a Policy,
-    /// This replica's attempts in flight at the destination, the one
-    /// that just succeeded included.
+    /// This replica's attempts in flight at the destination, those whose
+    /// slots pass on included.
     pub in_flight: u32,
+    /// The slots passing on: the most deliveries to lease.
+    pub count: u32,
     /// The destination's circuit threshold, for the next delivery.
     pub failure_threshold: u32,
 }
 
 impl Store {
-    /// The destination's next due delivery, leased for the slot an attempt
-    /// that succeeded there leaves; `None` when it has none due, or no
-    /// longer takes deliveries this way (see the module).
+    /// The destination's next due deliveries, oldest first, leased for the
+    /// slots attempts that succeeded there leave: as many as there are
+    /// slots or fewer, none when it has none due or no longer takes
+    /// deliveries this way (see the module).
     pub async fn hand_over(
         &self,
         request: &HandOver<'_>,
-    ) -> Result<Option<ClaimedDelivery>, StoreError> {
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = self.lease_token();
         let mut values: Vec<Value> = vec![
             token.into(),
@@ -107,6 +110,7 @@ impl Store {
             own_first.into(),
             own_last.into(),
             i32::try_from(request.in_flight).unwrap_or(i32::MAX).into(),
+            i64::from(request.count).into(),
         ]);
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -116,12 +120,14 @@ impl Store {
             .replace("{lock}", lock)
             .replace("{columns}", LEASED_COLUMNS);
         let _turn = self.write_turn().await;
-        let Some(row) = self.db.query_one_raw(self.statement(&sql, values)).await? else {
-            return Ok(None);
-        };
-        let mut delivery = claimed(&row, token)?;
-        delivery.failure_threshold = request.failure_threshold;
-        delivery.may_hand_over = true;
-        Ok(Some(delivery))
+        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
+        rows.iter()
+            .map(|row| {
+                let mut delivery = claimed(row, token)?;
+                delivery.failure_threshold = request.failure_threshold;
+                delivery.may_hand_over = true;
+                Ok(delivery)
+            })
+            .collect()
     }
 }
