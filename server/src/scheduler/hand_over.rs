@@ -6,9 +6,12 @@
 //! its desk, and the next statement leases one row for each of them: a
 //! destination whose receiver answers at once has many slots finishing
 //! every millisecond, and one statement each would cost the database more
-//! than the claims they replace. One statement runs per destination at a
-//! time, so this replica's count of its attempts there is exact when the
-//! statement reads it.
+//! than the claims they replace. Where the database takes two writers at
+//! once (PostgreSQL), a crowd of waiting slots starts a second statement
+//! beside the first. Either way the statement checks this replica's
+//! attempts at the destination as the scheduler counts them, which passing
+//! slots on does not change, so statements side by side cannot take the
+//! destination past its limit.
 
 use std::{
     collections::HashMap,
@@ -27,6 +30,10 @@ use crate::{
     },
 };
 
+/// Slots waiting at a destination whose statement is running that start a
+/// second one beside it, where the database takes two writers at once.
+const CROWD: usize = 4;
+
 /// Where slots pass to their destinations' next deliveries; shared by
 /// every attempt task.
 pub(super) struct HandOvers {
@@ -42,8 +49,15 @@ pub(super) struct HandOvers {
     pub lease: Duration,
     /// Every destination's policy unless it sets its own.
     pub defaults: Policy,
-    /// Slots waiting at each destination whose statement is running.
-    pub desks: Mutex<HashMap<DestinationRef, Vec<Waiting>>>,
+    /// Slots waiting at each destination with statements running.
+    pub desks: Mutex<HashMap<DestinationRef, Desk>>,
+}
+
+/// One destination's waiting slots, and its statements running.
+#[derive(Default)]
+pub(super) struct Desk {
+    waiting: Vec<Waiting>,
+    running: usize,
 }
 
 /// A slot waiting for its destination's next delivery.
@@ -64,16 +78,14 @@ impl HandOvers {
         let (reply, answer) = oneshot::channel();
         let lead = {
             let mut desks = self.desks();
-            match desks.get_mut(destination) {
-                Some(waiting) => {
-                    waiting.push(reply);
-                    false
-                }
-                None => {
-                    desks.insert(destination.clone(), vec![reply]);
-                    true
-                }
+            let desk = desks.entry(destination.clone()).or_default();
+            desk.waiting.push(reply);
+            let lead = desk.running == 0
+                || (desk.running < self.store.writers() && desk.waiting.len() >= CROWD);
+            if lead {
+                desk.running += 1;
             }
+            lead
         };
         if lead {
             tokio::spawn(Arc::clone(self).serve(destination.clone(), failure_threshold));
@@ -81,20 +93,23 @@ impl HandOvers {
         answer.await.ok().flatten()
     }
 
-    /// Runs `destination`'s statements, one for all the slots waiting at
-    /// a time, until none wait.
+    /// Runs statements for `destination`, each for all the slots waiting
+    /// when it starts, until none wait.
     async fn serve(self: Arc<Self>, destination: DestinationRef, failure_threshold: u32) {
         loop {
             let waiting = {
                 let mut desks = self.desks();
-                let Some(queue) = desks.get_mut(&destination) else {
+                let Some(desk) = desks.get_mut(&destination) else {
                     return;
                 };
-                if queue.is_empty() {
-                    desks.remove(&destination);
+                if desk.waiting.is_empty() {
+                    desk.running -= 1;
+                    if desk.running == 0 {
+                        desks.remove(&destination);
+                    }
                     return;
                 }
-                std::mem::take(queue)
+                std::mem::take(&mut desk.waiting)
             };
             let request = HandOver {
                 destination: &destination,
@@ -128,7 +143,7 @@ impl HandOvers {
         }
     }
 
-    fn desks(&self) -> MutexGuard<'_, HashMap<DestinationRef, Vec<Waiting>>> {
+    fn desks(&self) -> MutexGuard<'_, HashMap<DestinationRef, Desk>> {
         // A panic while holding this lock leaves waiting slots behind,
         // whose tasks then see their replies dropped and go back to the
         // claims.
