@@ -42,7 +42,7 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     store::{
-        Store, StoreError,
+        CircuitChange, Store, StoreError,
         records::{CancelResult, Completion, CompletionResult, DestinationRef, Lease},
     },
 };
@@ -156,6 +156,17 @@ async fn write(writer: &Writer, batch: &[Completion]) {
         ..
     } = writer;
     let changes = health.record(batch);
+    let opening: Vec<DestinationRef> = changes
+        .iter()
+        .filter(|change| {
+            matches!(
+                change.circuit,
+                Some(CircuitChange::Trip { .. } | CircuitChange::Reopen)
+            )
+        })
+        .map(|change| change.destination.clone())
+        .collect();
+    in_flight.opening(&opening);
     let leases: Vec<(DestinationRef, Lease)> = batch
         .iter()
         .map(|completion| {
@@ -183,6 +194,7 @@ async fn write(writer: &Writer, batch: &[Completion]) {
                     }
                 }
                 in_flight.recorded(&leases);
+                in_flight.opened(&opening);
                 // Circuit events are committed with the batch too.
                 if !changes.is_empty()
                     || results

@@ -7,6 +7,8 @@
 //!   claimer; when none of them is there (it is full of other replicas'
 //!   attempts, whose finishing does not wake this one), for
 //!   [`RECHECK_FULL`];
+//! - a destination whose circuit a batch of results is opening is left out
+//!   until the batch is written;
 //! - an attempt that finished but whose result the completer has not yet
 //!   written still holds a lease in the database: claims are told, so the
 //!   slot it used is free at once instead of after the write.
@@ -25,6 +27,10 @@ use crate::{
 /// How long a claim skips a destination it found full of other replicas'
 /// attempts, or full while one of this replica's slots there passed on.
 pub const RECHECK_FULL: Duration = Duration::from_millis(50);
+
+/// Longest a destination whose circuit is opening is left out of claims
+/// while the batch that opens it is written.
+pub const OPENING_HOLD: Duration = Duration::from_secs(5);
 
 /// Destinations whose latest finish is remembered (the most recent ones).
 const FINISHES_KEPT: usize = 4096;
@@ -142,6 +148,31 @@ impl InFlight {
             Some(Instant::now() + RECHECK_FULL)
         };
         state.full.insert(destination.clone(), until);
+    }
+
+    /// `destinations`' circuits are opening: a batch of results tripped
+    /// them and is being written. Claims leave them out until it is
+    /// ([`InFlight::opened`]; at most [`OPENING_HOLD`] if the write never
+    /// lands), so a receiver failing at once does not take a claim's worth
+    /// of requests more while the circuit's state reaches the database.
+    pub fn opening(&self, destinations: &[DestinationRef]) {
+        if destinations.is_empty() {
+            return;
+        }
+        let until = Instant::now() + OPENING_HOLD;
+        let mut state = self.lock();
+        for destination in destinations {
+            state.full.insert(destination.clone(), Some(until));
+        }
+    }
+
+    /// `destinations`' circuits are open in the database, which keeps
+    /// claims off them from now on.
+    pub fn opened(&self, destinations: &[DestinationRef]) {
+        let mut state = self.lock();
+        for destination in destinations {
+            state.full.remove(destination);
+        }
     }
 
     /// What the next claim should know: the destinations to leave out,
@@ -336,6 +367,18 @@ mod tests {
         );
         first.finished();
         assert_eq!(in_flight.sending_at(&a), 1);
+    }
+
+    #[tokio::test]
+    async fn a_destination_whose_circuit_is_opening_is_skipped_until_it_is_written() {
+        let in_flight = hints().await;
+        let (a, b) = (destination("a"), destination("b"));
+        in_flight.opening(std::slice::from_ref(&a));
+        let snapshot = in_flight.snapshot();
+        assert_eq!(snapshot.skip, std::slice::from_ref(&a));
+        assert!(snapshot.others_until.unwrap() <= Instant::now() + OPENING_HOLD);
+        in_flight.opened(&[a, b]);
+        assert!(in_flight.snapshot().skip.is_empty());
     }
 
     #[tokio::test]
