@@ -60,6 +60,18 @@ fn ids(requests: &[Recorded]) -> Vec<String> {
         .collect()
 }
 
+/// FIFO within a destination: no delivery of `arrived` overtakes `width`
+/// or more of those enqueued before it (`enqueued`, in order).
+fn assert_fifo_within(arrived: &[String], enqueued: &[String], width: usize) {
+    for (position, id) in arrived.iter().enumerate() {
+        let index = enqueued.iter().position(|x| x == id).unwrap();
+        assert!(
+            position.abs_diff(index) < width,
+            "delivery {index} arrived {position}th: {arrived:?}"
+        );
+    }
+}
+
 /// The most of `requests` that arrived within any one `window`.
 fn most_within(requests: &[Recorded], window: Duration) -> usize {
     let times: Vec<_> = requests.iter().map(|request| request.at).collect();
@@ -136,13 +148,7 @@ async fn a_destination_never_has_more_than_its_limit_in_flight(backend: Backend)
     // limit's width of deliveries enqueued before it.
     let arrived = ids(&held.requests("/held"));
     assert_eq!(arrived.len(), 10, "each sent once");
-    for (position, id) in arrived.iter().enumerate() {
-        let index = ids_in_order.iter().position(|x| x == id).unwrap();
-        assert!(
-            position.abs_diff(index) < 3,
-            "delivery {index} arrived {position}th: {arrived:?}"
-        );
-    }
+    assert_fifo_within(&arrived, &ids_in_order, 3);
     herald.stop().await;
 }
 
@@ -167,13 +173,7 @@ async fn a_busy_destination_stays_within_its_limit_as_slots_pass_on(backend: Bac
     let most = arrived.iter().map(|request| request.open).max().unwrap();
     assert!(most <= 3, "{most} open at once with a limit of 3");
     let arrived = ids(&arrived);
-    for (position, id) in arrived.iter().enumerate() {
-        let index = ids_in_order.iter().position(|x| x == id).unwrap();
-        assert!(
-            position.abs_diff(index) < 3,
-            "delivery {index} arrived {position}th: {arrived:?}"
-        );
-    }
+    assert_fifo_within(&arrived, &ids_in_order, 3);
     herald.stop().await;
 }
 
