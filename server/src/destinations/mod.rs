@@ -14,7 +14,10 @@
 //! - [`state`]: an operator's pause, resume and enable, and what each
 //!   takes;
 //! - [`Upkeep`]: writes that view every few seconds, disables destinations
-//!   that failed for too long, and dead-letters what no claim will send.
+//!   that failed for too long, dead-letters what no claim will send, and
+//!   now and then wakes an idle destination that has due work (an enqueue
+//!   that committed after both of a claim's empty looks, which only a
+//!   database stalling mid-commit makes possible).
 //!
 //! What is cluster-wide: the in-flight limit (counted from leases in the
 //! database), the rate limit, the circuit's state, pause and disable.
@@ -40,6 +43,9 @@ use self::health::Health;
 /// Stranded deliveries dead-lettered per transaction.
 const STRANDED_BATCH: u64 = 500;
 
+/// Every how many rounds idle destinations with due work are looked for.
+const OVERLOOKED_EVERY: u64 = 15;
+
 /// The destinations' background writer on one replica.
 pub struct Upkeep {
     /// Where health goes.
@@ -60,7 +66,7 @@ impl Upkeep {
     /// Runs every `period` until `shutdown`, and once more after it, so
     /// the last counts are written.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
+        for rounds in 1.. {
             let stop = tokio::select! {
                 () = shutdown.cancelled() => true,
                 () = tokio::time::sleep(self.period) => false,
@@ -69,6 +75,21 @@ impl Upkeep {
             if stop {
                 return;
             }
+            if rounds % OVERLOOKED_EVERY == 0 {
+                self.wake_overlooked().await;
+            }
+        }
+    }
+
+    /// Wakes idle destinations that have due deliveries no claim is going
+    /// to look at.
+    pub async fn wake_overlooked(&self) {
+        match self.store.wake_overlooked().await {
+            Ok(0) => {}
+            Ok(woken) => {
+                tracing::warn!(woken, "woke idle destinations with due deliveries");
+            }
+            Err(error) => tracing::warn!(%error, "looking for overlooked destinations failed"),
         }
     }
 

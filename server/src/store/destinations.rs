@@ -83,6 +83,26 @@ const LOOK_AGAIN: &str = "\
 UPDATE destinations SET next_due_at_ms = {now}, idle = FALSE \
 WHERE idle AND state = 'active'";
 
+/// Idle destinations with due deliveries, woken; in key order and passing
+/// over rows others hold (`{lock}`), so it never waits on a claim or a
+/// completer.
+const WAKE_OVERLOOKED: &str = "\
+WITH overlooked AS ( \
+    SELECT d.tenant_id, d.destination FROM destinations d \
+    WHERE d.idle AND d.state = 'active' \
+        AND (d.next_due_at_ms IS NULL OR d.next_due_at_ms > {now}) \
+        AND EXISTS ( \
+            SELECT 1 FROM deliveries x \
+            WHERE x.tenant_id = d.tenant_id AND x.destination = d.destination \
+                AND x.state = 'pending' AND x.next_attempt_at_ms <= {now} \
+        ) \
+    ORDER BY d.tenant_id, d.destination {lock} \
+) \
+UPDATE destinations SET next_due_at_ms = {now}, idle = FALSE \
+FROM overlooked \
+WHERE destinations.tenant_id = overlooked.tenant_id \
+    AND destinations.destination = overlooked.destination";
+
 /// A destination to wake: work there is due at `at_ms` (Unix ms), or, when
 /// that is `None`, `after` the statement's now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +129,24 @@ impl Store {
             .execute_raw(self.statement(LOOK_AGAIN, Vec::new()))
             .await?;
         Ok(())
+    }
+
+    /// Wakes every idle destination that has due deliveries: a safety net
+    /// for an enqueue whose wake-up came before a claim parked its
+    /// destination and whose commit came after the claim's second look.
+    /// Returns how many were woken.
+    pub async fn wake_overlooked(&self) -> Result<u64, StoreError> {
+        let lock = match self.dialect {
+            super::Dialect::Postgres => "FOR UPDATE OF d SKIP LOCKED",
+            super::Dialect::Sqlite => "",
+        };
+        let sql = WAKE_OVERLOOKED.replace("{lock}", lock);
+        let _turn = self.write_turn().await;
+        let result = self
+            .db
+            .execute_raw(self.statement(&sql, Vec::new()))
+            .await?;
+        Ok(result.rows_affected())
     }
 
     /// Makes sure each of `destinations` (with its host and the due time

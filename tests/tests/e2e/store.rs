@@ -30,6 +30,7 @@ on_both_backends!(
     the_last_migration_goes_down_and_up_again,
     a_claim_takes_no_more_than_a_destination_has_room_for,
     an_idle_destination_wakes_for_new_work,
+    an_idle_destination_with_due_work_is_found,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -641,5 +642,32 @@ async fn an_idle_destination_wakes_for_new_work(backend: Backend) {
     assert_eq!(claimed.len(), 1, "the enqueue woke it");
     assert_eq!(claimed[0].id, woken.id);
     raw.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// A destination parked idle while a delivery there is due (its wake-up
+/// came before the claim parked it, its commit after the claim's second
+/// look) is found by the safety net and claimed.
+async fn an_idle_destination_with_due_work_is_found(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    let id = enqueue(&store, delivery(1)).await.id;
+    let schema = Database::connect(db.url()).await.expect("connect");
+    schema
+        .execute_unprepared("UPDATE destinations SET idle = TRUE, next_due_at_ms = NULL")
+        .await
+        .expect("park it as a claim that missed the delivery would");
+    assert!(claim(&store, 10, LEASE).await.is_empty(), "overlooked");
+    assert_eq!(store.wake_overlooked().await.unwrap(), 1);
+    let claimed = claim(&store, 10, LEASE).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
+    assert_eq!(
+        store.wake_overlooked().await.unwrap(),
+        0,
+        "nothing due is left at an idle destination"
+    );
+    schema.close().await.expect("close");
     store.close().await.unwrap();
 }
