@@ -461,14 +461,23 @@ impl Config {
     }
 }
 
-/// A database URL without its password, for logs and printing.
+/// A database URL without its password, for logs, errors and printing.
+/// One that does not parse as a URL with a host loses everything between
+/// its scheme and its last `@`, which is where a password would be.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
             parsed.into()
         }
-        _ => url.to_owned(),
+        Ok(parsed) if !parsed.cannot_be_a_base() => url.to_owned(),
+        _ => {
+            let start = url.find("://").map_or(0, |scheme| scheme + 3);
+            match url.rfind('@') {
+                Some(at) if at >= start => format!("{}***{}", &url[..start], &url[at..]),
+                _ => url.to_owned(),
+            }
+        }
     }
 }
 
@@ -619,6 +628,18 @@ mod tests {
             printed.contains("postgres://herald:***@db/herald"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_loses_what_could_be_a_password() {
+        assert_eq!(
+            redact_url("postgres://herald:hunter2@db:port/herald"),
+            "postgres://***@db:port/herald"
+        );
+        assert_eq!(redact_url("herald:hunter2@db"), "***@db");
+        assert_eq!(redact_url("sqlite://herald.db"), "sqlite://herald.db");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database {url}: {source}")]
     Database {
-        /// The configured URL.
+        /// The configured URL, its password hidden.
         url: String,
         /// What failed.
         source: StoreError,
@@ -130,7 +130,7 @@ impl RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     config.validate()?;
     let database = |source| StartError::Database {
-        url: config.database_url.clone(),
+        url: crate::config::redact_url(&config.database_url),
         source,
     };
     let store = Store::connect(&config.database_url)
@@ -322,4 +322,26 @@ async fn listener_tls(config: &Config) -> Result<Option<ServerTlsConfig>, StartE
         .tls_config(tls.clone())
         .map_err(StartError::ListenerTls)?;
     Ok(Some(tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_error_at_start_hides_the_password() {
+        let config = Config {
+            database_url: "mysql://herald:hunter2@db/herald".into(),
+            ..Config::default()
+        };
+        let Err(error) = start(config).await else {
+            panic!("started on a database Herald does not run on");
+        };
+        let message = error.to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            message.contains("mysql://herald:***@db/herald"),
+            "{message}"
+        );
+    }
 }

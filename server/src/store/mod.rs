@@ -95,7 +95,8 @@ pub enum StoreError {
     /// A tenant command named a tenant that does not exist.
     #[error("no tenant is named {0:?}; `herald tenant list` shows them")]
     TenantNotFound(String),
-    /// The database URL names a backend Herald does not run on.
+    /// The database URL names a backend Herald does not run on (its
+    /// password hidden).
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
     /// A row holds a value this build cannot read.
@@ -140,8 +141,8 @@ impl Store {
     /// Connects to `url`. A SQLite file is created if missing and runs in
     /// WAL mode with full fsync, so an acknowledged enqueue survives a crash.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let dialect =
-            Dialect::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let dialect = Dialect::from_url(url)
+            .ok_or_else(|| StoreError::UnsupportedUrl(crate::config::redact_url(url)))?;
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
