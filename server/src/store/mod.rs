@@ -217,7 +217,7 @@ impl Store {
     /// single writer, and two on PostgreSQL: one commits while the other
     /// gathers the next group. More writers made smaller groups and more
     /// statements: 64 unary callers on 2 cores gave 4,806-5,316/s with
-    /// four, 5,236-6,013/s with two (BENCHMARKS.md).
+    /// four, 5,236-6,013/s with two (BENCHMARKS.md, up to commit 0703419).
     pub fn writers(&self) -> usize {
         match self.dialect {
             Dialect::Sqlite => 1,
