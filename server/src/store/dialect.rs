@@ -43,10 +43,37 @@ impl Dialect {
     pub fn sql(self, template: &str) -> String {
         let sql = template.replace("{now}", self.now_ms());
         match self {
-            Self::Sqlite => sql.replace('$', "?"),
+            Self::Sqlite => numbered_placeholders(&sql),
             Self::Postgres => sql,
         }
     }
+}
+
+/// `sql` with each `$N` placeholder written `?N`; a `$` that starts no
+/// number, belongs to a name (`a$1`), or stands inside a quoted literal
+/// or identifier, is left as it is.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            // A doubled quote inside a literal closes and reopens it, so
+            // toggling on every quote stays right.
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(open), _) if c == open => quote = None,
+            (None, '$')
+                if chars.peek().is_some_and(char::is_ascii_digit)
+                    && !out.ends_with(|last: char| last.is_alphanumeric() || last == '_') =>
+            {
+                out.push('?');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -75,5 +102,14 @@ mod tests {
         let sql = Dialect::Sqlite.sql("SELECT $1, $2, {now}");
         assert!(sql.starts_with("SELECT ?1, ?2, CAST(unixepoch"), "{sql}");
         assert_eq!(Dialect::Postgres.sql("SELECT $1"), "SELECT $1");
+    }
+
+    #[test]
+    fn leaves_other_dollars_alone_for_sqlite() {
+        assert_eq!(
+            Dialect::Sqlite
+                .sql("SELECT '$1', \"a$2\", 'it''s $3', $4, price$, a$5 FROM t WHERE x = $10"),
+            "SELECT '$1', \"a$2\", 'it''s $3', ?4, price$, a$5 FROM t WHERE x = ?10"
+        );
     }
 }
