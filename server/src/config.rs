@@ -461,11 +461,13 @@ impl Config {
     }
 }
 
-/// A database URL without its password, for logs, errors and printing.
-/// One that does not parse as a URL with a host loses everything between
-/// its scheme and its last `@`, which is where a password would be.
+/// A database URL without its password, for logs, errors and printing:
+/// the user-info's password, and the value of any `password` or
+/// `sslpassword` query parameter (libpq's names), become `***`. One that
+/// does not parse as a URL with a host loses everything between its
+/// scheme and its last `@`, which is where a password would be.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
+    let without_user_info = match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
             parsed.into()
@@ -478,7 +480,37 @@ pub fn redact_url(url: &str) -> String {
                 _ => url.to_owned(),
             }
         }
+    };
+    redact_password_parameters(&without_user_info)
+}
+
+/// `url` with the values of its `password` and `sslpassword` query
+/// parameters (in any case) replaced by `***`, the rest as written.
+fn redact_password_parameters(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let (query, fragment) = query
+        .split_once('#')
+        .map_or((query, None), |(query, fragment)| (query, Some(fragment)));
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("password")
+                    || name.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let mut redacted = format!("{base}?{}", pairs.join("&"));
+    if let Some(fragment) = fragment {
+        redacted.push('#');
+        redacted.push_str(fragment);
     }
+    redacted
 }
 
 /// Settings from a TOML configuration file. They become the defaults of
@@ -640,6 +672,26 @@ mod tests {
         assert_eq!(redact_url("sqlite://herald.db"), "sqlite://herald.db");
         assert_eq!(redact_url("not a url"), "not a url");
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_hidden() {
+        assert_eq!(
+            redact_url("postgres://herald@db/herald?sslmode=require&password=hunter2"),
+            "postgres://herald@db/herald?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://db/herald?PASSWORD=hunter2&sslpassword=k3y#x"),
+            "postgres://db/herald?PASSWORD=***&sslpassword=***#x"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@db:port/h?password=hunter2"),
+            "postgres://***@db:port/h?password=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://herald.db?mode=rwc"),
+            "sqlite://herald.db?mode=rwc"
+        );
     }
 
     #[test]
