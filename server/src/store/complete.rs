@@ -16,7 +16,7 @@
 //! changes nothing and is reported as [`CompletionResult::LeaseLost`].
 //!
 //! Outcomes are written last: writing them takes the feed's lock
-//! ([`Store::lock_feed`]), which is then held only for the outcome insert
+//! ([`feed_append`](super::feed_append)), which is then held only for the outcome insert
 //! and the commit, so several batches can update rows and insert attempts
 //! at once. Every transaction locks its rows before the feed, never after,
 //! so two of them cannot wait on each other.
@@ -126,14 +126,6 @@ const INSERT_ATTEMPTS: &str = "\
 INSERT INTO attempts (delivery_id, number, started_at_ms, duration_us, status_code, error_kind, \
     error_message, response_excerpt) \
 VALUES {rows}";
-
-/// Appends to the outcome feed, with each delivery's host and destination
-/// for filters. A destination's event has the nil delivery id.
-const INSERT_OUTCOMES: &str = "\
-INSERT INTO outcomes (tenant_id, delivery_id, host, destination, kind, attempt_number, status_code, \
-    error_kind, error_message, next_attempt_at_ms, created_at_ms) \
-VALUES {rows} \
-RETURNING sequence, delivery_id, kind, destination";
 
 /// Indices of `batch` in rounds in which no delivery appears twice.
 fn rounds(batch: &[Completion]) -> Vec<Vec<usize>> {
@@ -407,92 +399,6 @@ impl Store {
         }
         let sql = INSERT_ATTEMPTS.replace("{rows}", &placeholders(count, 8, 1, tuple));
         txn.execute_raw(self.statement(&sql, values)).await?;
-        Ok(())
-    }
-
-    /// Appends `outcome` to the feed inside `txn`; returns it with its sequence.
-    pub(super) async fn record_outcome(
-        &self,
-        txn: &DatabaseTransaction,
-        outcome: OutcomeRecord,
-    ) -> Result<OutcomeRecord, StoreError> {
-        self.record_outcomes(txn, vec![outcome])
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("outcome insert returned no sequence".into()))
-    }
-
-    /// Appends `outcomes` (of distinct deliveries) to the feed inside `txn`,
-    /// in one statement, after taking the feed's lock; returns them, in
-    /// order, with their sequences.
-    pub(super) async fn record_outcomes(
-        &self,
-        txn: &DatabaseTransaction,
-        mut outcomes: Vec<OutcomeRecord>,
-    ) -> Result<Vec<OutcomeRecord>, StoreError> {
-        if outcomes.is_empty() {
-            return Ok(outcomes);
-        }
-        self.lock_feed(txn).await?;
-        let mut values: Vec<Value> = Vec::with_capacity(outcomes.len() * 11);
-        for outcome in &outcomes {
-            values.extend([
-                outcome.tenant_id.clone().into(),
-                outcome.delivery_id.unwrap_or(Uuid::nil()).into(),
-                outcome.host.clone().into(),
-                outcome.destination.clone().into(),
-                outcome.kind.as_str().into(),
-                i32::try_from(outcome.attempt_number)
-                    .unwrap_or(i32::MAX)
-                    .into(),
-                outcome.status_code.map(i32::from).into(),
-                outcome.error_kind.map(|kind| kind.as_str()).into(),
-                outcome.error_message.clone().into(),
-                outcome.next_attempt_at_ms.into(),
-                outcome.created_at_ms.into(),
-            ]);
-        }
-        let sql = INSERT_OUTCOMES.replace("{rows}", &placeholders(outcomes.len(), 11, 1, tuple));
-        let returned = txn.query_all_raw(self.statement(&sql, values)).await?;
-        // A delivery has one outcome per statement, a destination one event.
-        let mut assigned: HashMap<(Uuid, String, Option<String>), i64> =
-            HashMap::with_capacity(returned.len());
-        for row in &returned {
-            let key = (
-                row.try_get_by_index(1)?,
-                row.try_get_by_index(2)?,
-                row.try_get_by_index(3)?,
-            );
-            assigned.insert(key, row.try_get_by_index(0)?);
-        }
-        for outcome in &mut outcomes {
-            let key = (
-                outcome.delivery_id.unwrap_or(Uuid::nil()),
-                outcome.kind.as_str().to_owned(),
-                outcome.destination.clone(),
-            );
-            outcome.sequence = assigned
-                .remove(&key)
-                .ok_or_else(|| StoreError::Corrupt(format!("no sequence came back for {key:?}")))?;
-        }
-        Ok(outcomes)
-    }
-
-    /// Serializes the transactions that write outcomes, from before their
-    /// first insert until they commit, so outcome sequences become visible
-    /// in sequence order and a reader of `sequence > n` never skips one
-    /// that commits later (invariant I6). PostgreSQL allocates sequence
-    /// values at insert but shows rows at commit, so without this two
-    /// replicas' transactions could commit 11 before 10. SQLite has one
-    /// writer at a time already. The lock is per transaction, taken just
-    /// before the outcomes are inserted (after the rows they describe are
-    /// locked), and completions are batched, so it costs one short
-    /// serialized section per batch: the outcome insert and the commit.
-    async fn lock_feed(&self, txn: &DatabaseTransaction) -> Result<(), StoreError> {
-        if self.dialect == super::Dialect::Postgres {
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7255001)")
-                .await?;
-        }
         Ok(())
     }
 }

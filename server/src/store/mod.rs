@@ -19,6 +19,7 @@ mod destinations;
 mod dialect;
 mod enqueue;
 mod entity;
+mod feed_append;
 mod group_commit;
 mod hand_over;
 mod health;
