@@ -39,6 +39,7 @@ use super::{
     http_request, millis,
     records::{ClaimedDelivery, DestinationRef, Lease},
     sql::{list, placeholders, tuple},
+    unreadable::read_leased,
     unsigned,
 };
 use crate::{
@@ -238,7 +239,7 @@ impl Store {
         if request.limit == 0 {
             return Ok(Claimed::default());
         }
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let (candidates, now_ms) = self.candidates(&txn, request).await?;
         if candidates.is_empty() {
@@ -291,6 +292,7 @@ impl Store {
         let passed_over = passed_over(&looks, &rows, now_ms)?;
         self.wake(&txn, &passed_over).await?;
         txn.commit().await?;
+        drop(turn);
         let openings: HashMap<(&str, &str), (&Look, &Park)> = looks
             .iter()
             .zip(&parks)
@@ -302,9 +304,8 @@ impl Store {
                 (key, (look, parked))
             })
             .collect();
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut delivery = claimed(row, token)?;
+        let (mut deliveries, mut unreadable) = read_leased(&rows, token);
+        for delivery in &mut deliveries {
             let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
             if let Some((look, parked)) = openings.get(&key) {
                 delivery.probe = look.opening.probe;
@@ -316,8 +317,18 @@ impl Store {
                     && !look.opening.probe
                     && look.candidate.policy.rate_limit.is_none();
             }
-            deliveries.push(delivery);
         }
+        for row in &mut unreadable {
+            let key = (
+                row.destination.tenant_id.as_str(),
+                row.destination.destination.as_str(),
+            );
+            row.probe = openings
+                .get(&key)
+                .is_some_and(|(look, _)| look.opening.probe);
+        }
+        self.dead_letter_unreadable(&unreadable, request.defaults)
+            .await;
         let saturated = looks
             .iter()
             .zip(&parks)

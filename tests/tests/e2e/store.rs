@@ -8,7 +8,7 @@ use herald_migration::{Migrator, MigratorTrait};
 use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
     destinations::policy::{CircuitPolicy, Policy},
-    domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
+    domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest, OutcomeKind},
     store::{
         Channel, ClaimRequest, Store, StoreError,
         records::{
@@ -31,6 +31,7 @@ on_both_backends!(
     a_claim_takes_no_more_than_a_destination_has_room_for,
     an_idle_destination_wakes_for_new_work,
     an_idle_destination_with_due_work_is_found,
+    an_unreadable_row_is_dead_lettered_and_its_claim_goes_on,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -669,5 +670,85 @@ async fn an_idle_destination_with_due_work_is_found(backend: Backend) {
         "nothing due is left at an idle destination"
     );
     schema.close().await.expect("close");
+    store.close().await.unwrap();
+}
+
+/// A claimed row this build cannot read (its headers are not JSON) does
+/// not fail its claim: the rows that read are returned, and the bad one is
+/// dead-lettered at once, unsent, with an outcome saying why, instead of
+/// being claimed again at every lease's end.
+async fn an_unreadable_row_is_dead_lettered_and_its_claim_goes_on(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    let ids: Vec<Uuid> = {
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(enqueue(&store, delivery(n)).await.id);
+        }
+        ids
+    };
+    let bad = ids[1];
+    let raw = Database::connect(db.url()).await.unwrap();
+    let placeholder = if backend == Backend::Postgres {
+        "$1"
+    } else {
+        "?1"
+    };
+    raw.execute_raw(Statement::from_sql_and_values(
+        raw.get_database_backend(),
+        format!("UPDATE deliveries SET headers = 'not json' WHERE id = {placeholder}"),
+        [bad.into()],
+    ))
+    .await
+    .unwrap();
+
+    let mut claimed: Vec<Uuid> = claim(&store, 10, LEASE)
+        .await
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    claimed.sort();
+    let mut good = vec![ids[0], ids[2]];
+    good.sort();
+    assert_eq!(claimed, good, "the rows that read are claimed");
+
+    let row = raw
+        .query_one_raw(Statement::from_sql_and_values(
+            raw.get_database_backend(),
+            format!(
+                "SELECT state, last_error, attempt_count, lease_token IS NULL \
+                 FROM deliveries WHERE id = {placeholder}"
+            ),
+            [bad.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let state: String = row.try_get_by_index(0).unwrap();
+    let error: String = row.try_get_by_index(1).unwrap();
+    let attempts: i32 = row.try_get_by_index(2).unwrap();
+    let released: bool = row.try_get_by_index(3).unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, released),
+        ("dead_lettered", 0, true)
+    );
+    assert!(
+        error.contains("could not be read") && error.contains("headers"),
+        "the error says the row could not be read, and why: {error}"
+    );
+    let outcomes = store
+        .outcomes_after("default", &Default::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].delivery_id, Some(bad));
+    assert_eq!(outcomes[0].kind, OutcomeKind::DeadLettered);
+    assert_eq!(outcomes[0].error_message.as_deref(), Some(error.as_str()));
+    assert!(
+        claim(&store, 10, LEASE).await.is_empty(),
+        "the bad row is not claimed again"
+    );
+    raw.close().await.unwrap();
     store.close().await.unwrap();
 }
