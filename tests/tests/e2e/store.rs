@@ -64,6 +64,7 @@ fn delivery(n: usize) -> NewDelivery {
         destination: Destination::of(&format!("http://127.0.0.1:9/{n}").parse().unwrap()).unwrap(),
         idempotency_key: None,
         max_attempts: 3,
+        max_attempts_chosen: true,
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
