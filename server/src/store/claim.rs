@@ -178,15 +178,23 @@ parked AS ( \
 const PARKED_SQLITE: &str = "\
 parked (p_tenant, p_destination, p_due, p_idle, p_tat) AS (VALUES {rows})";
 
-/// Gives leases back: the rows are due again at once. `$1` says whether
-/// the attempts never started, so their counts are returned too.
+/// Gives leases back, `{leases}`, in one statement however many: the rows
+/// are due again at once. `$1` says whether the attempts never started,
+/// so their counts are returned too.
 const RELEASE: &str = "\
 UPDATE deliveries SET \
     lease_token = NULL, \
     next_attempt_at_ms = {now}, \
     attempt_count = CASE WHEN $1 THEN attempt_count - 1 ELSE attempt_count END, \
     updated_at_ms = {now} \
-WHERE state = 'pending' AND (id, lease_token) IN (VALUES {rows})";
+WHERE state = 'pending' AND (id, lease_token) IN ({leases})";
+
+/// PostgreSQL's leases to give back: two arrays, ids and tokens.
+const RELEASED_POSTGRES: &str = "SELECT * FROM unnest($2::uuid[], $3::uuid[])";
+
+/// SQLite's leases to give back: one JSON array of `[id, token]` pairs in
+/// hex, as the UUIDs' bytes are stored.
+const RELEASED_SQLITE: &str = "SELECT unhex(value ->> 0), unhex(value ->> 1) FROM json_each($2)";
 
 /// The soonest look any destination not in `{skip}` is due for.
 const NEXT_DUE: &str = "\
@@ -604,11 +612,41 @@ impl Store {
             })
             .collect();
         self.wake(&txn, &wakes).await?;
-        let mut values: Vec<Value> = vec![unstarted.into()];
-        for (lease, _) in leases {
-            values.extend([lease.delivery_id.into(), lease.token.into()]);
-        }
-        let sql = RELEASE.replace("{rows}", &placeholders(leases.len(), 2, 2, tuple));
+        // The leases travel as one or two values, not two per lease, so
+        // no count of them exceeds what a statement may bind.
+        let (released, values): (&str, Vec<Value>) = match self.dialect {
+            Dialect::Postgres => (
+                RELEASED_POSTGRES,
+                vec![
+                    unstarted.into(),
+                    leases
+                        .iter()
+                        .map(|(lease, _)| lease.delivery_id)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    leases
+                        .iter()
+                        .map(|(lease, _)| lease.token)
+                        .collect::<Vec<_>>()
+                        .into(),
+                ],
+            ),
+            Dialect::Sqlite => {
+                let pairs: Vec<String> = leases
+                    .iter()
+                    .map(|(lease, _)| {
+                        format!(
+                            "[\"{}\",\"{}\"]",
+                            lease.delivery_id.simple(),
+                            lease.token.simple()
+                        )
+                    })
+                    .collect();
+                let json = format!("[{}]", pairs.join(","));
+                (RELEASED_SQLITE, vec![unstarted.into(), json.into()])
+            }
+        };
+        let sql = RELEASE.replace("{leases}", released);
         txn.execute_raw(self.statement(&sql, values)).await?;
         txn.commit().await?;
         Ok(())

@@ -12,7 +12,8 @@ use herald_server::{
     store::{
         Channel, ClaimRequest, Store, StoreError,
         records::{
-            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, NewDelivery,
+            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, DestinationRef, Enqueued,
+            Lease, NewDelivery,
         },
     },
 };
@@ -32,6 +33,7 @@ on_both_backends!(
     an_idle_destination_wakes_for_new_work,
     an_idle_destination_with_due_work_is_found,
     an_unreadable_row_is_dead_lettered_and_its_claim_goes_on,
+    leases_of_any_number_are_given_back_in_one_statement,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -751,5 +753,62 @@ async fn an_unreadable_row_is_dead_lettered_and_its_claim_goes_on(backend: Backe
         "the bad row is not claimed again"
     );
     raw.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// Giving leases back takes one statement whatever their number: more
+/// leases than one statement could bind two values each for are given
+/// back together, each row due again with its attempt returned, and a
+/// lease lost meanwhile left alone.
+async fn leases_of_any_number_are_given_back_in_one_statement(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    for n in 0..3 {
+        enqueue(&store, delivery(n)).await;
+    }
+    let stale = claim(&store, 1, Duration::ZERO).await.remove(0);
+    let claimed = claim(&store, 10, LEASE).await;
+    assert_eq!(
+        claimed.len(),
+        3,
+        "the zero lease ran out: its row is due again"
+    );
+    let destination = claimed[0].destination_ref();
+    // Past what PostgreSQL (65,535) or SQLite (32,766) binds in one statement.
+    let mut leases: Vec<(Lease, DestinationRef)> = (0..40_000)
+        .map(|_| {
+            let lease = Lease {
+                delivery_id: Uuid::new_v4(),
+                token: Uuid::new_v4(),
+            };
+            (lease, destination.clone())
+        })
+        .collect();
+    leases.extend(
+        claimed
+            .iter()
+            .filter(|c| c.id != stale.id)
+            .map(|c| (c.lease(), c.destination_ref())),
+    );
+    leases.push((stale.lease(), stale.destination_ref()));
+    store.release(&leases, true).await.expect("released");
+
+    let mut again: Vec<(Uuid, u32)> = claim(&store, 10, LEASE)
+        .await
+        .iter()
+        .map(|c| (c.id, c.attempt_number))
+        .collect();
+    again.sort();
+    let mut expected: Vec<(Uuid, u32)> = claimed
+        .iter()
+        .filter(|c| c.id != stale.id)
+        .map(|c| (c.id, 1))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        again, expected,
+        "given back with their attempts; the row whose old lease was given back stays leased"
+    );
     store.close().await.unwrap();
 }
