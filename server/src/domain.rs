@@ -38,6 +38,9 @@ macro_rules! stored_enum {
         }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
             /// The text stored in the database for this value.
             pub fn as_str(self) -> &'static str {
                 match self {

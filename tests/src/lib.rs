@@ -13,6 +13,7 @@
 mod admin;
 mod db;
 mod herald;
+mod metrics;
 mod process;
 mod receiver;
 
@@ -21,6 +22,7 @@ pub use admin::{
 };
 pub use db::{Backend, TestDb};
 pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};
+pub use metrics::{scrape, total};
 pub use process::HeraldProcess;
 pub use receiver::{Receiver, Recorded, Reply};
 

@@ -4,14 +4,13 @@
 use std::{
     net::SocketAddr,
     process::{ExitStatus, Stdio},
-    sync::{Arc, Mutex},
 };
 
 use herald_proto::v1::delivery_service_client::DeliveryServiceClient;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
-    sync::{oneshot, watch},
+    sync::oneshot,
 };
 use tonic::transport::Channel;
 
@@ -21,8 +20,7 @@ use crate::PATIENCE;
 pub struct HeraldProcess {
     child: Child,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    logged: watch::Receiver<usize>,
+    metrics: SocketAddr,
 }
 
 impl HeraldProcess {
@@ -33,13 +31,12 @@ impl HeraldProcess {
             .arg("serve")
             .env("HERALD_LISTEN_ADDR", "127.0.0.1:0")
             .env("HERALD_DATABASE_URL", database_url)
-            .env(
-                "HERALD_LOG",
-                "info,herald_server::scheduler=debug,sqlx=warn",
-            )
+            .env("HERALD_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             // The tests' receivers listen on loopback.
             .env("HERALD_ALLOW_TARGET_CIDRS", "127.0.0.0/8")
+            // What the process did is read from its metrics, not its log.
+            .env("HERALD_METRICS_ADDR", "127.0.0.1:0")
             .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -47,32 +44,27 @@ impl HeraldProcess {
             .spawn()
             .expect("spawn the herald binary");
         let stdout = child.stdout.take().expect("piped stdout");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (logged_tx, logged) = watch::channel(0);
         let (serving, addr) = oneshot::channel();
-        let lines = Arc::clone(&log);
+        // Read to the end, so the process never blocks on a full pipe.
         tokio::spawn(async move {
             let mut serving = Some(serving);
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                if let Some(addr) = serving_addr(&line)
+                if let Some(addrs) = serving_addrs(&line)
                     && let Some(serving) = serving.take()
                 {
-                    let _ = serving.send(addr);
+                    let _ = serving.send(addrs);
                 }
-                lines.lock().unwrap().push(line);
-                logged_tx.send_modify(|count| *count += 1);
             }
         });
-        let addr = tokio::time::timeout(PATIENCE, addr)
+        let (addr, metrics) = tokio::time::timeout(PATIENCE, addr)
             .await
             .expect("herald starts serving in time")
             .expect("herald exited before serving");
         Self {
             child,
             addr,
-            log,
-            logged,
+            metrics,
         }
     }
 
@@ -88,30 +80,12 @@ impl HeraldProcess {
             .expect("connect to the herald process")
     }
 
-    /// How many log lines so far contain `needle`.
-    pub fn log_count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|line| line.contains(needle))
-            .count()
-    }
-
-    /// Waits until `count` log lines contain `needle`.
-    pub async fn wait_for_log(&self, needle: &str, count: usize) {
-        let mut logged = self.logged.clone();
-        let waited = tokio::time::timeout(PATIENCE, async {
-            while self.log_count(needle) < count {
-                logged.changed().await.expect("log reader alive");
-            }
-        })
-        .await;
-        assert!(
-            waited.is_ok(),
-            "waited {PATIENCE:?} for {count} log lines with {needle:?}; got {}",
-            self.log_count(needle)
-        );
+    /// The attempts this process has made so far, whatever their result
+    /// (its `herald_attempts_total`).
+    pub async fn attempts(&self) -> u64 {
+        let page = crate::scrape(self.metrics).await;
+        // A count, exact in an f64 far beyond any test's.
+        crate::total(&page, "herald_attempts_total") as u64
     }
 
     /// Sends SIGTERM: a graceful shutdown.
@@ -139,11 +113,15 @@ impl HeraldProcess {
     }
 }
 
-/// The address in Herald's "herald is serving local_addr=..." log line.
-fn serving_addr(line: &str) -> Option<SocketAddr> {
+/// The gRPC and metrics addresses in Herald's "herald is serving
+/// local_addr=... metrics_addr=Some(...)" log line.
+fn serving_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     if !line.contains("herald is serving") {
         return None;
     }
     let rest = &line[line.find("local_addr=")? + "local_addr=".len()..];
-    rest.split_whitespace().next()?.parse().ok()
+    let local = rest.split_whitespace().next()?.parse().ok()?;
+    let rest = &line[line.find("metrics_addr=Some(")? + "metrics_addr=Some(".len()..];
+    let metrics = rest.split(')').next()?.parse().ok()?;
+    Some((local, metrics))
 }

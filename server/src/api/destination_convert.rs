@@ -9,6 +9,7 @@ use herald_proto::v1::{self as proto, SetDestinationPolicyRequest};
 use super::{
     convert::{duration_us, timestamp},
     error::ApiError,
+    repeated::at_most,
 };
 use crate::{
     destinations::{
@@ -106,6 +107,7 @@ pub fn policy_update(request: &SetDestinationPolicyRequest) -> Result<PolicyUpda
             .transpose()?,
     };
     let given = set.fields();
+    at_most("reset", request.reset.len(), PolicyField::ALL.len())?;
     let mut reset = Vec::with_capacity(request.reset.len());
     for name in &request.reset {
         let field: PolicyField = name

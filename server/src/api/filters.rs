@@ -11,6 +11,7 @@ use super::validate::Limits;
 use super::{
     convert::{UnknownState, state_filter},
     error::ApiError,
+    repeated::{at_most, distinct},
     validate::time_ms,
 };
 use crate::{
@@ -21,6 +22,8 @@ use crate::{
 
 /// Most ids one redrive or watch may name.
 const MAX_IDS: usize = 1000;
+/// Most kinds one watch may name: one of each kind there is.
+const MAX_KINDS: usize = OutcomeKind::ALL.len();
 /// Page size when the request leaves it at 0.
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -82,18 +85,13 @@ pub fn redrive_selection(
             "cannot be combined with time or destination filters; give one or the other",
         ));
     }
-    if request.ids.len() > MAX_IDS {
-        return Err(ApiError::invalid(
-            "ids",
-            format!("has {} ids; the most is {MAX_IDS}", request.ids.len()),
-        ));
-    }
+    at_most("ids", request.ids.len(), MAX_IDS)?;
     let ids = request
         .ids
         .iter()
         .map(|id| delivery_id("ids", id))
-        .collect::<Result<_, _>>()?;
-    Ok(RedriveSelection::Ids(ids))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RedriveSelection::Ids(distinct(ids)))
 }
 
 /// The filters of a delivery listing.
@@ -127,20 +125,13 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
             )
         })?),
     };
-    if request.delivery_ids.len() > MAX_IDS {
-        return Err(ApiError::invalid(
-            "delivery_ids",
-            format!(
-                "has {} ids; the most is {MAX_IDS}",
-                request.delivery_ids.len()
-            ),
-        ));
-    }
+    at_most("delivery_ids", request.delivery_ids.len(), MAX_IDS)?;
+    at_most("kinds", request.kinds.len(), MAX_KINDS)?;
     let delivery_ids = request
         .delivery_ids
         .iter()
         .map(|id| delivery_id("delivery_ids", id))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let kinds = request
         .kinds
         .iter()
@@ -160,12 +151,12 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
                 format!("{raw} is not an outcome kind to filter by"),
             )),
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((
         cursor,
         OutcomeFilter {
-            delivery_ids,
-            kinds,
+            delivery_ids: distinct(delivery_ids),
+            kinds: distinct(kinds),
             host: host(&request.destination_host),
         },
     ))
@@ -234,6 +225,37 @@ mod tests {
         assert_eq!(cursor, Cursor::Oldest);
         assert_eq!(filter.kinds, [OutcomeKind::DeadLettered]);
         assert_eq!(filter.host.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn watch_filters_are_bounded_and_lose_their_repeats() {
+        let id = Uuid::now_v7();
+        let dead: i32 = ProtoKind::DeadLettered.into();
+        let succeeded: i32 = ProtoKind::Succeeded.into();
+        let (_, filter) = watch(&WatchOutcomesRequest {
+            delivery_ids: vec![id.to_string(); 3],
+            kinds: vec![dead, succeeded, dead, dead],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(filter.delivery_ids, [id]);
+        assert_eq!(
+            filter.kinds,
+            [OutcomeKind::DeadLettered, OutcomeKind::Succeeded]
+        );
+        let too_many = WatchOutcomesRequest {
+            kinds: vec![dead; MAX_KINDS + 1],
+            ..Default::default()
+        };
+        assert_eq!(field(watch(&too_many).unwrap_err()), "kinds");
+        let redrive = RedriveDeadLettersRequest {
+            ids: vec![id.to_string(); 2],
+            ..Default::default()
+        };
+        assert_eq!(
+            redrive_selection(&redrive).unwrap(),
+            RedriveSelection::Ids(vec![id])
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod destination_service;
 mod error;
 mod filters;
 mod page_token;
+mod repeated;
 mod validate;
 
 use herald_proto::{

@@ -136,6 +136,7 @@ pub fn enqueue(
         destination,
         idempotency_key,
         max_attempts,
+        max_attempts_chosen: request.max_attempts.is_some(),
         not_before_ms,
         deadline_ms,
         trace,

@@ -39,6 +39,7 @@ use super::{
     http_request, millis,
     records::{ClaimedDelivery, DestinationRef, Lease},
     sql::{list, placeholders, tuple},
+    unreadable::read_leased,
     unsigned,
 };
 use crate::{
@@ -177,15 +178,23 @@ parked AS ( \
 const PARKED_SQLITE: &str = "\
 parked (p_tenant, p_destination, p_due, p_idle, p_tat) AS (VALUES {rows})";
 
-/// Gives leases back: the rows are due again at once. `$1` says whether
-/// the attempts never started, so their counts are returned too.
+/// Gives leases back, `{leases}`, in one statement however many: the rows
+/// are due again at once. `$1` says whether the attempts never started,
+/// so their counts are returned too.
 const RELEASE: &str = "\
 UPDATE deliveries SET \
     lease_token = NULL, \
     next_attempt_at_ms = {now}, \
     attempt_count = CASE WHEN $1 THEN attempt_count - 1 ELSE attempt_count END, \
     updated_at_ms = {now} \
-WHERE state = 'pending' AND (id, lease_token) IN (VALUES {rows})";
+WHERE state = 'pending' AND (id, lease_token) IN ({leases})";
+
+/// PostgreSQL's leases to give back: two arrays, ids and tokens.
+const RELEASED_POSTGRES: &str = "SELECT * FROM unnest($2::uuid[], $3::uuid[])";
+
+/// SQLite's leases to give back: one JSON array of `[id, token]` pairs in
+/// hex, as the UUIDs' bytes are stored.
+const RELEASED_SQLITE: &str = "SELECT unhex(value ->> 0), unhex(value ->> 1) FROM json_each($2)";
 
 /// The soonest look any destination not in `{skip}` is due for.
 const NEXT_DUE: &str = "\
@@ -238,7 +247,7 @@ impl Store {
         if request.limit == 0 {
             return Ok(Claimed::default());
         }
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let (candidates, now_ms) = self.candidates(&txn, request).await?;
         if candidates.is_empty() {
@@ -291,6 +300,7 @@ impl Store {
         let passed_over = passed_over(&looks, &rows, now_ms)?;
         self.wake(&txn, &passed_over).await?;
         txn.commit().await?;
+        drop(turn);
         let openings: HashMap<(&str, &str), (&Look, &Park)> = looks
             .iter()
             .zip(&parks)
@@ -302,9 +312,8 @@ impl Store {
                 (key, (look, parked))
             })
             .collect();
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut delivery = claimed(row, token)?;
+        let (mut deliveries, mut unreadable) = read_leased(&rows, token);
+        for delivery in &mut deliveries {
             let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
             if let Some((look, parked)) = openings.get(&key) {
                 delivery.probe = look.opening.probe;
@@ -316,8 +325,18 @@ impl Store {
                     && !look.opening.probe
                     && look.candidate.policy.rate_limit.is_none();
             }
-            deliveries.push(delivery);
         }
+        for row in &mut unreadable {
+            let key = (
+                row.destination.tenant_id.as_str(),
+                row.destination.destination.as_str(),
+            );
+            row.probe = openings
+                .get(&key)
+                .is_some_and(|(look, _)| look.opening.probe);
+        }
+        self.dead_letter_unreadable(&unreadable, request.defaults)
+            .await;
         let saturated = looks
             .iter()
             .zip(&parks)
@@ -593,11 +612,41 @@ impl Store {
             })
             .collect();
         self.wake(&txn, &wakes).await?;
-        let mut values: Vec<Value> = vec![unstarted.into()];
-        for (lease, _) in leases {
-            values.extend([lease.delivery_id.into(), lease.token.into()]);
-        }
-        let sql = RELEASE.replace("{rows}", &placeholders(leases.len(), 2, 2, tuple));
+        // The leases travel as one or two values, not two per lease, so
+        // no count of them exceeds what a statement may bind.
+        let (released, values): (&str, Vec<Value>) = match self.dialect {
+            Dialect::Postgres => (
+                RELEASED_POSTGRES,
+                vec![
+                    unstarted.into(),
+                    leases
+                        .iter()
+                        .map(|(lease, _)| lease.delivery_id)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    leases
+                        .iter()
+                        .map(|(lease, _)| lease.token)
+                        .collect::<Vec<_>>()
+                        .into(),
+                ],
+            ),
+            Dialect::Sqlite => {
+                let pairs: Vec<String> = leases
+                    .iter()
+                    .map(|(lease, _)| {
+                        format!(
+                            "[\"{}\",\"{}\"]",
+                            lease.delivery_id.simple(),
+                            lease.token.simple()
+                        )
+                    })
+                    .collect();
+                let json = format!("[{}]", pairs.join(","));
+                (RELEASED_SQLITE, vec![unstarted.into(), json.into()])
+            }
+        };
+        let sql = RELEASE.replace("{leases}", released);
         txn.execute_raw(self.statement(&sql, values)).await?;
         txn.commit().await?;
         Ok(())

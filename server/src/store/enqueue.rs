@@ -273,8 +273,12 @@ fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16
     ])
 }
 
-/// SHA-256 over every field that defines the request, length-prefixed so
-/// that no two different requests share an encoding.
+/// SHA-256 over every field that defines the request as the caller sent
+/// it, length-prefixed so that no two different requests share an
+/// encoding. A `max_attempts` the caller left to the server's default is
+/// left out (the fixed-size fields after it keep the encoding unambiguous),
+/// so replicas with different defaults agree; one the caller chose is
+/// hashed as it always was, so keys stored before still match.
 fn request_hash(delivery: &NewDelivery) -> String {
     fn field(hasher: &mut Sha256, bytes: &[u8]) {
         hasher.update((bytes.len() as u64).to_be_bytes());
@@ -299,7 +303,9 @@ fn request_hash(delivery: &NewDelivery) -> String {
     );
     hasher.update([u8::from(request.content_type.is_some())]);
     field(&mut hasher, &request.body);
-    hasher.update(delivery.max_attempts.to_be_bytes());
+    if delivery.max_attempts_chosen {
+        hasher.update(delivery.max_attempts.to_be_bytes());
+    }
     hasher.update(delivery.not_before_ms.unwrap_or(i64::MIN).to_be_bytes());
     hasher.update(delivery.deadline_ms.unwrap_or(i64::MIN).to_be_bytes());
     format!("{:x}", hasher.finalize())
@@ -325,6 +331,7 @@ mod tests {
             destination: Destination::of(&"http://127.0.0.1:9/hook".parse().unwrap()).unwrap(),
             idempotency_key: Some("k".into()),
             max_attempts: 3,
+            max_attempts_chosen: true,
             not_before_ms: None,
             deadline_ms: None,
             trace: None,
@@ -348,5 +355,23 @@ mod tests {
         let mut other = delivery();
         other.request.content_type = None;
         assert_ne!(base, request_hash(&other));
+        let mut other = delivery();
+        other.max_attempts = 4;
+        assert_ne!(base, request_hash(&other), "a chosen max_attempts counts");
+    }
+
+    #[test]
+    fn hash_leaves_out_a_default_max_attempts() {
+        let defaulted = |max_attempts| NewDelivery {
+            max_attempts,
+            max_attempts_chosen: false,
+            ..delivery()
+        };
+        assert_eq!(request_hash(&defaulted(3)), request_hash(&defaulted(20)));
+        assert_ne!(
+            request_hash(&defaulted(3)),
+            request_hash(&delivery()),
+            "left to the default is not the same request as chosen"
+        );
     }
 }

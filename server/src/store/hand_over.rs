@@ -27,9 +27,10 @@ use sea_orm::{ConnectionTrait, Value};
 
 use super::{
     Dialect, Store, StoreError,
-    claim::{LEASED_COLUMNS, claimed},
+    claim::LEASED_COLUMNS,
     millis,
     records::{ClaimedDelivery, DestinationRef},
+    unreadable::read_leased,
 };
 use crate::destinations::policy::Policy;
 
@@ -119,15 +120,16 @@ impl Store {
         let sql = HAND_OVER
             .replace("{lock}", lock)
             .replace("{columns}", LEASED_COLUMNS);
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
-        rows.iter()
-            .map(|row| {
-                let mut delivery = claimed(row, token)?;
-                delivery.failure_threshold = request.failure_threshold;
-                delivery.may_hand_over = true;
-                Ok(delivery)
-            })
-            .collect()
+        drop(turn);
+        let (mut deliveries, unreadable) = read_leased(&rows, token);
+        self.dead_letter_unreadable(&unreadable, request.defaults)
+            .await;
+        for delivery in &mut deliveries {
+            delivery.failure_threshold = request.failure_threshold;
+            delivery.may_hand_over = true;
+        }
+        Ok(deliveries)
     }
 }

@@ -33,6 +33,7 @@ mod retention;
 mod sql;
 mod stranded;
 mod tenants;
+mod unreadable;
 
 use std::{sync::Arc, time::Duration};
 

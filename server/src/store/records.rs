@@ -31,6 +31,10 @@ pub struct NewDelivery {
     pub idempotency_key: Option<String>,
     /// Most attempts to make (per round: a redrive grants as many again).
     pub max_attempts: u32,
+    /// The caller chose `max_attempts`; otherwise it is the server's
+    /// default, which the idempotency hash leaves out, so replicas
+    /// configured with different defaults agree on what a request is.
+    pub max_attempts_chosen: bool,
     /// Earliest first attempt, Unix ms; now when `None`.
     pub not_before_ms: Option<i64>,
     /// No attempt starts after this, Unix ms.

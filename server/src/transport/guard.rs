@@ -44,8 +44,11 @@ const BLOCKED: &[(&str, &str)] = &[
     ("::/96", "IPv4-compatible (deprecated)"),
     ("64:ff9b:1::/48", "local-use NAT64"),
     ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "dummy prefix (RFC 9780)"),
     ("2001::/23", "IETF protocol assignments"),
     ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation (RFC 9637)"),
+    ("5f00::/16", "segment routing SIDs (RFC 9602)"),
     ("fc00::/7", "unique local"),
     ("fe80::/10", "link-local"),
     ("fec0::/10", "site-local (deprecated)"),
@@ -241,6 +244,38 @@ mod tests {
             "64:ff9b::5db8:d822",
         ] {
             assert!(!blocked(ip), "{ip} should pass");
+        }
+    }
+
+    #[test]
+    fn newer_ipv6_special_purpose_ranges_are_blocked_to_their_edges() {
+        for (first, last, outside, range) in [
+            (
+                "3fff::",
+                "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "3fff:1000::1",
+                "documentation (RFC 9637)",
+            ),
+            (
+                "5f00::",
+                "5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "5f01::1",
+                "segment routing SIDs (RFC 9602)",
+            ),
+            (
+                "100:0:0:1::",
+                "100:0:0:1:ffff:ffff:ffff:ffff",
+                "100:0:0:2::1",
+                "dummy prefix (RFC 9780)",
+            ),
+        ] {
+            for ip in [first, last] {
+                let refused = TargetPolicy::default()
+                    .check(ip.parse().unwrap())
+                    .expect_err(ip);
+                assert_eq!(refused.range, range, "{ip}");
+            }
+            assert!(!blocked(outside), "{outside} should pass");
         }
     }
 

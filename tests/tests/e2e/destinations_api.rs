@@ -556,6 +556,7 @@ async fn store_with_deliveries(backend: Backend) -> Option<(TestDb, Store, Desti
         destination: receiving.clone(),
         idempotency_key: None,
         max_attempts: 3,
+        max_attempts_chosen: true,
         not_before_ms: None,
         deadline_ms: None,
         trace: None,

@@ -1,7 +1,7 @@
 //! Idempotent enqueue and validation, over real gRPC.
 
-use herald_proto::v1::{EnqueueRequest, Header};
-use herald_tests::{Backend, Receiver, TestHerald, on_both_backends};
+use herald_proto::v1::{EnqueueRequest, Header, delivery_service_client::DeliveryServiceClient};
+use herald_tests::{Backend, Receiver, TestHerald, on_both_backends, test_config};
 use tonic::Code;
 
 on_both_backends!(
@@ -9,6 +9,7 @@ on_both_backends!(
     same_key_different_request_is_refused,
     concurrent_duplicates_create_one_delivery,
     invalid_requests_name_the_field,
+    replicas_with_different_defaults_agree_on_a_keyed_request,
 );
 
 fn keyed(url: String, key: &str, body: &[u8]) -> EnqueueRequest {
@@ -69,6 +70,46 @@ async fn same_key_different_request_is_refused(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(other.created);
+    herald.stop().await;
+}
+
+/// The idempotency hash covers the request as the caller sent it: two
+/// replicas whose default `max_attempts` differ answer the same keyed
+/// request with the same delivery, whether or not it names its attempts.
+async fn replicas_with_different_defaults_agree_on_a_keyed_request(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let mut config = test_config(herald.database_url());
+    config.max_attempts += 2;
+    let other = herald_server::start(config).await.expect("Herald starts");
+    let mut other_client = DeliveryServiceClient::connect(format!("http://{}", other.local_addr()))
+        .await
+        .expect("connect to Herald");
+    let receiver = Receiver::start().await;
+    let chosen = |key: &str| EnqueueRequest {
+        max_attempts: Some(3),
+        ..keyed(receiver.url("/replicas"), key, b"{}")
+    };
+    for request in [
+        keyed(receiver.url("/replicas"), "defaulted", b"{}"),
+        chosen("chosen"),
+    ] {
+        let first = herald
+            .client()
+            .enqueue(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let again = other_client
+            .enqueue(request)
+            .await
+            .expect("the same request on a replica with another default")
+            .into_inner();
+        assert!(first.created);
+        assert_eq!((again.id, again.created), (first.id, false));
+    }
+    other.shutdown().await.expect("clean shutdown");
     herald.stop().await;
 }
 

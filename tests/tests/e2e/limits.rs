@@ -1,14 +1,19 @@
 //! Input limits over real gRPC: a request with every field at its limit
 //! fits the gRPC message limit and is accepted; one byte more is refused
-//! naming the field; headers that look like credentials are refused.
+//! naming the field; headers that look like credentials are refused;
+//! repeated fields are bounded, and a repeat in a filter counts once.
 
-use herald_proto::v1::{EnqueueRequest, Header};
-use herald_tests::{Backend, Receiver, TestHerald, on_both_backends};
+use herald_proto::v1::{
+    EnqueueRequest, Header, OutcomeKind, RedriveDeadLettersRequest, SetDestinationPolicyRequest,
+    WatchOutcomesRequest, destination_service_client::DestinationServiceClient,
+};
+use herald_tests::{Backend, Receiver, TestHerald, next_outcomes, on_both_backends};
 use tonic::Code;
 
 on_both_backends!(
     every_field_at_its_limit_fits_the_message_limit,
-    secret_looking_headers_are_refused_over_grpc
+    secret_looking_headers_are_refused_over_grpc,
+    repeated_fields_are_bounded_and_repeats_count_once,
 );
 
 async fn every_field_at_its_limit_fits_the_message_limit(backend: Backend) {
@@ -100,5 +105,88 @@ async fn secret_looking_headers_are_refused_over_grpc(backend: Backend) {
     let seen = receiver.wait_for("/benign", 1).await.remove(0);
     assert_eq!(seen.header("x-idempotency-key"), "value");
     assert_eq!(seen.header("x-request-id"), "value");
+    herald.stop().await;
+}
+
+/// Each repeated field of a request is refused above its bound, naming
+/// the field and the bound; below it, a repeat in a filter counts once.
+async fn repeated_fields_are_bounded_and_repeats_count_once(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let refusal = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        status.message().to_owned()
+    };
+    let succeeded: i32 = OutcomeKind::Succeeded.into();
+    let id = uuid::Uuid::now_v7().to_string();
+    let watch = |request| {
+        let mut client = herald.client();
+        async move { client.watch_outcomes(request).await.map(|_| ()) }
+    };
+    let kinds = watch(WatchOutcomesRequest {
+        kinds: vec![succeeded; 11],
+        ..Default::default()
+    });
+    assert_eq!(
+        refusal(kinds.await.unwrap_err()),
+        "kinds: has 11 values; the most is 10"
+    );
+    let ids = watch(WatchOutcomesRequest {
+        delivery_ids: vec![id.clone(); 1001],
+        ..Default::default()
+    });
+    assert_eq!(
+        refusal(ids.await.unwrap_err()),
+        "delivery_ids: has 1001 values; the most is 1000"
+    );
+    let redrive = herald
+        .client()
+        .redrive_dead_letters(RedriveDeadLettersRequest {
+            ids: vec![id.clone(); 1001],
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        refusal(redrive.unwrap_err()),
+        "ids: has 1001 values; the most is 1000"
+    );
+    let mut destinations = DestinationServiceClient::connect(format!("http://{}", herald.addr()))
+        .await
+        .expect("connect");
+    let reset = destinations
+        .set_destination_policy(SetDestinationPolicyRequest {
+            destination: "https://reset.example.test".into(),
+            reset: vec!["max_in_flight".into(); 6],
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        refusal(reset.unwrap_err()),
+        "reset: has 6 values; the most is 5"
+    );
+
+    // Within the bounds, repeats are one filter value each.
+    let receiver = Receiver::start().await;
+    let delivered = herald
+        .enqueue(EnqueueRequest {
+            url: receiver.url("/repeats"),
+            ..Default::default()
+        })
+        .await;
+    let mut stream = herald
+        .client()
+        .watch_outcomes(WatchOutcomesRequest {
+            from_oldest: true,
+            delivery_ids: vec![delivered.clone(); 1000],
+            kinds: vec![succeeded; 10],
+            ..Default::default()
+        })
+        .await
+        .expect("a watch with repeats")
+        .into_inner();
+    let outcome = next_outcomes(&mut stream, 1).await.remove(0);
+    assert_eq!(outcome.delivery_id, delivered);
+    assert_eq!(outcome.kind, succeeded);
     herald.stop().await;
 }

@@ -4,26 +4,9 @@
 
 use futures::StreamExt;
 use herald_proto::v1::{CancelDeliveryRequest, EnqueueRequest, WatchOutcomesRequest};
-use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends, scrape};
 
 on_both_backends!(counters_match_a_known_mix_of_outcomes);
-
-/// The metrics page, fetched with a plain HTTP/1.1 request.
-pub(crate) async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: herald\r\nconnection: close\r\n\r\n")
-        .await
-        .expect("request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
 
 async fn counters_match_a_known_mix_of_outcomes(backend: Backend) {
     let Some(herald) = TestHerald::start_with(backend, |c| {

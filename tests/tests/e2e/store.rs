@@ -8,11 +8,12 @@ use herald_migration::{Migrator, MigratorTrait};
 use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
     destinations::policy::{CircuitPolicy, Policy},
-    domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest},
+    domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest, OutcomeKind},
     store::{
         Channel, ClaimRequest, Store, StoreError,
         records::{
-            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, Enqueued, NewDelivery,
+            AttemptRecord, ClaimedDelivery, Completion, CompletionResult, DestinationRef, Enqueued,
+            Lease, NewDelivery,
         },
     },
 };
@@ -31,6 +32,8 @@ on_both_backends!(
     a_claim_takes_no_more_than_a_destination_has_room_for,
     an_idle_destination_wakes_for_new_work,
     an_idle_destination_with_due_work_is_found,
+    an_unreadable_row_is_dead_lettered_and_its_claim_goes_on,
+    leases_of_any_number_are_given_back_in_one_statement,
 );
 
 async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -63,6 +66,7 @@ fn delivery(n: usize) -> NewDelivery {
         destination: Destination::of(&format!("http://127.0.0.1:9/{n}").parse().unwrap()).unwrap(),
         idempotency_key: None,
         max_attempts: 3,
+        max_attempts_chosen: true,
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
@@ -669,5 +673,142 @@ async fn an_idle_destination_with_due_work_is_found(backend: Backend) {
         "nothing due is left at an idle destination"
     );
     schema.close().await.expect("close");
+    store.close().await.unwrap();
+}
+
+/// A claimed row this build cannot read (its headers are not JSON) does
+/// not fail its claim: the rows that read are returned, and the bad one is
+/// dead-lettered at once, unsent, with an outcome saying why, instead of
+/// being claimed again at every lease's end.
+async fn an_unreadable_row_is_dead_lettered_and_its_claim_goes_on(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    let ids: Vec<Uuid> = {
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(enqueue(&store, delivery(n)).await.id);
+        }
+        ids
+    };
+    let bad = ids[1];
+    let raw = Database::connect(db.url()).await.unwrap();
+    let placeholder = if backend == Backend::Postgres {
+        "$1"
+    } else {
+        "?1"
+    };
+    raw.execute_raw(Statement::from_sql_and_values(
+        raw.get_database_backend(),
+        format!("UPDATE deliveries SET headers = 'not json' WHERE id = {placeholder}"),
+        [bad.into()],
+    ))
+    .await
+    .unwrap();
+
+    let mut claimed: Vec<Uuid> = claim(&store, 10, LEASE)
+        .await
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    claimed.sort();
+    let mut good = vec![ids[0], ids[2]];
+    good.sort();
+    assert_eq!(claimed, good, "the rows that read are claimed");
+
+    let row = raw
+        .query_one_raw(Statement::from_sql_and_values(
+            raw.get_database_backend(),
+            format!(
+                "SELECT state, last_error, attempt_count, lease_token IS NULL \
+                 FROM deliveries WHERE id = {placeholder}"
+            ),
+            [bad.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let state: String = row.try_get_by_index(0).unwrap();
+    let error: String = row.try_get_by_index(1).unwrap();
+    let attempts: i32 = row.try_get_by_index(2).unwrap();
+    let released: bool = row.try_get_by_index(3).unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, released),
+        ("dead_lettered", 0, true)
+    );
+    assert!(
+        error.contains("could not be read") && error.contains("headers"),
+        "the error says the row could not be read, and why: {error}"
+    );
+    let outcomes = store
+        .outcomes_after("default", &Default::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].delivery_id, Some(bad));
+    assert_eq!(outcomes[0].kind, OutcomeKind::DeadLettered);
+    assert_eq!(outcomes[0].error_message.as_deref(), Some(error.as_str()));
+    assert!(
+        claim(&store, 10, LEASE).await.is_empty(),
+        "the bad row is not claimed again"
+    );
+    raw.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// Giving leases back takes one statement whatever their number: more
+/// leases than one statement could bind two values each for are given
+/// back together, each row due again with its attempt returned, and a
+/// lease lost meanwhile left alone.
+async fn leases_of_any_number_are_given_back_in_one_statement(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    for n in 0..3 {
+        enqueue(&store, delivery(n)).await;
+    }
+    let stale = claim(&store, 1, Duration::ZERO).await.remove(0);
+    let claimed = claim(&store, 10, LEASE).await;
+    assert_eq!(
+        claimed.len(),
+        3,
+        "the zero lease ran out: its row is due again"
+    );
+    let destination = claimed[0].destination_ref();
+    // Past what PostgreSQL (65,535) or SQLite (32,766) binds in one statement.
+    let mut leases: Vec<(Lease, DestinationRef)> = (0..40_000)
+        .map(|_| {
+            let lease = Lease {
+                delivery_id: Uuid::new_v4(),
+                token: Uuid::new_v4(),
+            };
+            (lease, destination.clone())
+        })
+        .collect();
+    leases.extend(
+        claimed
+            .iter()
+            .filter(|c| c.id != stale.id)
+            .map(|c| (c.lease(), c.destination_ref())),
+    );
+    leases.push((stale.lease(), stale.destination_ref()));
+    store.release(&leases, true).await.expect("released");
+
+    let mut again: Vec<(Uuid, u32)> = claim(&store, 10, LEASE)
+        .await
+        .iter()
+        .map(|c| (c.id, c.attempt_number))
+        .collect();
+    again.sort();
+    let mut expected: Vec<(Uuid, u32)> = claimed
+        .iter()
+        .filter(|c| c.id != stale.id)
+        .map(|c| (c.id, 1))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        again, expected,
+        "given back with their attempts; the row whose old lease was given back stays leased"
+    );
     store.close().await.unwrap();
 }

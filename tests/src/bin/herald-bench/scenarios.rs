@@ -70,6 +70,7 @@ fn delivery(url: &str) -> NewDelivery {
         destination: Destination::of(&parsed).expect("a destination"),
         idempotency_key: None,
         max_attempts: 5,
+        max_attempts_chosen: true,
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
