@@ -27,7 +27,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use super::{
     Dialect, Store, StoreError,
-    claim::{LEASED_COLUMNS, claimed},
+    claim::{LEASED_COLUMNS, RESEND, claimed},
     millis,
     records::{ClaimedDelivery, DestinationRef},
 };
@@ -58,8 +58,7 @@ WITH open AS ( \
     ORDER BY x.next_attempt_at_ms, x.id \
     LIMIT $10 {lock} \
 ) \
-UPDATE deliveries SET \
-    attempt_count = attempt_count + 1, \
+UPDATE deliveries SET {resend}, \
     lease_token = $1, \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
@@ -118,6 +117,7 @@ impl Store {
         };
         let sql = HAND_OVER
             .replace("{lock}", lock)
+            .replace("{resend}", RESEND)
             .replace("{columns}", LEASED_COLUMNS);
         let _turn = self.write_turn().await;
         let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;

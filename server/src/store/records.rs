@@ -230,8 +230,13 @@ pub struct ClaimedDelivery {
     /// slot may pass straight to the destination's next due delivery
     /// ([`Store::hand_over`](crate::store::Store::hand_over)).
     pub may_hand_over: bool,
-    /// This attempt's number (the claim counted it).
+    /// This attempt's number (the claim counted it, unless it is a
+    /// resend).
     pub attempt_number: u32,
+    /// The previous claim's attempt was made but its result never
+    /// recorded (its lease ran out first): this one makes it again under
+    /// the same number, whatever the deadline (invariant I4).
+    pub resend: bool,
     /// Most attempts to make.
     pub max_attempts: u32,
     /// No attempt starts after this, Unix ms.

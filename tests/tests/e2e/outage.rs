@@ -1,13 +1,56 @@
 //! The database goes away. Through a [`FaultProxy`] that cuts Herald off
 //! PostgreSQL: an enqueue meanwhile answers UNAVAILABLE at once, and works
-//! again once the database is back.
+//! again once the database is back; an outage longer than the lease ends
+//! in resends, not dead letters (invariant I4). On both backends, what a
+//! lost result leaves in the store: the attempt is made again, uncounted,
+//! even past its deadline.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
 
-use herald_proto::v1::EnqueueRequest;
-use herald_server::Config;
-use herald_tests::{Backend, FaultProxy, PATIENCE, Receiver, TestHerald};
+use futures::StreamExt;
+use herald_proto::v1::{EnqueueRequest, OutcomeKind, WatchOutcomesRequest};
+use herald_server::{Config, store::records::NewDelivery};
+use herald_tests::{Backend, FaultProxy, PATIENCE, Receiver, TestHerald, on_both_backends};
 use tonic::Code;
+
+use crate::store::{LEASE, claim, delivery, enqueue, store};
+
+on_both_backends!(a_lost_attempt_is_made_again_uncounted_past_its_deadline);
+
+async fn a_lost_attempt_is_made_again_uncounted_past_its_deadline(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    let past_deadline = |n| NewDelivery {
+        deadline_ms: Some(1),
+        ..delivery(n)
+    };
+    let lost = enqueue(&store, past_deadline(1)).await;
+    // A zero lease expires at once: the attempt was made, its result lost.
+    let first = claim(&store, 1, Duration::ZERO).await.remove(0);
+    assert_eq!(first.id, lost.id);
+    let never_attempted = enqueue(&store, past_deadline(2)).await;
+
+    let stranded = store.dead_letter_stranded(10).await.expect("upkeep");
+    let stranded: Vec<_> = stranded.iter().filter_map(|o| o.delivery_id).collect();
+    assert_eq!(
+        stranded,
+        [never_attempted.id],
+        "only the delivery never attempted is dead-lettered for its deadline"
+    );
+    let again = claim(&store, 10, LEASE).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].id, lost.id);
+    assert!(again[0].resend, "claimed as a resend");
+    assert_eq!(
+        again[0].attempt_number, first.attempt_number,
+        "the lost attempt is made again under its number, not counted twice"
+    );
+    store.close().await.unwrap();
+}
 
 /// Herald on PostgreSQL through a [`FaultProxy`], with room for every
 /// delivery of these tests in flight at once and `adjust` applied; `None`
@@ -24,6 +67,95 @@ async fn behind_proxy(adjust: impl FnOnce(&mut Config)) -> Option<(TestHerald, F
     })
     .await?;
     Some((herald, proxy.expect("the proxy started with Herald")))
+}
+
+/// Enqueues `count` POSTs to `url` in one batch, each shaped by `shape`;
+/// returns their ids.
+async fn enqueue_all(
+    herald: &TestHerald,
+    url: &str,
+    count: usize,
+    shape: impl Fn(&mut EnqueueRequest),
+) -> Vec<String> {
+    let requests = (0..count)
+        .map(|n| {
+            let mut request = EnqueueRequest {
+                url: url.to_owned(),
+                body: n.to_string().into_bytes(),
+                ..Default::default()
+            };
+            shape(&mut request);
+            request
+        })
+        .collect();
+    herald
+        .enqueue_batch(requests)
+        .await
+        .into_iter()
+        .map(|result| result.accepted.expect("accepted").id)
+        .collect()
+}
+
+/// Waits until each of `ids` has a terminal outcome and returns the
+/// deliveries that did not succeed, with how they ended.
+async fn not_succeeded(herald: &TestHerald, ids: &[String]) -> HashMap<String, OutcomeKind> {
+    let mut waiting: Vec<&String> = ids.iter().collect();
+    let mut failed = HashMap::new();
+    let request = WatchOutcomesRequest {
+        after_sequence: Some(0),
+        ..Default::default()
+    };
+    let mut outcomes = herald
+        .client()
+        .watch_outcomes(request)
+        .await
+        .expect("watch")
+        .into_inner();
+    tokio::time::timeout(PATIENCE, async {
+        while !waiting.is_empty() {
+            let outcome = outcomes
+                .next()
+                .await
+                .expect("stream open")
+                .expect("an outcome")
+                .outcome
+                .expect("outcome set");
+            let kind = outcome.kind();
+            if !matches!(
+                kind,
+                OutcomeKind::Succeeded | OutcomeKind::DeadLettered | OutcomeKind::Cancelled
+            ) {
+                continue;
+            }
+            waiting.retain(|id| **id != outcome.delivery_id);
+            if kind != OutcomeKind::Succeeded {
+                failed.insert(outcome.delivery_id, kind);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} deliveries did not finish in time", waiting.len()));
+    failed
+}
+
+/// How many times `receiver` saw each `webhook-id` at `path`.
+fn sends(receiver: &Receiver, path: &str) -> HashMap<String, usize> {
+    let mut sends = HashMap::new();
+    for request in receiver.requests(path) {
+        *sends
+            .entry(request.header("webhook-id").to_owned())
+            .or_default() += 1;
+    }
+    sends
+}
+
+/// Keeps the database, already cut off, away for `outage` from when
+/// Herald has found it gone, then lets it back.
+async fn keep_cut(proxy: &FaultProxy, outage: Duration) {
+    proxy.wait_refused(1).await;
+    // The outage's length is the scenario, not a wait for a signal.
+    tokio::time::sleep(outage).await;
+    proxy.restore();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,5 +209,38 @@ async fn enqueue_while_the_database_is_away_answers_unavailable_then_works() {
         delivered.state,
         i32::from(herald_proto::v1::DeliveryState::Succeeded)
     );
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_lease_ends_in_resends_not_dead_letters() {
+    let lease = Duration::from_secs(3);
+    let Some((herald, proxy)) = behind_proxy(|config| {
+        config.request_timeout = Duration::from_secs(1);
+        config.lease_duration = lease;
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.hold("/d");
+    // One attempt each, and a deadline that passes during the outage: a
+    // lost attempt counted against either would dead-letter them.
+    let deadline = SystemTime::now() + lease + Duration::from_secs(1);
+    let ids = enqueue_all(&herald, &receiver.url("/d"), 20, |request| {
+        request.max_attempts = Some(1);
+        request.deadline_time = Some(deadline.into());
+    })
+    .await;
+    receiver.wait_for("/d", 20).await;
+    proxy.cut();
+    receiver.open_gate();
+    keep_cut(&proxy, lease + Duration::from_secs(3)).await;
+
+    let failed = not_succeeded(&herald, &ids).await;
+    assert!(failed.is_empty(), "not succeeded: {failed:?}");
+    let sends = sends(&receiver, "/d");
+    assert_eq!(sends.len(), 20, "every delivery reached the receiver");
     herald.stop().await;
 }
