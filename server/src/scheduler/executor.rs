@@ -117,6 +117,7 @@ impl Executors {
                 let span = attempt_span(&delivery);
                 let lease = delivery.lease();
                 let may_hand_over = delivery.may_hand_over;
+                let lease_ends = delivery.lease_ends;
                 let threshold = delivery.failure_threshold;
                 let completion = shared
                     .attempt(delivery, Arc::clone(&signing))
@@ -129,7 +130,10 @@ impl Executors {
                 // retried.
                 let handed = shared
                     .completions
-                    .send(Work::Attempt(completion))
+                    .send(Work::Attempt {
+                        completion: Box::new(completion),
+                        lease_ends,
+                    })
                     .await
                     .is_ok();
                 let next = if handed && succeeded && may_hand_over {
@@ -389,6 +393,7 @@ mod tests {
             max_attempts: 3,
             deadline_at_ms,
             lease_token: Uuid::new_v4(),
+            lease_ends: tokio::time::Instant::now(),
             trace: None,
             created_at_ms: 0,
         }

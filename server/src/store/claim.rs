@@ -251,6 +251,7 @@ impl Store {
             return Ok(Claimed::default());
         }
         let _turn = self.write_turn().await;
+        let lease_ends = tokio::time::Instant::now() + request.lease;
         let txn = self.db.begin().await?;
         let (candidates, now_ms) = self.candidates(&txn, request).await?;
         if candidates.is_empty() {
@@ -316,7 +317,7 @@ impl Store {
             .collect();
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
-            let mut delivery = claimed(row, token)?;
+            let mut delivery = claimed(row, token, lease_ends)?;
             let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
             if let Some((look, parked)) = openings.get(&key) {
                 delivery.probe = look.opening.probe;
@@ -736,7 +737,11 @@ fn clamp(value: u32) -> i32 {
 
 /// A leased row as a claimed delivery (its destination's policy filled in
 /// by the caller).
-pub(super) fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
+pub(super) fn claimed(
+    row: &QueryResult,
+    lease_token: Uuid,
+    lease_ends: tokio::time::Instant,
+) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
         id: row.try_get_by_index(0)?,
         tenant_id: row.try_get_by_index(1)?,
@@ -755,6 +760,7 @@ pub(super) fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDel
         may_hand_over: false,
         deadline_at_ms: row.try_get_by_index(10)?,
         lease_token,
+        lease_ends,
         trace: row
             .try_get_by_index::<Option<String>>(11)?
             .map(|traceparent| TraceContext {

@@ -120,10 +120,11 @@ impl Store {
             .replace("{resend}", RESEND)
             .replace("{columns}", LEASED_COLUMNS);
         let _turn = self.write_turn().await;
+        let lease_ends = tokio::time::Instant::now() + request.lease;
         let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
         rows.iter()
             .map(|row| {
-                let mut delivery = claimed(row, token)?;
+                let mut delivery = claimed(row, token, lease_ends)?;
                 delivery.failure_threshold = request.failure_threshold;
                 delivery.may_hand_over = true;
                 Ok(delivery)

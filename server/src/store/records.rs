@@ -243,6 +243,9 @@ pub struct ClaimedDelivery {
     pub deadline_at_ms: Option<i64>,
     /// The lease this attempt holds.
     pub lease_token: Uuid,
+    /// The lease holds at least until then, by this replica's clock: the
+    /// claim began before the database stamped the lease's end.
+    pub lease_ends: tokio::time::Instant,
     /// The caller's trace context, sent along.
     pub trace: Option<TraceContext>,
     /// When the delivery was enqueued, Unix ms.

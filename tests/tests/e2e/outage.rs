@@ -1,9 +1,11 @@
-//! The database goes away. Through a [`FaultProxy`] that cuts Herald off
-//! PostgreSQL: an enqueue meanwhile answers UNAVAILABLE at once, and works
-//! again once the database is back; an outage longer than the lease ends
-//! in resends, not dead letters (invariant I4). On both backends, what a
-//! lost result leaves in the store: the attempt is made again, uncounted,
-//! even past its deadline.
+//! The database goes away (invariant I4). Through a [`FaultProxy`] that
+//! cuts Herald off PostgreSQL: answers in hand are kept and recorded once
+//! the database is back, so each delivery is sent once and none is
+//! dead-lettered; an enqueue meanwhile answers UNAVAILABLE at once; an
+//! outage longer than the lease ends in resends, not dead letters; a
+//! shutdown meanwhile still ends within its grace. On both
+//! backends, what a lost result leaves in the store: the attempt is made
+//! again, uncounted, even past its deadline.
 
 use std::{
     collections::HashMap,
@@ -159,6 +161,79 @@ async fn keep_cut(proxy: &FaultProxy, outage: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_in_hand_while_the_database_is_away_is_recorded_not_dead_lettered() {
+    let Some((herald, proxy)) = behind_proxy(|config| {
+        config.lease_duration = Duration::from_secs(10);
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    // It de-duplicates: a second send of a delivery would get 409, and a
+    // single allowed attempt makes that a dead letter.
+    receiver.dedupe("/i4");
+    receiver.hold("/i4");
+    let ids = enqueue_all(&herald, &receiver.url("/i4"), 100, |request| {
+        request.max_attempts = Some(1);
+    })
+    .await;
+    receiver.wait_for("/i4", 100).await;
+    proxy.cut();
+    // Every answer, a 204, comes back while the database is away.
+    receiver.open_gate();
+    keep_cut(&proxy, Duration::from_secs(3)).await;
+
+    let failed = not_succeeded(&herald, &ids).await;
+    assert!(failed.is_empty(), "not succeeded: {failed:?}");
+    let sends = sends(&receiver, "/i4");
+    assert_eq!(sends.len(), 100);
+    assert!(
+        sends.values().all(|&count| count == 1),
+        "sent again: {sends:?}"
+    );
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_flight_across_a_five_second_outage_all_succeed_once() {
+    let Some((herald, proxy)) = behind_proxy(|config| {
+        // The later answers come within the request timeout.
+        config.request_timeout = Duration::from_secs(9);
+        config.lease_duration = Duration::from_secs(12);
+    })
+    .await
+    else {
+        return;
+    };
+    // One receiver answers during the outage, the other after it.
+    let during = Receiver::start().await;
+    let after = Receiver::start().await;
+    during.hold("/b");
+    after.hold("/b");
+    let mut ids = enqueue_all(&herald, &during.url("/b"), 20, |_| {}).await;
+    ids.extend(enqueue_all(&herald, &after.url("/b"), 20, |_| {}).await);
+    during.wait_for("/b", 20).await;
+    after.wait_for("/b", 20).await;
+    proxy.cut();
+    during.open_gate();
+    keep_cut(&proxy, Duration::from_secs(5)).await;
+    after.open_gate();
+
+    let failed = not_succeeded(&herald, &ids).await;
+    assert!(failed.is_empty(), "not succeeded: {failed:?}");
+    for (answering, receiver) in [("during", &during), ("after", &after)] {
+        let sends = sends(receiver, "/b");
+        assert_eq!(sends.len(), 20);
+        assert!(
+            sends.values().all(|&count| count == 1),
+            "answered {answering} the outage, sent again: {sends:?}"
+        );
+    }
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_while_the_database_is_away_answers_unavailable_then_works() {
     let Some((herald, proxy)) = behind_proxy(|_| {}).await else {
         return;
@@ -243,4 +318,27 @@ async fn an_outage_longer_than_the_lease_ends_in_resends_not_dead_letters() {
     let sends = sends(&receiver, "/d");
     assert_eq!(sends.len(), 20, "every delivery reached the receiver");
     herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_within_its_grace_while_the_database_is_away() {
+    let Some((herald, proxy)) = behind_proxy(|config| {
+        // Results would be kept this long; the grace cuts it short.
+        config.lease_duration = Duration::from_secs(60);
+        config.shutdown_grace = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.hold("/e");
+    enqueue_all(&herald, &receiver.url("/e"), 10, |_| {}).await;
+    receiver.wait_for("/e", 10).await;
+    proxy.cut();
+    receiver.open_gate();
+    proxy.wait_refused(1).await;
+    tokio::time::timeout(PATIENCE, herald.stop())
+        .await
+        .expect("shutdown ends, leaving unwritten results to their leases");
 }
