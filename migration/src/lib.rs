@@ -13,6 +13,7 @@ mod m20261123_000002_tenant_security;
 mod m20261123_000003_operations;
 mod m20261130_000004_keyed_idempotency;
 mod m20261201_000005_destinations;
+mod m20261202_000006_resend;
 
 /// The ordered list of Herald's migrations.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_operations::Migration),
             Box::new(m20261130_000004_keyed_idempotency::Migration),
             Box::new(m20261201_000005_destinations::Migration),
+            Box::new(m20261202_000006_resend::Migration),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! The harness of Herald's end-to-end tests: a real HTTP [`Receiver`], a
 //! fresh database per test on either [`Backend`] ([`TestDb`]), and a real
 //! Herald serving gRPC on an ephemeral port ([`TestHerald`]), or as a child
-//! process for fault tests ([`HeraldProcess`]). [`on_both_backends!`] turns
+//! process for fault tests ([`HeraldProcess`]), and a [`FaultProxy`] that
+//! cuts a database off on command. [`on_both_backends!`] turns
 //! one `async fn(Backend)` into a SQLite test and a PostgreSQL test.
 //!
 //! PostgreSQL tests connect to `HERALD_TEST_POSTGRES_URL` (default
@@ -15,6 +16,7 @@ mod db;
 mod herald;
 mod metrics;
 mod process;
+mod proxy;
 mod receiver;
 
 pub use admin::{
@@ -24,6 +26,7 @@ pub use db::{Backend, TestDb};
 pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};
 pub use metrics::{scrape, total};
 pub use process::HeraldProcess;
+pub use proxy::FaultProxy;
 pub use receiver::{Receiver, Recorded, Reply};
 
 /// How long any wait in a test may take before it fails: a guard against

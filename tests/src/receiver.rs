@@ -68,6 +68,9 @@ struct State {
     slow: Mutex<HashMap<String, Duration>>,
     /// Requests open now, per path.
     open: Mutex<HashMap<String, usize>>,
+    /// Paths that answer a `webhook-id` seen before with 409, and the ids
+    /// each has seen.
+    dedupe: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 /// The receiver; it stops serving when dropped.
@@ -92,6 +95,7 @@ impl Receiver {
             gate: watch::channel(false).0,
             slow: Mutex::default(),
             open: Mutex::default(),
+            dedupe: Mutex::default(),
         });
         let (arrived, arrivals) = watch::channel(0);
         let arrived = Arc::new(arrived);
@@ -162,6 +166,17 @@ impl Receiver {
             .lock()
             .unwrap()
             .insert(path.to_owned(), delay);
+    }
+
+    /// Answers every unscripted request to `path` whose `webhook-id` it
+    /// has seen before with 409 Conflict, as a receiver that de-duplicates
+    /// does.
+    pub fn dedupe(&self, path: &str) {
+        self.state
+            .dedupe
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), HashSet::new());
     }
 
     /// Answers every held request, and stops holding.
@@ -235,7 +250,20 @@ async fn handle(
         None => state.slow.lock().unwrap().get(&path).copied(),
         Some(_) => None,
     };
-    let reply = scripted.unwrap_or(Reply::Status(204));
+    let duplicate = scripted.is_none()
+        && state
+            .dedupe
+            .lock()
+            .unwrap()
+            .get_mut(&path)
+            .is_some_and(|seen| {
+                let id = parts
+                    .headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok());
+                !seen.insert(id.unwrap_or_default().to_owned())
+            });
+    let reply = scripted.unwrap_or(Reply::Status(if duplicate { 409 } else { 204 }));
     let open = Open::enter(&state, &path);
     state.requests.lock().unwrap().push(Recorded {
         method: parts.method,

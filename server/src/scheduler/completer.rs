@@ -16,22 +16,29 @@
 //! so the feed never closes a cycle; two batches share a row only when one
 //! holds the result of an expired lease and the other its successor's,
 //! and if such a pair ever crossed, PostgreSQL would end the deadlock by
-//! failing one batch, which is written again ([`WRITE_TRIES`]).
+//! failing one batch, which is written again.
 //!
-//! Its inbound channel is bounded: when the database falls behind,
-//! executors wait to hand over results, and the claimer (out of permits)
-//! stops claiming. A batch that cannot be written is retried a few times;
-//! after that its rows keep their leases and are attempted again once the
-//! leases expire (a 2xx is re-sent, never dead-lettered: invariant I4).
+//! Its inbound channel is bounded: when the database falls behind or goes
+//! away, executors wait to hand over results, and the claimer (out of
+//! permits) stops claiming. A batch that cannot be written is kept and
+//! written again, with growing pauses, for as long as its leases hold
+//! (invariant I4): a result in hand, a 2xx above all, is recorded once the
+//! database is back, not made again. Only a result whose lease runs out
+//! first is let go: its row is attempted again once the lease expires, as
+//! a resend that neither counts against the attempt budget nor stops at
+//! the deadline ([`crate::store::Store::claim`]). Every write is fenced by
+//! lease token, so one that lands after another replica took the row
+//! changes nothing. At shutdown, what is still unwritten when the grace
+//! period ends (`abandon`) is left to lease expiry the same way.
 
-use std::time::Duration;
-
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{Mutex, mpsc, oneshot},
     task::JoinSet,
+    time::Instant,
 };
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::in_flight::InFlight;
@@ -49,14 +56,24 @@ use crate::{
 
 /// Most attempt results written in one transaction.
 pub const MAX_BATCH: usize = 128;
-/// Tries per batch before its rows are left to lease expiry.
-const WRITE_TRIES: u32 = 3;
+/// The pause after a batch's first failed write; it doubles with each
+/// further failure, up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between two writes of a batch: how late, at most, a
+/// batch notices that the database is back.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the completer writes.
 #[derive(Debug)]
 pub enum Work {
-    /// An attempt's result.
-    Attempt(Completion),
+    /// An attempt's result, worth writing until its lease ends.
+    Attempt {
+        /// The result (boxed, so the inbox's slots stay small).
+        completion: Box<Completion>,
+        /// When its lease ends, at the earliest (see
+        /// [`ClaimedDelivery::lease_ends`](crate::store::records::ClaimedDelivery::lease_ends)).
+        lease_ends: Instant,
+    },
     /// An operator's cancellation, answered on `reply`.
     Cancel {
         /// The caller's tenant.
@@ -85,6 +102,9 @@ pub struct Writer {
     pub in_flight: InFlight,
     /// The configured policy, for what destinations do not override.
     pub defaults: Policy,
+    /// Cancelled when the shutdown grace has run out: results not yet
+    /// written are then let go (after one try) instead of kept.
+    pub abandon: CancellationToken,
 }
 
 /// Starts the writers over `inbox`; each stops once every sender is
@@ -110,11 +130,18 @@ async fn run(writer: Writer, inbox: Arc<Mutex<mpsc::Receiver<Work>>>) {
     } = &writer;
     let mut work = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut lease_ends = Vec::with_capacity(MAX_BATCH);
     while inbox.lock().await.recv_many(&mut work, MAX_BATCH).await > 0 {
         let mut cancels = Vec::new();
         for item in work.drain(..) {
             match item {
-                Work::Attempt(completion) => batch.push(completion),
+                Work::Attempt {
+                    completion,
+                    lease_ends: ends,
+                } => {
+                    batch.push(*completion);
+                    lease_ends.push(ends);
+                }
                 Work::Cancel {
                     tenant_id,
                     id,
@@ -123,15 +150,16 @@ async fn run(writer: Writer, inbox: Arc<Mutex<mpsc::Receiver<Work>>>) {
             }
         }
         if !batch.is_empty() {
-            write(&writer, &batch).await;
-            if batch
+            let retries = batch
                 .iter()
-                .any(|c| matches!(c.decision, Decision::Retry { .. }))
-            {
+                .any(|c| matches!(c.decision, Decision::Retry { .. }));
+            write(&writer, &mut batch, &mut lease_ends).await;
+            if retries {
                 // A retry may now be due sooner than the claimer's timer.
                 wakeup.raise_local();
             }
             batch.clear();
+            lease_ends.clear();
         }
         for (tenant_id, id, reply) in cancels {
             let result = store.cancel(&tenant_id, id).await;
@@ -145,7 +173,10 @@ async fn run(writer: Writer, inbox: Arc<Mutex<mpsc::Receiver<Work>>>) {
     }
 }
 
-async fn write(writer: &Writer, batch: &[Completion]) {
+/// Writes `batch` (whose leases end at `lease_ends`, in the same order),
+/// trying again after each failure for as long as leases hold; a result
+/// whose lease ends before the next try is let go (see the module).
+async fn write(writer: &Writer, batch: &mut Vec<Completion>, lease_ends: &mut Vec<Instant>) {
     let Writer {
         store,
         feed,
@@ -153,6 +184,7 @@ async fn write(writer: &Writer, batch: &[Completion]) {
         health,
         in_flight,
         defaults,
+        abandon,
         ..
     } = writer;
     let changes = health.record(batch);
@@ -167,7 +199,109 @@ async fn write(writer: &Writer, batch: &[Completion]) {
         .map(|change| change.destination.clone())
         .collect();
     in_flight.opening(&opening);
-    let leases: Vec<(DestinationRef, Lease)> = batch
+    let mut pause = FIRST_PAUSE;
+    for attempt in 1.. {
+        let error = match store.complete(batch, &changes, defaults).await {
+            Ok(results) => {
+                for (completion, result) in batch.iter().zip(&results) {
+                    match result {
+                        CompletionResult::Recorded(outcome) => metrics.outcome(outcome.kind),
+                        CompletionResult::LeaseLost => tracing::warn!(
+                            delivery_id = %completion.delivery_id,
+                            "lease lost before the attempt was recorded (expired and taken again, or cancelled); result discarded"
+                        ),
+                    }
+                }
+                in_flight.recorded(&leases(batch));
+                in_flight.opened(&opening);
+                // Circuit events are committed with the batch too.
+                if !changes.is_empty()
+                    || results
+                        .iter()
+                        .any(|result| matches!(result, CompletionResult::Recorded(_)))
+                {
+                    feed.committed();
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        let abandoned = abandon.is_cancelled();
+        tracing::error!(
+            %error,
+            attempt,
+            size = batch.len(),
+            "could not record attempt results; {}",
+            if abandoned {
+                "the shutdown grace has run out"
+            } else {
+                "they are kept and written again while their leases hold"
+            }
+        );
+        // What the next try would come too late for is let go now.
+        let next_try = Instant::now() + pause;
+        let_go(writer, batch, lease_ends, abandoned, |ends| {
+            abandoned || ends <= next_try
+        });
+        if batch.is_empty() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next_try) => {}
+            () = abandon.cancelled() => {
+                let_go(writer, batch, lease_ends, true, |_| true);
+                return;
+            }
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Gives up on the results of `batch` whose lease end satisfies `expired`:
+/// their rows keep their leases, and are attempted again when those
+/// expire.
+fn let_go(
+    writer: &Writer,
+    batch: &mut Vec<Completion>,
+    lease_ends: &mut Vec<Instant>,
+    shutting_down: bool,
+    expired: impl Fn(Instant) -> bool,
+) {
+    let mut given_up = Vec::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    let mut kept_ends = Vec::with_capacity(batch.len());
+    for (completion, ends) in batch.drain(..).zip(lease_ends.drain(..)) {
+        if expired(ends) {
+            given_up.push(completion);
+        } else {
+            kept.push(completion);
+            kept_ends.push(ends);
+        }
+    }
+    *batch = kept;
+    *lease_ends = kept_ends;
+    for completion in &given_up {
+        tracing::warn!(
+            delivery_id = %completion.delivery_id,
+            attempt = completion.attempt_number,
+            decision = ?completion.decision,
+            "{}; the attempt is made again once its lease expires",
+            if shutting_down {
+                "shutting down before this attempt's result could be recorded"
+            } else {
+                "the lease ran out before this attempt's result could be recorded"
+            }
+        );
+    }
+    if !given_up.is_empty() {
+        // Their leases count as in flight again until they expire.
+        writer.in_flight.recorded(&leases(&given_up));
+    }
+}
+
+/// Each completion's destination and lease, for the claim hints.
+fn leases(batch: &[Completion]) -> Vec<(DestinationRef, Lease)> {
+    batch
         .iter()
         .map(|completion| {
             let destination = DestinationRef {
@@ -180,41 +314,5 @@ async fn write(writer: &Writer, batch: &[Completion]) {
             };
             (destination, lease)
         })
-        .collect();
-    for attempt in 1..=WRITE_TRIES {
-        match store.complete(batch, &changes, defaults).await {
-            Ok(results) => {
-                for (completion, result) in batch.iter().zip(&results) {
-                    match result {
-                        CompletionResult::Recorded(outcome) => metrics.outcome(outcome.kind),
-                        CompletionResult::LeaseLost => tracing::warn!(
-                            delivery_id = %completion.delivery_id,
-                            "lease lost before the attempt was recorded (expired, or cancelled); result discarded"
-                        ),
-                    }
-                }
-                in_flight.recorded(&leases);
-                in_flight.opened(&opening);
-                // Circuit events are committed with the batch too.
-                if !changes.is_empty()
-                    || results
-                        .iter()
-                        .any(|result| matches!(result, CompletionResult::Recorded(_)))
-                {
-                    feed.committed();
-                }
-                return;
-            }
-            Err(error) => {
-                tracing::error!(%error, attempt, size = batch.len(), "could not record attempt results");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-            }
-        }
-    }
-    // Their leases count as in flight again until they expire.
-    in_flight.recorded(&leases);
-    tracing::error!(
-        size = batch.len(),
-        "giving up on recording this batch; its deliveries will be attempted again when their leases expire"
-    );
+        .collect()
 }

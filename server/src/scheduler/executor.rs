@@ -11,9 +11,9 @@
 //! ([`HandOvers`]) instead of handing its slot back for a claim.
 //!
 //! Two checks come before sending: a delivery past its deadline is
-//! dead-lettered unsent, and so is one whose claims ran past its attempt
-//! budget plus one (invariant I3: beyond the budget, at most one re-send
-//! after a crash lost an attempt's result).
+//! dead-lettered unsent, and so is one whose attempts ran past its budget.
+//! A resend is exempt from both: it makes again an attempt that was
+//! already allowed, whose result was lost (invariant I4).
 
 use std::{
     collections::HashMap,
@@ -117,6 +117,7 @@ impl Executors {
                 let span = attempt_span(&delivery);
                 let lease = delivery.lease();
                 let may_hand_over = delivery.may_hand_over;
+                let lease_ends = delivery.lease_ends;
                 let threshold = delivery.failure_threshold;
                 let completion = shared
                     .attempt(delivery, Arc::clone(&signing))
@@ -129,7 +130,10 @@ impl Executors {
                 // retried.
                 let handed = shared
                     .completions
-                    .send(Work::Attempt(completion))
+                    .send(Work::Attempt {
+                        completion: Box::new(completion),
+                        lease_ends,
+                    })
                     .await
                     .is_ok();
                 let next = if handed && succeeded && may_hand_over {
@@ -264,19 +268,18 @@ pub async fn execute(
         decision: Decision::DeadLetter,
         slow_down: None,
     };
-    if delivery
-        .deadline_at_ms
-        .is_some_and(|deadline| now_ms >= deadline)
-    {
-        return unsent(format!(
-            "the deadline passed before attempt {attempt_number}"
-        ));
-    }
-    if attempt_number > delivery.max_attempts.saturating_add(1) {
-        return unsent(format!(
-            "all {} attempts were used; the results of some were lost when Herald stopped mid-attempt",
-            delivery.max_attempts
-        ));
+    if !delivery.resend {
+        if delivery
+            .deadline_at_ms
+            .is_some_and(|deadline| now_ms >= deadline)
+        {
+            return unsent(format!(
+                "the deadline passed before attempt {attempt_number}"
+            ));
+        }
+        if attempt_number > delivery.max_attempts {
+            return unsent(format!("all {} attempts were used", delivery.max_attempts));
+        }
     }
     let until_deadline = delivery
         .deadline_at_ms
@@ -295,7 +298,7 @@ pub async fn execute(
     metrics.attempted(
         AttemptResult::of(&verdict, error),
         report.duration,
-        (attempt_number == 1).then_some(delivery.created_at_ms),
+        (attempt_number == 1 && !delivery.resend).then_some(delivery.created_at_ms),
     );
     let decision = policy.decide(
         &verdict,
@@ -386,9 +389,11 @@ mod tests {
             failure_threshold: 10,
             may_hand_over: false,
             attempt_number,
+            resend: false,
             max_attempts: 3,
             deadline_at_ms,
             lease_token: Uuid::new_v4(),
+            lease_ends: tokio::time::Instant::now(),
             trace: None,
             created_at_ms: 0,
         }
@@ -406,9 +411,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_resend_after_lost_results_then_no_more() {
-        // Attempt 4 of 3: the one re-send I3 allows after a crash.
-        let allowed = execute(
+    async fn nothing_is_sent_beyond_the_budget() {
+        let refused = execute(
             &sender(),
             &POLICY,
             &Metrics::default(),
@@ -416,22 +420,32 @@ mod tests {
             Arc::default(),
         )
         .await;
-        assert!(allowed.attempt.is_some(), "the re-send is made");
-        assert_eq!(allowed.decision, Decision::DeadLetter, "and it is the last");
-        let refused = execute(
+        assert!(refused.attempt.is_none(), "nothing sent beyond the budget");
+        assert_eq!(refused.decision, Decision::DeadLetter);
+        assert!(refused.reason.unwrap().contains("all 3 attempts were used"));
+    }
+
+    #[tokio::test]
+    async fn a_resend_is_sent_past_its_deadline() {
+        // Attempt 1's result was lost and the deadline passed meanwhile:
+        // the attempt is made again, not dead-lettered unsent.
+        let resend = ClaimedDelivery {
+            resend: true,
+            ..claimed(1, Some(1))
+        };
+        let completion = execute(
             &sender(),
             &POLICY,
             &Metrics::default(),
-            claimed(5, None),
+            resend,
             Arc::default(),
         )
         .await;
         assert!(
-            refused.attempt.is_none(),
-            "nothing sent beyond budget plus one"
+            completion.attempt.is_some(),
+            "the lost attempt is made again"
         );
-        assert_eq!(refused.decision, Decision::DeadLetter);
-        assert!(refused.reason.unwrap().contains("lost"));
+        assert!(completion.reason.is_none(), "{:?}", completion.reason);
     }
 
     #[tokio::test]

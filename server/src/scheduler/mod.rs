@@ -19,7 +19,8 @@
 //!
 //! Shutdown has two phases: stop claiming, then drain (in-flight attempts
 //! finish within the grace period and are recorded; what does not finish is
-//! aborted and its lease given back so another replica takes it at once).
+//! aborted and its lease given back so another replica takes it at once;
+//! results the database could not take by then are left to lease expiry).
 
 mod claimer;
 mod completer;
@@ -111,7 +112,9 @@ impl Scheduler {
             health: health.clone(),
             in_flight: in_flight.clone(),
             defaults: config.defaults,
+            abandon: CancellationToken::new(),
         };
+        let abandon = writer.abandon.clone();
         let mut completer = completer::start(&writer, completer_inbox);
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(
@@ -147,12 +150,31 @@ impl Scheduler {
             wakeup: wakeup.clone(),
         };
         let task = tokio::spawn(async move {
+            // Results still unwritten when the grace has run out (the
+            // database away) are left to lease expiry.
+            let grace_over = {
+                let shutdown = shutdown.clone();
+                async move {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(config.shutdown_grace).await;
+                }
+            };
             // The completer ends once the claimer, its executors and every
             // handle (held by the API) have dropped their senders.
-            claimer.run(shutdown).await;
-            while let Some(finished) = completer.join_next().await {
-                if let Err(error) = finished {
-                    tracing::error!(%error, "a completion writer failed");
+            let drained = async {
+                claimer.run(shutdown).await;
+                while let Some(finished) = completer.join_next().await {
+                    if let Err(error) = finished {
+                        tracing::error!(%error, "a completion writer failed");
+                    }
+                }
+            };
+            tokio::pin!(drained);
+            tokio::select! {
+                () = &mut drained => {}
+                () = grace_over => {
+                    abandon.cancel();
+                    drained.await;
                 }
             }
             // Last, the health the final attempts left.

@@ -13,7 +13,9 @@
 //! 3. the rows are dealt one per destination per round, oldest first,
 //!    until the permits run out, and leased: the attempt is counted, a
 //!    fresh token stamped and the due time pushed to the lease's end, so a
-//!    replica that dies mid-attempt needs no rescuer;
+//!    replica that dies mid-attempt needs no rescuer; a row that still
+//!    carries an expired lease lost that attempt's result, and is leased
+//!    to make the same attempt again ([`RESEND`]);
 //! 4. each destination is parked ([`park`]) until it is next worth a look.
 //!
 //! So a claim never leases a row it must hand back, FIFO holds within a
@@ -129,7 +131,18 @@ ORDER BY x.next_attempt_at_ms, x.id LIMIT $3";
 /// The columns of a leased row that [`claimed`] reads.
 pub(super) const LEASED_COLUMNS: &str = "id, tenant_id, url, method, headers, body, content_type, \
     attempt_count, max_attempts, destination, deadline_at_ms, traceparent, tracestate, \
-    created_at_ms";
+    created_at_ms, resend";
+
+/// How a lease counts its attempt, in the `SET` of every statement that
+/// leases a row (a claim, a hand-over). A row still carrying a token (an
+/// expired lease: only a claim sets one, and recording, cancelling or
+/// giving it back clears it) holds an attempt that was made but whose
+/// result was never recorded, so this lease makes that attempt again: it
+/// keeps the number and is marked `resend`, and neither the attempt
+/// budget nor a deadline that passed meanwhile stops it (invariant I4).
+pub(super) const RESEND: &str = "\
+    attempt_count = attempt_count + CASE WHEN lease_token IS NULL THEN 1 ELSE 0 END, \
+    resend = lease_token IS NOT NULL";
 
 /// Leases the chosen rows (`{ids}`); one that changed since it was found
 /// (a cancel, or a slot passed on to it) is left out. The check is written so that no index can serve
@@ -137,8 +150,7 @@ pub(super) const LEASED_COLUMNS: &str = "id, tenant_id, url, method, headers, bo
 /// read every due row of the destination index to find these few, instead
 /// of looking each up by its key (measured: 20-40 ms a claim at 20,000 due).
 const LEASE: &str = "\
-UPDATE deliveries SET \
-    attempt_count = attempt_count + 1, \
+UPDATE deliveries SET {resend}, \
     lease_token = $1, \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
@@ -248,6 +260,7 @@ impl Store {
             return Ok(Claimed::default());
         }
         let turn = self.write_turn().await;
+        let lease_ends = tokio::time::Instant::now() + request.lease;
         let txn = self.db.begin().await?;
         let (candidates, now_ms) = self.candidates(&txn, request).await?;
         if candidates.is_empty() {
@@ -312,7 +325,7 @@ impl Store {
                 (key, (look, parked))
             })
             .collect();
-        let (mut deliveries, mut unreadable) = read_leased(&rows, token);
+        let (mut deliveries, mut unreadable) = read_leased(&rows, token, lease_ends);
         for delivery in &mut deliveries {
             let key = (delivery.tenant_id.as_str(), delivery.destination.as_str());
             if let Some((look, parked)) = openings.get(&key) {
@@ -555,6 +568,7 @@ impl Store {
                     "WITH {PARKED_POSTGRES}, park AS ({PARK}) {}",
                     LEASE
                         .replace("{ids}", LOCK_CHOSEN_POSTGRES)
+                        .replace("{resend}", RESEND)
                         .replace("{columns}", LEASED_COLUMNS)
                 );
                 Ok(txn.query_all_raw(self.statement(&sql, values)).await?)
@@ -583,6 +597,7 @@ impl Store {
                 let ids = format!("IN {}", list(chosen.len(), 3));
                 let sql = LEASE
                     .replace("{ids}", &ids)
+                    .replace("{resend}", RESEND)
                     .replace("{columns}", LEASED_COLUMNS);
                 Ok(txn.query_all_raw(self.statement(&sql, values)).await?)
             }
@@ -771,7 +786,11 @@ fn clamp(value: u32) -> i32 {
 
 /// A leased row as a claimed delivery (its destination's policy filled in
 /// by the caller).
-pub(super) fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDelivery, StoreError> {
+pub(super) fn claimed(
+    row: &QueryResult,
+    lease_token: Uuid,
+    lease_ends: tokio::time::Instant,
+) -> Result<ClaimedDelivery, StoreError> {
     Ok(ClaimedDelivery {
         id: row.try_get_by_index(0)?,
         tenant_id: row.try_get_by_index(1)?,
@@ -790,6 +809,7 @@ pub(super) fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDel
         may_hand_over: false,
         deadline_at_ms: row.try_get_by_index(10)?,
         lease_token,
+        lease_ends,
         trace: row
             .try_get_by_index::<Option<String>>(11)?
             .map(|traceparent| TraceContext {
@@ -797,5 +817,6 @@ pub(super) fn claimed(row: &QueryResult, lease_token: Uuid) -> Result<ClaimedDel
                 tracestate: row.try_get_by_index(12).ok().flatten(),
             }),
         created_at_ms: row.try_get_by_index(13)?,
+        resend: row.try_get_by_index(14)?,
     })
 }

@@ -158,9 +158,10 @@ impl Store {
     /// Persists `batch` and what it does to its destinations (`changes`,
     /// resolved over the `defaults` policy) in one transaction; the
     /// results are in batch order. If the transaction fails nothing is
-    /// written and every row keeps its lease, to be attempted again when
-    /// the lease expires (so a 2xx whose recording failed is re-sent,
-    /// never dead-lettered).
+    /// written and every row keeps its lease: the caller may write the
+    /// batch again, and a row whose lease expires first is attempted again
+    /// as a resend (so a 2xx whose recording failed is re-sent, never
+    /// dead-lettered).
     pub async fn complete(
         &self,
         batch: &[Completion],

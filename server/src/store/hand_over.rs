@@ -27,7 +27,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use super::{
     Dialect, Store, StoreError,
-    claim::LEASED_COLUMNS,
+    claim::{LEASED_COLUMNS, RESEND},
     millis,
     records::{ClaimedDelivery, DestinationRef},
     unreadable::read_leased,
@@ -59,8 +59,7 @@ WITH open AS ( \
     ORDER BY x.next_attempt_at_ms, x.id \
     LIMIT $10 {lock} \
 ) \
-UPDATE deliveries SET \
-    attempt_count = attempt_count + 1, \
+UPDATE deliveries SET {resend}, \
     lease_token = $1, \
     next_attempt_at_ms = {now} + $2, \
     updated_at_ms = {now} \
@@ -119,11 +118,13 @@ impl Store {
         };
         let sql = HAND_OVER
             .replace("{lock}", lock)
+            .replace("{resend}", RESEND)
             .replace("{columns}", LEASED_COLUMNS);
         let turn = self.write_turn().await;
+        let lease_ends = tokio::time::Instant::now() + request.lease;
         let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
         drop(turn);
-        let (mut deliveries, unreadable) = read_leased(&rows, token);
+        let (mut deliveries, unreadable) = read_leased(&rows, token, lease_ends);
         self.dead_letter_unreadable(&unreadable, request.defaults)
             .await;
         for delivery in &mut deliveries {

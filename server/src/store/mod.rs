@@ -41,7 +41,7 @@ use herald_migration::{Migrator, MigratorTrait};
 
 use crate::domain::HttpRequest;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, Statement, Value,
+    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, Value,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
@@ -279,10 +279,18 @@ impl Store {
 
 impl StoreError {
     /// Whether the database could not be reached (as opposed to refusing
-    /// or failing a statement).
+    /// or failing a statement): no connection to be had, or the one in use
+    /// lost under the statement (the database, or the network, closed it).
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => true,
+            Self::Database(
+                DbErr::Exec(RuntimeErr::SqlxError(error))
+                | DbErr::Query(RuntimeErr::SqlxError(error)),
+            ) => matches!(
+                **error,
+                sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::PoolTimedOut
+            ),
             Self::GroupFailed { unavailable, .. } => *unavailable,
             _ => false,
         }

@@ -234,14 +234,22 @@ pub struct ClaimedDelivery {
     /// slot may pass straight to the destination's next due delivery
     /// ([`Store::hand_over`](crate::store::Store::hand_over)).
     pub may_hand_over: bool,
-    /// This attempt's number (the claim counted it).
+    /// This attempt's number (the claim counted it, unless it is a
+    /// resend).
     pub attempt_number: u32,
+    /// The previous claim's attempt was made but its result never
+    /// recorded (its lease ran out first): this one makes it again under
+    /// the same number, whatever the deadline (invariant I4).
+    pub resend: bool,
     /// Most attempts to make.
     pub max_attempts: u32,
     /// No attempt starts after this, Unix ms.
     pub deadline_at_ms: Option<i64>,
     /// The lease this attempt holds.
     pub lease_token: Uuid,
+    /// The lease holds at least until then, by this replica's clock: the
+    /// claim began before the database stamped the lease's end.
+    pub lease_ends: tokio::time::Instant,
     /// The caller's trace context, sent along.
     pub trace: Option<TraceContext>,
     /// When the delivery was enqueued, Unix ms.

@@ -3,6 +3,9 @@
 //! paused destination, an open circuit). They are dead-lettered here, a
 //! batch per transaction, each with its outcome and a reason that says
 //! why; one being attempted under a live lease is left to its attempt.
+//! A deadline does not strand a row that still carries an expired lease:
+//! its attempt was made but never recorded, and a claim makes it again
+//! (invariant I4).
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 use uuid::Uuid;
@@ -38,7 +41,7 @@ LIMIT $2";
 const PICK_DEADLINE: &str = "\
 SELECT id FROM deliveries \
 WHERE state = 'pending' AND deadline_at_ms IS NOT NULL AND deadline_at_ms <= {now} \
-    AND (lease_token IS NULL OR next_attempt_at_ms <= {now}) \
+    AND lease_token IS NULL \
 LIMIT $2";
 
 impl Store {

@@ -43,11 +43,12 @@ pub(super) struct Unreadable {
 pub(super) fn read_leased(
     rows: &[QueryResult],
     lease_token: Uuid,
+    lease_ends: tokio::time::Instant,
 ) -> (Vec<ClaimedDelivery>, Vec<Unreadable>) {
     let mut deliveries = Vec::with_capacity(rows.len());
     let mut unreadable = Vec::new();
     for row in rows {
-        match claimed(row, lease_token) {
+        match claimed(row, lease_token, lease_ends) {
             Ok(delivery) => deliveries.push(delivery),
             Err(error) => match identity(row) {
                 Ok((id, destination, attempt)) => unreadable.push(Unreadable {

@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod operate;
 mod operator_cli;
+mod outage;
 mod scheduling;
 mod ssrf;
 mod store;

@@ -25,6 +25,7 @@ pub struct Model {
     pub deadline_at_ms: Option<i64>,
     pub next_attempt_at_ms: Option<i64>,
     pub lease_token: Option<Uuid>,
+    pub resend: bool,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub created_at_ms: i64,
