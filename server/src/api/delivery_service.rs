@@ -5,15 +5,19 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use herald_proto::v1::{
-    CancelDeliveryRequest, CancelDeliveryResponse, EnqueueBatchRequest, EnqueueBatchResponse,
-    EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse,
-    ListDeadLettersRequest, ListDeadLettersResponse, ListDeliveriesRequest, ListDeliveriesResponse,
-    RedriveDeadLettersRequest, RedriveDeadLettersResponse, WatchOutcomesRequest,
-    WatchOutcomesResponse, delivery_service_server::DeliveryService,
+use herald_proto::{
+    WATCH_AFTER_SEQUENCE,
+    v1::{
+        CancelDeliveryRequest, CancelDeliveryResponse, EnqueueBatchRequest, EnqueueBatchResponse,
+        EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest,
+        GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+        ListDeliveriesRequest, ListDeliveriesResponse, RedriveDeadLettersRequest,
+        RedriveDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
+        delivery_service_server::DeliveryService,
+    },
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use super::{
     auth::Authenticator,
@@ -226,14 +230,14 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let (cursor, filter) = filters::watch(&request)?;
-        let outcomes = self
+        let watch = self
             .feed
             .watch(tenant, filter, cursor)
             .await
             .map_err(ApiError::from)?;
         // Counted as a watcher for as long as the stream lives.
         let watching = self.metrics.watching();
-        let stream = ReceiverStream::new(outcomes).map(move |item| {
+        let stream = ReceiverStream::new(watch.outcomes).map(move |item| {
             let _watching = &watching;
             match item {
                 Ok(outcome) => Ok(WatchOutcomesResponse {
@@ -242,7 +246,11 @@ impl DeliveryService for DeliveryApi {
                 Err(error) => Err(Status::from(ApiError::from(error))),
             }
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as OutcomeStream);
+        response
+            .metadata_mut()
+            .insert(WATCH_AFTER_SEQUENCE, MetadataValue::from(watch.after));
+        Ok(response)
     }
 
     async fn cancel_delivery(

@@ -67,6 +67,17 @@ pub enum WatchError {
     Store(#[from] StoreError),
 }
 
+/// An open watch: where it starts, and the outcomes after that.
+#[derive(Debug)]
+pub struct Watch {
+    /// The sequence the stream starts after: the cursor as resolved, so
+    /// for [`Cursor::Now`] the newest outcome recorded at the call. A
+    /// client that reconnects before its first outcome resumes from here.
+    pub after: i64,
+    /// The outcomes, in sequence order; an error ends the stream.
+    pub outcomes: mpsc::Receiver<Result<OutcomeRecord, StoreError>>,
+}
+
 /// The feed of one replica; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct OutcomeFeed {
@@ -116,14 +127,15 @@ impl OutcomeFeed {
 
     /// Streams `tenant_id`'s outcomes passing `filter`, from `cursor` on.
     /// The cursor is resolved before this returns, so [`Cursor::Now`]
-    /// means every outcome recorded after the call. The stream ends on
-    /// shutdown, or with an error if storage fails.
+    /// means every outcome recorded after the call, and [`Watch::after`]
+    /// says where that was. The stream ends on shutdown, or with an error
+    /// if storage fails.
     pub async fn watch(
         &self,
         tenant_id: String,
         filter: OutcomeFilter,
         cursor: Cursor,
-    ) -> Result<mpsc::Receiver<Result<OutcomeRecord, StoreError>>, WatchError> {
+    ) -> Result<Watch, WatchError> {
         // Subscribe before reading storage: whatever the tailer fans out
         // from here on is in the ring, and the cursor filters out what the
         // storage read already gave.
@@ -157,6 +169,9 @@ impl OutcomeFeed {
                 () = watcher.run(after) => {}
             }
         });
-        Ok(rx)
+        Ok(Watch {
+            after,
+            outcomes: rx,
+        })
     }
 }

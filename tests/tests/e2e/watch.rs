@@ -2,12 +2,18 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
+use herald_client::{Client, WatchOptions};
 use herald_proto::v1::{Outcome, OutcomeKind, WatchOutcomesRequest};
-use herald_tests::{Backend, Receiver, Reply, TestHerald, next_outcomes, on_both_backends};
+use herald_tests::{
+    Backend, PATIENCE, Receiver, Reply, TestDb, TestHerald, next_outcomes, on_both_backends,
+    test_config,
+};
 
 on_both_backends!(
     streams_outcomes_as_they_happen,
-    replays_from_a_sequence_then_tails
+    replays_from_a_sequence_then_tails,
+    a_stream_started_now_misses_nothing_recorded_while_it_was_down,
 );
 
 fn assert_increasing(outcomes: &[Outcome]) {
@@ -110,4 +116,71 @@ async fn replays_from_a_sequence_then_tails(backend: Backend) {
     assert!(live[0].sequence > replayed[1].sequence);
     assert_eq!(next_outcomes(&mut resumed, 1).await[0].delivery_id, third);
     herald.stop().await;
+}
+
+/// The client's stream opened "now" loses its server before its first
+/// outcome; outcomes are recorded before it reconnects. It must resume
+/// where "now" was when it opened, not at the "now" of the reconnect.
+async fn a_stream_started_now_misses_nothing_recorded_while_it_was_down(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let first = herald_server::start(test_config(db.url()))
+        .await
+        .expect("Herald starts");
+    let addr = first.local_addr();
+    let client = Client::connect(format!("http://{addr}")).await.unwrap();
+    let mut outcomes = client
+        .watch_outcomes(WatchOptions::default())
+        .await
+        .unwrap();
+    // Its stream ends before it carried anything.
+    first.shutdown().await.expect("clean shutdown");
+
+    // Another server on the same address records outcomes meanwhile; the
+    // watcher has not been polled, so it has not reconnected yet.
+    let mut config = test_config(db.url());
+    config.listen_addr = addr;
+    let second = herald_server::start(config)
+        .await
+        .expect("Herald starts again on the same address");
+    let mut expected = Vec::new();
+    for path in ["/a", "/b", "/c"] {
+        expected.push(client.enqueue(receiver.url(path)).send().await.unwrap().id);
+    }
+    let mut recorded = client
+        .watch_outcomes(WatchOptions::default().from_oldest())
+        .await
+        .unwrap();
+    for _ in 0..expected.len() {
+        tokio::time::timeout(PATIENCE, recorded.next())
+            .await
+            .expect("the outcomes are recorded in time")
+            .expect("the stream is open")
+            .expect("an outcome");
+    }
+    let last = client.enqueue(receiver.url("/d")).send().await.unwrap().id;
+    expected.push(last.clone());
+
+    let mut seen = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while seen.last() != Some(&last) {
+            let outcome = outcomes
+                .next()
+                .await
+                .expect("stream open")
+                .expect("outcome");
+            assert_eq!(outcome.kind, i32::from(OutcomeKind::Succeeded));
+            seen.push(outcome.delivery_id);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the watcher saw only {seen:?} of {expected:?}"));
+    // The first three were sent concurrently, so in any order.
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected, "each outcome once, none skipped");
+    second.shutdown().await.expect("clean shutdown");
+    db.drop_database().await;
 }
