@@ -9,12 +9,21 @@ use herald_tests::{
     Backend, PATIENCE, Receiver, Reply, TestDb, TestHerald, next_outcomes, on_both_backends,
     test_config,
 };
+use sea_orm::{ConnectionTrait, Database, Statement, TransactionTrait};
+use tonic::Code;
 
 on_both_backends!(
     streams_outcomes_as_they_happen,
     replays_from_a_sequence_then_tails,
     a_stream_started_now_misses_nothing_recorded_while_it_was_down,
 );
+
+/// PostgreSQL only: the interleaving is forced with a table lock, and
+/// SQLite readers never wait for a writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_between_the_range_check_and_the_replay_is_refused_not_skipped() {
+    a_prune_during_the_first_replay_read_is_refused(Backend::Postgres).await;
+}
 
 fn assert_increasing(outcomes: &[Outcome]) {
     for pair in outcomes.windows(2) {
@@ -183,4 +192,95 @@ async fn a_stream_started_now_misses_nothing_recorded_while_it_was_down(backend:
     assert_eq!(seen, expected, "each outcome once, none skipped");
     second.shutdown().await.expect("clean shutdown");
     db.drop_database().await;
+}
+
+/// A resumed watch checks its cursor against retention and reads its first
+/// replay page. Here a prune of outcomes after the cursor commits while
+/// the watch is between the two (its read waits on the prune's lock): the
+/// watch must answer OUT_OF_RANGE, not resume after the pruned outcomes.
+async fn a_prune_during_the_first_replay_read_is_refused(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    for path in ["/1", "/2", "/3", "/4"] {
+        let id = herald.post(receiver.url(path), b"").await;
+        herald.wait_terminal(&id).await;
+    }
+    let mut everything = herald
+        .client()
+        .watch_outcomes(WatchOutcomesRequest {
+            from_oldest: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sequences: Vec<u64> = next_outcomes(&mut everything, 4)
+        .await
+        .iter()
+        .map(|outcome| outcome.sequence)
+        .collect();
+    let (cursor, pruned_through) = (sequences[0], sequences[2]);
+
+    // A prune of everything up to the third outcome, holding the outcomes
+    // table until it commits.
+    let database = Database::connect(herald.database_url()).await.unwrap();
+    let prune = database.begin().await.unwrap();
+    for sql in [
+        "LOCK TABLE outcomes IN ACCESS EXCLUSIVE MODE".to_owned(),
+        format!("DELETE FROM outcomes WHERE sequence <= {pruned_through}"),
+        format!("UPDATE feed_state SET pruned_through = {pruned_through} WHERE id = 1"),
+    ] {
+        prune
+            .execute_raw(Statement::from_string(database.get_database_backend(), sql))
+            .await
+            .unwrap();
+    }
+    let mut client = herald.client();
+    let watch = tokio::spawn(async move {
+        let request = WatchOutcomesRequest {
+            after_sequence: Some(cursor),
+            ..Default::default()
+        };
+        match client.watch_outcomes(request).await {
+            Err(status) => Err(status),
+            Ok(response) => match response.into_inner().next().await {
+                Some(Ok(first)) => Ok(first.outcome.expect("outcome set")),
+                Some(Err(status)) => Err(status),
+                None => panic!("the stream ended without an outcome or an error"),
+            },
+        }
+    });
+    // The watch's replay read (by tenant) waits for the prune's lock.
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE '%\"outcomes\".\"tenant_id\"%'";
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let row = database
+                .query_one_raw(Statement::from_string(
+                    database.get_database_backend(),
+                    waiting,
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            if row.try_get_by_index::<i64>(0).unwrap() > 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the watch reads outcomes");
+    prune.commit().await.unwrap();
+
+    match watch.await.unwrap() {
+        Err(status) => assert_eq!(status.code(), Code::OutOfRange, "{status:?}"),
+        Ok(outcome) => panic!(
+            "resumed after {cursor} but skipped to {} past outcomes pruned through {pruned_through}",
+            outcome.sequence
+        ),
+    }
+    herald.stop().await;
 }
