@@ -150,8 +150,10 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub retain_cancelled: Duration,
 
-    /// On shutdown, how long in-flight attempts may take to finish.
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// On shutdown, how long in-flight attempts may take to finish, from
+    /// the signal. The default leaves 10 s of Kubernetes' default
+    /// termination period (30 s) to record results and give leases back.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
     pub shutdown_grace: Duration,
 
