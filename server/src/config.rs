@@ -181,6 +181,11 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,
 
+    /// Most `WatchOutcomes` streams one tenant may have open on a replica;
+    /// one more answers RESOURCE_EXHAUSTED.
+    #[arg(long, env = "HERALD_MAX_WATCHES_PER_TENANT", default_value_t = 64)]
+    pub max_watches_per_tenant: usize,
+
     /// Bounds on what one request may carry.
     #[command(flatten)]
     #[serde(flatten)]
@@ -334,6 +339,12 @@ impl Config {
         }
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.max_watches_per_tenant == 0 {
+            return invalid(
+                "HERALD_MAX_WATCHES_PER_TENANT",
+                "must be at least 1".to_owned(),
+            );
         }
         if let Err(error) = self.destination_policy().validate() {
             let field = match error.field {

@@ -16,7 +16,7 @@ use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     Config,
-    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits},
+    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits, WatchCap},
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
     metrics::Metrics,
@@ -243,7 +243,15 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         config.destination_policy(),
         limits.clone(),
     );
-    let deliveries = DeliveryApi::new(store.clone(), feed, scheduler_handle, limits, auth, metrics);
+    let deliveries = DeliveryApi::new(
+        store.clone(),
+        feed,
+        scheduler_handle,
+        limits,
+        auth,
+        metrics,
+        WatchCap::new(config.max_watches_per_tenant),
+    );
     let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,

@@ -26,6 +26,7 @@ use super::{
     filters::{self, delivery_id, page_size},
     page_token::{self, Listing},
     validate::{self, Limits},
+    watch_cap::WatchCap,
 };
 use crate::{
     metrics::Metrics,
@@ -47,12 +48,14 @@ pub struct DeliveryApi {
     auth: Authenticator,
     metrics: Metrics,
     enqueues: GroupCommit,
+    watches: WatchCap,
 }
 
 impl DeliveryApi {
     /// A service over `store` and `feed` that tells `scheduler` about new
     /// work and routes cancellations through it; `auth` finds each
-    /// caller's tenant. Unary enqueues share commits ([`GroupCommit`]).
+    /// caller's tenant. Unary enqueues share commits ([`GroupCommit`]);
+    /// `watches` caps each tenant's open outcome streams.
     pub fn new(
         store: Store,
         feed: OutcomeFeed,
@@ -60,8 +63,10 @@ impl DeliveryApi {
         limits: Limits,
         auth: Authenticator,
         metrics: Metrics,
+        watches: WatchCap,
     ) -> Self {
         Self {
+            watches,
             enqueues: GroupCommit::start(store.clone()),
             store,
             feed,
@@ -230,13 +235,15 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let (cursor, filter) = filters::watch(&request)?;
+        let slot = self.watches.take(&tenant)?;
         let watch = self
             .feed
             .watch(tenant, filter, cursor)
             .await
             .map_err(ApiError::from)?;
-        // Counted as a watcher for as long as the stream lives.
-        let watching = self.metrics.watching();
+        // Counted as a watcher, and in its tenant's cap, for as long as the
+        // stream lives.
+        let watching = (self.metrics.watching(), slot);
         let stream = ReceiverStream::new(watch.outcomes).map(move |item| {
             let _watching = &watching;
             match item {

@@ -16,6 +16,7 @@ on_both_backends!(
     streams_outcomes_as_they_happen,
     replays_from_a_sequence_then_tails,
     a_stream_started_now_misses_nothing_recorded_while_it_was_down,
+    a_tenant_opens_only_so_many_watches,
 );
 
 /// PostgreSQL only: the interleaving is forced with a table lock, and
@@ -282,5 +283,49 @@ async fn a_prune_during_the_first_replay_read_is_refused(backend: Backend) {
             outcome.sequence
         ),
     }
+    herald.stop().await;
+}
+
+/// One stream past the tenant's limit is refused with RESOURCE_EXHAUSTED
+/// naming the limit; closing one makes room again.
+async fn a_tenant_opens_only_so_many_watches(backend: Backend) {
+    let Some(herald) = TestHerald::start_with(backend, |config| {
+        config.max_watches_per_tenant = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let first = herald.watch_live().await;
+    let _second = herald.watch_live().await;
+    let refused = herald
+        .client()
+        .watch_outcomes(WatchOutcomesRequest::default())
+        .await
+        .expect_err("a third stream is one too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains('2')
+            && refused.message().contains("HERALD_MAX_WATCHES_PER_TENANT"),
+        "the message names the limit: {refused:?}"
+    );
+
+    drop(first);
+    // The server frees the place when it sees the stream cancelled.
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match herald
+                .client()
+                .watch_outcomes(WatchOutcomesRequest::default())
+                .await
+            {
+                Ok(_third) => return,
+                Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a closed stream makes room for another");
     herald.stop().await;
 }
