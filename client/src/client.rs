@@ -211,8 +211,9 @@ impl Client {
     /// request itself caused (e.g. `OutOfRange` for a cursor older than the
     /// server keeps) or when dropped. The stream is open when this returns,
     /// so "now" means the call; a failure to open it is returned at once.
-    /// (Started "now", a reconnect before the first outcome starts "now"
-    /// again.)
+    /// Started "now", a reconnect before the first outcome resumes from
+    /// where the server said "now" was, so nothing recorded while the
+    /// stream was down is skipped.
     pub async fn watch_outcomes(
         &self,
         options: WatchOptions,

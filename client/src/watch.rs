@@ -1,7 +1,9 @@
 //! A resuming outcome stream: it reconnects by itself when the connection
 //! drops, the server answers UNAVAILABLE or ends the stream (a restart),
 //! and resumes after the last sequence it yielded, so the caller sees every
-//! outcome once, in order.
+//! outcome once, in order. Before the first outcome, a stream opened "now"
+//! resumes from where the server said "now" was
+//! ([`herald_proto::WATCH_AFTER_SEQUENCE`]), not from a later "now".
 
 use std::time::Duration;
 
@@ -9,8 +11,11 @@ use futures::{
     StreamExt,
     stream::{self, BoxStream},
 };
-use herald_proto::v1::{OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse};
-use tonic::{Code, Streaming};
+use herald_proto::{
+    WATCH_AFTER_SEQUENCE,
+    v1::{OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse},
+};
+use tonic::{Code, Response, Streaming};
 
 use crate::{Client, Error, Outcome};
 
@@ -63,6 +68,12 @@ impl WatchOptions {
         self
     }
 
+    /// Whether the stream starts now (neither after a sequence nor from
+    /// the oldest outcome).
+    fn starts_now(&self) -> bool {
+        self.after_sequence.is_none() && !self.from_oldest
+    }
+
     /// The request that (re)opens the stream after `last` yielded sequence.
     fn request(&self, last: Option<u64>) -> WatchOutcomesRequest {
         WatchOutcomesRequest {
@@ -88,6 +99,8 @@ fn resumable(error: &Error) -> bool {
 struct State {
     client: Client,
     options: WatchOptions,
+    /// Where a reconnect resumes: the last sequence yielded, or before the
+    /// first, where the server said a stream opened "now" started.
     last: Option<u64>,
     open: Option<Streaming<WatchOutcomesResponse>>,
     backoff: Duration,
@@ -95,6 +108,16 @@ struct State {
 }
 
 impl State {
+    /// Takes the stream of an answered (re)open, and before the first
+    /// outcome of a stream started "now", the point the server resolved
+    /// "now" to: a reconnect resumes there, not at a later "now".
+    fn opened(&mut self, response: Response<Streaming<WatchOutcomesResponse>>) {
+        if self.last.is_none() && self.options.starts_now() {
+            self.last = start_sequence(&response);
+        }
+        self.open = Some(response.into_inner());
+    }
+
     async fn pause(&mut self) {
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -109,7 +132,7 @@ impl State {
             let Some(open) = self.open.as_mut() else {
                 let request = self.client.request(self.options.request(self.last));
                 match self.client.grpc().watch_outcomes(request).await {
-                    Ok(response) => self.open = Some(response.into_inner()),
+                    Ok(response) => self.opened(response),
                     Err(status) => {
                         let error = Error::from(status);
                         if !resumable(&error) {
@@ -149,6 +172,18 @@ impl State {
     }
 }
 
+/// The sequence the server says a stream starts after; `None` from a
+/// server that does not say (one older than this metadata).
+fn start_sequence<T>(response: &Response<T>) -> Option<u64> {
+    response
+        .metadata()
+        .get(WATCH_AFTER_SEQUENCE)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Opens the stream (errors here are the caller's to see), then keeps it
 /// resuming: the stream behind [`Client::watch_outcomes`].
 pub(crate) async fn resuming(
@@ -156,15 +191,16 @@ pub(crate) async fn resuming(
     options: WatchOptions,
 ) -> Result<BoxStream<'static, Result<Outcome, Error>>, Error> {
     let request = client.request(options.request(None));
-    let open = client.grpc().watch_outcomes(request).await?.into_inner();
-    let state = State {
+    let response = client.grpc().watch_outcomes(request).await?;
+    let mut state = State {
         client,
         options,
         last: None,
-        open: Some(open),
+        open: None,
         backoff: MIN_BACKOFF,
         done: false,
     };
+    state.opened(response);
     Ok(stream::unfold(state, |mut state| async move {
         state.next().await.map(|item| (item, state))
     })
@@ -188,6 +224,19 @@ mod tests {
         assert_eq!(again.after_sequence, Some(41));
         assert_eq!(again.kinds, [i32::from(OutcomeKind::DeadLettered)]);
         assert_eq!(again.destination_host, "example.com");
+    }
+
+    #[test]
+    fn a_stream_started_now_resumes_where_the_server_said_now_was() {
+        let mut response = Response::new(());
+        response
+            .metadata_mut()
+            .insert(WATCH_AFTER_SEQUENCE, 17_u64.into());
+        assert_eq!(start_sequence(&response), Some(17));
+        assert_eq!(start_sequence(&Response::new(())), None);
+        assert!(WatchOptions::default().starts_now());
+        assert!(!WatchOptions::default().after(3).starts_now());
+        assert!(!WatchOptions::default().from_oldest().starts_now());
     }
 
     #[test]

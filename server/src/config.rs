@@ -150,8 +150,10 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub retain_cancelled: Duration,
 
-    /// On shutdown, how long in-flight attempts may take to finish.
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// On shutdown, how long in-flight attempts may take to finish, from
+    /// the signal. The default leaves 10 s of Kubernetes' default
+    /// termination period (30 s) to record results and give leases back.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
     pub shutdown_grace: Duration,
 
@@ -178,6 +180,11 @@ pub struct Config {
     #[arg(long, env = "HERALD_CREDENTIAL_CACHE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,
+
+    /// Most `WatchOutcomes` streams one tenant may have open on a replica;
+    /// one more answers RESOURCE_EXHAUSTED.
+    #[arg(long, env = "HERALD_MAX_WATCHES_PER_TENANT", default_value_t = 64)]
+    pub max_watches_per_tenant: usize,
 
     /// Bounds on what one request may carry.
     #[command(flatten)]
@@ -332,6 +339,12 @@ impl Config {
         }
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.max_watches_per_tenant == 0 {
+            return invalid(
+                "HERALD_MAX_WATCHES_PER_TENANT",
+                "must be at least 1".to_owned(),
+            );
         }
         if let Err(error) = self.destination_policy().validate() {
             let field = match error.field {

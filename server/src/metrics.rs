@@ -6,13 +6,15 @@
 //! kind, a destination state; no delivery ids, URLs, destinations or
 //! tenants. The gauges read from the database (due backlog, scheduled
 //! retries, dead letters, destinations by state, deliveries held by rate
-//! limits) are counted at scrape time, so they are right across replicas;
-//! the others are this replica's.
+//! limits) are counted in the database, so they are right across replicas,
+//! at most once per [`DATABASE_GAUGES_EVERY`] (a [`Throttle`]): scrapes in
+//! between serve the last counts, so however often `/metrics` is fetched
+//! it cannot load the database. The others are this replica's.
 
 use std::{
     convert::Infallible,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -135,6 +137,41 @@ pub struct Metrics {
     due_backlog: Gauge,
     scheduled_retries: Gauge,
     dead_letters: Gauge,
+    database_gauges: Arc<Throttle>,
+}
+
+/// The database gauges are counted at most this often.
+pub const DATABASE_GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Lets a refresh run at most once per period, however many callers ask,
+/// and only one at a time: callers that arrive while it runs wait for it,
+/// then use its result.
+#[derive(Debug)]
+struct Throttle {
+    period: Duration,
+    /// When the last refresh began; the lock is held while one runs.
+    last: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `refresh` unless one began less than a period before `now`.
+    /// A failed refresh counts too: a struggling database is not asked
+    /// again sooner.
+    async fn run<F: Future<Output = ()>>(&self, now: Instant, refresh: impl FnOnce() -> F) {
+        let mut last = self.last.lock().await;
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.period) {
+            return;
+        }
+        *last = Some(now);
+        refresh().await;
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +204,7 @@ impl Default for Metrics {
             due_backlog: Gauge::default(),
             scheduled_retries: Gauge::default(),
             dead_letters: Gauge::default(),
+            database_gauges: Arc::new(Throttle::new(DATABASE_GAUGES_EVERY)),
         };
         let counters = [
             (
@@ -336,9 +374,21 @@ impl Metrics {
         GaugeGuard::new(&self.watchers)
     }
 
-    /// Reads the database gauges, then the whole registry as OpenMetrics
-    /// text.
+    /// Reads the database gauges (unless they were read less than
+    /// [`DATABASE_GAUGES_EVERY`] ago), then the whole registry as
+    /// OpenMetrics text.
     pub async fn render(&self, store: &Store) -> String {
+        self.database_gauges
+            .run(Instant::now(), || self.count_database_gauges(store))
+            .await;
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Counts the backlog and the destinations in the database.
+    async fn count_database_gauges(&self, store: &Store) {
         match store.backlog().await {
             Ok(backlog) => {
                 self.due_backlog.set(backlog.due);
@@ -363,10 +413,6 @@ impl Metrics {
             }
             Err(error) => tracing::warn!(%error, "metrics: counting destinations failed"),
         }
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
-        text
     }
 
     /// Serves `GET /metrics` on `listener` until `shutdown`.
@@ -439,6 +485,113 @@ impl Drop for GaugeGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn many_scrapes_in_a_period_count_the_database_once() {
+        let throttle = Throttle::new(DATABASE_GAUGES_EVERY);
+        let counts = std::sync::atomic::AtomicUsize::new(0);
+        let count = || async {
+            counts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let start = Instant::now();
+        for scrape in 0..100 {
+            let now = start + DATABASE_GAUGES_EVERY * scrape / 100;
+            throttle.run(now, count).await;
+        }
+        assert_eq!(counts.load(std::sync::atomic::Ordering::Relaxed), 1);
+        throttle.run(start + DATABASE_GAUGES_EVERY, count).await;
+        assert_eq!(counts.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn scrapes_during_a_count_wait_for_it_instead_of_counting_again() {
+        let throttle = Arc::new(Throttle::new(DATABASE_GAUGES_EVERY));
+        let counts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let now = Instant::now();
+        let slow = tokio::spawn({
+            let (throttle, counts) = (Arc::clone(&throttle), Arc::clone(&counts));
+            async move {
+                throttle
+                    .run(now, || async {
+                        counts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        released.await.ok();
+                    })
+                    .await;
+            }
+        });
+        // The slow count holds the lock once it has counted.
+        while counts.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiting = tokio::spawn({
+            let (throttle, counts) = (Arc::clone(&throttle), Arc::clone(&counts));
+            async move {
+                throttle
+                    .run(now, || async {
+                        counts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    })
+                    .await;
+            }
+        });
+        release.send(()).unwrap();
+        slow.await.unwrap();
+        waiting.await.unwrap();
+        assert_eq!(counts.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    /// A scrape shows the backlog counted by the last refresh, until the
+    /// period is out.
+    #[tokio::test]
+    async fn scrapes_within_the_period_serve_the_last_count() {
+        use crate::{
+            domain::{Destination, HttpMethod, HttpRequest},
+            store::records::NewDelivery,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        // A period no test run outlasts: only the throttle's own record
+        // of the last count decides.
+        let metrics = Metrics {
+            database_gauges: Arc::new(Throttle::new(Duration::from_secs(3600))),
+            ..Metrics::default()
+        };
+        assert!(
+            metrics
+                .render(&store)
+                .await
+                .contains("herald_due_backlog 0")
+        );
+
+        let target = "http://127.0.0.1:9/";
+        let delivery = NewDelivery {
+            tenant_id: "default".into(),
+            request: HttpRequest {
+                method: HttpMethod::Post,
+                url: target.into(),
+                headers: Vec::new(),
+                content_type: None,
+                body: bytes::Bytes::new(),
+            },
+            destination: Destination::of(&target.parse().unwrap()).unwrap(),
+            idempotency_key: None,
+            max_attempts: 1,
+            max_attempts_chosen: true,
+            not_before_ms: None,
+            deadline_ms: None,
+            trace: None,
+        };
+        store.enqueue_batch(&[delivery]).await.unwrap();
+        let cached = metrics.render(&store).await;
+        assert!(cached.contains("herald_due_backlog 0"), "{cached}");
+
+        *metrics.database_gauges.last.lock().await = None;
+        let counted = metrics.render(&store).await;
+        assert!(counted.contains("herald_due_backlog 1"), "{counted}");
+        store.close().await.unwrap();
+    }
 
     #[test]
     fn names_follow_prometheus_conventions() {

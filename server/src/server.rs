@@ -1,8 +1,12 @@
 //! Composition root: wires config, store, transport, scheduler, feed and
 //! API into one running server, and takes it down in order.
 //!
-//! Shutdown order: stop accepting RPCs and end watch streams, stop claiming,
-//! let in-flight attempts finish and be recorded, close the database.
+//! Shutdown, at the signal and side by side: stop accepting RPCs, end watch
+//! streams and let calls in flight finish; stop claiming and give in-flight
+//! attempts the grace period, counted from the signal, to finish and be
+//! recorded. Then close the database. Claiming and the grace clock do not
+//! wait for the gRPC calls: a slow caller must not keep this replica taking
+//! new work, or push the return of its leases past the orchestrator's kill.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -12,7 +16,7 @@ use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     Config,
-    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits},
+    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits, WatchCap},
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
     metrics::Metrics,
@@ -202,7 +206,6 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         },
         targets.clone(),
     )?;
-    let scheduler_stop = CancellationToken::new();
     let (scheduler, scheduler_handle) = Scheduler::start(
         store.clone(),
         sender,
@@ -223,7 +226,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             credential_cache: config.credential_cache,
         },
         metrics.clone(),
-        scheduler_stop.clone(),
+        shutdown.child_token(),
     )
     .await;
     let limits = Limits {
@@ -240,7 +243,15 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         config.destination_policy(),
         limits.clone(),
     );
-    let deliveries = DeliveryApi::new(store.clone(), feed, scheduler_handle, limits, auth, metrics);
+    let deliveries = DeliveryApi::new(
+        store.clone(),
+        feed,
+        scheduler_handle,
+        limits,
+        auth,
+        metrics,
+        WatchCap::new(config.max_watches_per_tenant),
+    );
     let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,
@@ -271,7 +282,6 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
             .await;
-        scheduler_stop.cancel();
         scheduler.stopped().await;
         if let Err(error) = store.close().await {
             tracing::warn!(%error, "closing the database");

@@ -50,6 +50,7 @@ pub fn test_config(database_url: &str) -> Config {
         tls_key: None,
         // Revocations and rotations take effect at once.
         credential_cache: Duration::ZERO,
+        max_watches_per_tenant: 64,
         limits: InputLimits {
             max_body_bytes: 64 * 1024,
             ..Config::default().limits

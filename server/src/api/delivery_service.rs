@@ -5,15 +5,19 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use herald_proto::v1::{
-    CancelDeliveryRequest, CancelDeliveryResponse, EnqueueBatchRequest, EnqueueBatchResponse,
-    EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse,
-    ListDeadLettersRequest, ListDeadLettersResponse, ListDeliveriesRequest, ListDeliveriesResponse,
-    RedriveDeadLettersRequest, RedriveDeadLettersResponse, WatchOutcomesRequest,
-    WatchOutcomesResponse, delivery_service_server::DeliveryService,
+use herald_proto::{
+    WATCH_AFTER_SEQUENCE,
+    v1::{
+        CancelDeliveryRequest, CancelDeliveryResponse, EnqueueBatchRequest, EnqueueBatchResponse,
+        EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest,
+        GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+        ListDeliveriesRequest, ListDeliveriesResponse, RedriveDeadLettersRequest,
+        RedriveDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
+        delivery_service_server::DeliveryService,
+    },
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use super::{
     auth::Authenticator,
@@ -22,6 +26,7 @@ use super::{
     filters::{self, delivery_id, page_size},
     page_token::{self, Listing},
     validate::{self, Limits},
+    watch_cap::WatchCap,
 };
 use crate::{
     metrics::Metrics,
@@ -43,12 +48,14 @@ pub struct DeliveryApi {
     auth: Authenticator,
     metrics: Metrics,
     enqueues: GroupCommit,
+    watches: WatchCap,
 }
 
 impl DeliveryApi {
     /// A service over `store` and `feed` that tells `scheduler` about new
     /// work and routes cancellations through it; `auth` finds each
-    /// caller's tenant. Unary enqueues share commits ([`GroupCommit`]).
+    /// caller's tenant. Unary enqueues share commits ([`GroupCommit`]);
+    /// `watches` caps each tenant's open outcome streams.
     pub fn new(
         store: Store,
         feed: OutcomeFeed,
@@ -56,8 +63,10 @@ impl DeliveryApi {
         limits: Limits,
         auth: Authenticator,
         metrics: Metrics,
+        watches: WatchCap,
     ) -> Self {
         Self {
+            watches,
             enqueues: GroupCommit::start(store.clone()),
             store,
             feed,
@@ -226,14 +235,16 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let (cursor, filter) = filters::watch(&request)?;
-        let outcomes = self
+        let slot = self.watches.take(&tenant)?;
+        let watch = self
             .feed
             .watch(tenant, filter, cursor)
             .await
             .map_err(ApiError::from)?;
-        // Counted as a watcher for as long as the stream lives.
-        let watching = self.metrics.watching();
-        let stream = ReceiverStream::new(outcomes).map(move |item| {
+        // Counted as a watcher, and in its tenant's cap, for as long as the
+        // stream lives.
+        let watching = (self.metrics.watching(), slot);
+        let stream = ReceiverStream::new(watch.outcomes).map(move |item| {
             let _watching = &watching;
             match item {
                 Ok(outcome) => Ok(WatchOutcomesResponse {
@@ -242,7 +253,11 @@ impl DeliveryService for DeliveryApi {
                 Err(error) => Err(Status::from(ApiError::from(error))),
             }
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as OutcomeStream);
+        response
+            .metadata_mut()
+            .insert(WATCH_AFTER_SEQUENCE, MetadataValue::from(watch.after));
+        Ok(response)
     }
 
     async fn cancel_delivery(

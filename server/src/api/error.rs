@@ -32,6 +32,15 @@ pub enum ApiError {
     /// A watch cursor older than retention kept.
     #[error(transparent)]
     Watch(#[from] crate::outcomes::WatchError),
+    /// The caller's tenant has as many outcome streams open as allowed.
+    #[error(
+        "this tenant has {limit} WatchOutcomes streams open on this server, the most allowed \
+         (HERALD_MAX_WATCHES_PER_TENANT); close one, or share one stream between readers"
+    )]
+    TooManyWatches {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The server is shutting down; retry against another replica.
     #[error("{0}")]
     ShuttingDown(#[from] crate::scheduler::ShuttingDown),
@@ -58,6 +67,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::ShuttingDown(_) => Status::unavailable(error.to_string()),
+            ApiError::TooManyWatches { .. } => Status::resource_exhausted(error.to_string()),
             ApiError::Watch(crate::outcomes::WatchError::OutOfRange { .. }) => {
                 Status::out_of_range(error.to_string())
             }

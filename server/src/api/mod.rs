@@ -13,6 +13,7 @@ mod filters;
 mod page_token;
 mod repeated;
 mod validate;
+mod watch_cap;
 
 use herald_proto::{
     FILE_DESCRIPTOR_SET,
@@ -27,6 +28,7 @@ pub use auth::Authenticator;
 pub use delivery_service::DeliveryApi;
 pub use destination_service::DestinationApi;
 pub use validate::Limits;
+pub use watch_cap::WatchCap;
 
 /// Builds the routes Herald serves; `max_message_bytes` bounds a decoded
 /// delivery request (it must admit the largest body plus headers).

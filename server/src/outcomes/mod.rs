@@ -35,6 +35,8 @@ use crate::{
 
 /// Outcomes buffered per watcher before its stream pushes back.
 const WATCHER_BUFFER: usize = 64;
+/// Outcomes read from storage per query while replaying.
+const REPLAY_PAGE: u64 = 500;
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,17 @@ pub enum WatchError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An open watch: where it starts, and the outcomes after that.
+#[derive(Debug)]
+pub struct Watch {
+    /// The sequence the stream starts after: the cursor as resolved, so
+    /// for [`Cursor::Now`] the newest outcome recorded at the call. A
+    /// client that reconnects before its first outcome resumes from here.
+    pub after: i64,
+    /// The outcomes, in sequence order; an error ends the stream.
+    pub outcomes: mpsc::Receiver<Result<OutcomeRecord, WatchError>>,
 }
 
 /// The feed of one replica; cheap to clone.
@@ -116,31 +129,39 @@ impl OutcomeFeed {
 
     /// Streams `tenant_id`'s outcomes passing `filter`, from `cursor` on.
     /// The cursor is resolved before this returns, so [`Cursor::Now`]
-    /// means every outcome recorded after the call. The stream ends on
-    /// shutdown, or with an error if storage fails.
+    /// means every outcome recorded after the call, and [`Watch::after`]
+    /// says where that was. The stream ends on shutdown, or with an error
+    /// if storage fails or retention overtakes a watcher replaying from
+    /// storage ([`WatchError::OutOfRange`]).
     pub async fn watch(
         &self,
         tenant_id: String,
         filter: OutcomeFilter,
         cursor: Cursor,
-    ) -> Result<mpsc::Receiver<Result<OutcomeRecord, StoreError>>, WatchError> {
+    ) -> Result<Watch, WatchError> {
         // Subscribe before reading storage: whatever the tailer fans out
         // from here on is in the ring, and the cursor filters out what the
         // storage read already gave.
         let live = self.live.subscribe();
-        let after = match cursor {
-            Cursor::Now => self.store.latest_sequence().await?,
-            Cursor::Oldest => self.store.pruned_through().await?,
-            Cursor::After(after) => {
-                let pruned_through = self.store.pruned_through().await?;
-                if after < pruned_through {
-                    return Err(WatchError::OutOfRange {
-                        after,
-                        pruned_through,
-                    });
+        let (after, first) = match cursor {
+            Cursor::Now => (self.store.latest_sequence().await?, None),
+            Cursor::Oldest => {
+                let mut after = self.store.pruned_through().await?;
+                loop {
+                    match replay_page(&self.store, &tenant_id, &filter, after).await {
+                        Ok(page) => break (after, Some(page)),
+                        // Retention moved on since: the oldest is newer now.
+                        Err(WatchError::OutOfRange { pruned_through, .. }) => {
+                            after = pruned_through;
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
-                after
             }
+            Cursor::After(after) => (
+                after,
+                Some(replay_page(&self.store, &tenant_id, &filter, after).await?),
+            ),
         };
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
         let watcher = watcher::Watcher {
@@ -154,9 +175,38 @@ impl OutcomeFeed {
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = watcher.run(after) => {}
+                () = watcher.run(after, first) => {}
             }
         });
-        Ok(rx)
+        Ok(Watch {
+            after,
+            outcomes: rx,
+        })
     }
+}
+
+/// The next replay page of `tenant_id`'s outcomes after `after`, or
+/// [`WatchError::OutOfRange`] if retention has pruned past `after`: the
+/// page is read first and the horizon checked after it, so a prune that
+/// committed before the read, and took outcomes the page would have held,
+/// is always seen (a prune deletes and raises the horizon in one
+/// transaction). Checked the other way round, a prune in between would
+/// skip outcomes silently.
+async fn replay_page(
+    store: &Store,
+    tenant_id: &str,
+    filter: &OutcomeFilter,
+    after: i64,
+) -> Result<Vec<OutcomeRecord>, WatchError> {
+    let page = store
+        .outcomes_after(tenant_id, filter, after, REPLAY_PAGE)
+        .await?;
+    let pruned_through = store.pruned_through().await?;
+    if after < pruned_through {
+        return Err(WatchError::OutOfRange {
+            after,
+            pruned_through,
+        });
+    }
+    Ok(page)
 }

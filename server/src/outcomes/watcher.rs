@@ -4,13 +4,11 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
+use super::{REPLAY_PAGE, WatchError, replay_page};
 use crate::store::{
-    Store, StoreError,
+    Store,
     records::{OutcomeFilter, OutcomeRecord},
 };
-
-/// Outcomes read from storage per query while catching up.
-const REPLAY_PAGE: u64 = 500;
 
 /// One watcher's task state.
 pub(super) struct Watcher {
@@ -18,7 +16,7 @@ pub(super) struct Watcher {
     pub(super) live: broadcast::Receiver<Arc<OutcomeRecord>>,
     pub(super) tenant_id: String,
     pub(super) filter: OutcomeFilter,
-    pub(super) tx: mpsc::Sender<Result<OutcomeRecord, StoreError>>,
+    pub(super) tx: mpsc::Sender<Result<OutcomeRecord, WatchError>>,
 }
 
 /// Why forwarding the ring stopped.
@@ -30,10 +28,11 @@ enum Tail {
 }
 
 impl Watcher {
-    /// Sends every matching outcome after `last`, then live ones.
-    pub(super) async fn run(mut self, mut last: i64) {
+    /// Sends every matching outcome after `last` (starting with `first`,
+    /// the page after it already read, if any), then live ones.
+    pub(super) async fn run(mut self, mut last: i64, mut first: Option<Vec<OutcomeRecord>>) {
         loop {
-            last = match self.catch_up(last).await {
+            last = match self.catch_up(last, first.take()).await {
                 Ok(Some(sequence)) => sequence,
                 Ok(None) => return,
                 Err(error) => {
@@ -48,14 +47,18 @@ impl Watcher {
         }
     }
 
-    /// Sends stored outcomes after `last`; returns the new cursor, or `None`
-    /// if the client went away.
-    async fn catch_up(&mut self, mut last: i64) -> Result<Option<i64>, StoreError> {
+    /// Sends stored outcomes after `last`, starting with `first` if given;
+    /// returns the new cursor, or `None` if the client went away.
+    async fn catch_up(
+        &mut self,
+        mut last: i64,
+        mut first: Option<Vec<OutcomeRecord>>,
+    ) -> Result<Option<i64>, WatchError> {
         loop {
-            let page = self
-                .store
-                .outcomes_after(&self.tenant_id, &self.filter, last, REPLAY_PAGE)
-                .await?;
+            let page = match first.take() {
+                Some(page) => page,
+                None => replay_page(&self.store, &self.tenant_id, &self.filter, last).await?,
+            };
             let full = page.len() as u64 == REPLAY_PAGE;
             for outcome in page {
                 last = outcome.sequence;

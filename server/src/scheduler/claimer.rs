@@ -78,8 +78,9 @@ pub struct Claimer {
 
 impl Claimer {
     /// Claims and executes until `shutdown`, then gives in-flight attempts
-    /// `config.shutdown_grace` to finish; what is still running after that
-    /// is aborted and its leases are given back for any replica to take.
+    /// `config.shutdown_grace`, counted from `shutdown`, to finish; what is
+    /// still running after that is aborted and its leases are given back
+    /// for any replica to take.
     ///
     /// One claim is in flight at a time, or as many as the database can
     /// usefully write at once ([`Store::writers`]: two on PostgreSQL)
@@ -119,6 +120,7 @@ impl Claimer {
                 break;
             }
         }
+        let deadline = Instant::now() + self.config.shutdown_grace;
         // Claims still in flight are seen through: their rows go back.
         while let Some(claimed) = claims.join_next().await {
             if let Ok(Claim {
@@ -128,7 +130,7 @@ impl Claimer {
                 give_back(&self.store, &claimed.deliveries).await;
             }
         }
-        self.drain().await;
+        self.drain(deadline).await;
     }
 
     /// Free permits for one claim: waits for the first, then takes what
@@ -288,8 +290,11 @@ impl Claimer {
         }
     }
 
-    async fn drain(self) {
-        let abandoned = self.executors.drain(self.config.shutdown_grace).await;
+    /// Lets attempts in flight finish until `deadline`, then gives back the
+    /// leases of those cut off.
+    async fn drain(self, deadline: Instant) {
+        let grace = deadline.saturating_duration_since(Instant::now());
+        let abandoned = self.executors.drain(grace).await;
         if abandoned.is_empty() {
             return;
         }

@@ -127,6 +127,18 @@ pub enum StoreError {
 /// How often a replica waiting to migrate asks for its turn again.
 const MIGRATION_TURN_POLL: Duration = Duration::from_millis(100);
 
+/// PostgreSQL's pool. Two connections are held by `LISTEN`.
+const POSTGRES_CONNECTIONS: u32 = 16;
+/// SQLite's pool: it allows one writer at a time, and a small pool keeps
+/// connections queueing here instead of on the write lock.
+const SQLITE_CONNECTIONS: u32 = 4;
+/// Most watcher replay reads ([`Store::outcomes_after`]) at once on
+/// PostgreSQL: six of the sixteen, so however many watchers replay, eight
+/// connections are left for claims, completions and the API.
+const POSTGRES_REPLAY_READS: usize = 6;
+/// Most watcher replay reads at once on SQLite: two of the four.
+const SQLITE_REPLAY_READS: usize = 2;
+
 /// Handle to Herald's database; cheap to clone (a pool inside).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -137,6 +149,11 @@ pub struct Store {
     origin: uuid::Uuid,
     /// SQLite only: whose turn it is to write (see [`Store::write_turn`]).
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Permits for watcher replay reads, fewer than the pool's
+    /// connections: slow watchers replaying from storage queue here, not
+    /// in the pool, where the scheduler's writes would wait behind them
+    /// into the acquire timeout and lose their leases.
+    replay_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
@@ -161,12 +178,10 @@ impl Store {
                     .foreign_keys(true)
             });
         if dialect == Dialect::Sqlite {
-            // SQLite allows one writer at a time; a small pool avoids
-            // connections queueing on the write lock instead of in the pool.
-            options.max_connections(4);
+            options.max_connections(SQLITE_CONNECTIONS);
         } else {
             options
-                .max_connections(16)
+                .max_connections(POSTGRES_CONNECTIONS)
                 .map_sqlx_postgres_pool_opts(|pool| {
                     pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
                 });
@@ -177,6 +192,10 @@ impl Store {
             dialect,
             origin: uuid::Uuid::new_v4(),
             write_gate: (dialect == Dialect::Sqlite).then(Arc::default),
+            replay_reads: Arc::new(tokio::sync::Semaphore::new(match dialect {
+                Dialect::Sqlite => SQLITE_REPLAY_READS,
+                Dialect::Postgres => POSTGRES_REPLAY_READS,
+            })),
         })
     }
 

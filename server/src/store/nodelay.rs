@@ -10,7 +10,11 @@
 //! sqlx hands out no socket, so this finds it: the server reports the
 //! connection's ports (`inet_client_port`, `inet_server_port`), and the one
 //! socket of this process with that local and peer port is the connection.
-//! Remove this module once sqlx sets the option itself.
+//! The search reads `/proc` and makes a few system calls per descriptor, so
+//! it runs on the blocking pool, not on the runtime's workers; and it looks
+//! at each descriptor through a duplicate of its own, which no other thread
+//! can close or reuse under it. Remove this module once sqlx sets the
+//! option itself.
 
 use sea_orm::sqlx::{self, PgConnection};
 
@@ -26,7 +30,10 @@ pub(super) async fn disable_nagle(connection: &mut PgConnection) -> Result<(), s
         .and_then(|port| u16::try_from(port).ok())
         .zip(server_port.and_then(|port| u16::try_from(port).ok()));
     if let Some((local, peer)) = ports {
-        match socket::set_nodelay(local, peer) {
+        let found = tokio::task::spawn_blocking(move || socket::set_nodelay(local, peer))
+            .await
+            .unwrap_or_else(|joined| Err(std::io::Error::other(joined)));
+        match found {
             Ok(true) => {}
             Ok(false) => tracing::debug!(
                 local,
@@ -45,7 +52,7 @@ pub(super) async fn disable_nagle(connection: &mut PgConnection) -> Result<(), s
 mod socket {
     use std::{
         io,
-        os::fd::{BorrowedFd, RawFd},
+        os::fd::{BorrowedFd, OwnedFd, RawFd},
     };
 
     use socket2::SockRef;
@@ -67,11 +74,9 @@ mod socket {
             if !is_socket {
                 continue;
             }
-            // SAFETY: `fd` was open when listed and is used only for the
-            // three calls below. Should another thread close it meanwhile,
-            // those calls fail with EBADF or read another socket's ports,
-            // which will not match; no data is read from or written to it.
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let Some(fd) = duplicate(fd) else {
+                continue;
+            };
             let socket = SockRef::from(&fd);
             let port = |address: io::Result<socket2::SockAddr>| {
                 address.ok().and_then(|a| a.as_socket()).map(|a| a.port())
@@ -82,6 +87,21 @@ mod socket {
             }
         }
         Ok(false)
+    }
+
+    /// A descriptor of this process's own for whatever `fd` refers to now
+    /// (`fcntl(F_DUPFD_CLOEXEC)`), or `None` if `fd` is closed. Another
+    /// thread may close or reuse `fd` at any time; the duplicate stays
+    /// open until dropped and refers to one socket throughout, so the
+    /// ports read from it belong to the socket whose option is set.
+    fn duplicate(fd: RawFd) -> Option<OwnedFd> {
+        // SAFETY: the borrow lives for one `fcntl` that creates a new
+        // descriptor and changes nothing of `fd` or what it refers to. If
+        // `fd` was closed meanwhile, the call fails with EBADF; if it was
+        // reused, the duplicate is of the new file, whose ports then do
+        // not match (or do, and it is the connection).
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        borrowed.try_clone_to_owned().ok()
     }
 }
 

@@ -29,7 +29,9 @@ UPDATE feed_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1";
 
 impl Store {
     /// Up to `limit` outcomes of `tenant_id` passing `filter`, with a
-    /// sequence above `after`, in sequence order.
+    /// sequence above `after`, in sequence order: a watcher's replay.
+    /// Replays take turns for a few of the pool's connections (see
+    /// `Store::replay_reads`), so they never hold all of them.
     pub async fn outcomes_after(
         &self,
         tenant_id: &str,
@@ -52,6 +54,8 @@ impl Store {
                         .as_ref()
                         .map(|host| outcomes::Column::Host.eq(host.as_str())),
                 );
+        // The semaphore is never closed.
+        let _turn = self.replay_reads.acquire().await.ok();
         self.read_outcomes(condition, limit).await
     }
 

@@ -19,6 +19,7 @@ mod operate;
 mod operator_cli;
 mod outage;
 mod scheduling;
+mod shutdown;
 mod ssrf;
 mod store;
 mod tenants;

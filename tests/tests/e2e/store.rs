@@ -817,3 +817,63 @@ async fn leases_of_any_number_are_given_back_in_one_statement(backend: Backend) 
     );
     store.close().await.unwrap();
 }
+
+/// Watchers replaying from storage, however many and however slow, leave
+/// the scheduler connections to claim with. PostgreSQL only: the replays
+/// are held with a table lock, and SQLite readers never wait for a writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_proceed_while_every_replay_waits() {
+    let Some((db, store)) = store(Backend::Postgres).await else {
+        return;
+    };
+    let id = enqueue(&store, delivery(1)).await.id;
+    let raw = Database::connect(db.url()).await.expect("connect");
+    let backend = raw.get_database_backend();
+    let lock = raw.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE outcomes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // More replays than the pool has connections.
+    let replays: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let filter = herald_server::store::records::OutcomeFilter::default();
+                store.outcomes_after("default", &filter, 0, 10).await
+            })
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE '%\"outcomes\".\"tenant_id\"%'";
+    tokio::time::timeout(herald_tests::PATIENCE, async {
+        loop {
+            let row = raw
+                .query_one_raw(Statement::from_string(backend, waiting))
+                .await
+                .unwrap()
+                .unwrap();
+            if row.try_get_by_index::<i64>(0).unwrap() >= 2 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the replays reach the database");
+
+    let claimed = tokio::time::timeout(herald_tests::PATIENCE, claim(&store, 10, LEASE))
+        .await
+        .expect("the claim is not stuck behind the replays");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
+
+    lock.commit().await.unwrap();
+    for replay in replays {
+        replay
+            .await
+            .unwrap()
+            .expect("each replay reads once the lock is gone");
+    }
+    raw.close().await.expect("close");
+    store.close().await.unwrap();
+}
