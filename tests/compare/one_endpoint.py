@@ -4,8 +4,9 @@ compared with were driven (BENCHMARKS.md, "Compared with Svix").
 Python callers (grpc.aio, one channel) enqueue COUNT deliveries as fast as
 Herald accepts them, SENDERS calls in flight at a time, all to one receiver
 (aiohttp, in a process of its own) that answers 204 at once. Herald runs as
-`herald serve` with the defaults a user gets, on a fresh PostgreSQL or
-SQLite database. Reported per run:
+`herald serve` with the defaults a user gets, on a fresh PostgreSQL database
+(connected with `sslmode=disable`, as the other systems were) or SQLite
+database. Reported per run:
 
 - accepted/s: deliveries enqueued per second, from the first call to the
   last answer;
@@ -157,7 +158,7 @@ def one_run(args, senders: int, messages) -> dict:
         if args.db == "postgres":
             name = f"herald_compare_{uuid.uuid4().hex[:12]}"
             subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
-            database_url = f"postgres://postgres@127.0.0.1:5432/{name}"
+            database_url = f"postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable"
         else:
             database_url = f"sqlite://{directory}/herald.db?mode=rwc"
         ports, theirs = multiprocessing.Pipe()
