@@ -32,12 +32,13 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_herald(binary: str, directory: str) -> tuple[subprocess.Popen, str]:
-    """Starts `herald serve` and returns it with the address it serves on."""
+def start_herald(binary: str, database_url: str) -> tuple[subprocess.Popen, str]:
+    """Starts `herald serve` on `database_url`, with its defaults otherwise,
+    and returns it with the address it serves on."""
     env = dict(
         os.environ,
         HERALD_LISTEN_ADDR="127.0.0.1:0",
-        HERALD_DATABASE_URL=f"sqlite://{directory}/herald.db",
+        HERALD_DATABASE_URL=database_url,
         HERALD_ALLOW_TARGET_CIDRS="127.0.0.0/8",
         HERALD_LOG="info",
         NO_COLOR="1",
@@ -60,7 +61,7 @@ def main() -> int:
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{receiver.server_address[1]}/python"
     with tempfile.TemporaryDirectory() as directory:
-        herald, address = start_herald(binary, directory)
+        herald, address = start_herald(binary, f"sqlite://{directory}/herald.db")
         try:
             kind = herald_example.deliver(address, url, {"from": "python"}, timeout=30)
         finally:

@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -44,6 +43,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "client" / 
 
 import grpc  # noqa: E402
 from herald_example import load_stubs  # noqa: E402
+from test_example import start_herald  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -104,25 +104,6 @@ def postgres_pids() -> list[int]:
             except OSError:
                 continue
     return pids
-
-
-def start_herald(binary: str, database_url: str) -> tuple[subprocess.Popen, str]:
-    """`herald serve` with its defaults, on a loopback port of its own."""
-    env = dict(
-        os.environ,
-        HERALD_LISTEN_ADDR="127.0.0.1:0",
-        HERALD_DATABASE_URL=database_url,
-        HERALD_ALLOW_TARGET_CIDRS="127.0.0.0/8",
-        HERALD_LOG="info",
-        NO_COLOR="1",
-    )
-    herald = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.PIPE, text=True)
-    for line in herald.stdout:
-        if "herald is serving" in line:
-            address = line.split("local_addr=")[1].split()[0]
-            threading.Thread(target=herald.stdout.read, daemon=True).start()
-            return herald, address
-    raise RuntimeError("herald exited before serving")
 
 
 async def send_all(address: str, url: str, count: int, senders: int, messages) -> tuple[dict, float]:
