@@ -140,9 +140,13 @@ pub(super) const LEASED_COLUMNS: &str = "id, tenant_id, url, method, headers, bo
 /// result was never recorded, so this lease makes that attempt again: it
 /// keeps the number and is marked `resend`, and neither the attempt
 /// budget nor a deadline that passed meanwhile stops it (invariant I4).
+/// Once only: a resend whose own result is lost too (a delivery whose
+/// sending crashes Herald every time, say) counts the next lease as a
+/// new attempt, so such a delivery still reaches its budget and is
+/// dead-lettered after at most twice `max_attempts` sends.
 pub(super) const RESEND: &str = "\
-    attempt_count = attempt_count + CASE WHEN lease_token IS NULL THEN 1 ELSE 0 END, \
-    resend = lease_token IS NOT NULL";
+    attempt_count = attempt_count + CASE WHEN lease_token IS NULL OR resend THEN 1 ELSE 0 END, \
+    resend = (lease_token IS NOT NULL AND NOT resend)";
 
 /// Leases the chosen rows (`{ids}`); one that changed since it was found
 /// (a cancel, or a slot passed on to it) is left out. The check is written so that no index can serve

@@ -24,6 +24,7 @@ use uuid::Uuid;
 on_both_backends!(
     claims_never_overlap_and_count_attempts,
     a_completion_from_an_expired_lease_changes_nothing,
+    a_lost_attempt_is_made_again_once_uncounted,
     not_before_holds_a_delivery_back,
     retention_deletes_exactly_what_is_past_its_window,
     one_batch_sorts_fresh_from_stale_completions,
@@ -235,6 +236,29 @@ async fn a_completion_from_an_expired_lease_changes_nothing(backend: Backend) {
     // Completing twice with the same lease is also refused.
     let results = complete(&store, &[completion(&current, Decision::DeadLetter)]).await;
     assert_eq!(results, [CompletionResult::LeaseLost]);
+    store.close().await.unwrap();
+}
+
+/// A lease that expires without a result is made again under the same
+/// number, once: when the resend's result is lost as well, the next lease
+/// counts, so a delivery whose sending kills Herald every time still
+/// reaches its budget.
+async fn a_lost_attempt_is_made_again_once_uncounted(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    enqueue(&store, delivery(1)).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        // A zero lease expires at once, as if its holder had died.
+        let claimed = claim(&store, 1, Duration::ZERO).await.remove(0);
+        seen.push((claimed.attempt_number, claimed.resend));
+    }
+    assert_eq!(
+        seen,
+        [(1, false), (1, true), (2, false), (2, true), (3, false)],
+        "each lost attempt is made again once, then the next lease counts"
+    );
     store.close().await.unwrap();
 }
 
