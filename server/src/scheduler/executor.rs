@@ -124,6 +124,17 @@ impl Executors {
                     .instrument(span)
                     .await;
                 let succeeded = completion.decision == Decision::Succeeded;
+                // The slot passes on before its attempt counts as finished
+                // and before the result goes to be written: until the next
+                // delivery's lease is committed, this one counts as in
+                // flight, for this replica's claims and in the database for
+                // other replicas', so no claim sees the destination's count
+                // dip below what is in flight and takes the difference.
+                let next = if succeeded && may_hand_over {
+                    shared.next_for(&slot, threshold).await
+                } else {
+                    None
+                };
                 slot.recording();
                 // The completer outlives every executor, so this only fails if
                 // it panicked; the lease then expires and the attempt is
@@ -136,18 +147,14 @@ impl Executors {
                     })
                     .await
                     .is_ok();
-                let next = if handed && succeeded && may_hand_over {
-                    shared.next_for(&slot, threshold).await
-                } else {
-                    None
-                };
                 // Whether the next delivery goes ahead: not once shutdown has
-                // begun (it is given back at once, its attempt uncounted).
+                // begun, nor without a completer (it is given back at once,
+                // its attempt uncounted).
                 let (next, unstarted) = {
                     let mut running = lock(&shared.running);
                     running.leases.remove(&lease);
                     match next {
-                        Some(next) if !running.draining => {
+                        Some(next) if handed && !running.draining => {
                             running.leases.insert(next.lease(), next.destination_ref());
                             (Some(next), None)
                         }

@@ -225,8 +225,9 @@ impl Slot {
 
     /// The attempt's result is about to be handed to the completer: until
     /// the completer writes it, its lease no longer counts as in flight
-    /// (say so before the hand-over, or a quick completer could write it
-    /// before it was counted and leave it counted for good).
+    /// (say so before the result is handed over, or a quick completer could
+    /// write it before it was counted and leave it counted for good; and
+    /// only once the slot's pass to a next delivery, if any, is committed).
     pub fn recording(&self) {
         self.in_flight
             .lock()
