@@ -166,12 +166,12 @@ pub struct Config {
 
     /// PEM certificate chain for the gRPC listener; with `tls_key`, the
     /// listener speaks TLS only.
-    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "HERALD_TLS_CERT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of `tls_cert`.
-    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "HERALD_TLS_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
 
@@ -333,6 +333,24 @@ impl Config {
                 "HERALD_RETRY_MIN_BACKOFF",
                 "must not exceed HERALD_RETRY_MAX_BACKOFF".to_owned(),
             );
+        }
+        // Checked here rather than by the flags: a file's values are the
+        // flags' defaults, which clap's `requires` does not look at, so half
+        // a pair from the file would quietly serve plaintext.
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return invalid(
+                    "HERALD_TLS_CERT",
+                    "(tls_cert) is set without HERALD_TLS_KEY (tls_key): TLS needs both; set both to serve TLS, or neither to serve plaintext".to_owned(),
+                );
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "HERALD_TLS_KEY",
+                    "(tls_key) is set without HERALD_TLS_CERT (tls_cert): TLS needs both; set both to serve TLS, or neither to serve plaintext".to_owned(),
+                );
+            }
+            _ => {}
         }
         if self.max_attempts == 0 {
             return invalid("HERALD_MAX_ATTEMPTS", "must be at least 1".to_owned());
@@ -738,6 +756,20 @@ mod tests {
             Config::default().disable_after(),
             Some(Duration::from_secs(5 * 24 * 3600))
         );
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused_naming_both() {
+        for file in ["tls_cert = \"cert.pem\"\n", "tls_key = \"key.pem\"\n"] {
+            let config = parse(file, &[]).unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("HERALD_TLS_CERT") && error.contains("HERALD_TLS_KEY"),
+                "{error}"
+            );
+        }
+        let both = parse("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", &[]).unwrap();
+        both.validate().unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A TOML configuration file: `herald serve` honours it, the environment
 //! overrides it and flags override both; `herald config print` shows the
-//! result with the database password hidden.
+//! result with the database password hidden. Half a TLS pair, from any
+//! of them, stops the start instead of serving plaintext.
 
 use futures::StreamExt;
 use herald_proto::v1::{
@@ -112,4 +113,57 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
     herald.terminate();
     assert!(herald.exited().await.success());
     db.drop_database().await;
+}
+
+#[tokio::test]
+async fn half_a_tls_pair_stops_the_start_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "tls_cert = \"herald.crt\"\n").expect("write the file");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let base = [
+        ("HERALD_DATABASE_URL", database.as_str()),
+        ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+    ];
+    let from_file = refused_start(
+        &base,
+        &["serve", "--config", file.to_str().expect("a UTF-8 path")],
+    )
+    .await;
+    let from_env = refused_start(
+        &[base[0], base[1], ("HERALD_TLS_KEY", "herald.key")],
+        &["serve"],
+    )
+    .await;
+    for said in [from_file, from_env] {
+        assert!(
+            said.contains("HERALD_TLS_CERT") && said.contains("HERALD_TLS_KEY"),
+            "{said}"
+        );
+    }
+}
+
+/// Runs `herald ARGS`, which must exit non-zero within [`PATIENCE`] (a
+/// server that starts instead is killed and fails the test); returns
+/// what it wrote.
+async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
+    let child = tokio::process::Command::new(HERALD)
+        .args(args)
+        .envs(settings.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the herald binary");
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("herald {args:?} kept running instead of refusing to start"))
+        .expect("herald's output");
+    assert!(!output.status.success(), "{output:?}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
