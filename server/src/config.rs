@@ -585,19 +585,36 @@ impl FileSettings {
         })
     }
 
-    /// `command` (one that takes [`Config`]) with the file's values as its
-    /// defaults; an unknown key is an error naming it.
-    pub fn apply(&self, mut command: clap::Command) -> Result<clap::Command, ConfigError> {
-        for (key, texts) in &self.values {
-            if !command
-                .get_arguments()
-                .any(|arg| arg.get_id() == key.as_str())
-                || key == "help"
+    /// Refuses a key that is not a setting of `serve` (a command that
+    /// takes [`Config`]), naming it.
+    pub fn check_known(&self, serve: &clap::Command) -> Result<(), ConfigError> {
+        for (key, _) in &self.values {
+            if key == "help"
+                || !serve
+                    .get_arguments()
+                    .any(|arg| arg.get_id() == key.as_str())
             {
                 return Err(ConfigError::UnknownSetting {
                     path: self.path.clone(),
                     key: key.clone(),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// `command` and every subcommand under it with the file's values as
+    /// the defaults of the settings each takes (`database_url` for
+    /// `tenant`, `key` and `migrate` as for `serve`), so every command
+    /// reads the same file.
+    pub fn apply(&self, mut command: clap::Command) -> clap::Command {
+        for (key, texts) in &self.values {
+            if key == "help"
+                || !command
+                    .get_arguments()
+                    .any(|arg| arg.get_id() == key.as_str())
+            {
+                continue;
             }
             let texts = texts.clone();
             command = command.mut_arg(key.as_str(), |arg| match texts.as_slice() {
@@ -605,7 +622,14 @@ impl FileSettings {
                 many => arg.default_values(many.to_vec()),
             });
         }
-        Ok(command)
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|subcommand| subcommand.get_name().to_owned())
+            .collect();
+        for name in names {
+            command = command.mut_subcommand(name, |subcommand| self.apply(subcommand));
+        }
+        command
     }
 }
 
@@ -637,7 +661,9 @@ mod tests {
         let path = dir.path().join("herald.toml");
         std::fs::write(&path, file).unwrap();
         let settings = FileSettings::load(&path)?;
-        let command = settings.apply(<Serve as clap::CommandFactory>::command())?;
+        let command = <Serve as clap::CommandFactory>::command();
+        settings.check_known(&command)?;
+        let command = settings.apply(command);
         let matches = command
             .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
             .unwrap();

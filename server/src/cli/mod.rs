@@ -7,8 +7,9 @@
 //! point.
 //!
 //! A `--config FILE` (or `HERALD_CONFIG`) TOML file supplies the defaults
-//! of `serve`'s settings; `HERALD_*` variables override it, flags override
-//! both.
+//! of `serve`'s settings, and of the same settings of every other command
+//! (`database_url` for `tenant`, `key` and `migrate`); `HERALD_*` variables
+//! override it, flags override both.
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
@@ -29,7 +30,8 @@ use crate::{Config, config::FileSettings, store::Store};
 #[derive(Parser)]
 #[command(name = "herald", version, about)]
 struct Cli {
-    /// TOML file whose settings `serve` and `config print` start from.
+    /// TOML file whose settings every command starts from (`serve`'s
+    /// settings; `tenant`, `key` and `migrate` take its `database_url`).
     #[arg(long, env = "HERALD_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -103,28 +105,16 @@ enum ConfigCommand {
 }
 
 /// Parses the process's arguments, with the configuration file's settings
-/// (if one is named) as the defaults of `serve` and `config print`.
+/// (if one is named) as the defaults of every command that takes them.
 fn parse() -> Result<Cli, Box<dyn std::error::Error>> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let mut command = Cli::command();
     if let Some(path) = config_path(&args) {
         let settings = FileSettings::load(&path)?;
-        let serve = settings.apply(
-            command
-                .find_subcommand("serve")
-                .cloned()
-                .unwrap_or_default(),
-        )?;
-        let print = settings.apply(
-            command
-                .find_subcommand("config")
-                .and_then(|config| config.find_subcommand("print"))
-                .cloned()
-                .unwrap_or_default(),
-        )?;
-        command = command
-            .mut_subcommand("serve", |_| serve)
-            .mut_subcommand("config", |config| config.mut_subcommand("print", |_| print));
+        if let Some(serve) = command.find_subcommand("serve") {
+            settings.check_known(serve)?;
+        }
+        command = settings.apply(command);
     }
     let matches = command.get_matches_from(args);
     Ok(Cli::from_arg_matches(&matches)?)

@@ -1,20 +1,24 @@
 //! A TOML configuration file: `herald serve` honours it, the environment
 //! overrides it and flags override both; `herald config print` shows the
 //! result with the database password hidden. Half a TLS pair, from any
-//! of them, stops the start instead of serving plaintext.
+//! of them, stops the start instead of serving plaintext. The operator
+//! commands read the same file: `tenant` acts on its database.
 
 use futures::StreamExt;
 use herald_proto::v1::{
     DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
 };
 use herald_tests::{
-    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, herald_command, herald_output,
-    on_both_backends,
+    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, herald_admin, herald_command,
+    herald_output, on_both_backends,
 };
 
 use crate::{HERALD, faults::settings};
 
-on_both_backends!(serve_follows_the_file_and_print_shows_the_layers);
+on_both_backends!(
+    serve_follows_the_file_and_print_shows_the_layers,
+    operator_commands_act_on_the_files_database
+);
 
 async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
@@ -166,4 +170,37 @@ async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+async fn operator_commands_act_on_the_files_database(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    // Run from a directory of their own, where a default `herald.db`
+    // would appear.
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, format!("database_url = {:?}\n", db.url())).expect("write the file");
+    let path = file.to_str().expect("a UTF-8 path");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(HERALD)
+            .args(args)
+            .args(["--config", path])
+            .current_dir(dir.path())
+            .env_remove("HERALD_DATABASE_URL")
+            .env_remove("HERALD_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run the herald binary");
+        assert!(output.status.success(), "herald {args:?}: {output:?}");
+    };
+    run(&["migrate"]);
+    run(&["tenant", "create", "acme"]);
+    assert!(
+        !dir.path().join("herald.db").exists(),
+        "a default database was created beside the file"
+    );
+    let listed = herald_admin(HERALD, db.url(), &["tenant", "list"]);
+    assert!(listed.contains("acme"), "{listed}");
+    db.drop_database().await;
 }
