@@ -14,10 +14,11 @@
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
 mod destination_render;
 mod destinations;
+mod exit;
 mod operate;
 mod render;
 mod server_args;
@@ -136,25 +137,31 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
     std::env::var_os("HERALD_CONFIG").map(PathBuf::from)
 }
 
-/// Runs the `herald` command with the process's arguments; exits 0 after a
-/// clean shutdown (SIGTERM or Ctrl-C) and 1 on any error.
+/// Runs the `herald` command with the process's arguments; exits 0 on
+/// success (for `serve`, a clean shutdown on SIGTERM or Ctrl-C), otherwise
+/// with the code of its kind of failure (2 bad input, 3 server
+/// unreachable, 4 refused by the server, 1 anything else), the reason on
+/// stderr.
 pub fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return exit::report(error.as_ref()),
     };
-    // The server narrates; the one-shot commands print their result and
-    // only log what went wrong.
-    let default_filter = match cli.command {
-        Command::Serve(_) | Command::Migrate { .. } => "info,sqlx=warn",
-        _ => "warn",
-    };
+    // The server narrates on stdout; the one-shot commands print their
+    // result on stdout and only log what went wrong, on stderr, so a
+    // warning cannot corrupt `--json` output.
+    let narrates = matches!(cli.command, Command::Serve(_) | Command::Migrate { .. });
+    let default_filter = if narrates { "info,sqlx=warn" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = if narrates {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     // One JSON object per line, with the current span's fields, for log
     // shippers; human-readable lines otherwise.
     if std::env::var("HERALD_LOG_FORMAT").is_ok_and(|format| format == "json") {
@@ -165,7 +172,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!("cannot start the async runtime: {error}");
+            eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -190,10 +197,7 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => exit::report(error.as_ref()),
     }
 }
 

@@ -149,7 +149,7 @@ async fn half_a_tls_pair_stops_the_start_from_a_file_or_the_environment() {
 
 /// Runs `herald ARGS`, which must exit non-zero within [`PATIENCE`] (a
 /// server that starts instead is killed and fails the test); returns
-/// what it wrote.
+/// what it wrote to stderr.
 async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
     let child = tokio::process::Command::new(HERALD)
         .args(args)
@@ -165,11 +165,7 @@ async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
         .unwrap_or_else(|_| panic!("herald {args:?} kept running instead of refusing to start"))
         .expect("herald's output");
     assert!(!output.status.success(), "{output:?}");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 async fn operator_commands_act_on_the_files_database(backend: Backend) {

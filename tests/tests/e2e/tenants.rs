@@ -300,7 +300,7 @@ async fn refuses_to_listen_publicly_without_tenants(backend: Backend) {
     .await
     .expect("herald exits at once")
     .expect("run herald");
-    let printed = String::from_utf8_lossy(&refused.stdout);
+    let printed = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "it served: {printed}");
     assert!(
         printed.contains("refusing to listen on 0.0.0.0:0 with no tenants")
