@@ -197,6 +197,9 @@ impl Store {
                     pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
                 });
         }
+        if dialect == Dialect::Postgres {
+            open::probe_postgres(url).await?;
+        }
         let db = Database::connect(options)
             .await
             .map_err(|error| open::explain(url, dialect, create, error))?;

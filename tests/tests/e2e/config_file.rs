@@ -2,7 +2,8 @@
 //! overrides it and flags override both; `herald config print` shows the
 //! result with the database password hidden. Half a TLS pair, from any
 //! of them, stops the start instead of serving plaintext. The operator
-//! commands read the same file: `tenant` acts on its database.
+//! commands read the same file: `tenant` acts on its database. A database
+//! that is missing or unreachable stops the start with what to do.
 
 use futures::StreamExt;
 use herald_proto::v1::{
@@ -198,5 +199,68 @@ async fn operator_commands_act_on_the_files_database(backend: Backend) {
     );
     let listed = herald_admin(HERALD, db.url(), &["tenant", "list"]);
     assert!(listed.contains("acme"), "{listed}");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_start_without_its_database_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let missing_dir = dir.path().join("no").join("such");
+    let sqlite = format!("sqlite://{}", missing_dir.join("herald.db").display());
+    let said = refused_start(
+        &[
+            ("HERALD_DATABASE_URL", sqlite.as_str()),
+            ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    )
+    .await;
+    assert!(
+        said.contains(&format!("mkdir -p {}", missing_dir.display())),
+        "{said}"
+    );
+
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let postgres = format!("postgres://herald:hunter2@{closed}/herald");
+    let said = refused_start(
+        &[
+            ("HERALD_DATABASE_URL", postgres.as_str()),
+            ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    )
+    .await;
+    assert!(
+        said.contains(&format!(
+            "cannot reach the database at postgres://herald:***@{closed}/herald"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("hunter2"), "{said}");
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_is_named_with_how_to_create_it() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let mut url = url::Url::parse(db.url()).expect("a URL");
+    url.set_path("herald_never_created");
+    let said = refused_start(
+        &[
+            ("HERALD_DATABASE_URL", url.as_str()),
+            ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    )
+    .await;
+    assert!(
+        said.contains("\"herald_never_created\" does not exist")
+            && said.contains("CREATE DATABASE herald_never_created"),
+        "{said}"
+    );
     db.drop_database().await;
 }
