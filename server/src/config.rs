@@ -166,12 +166,12 @@ pub struct Config {
 
     /// PEM certificate chain for the gRPC listener; with `tls_key`, the
     /// listener speaks TLS only.
-    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "HERALD_TLS_CERT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of `tls_cert`.
-    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "HERALD_TLS_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
 
@@ -333,6 +333,24 @@ impl Config {
                 "HERALD_RETRY_MIN_BACKOFF",
                 "must not exceed HERALD_RETRY_MAX_BACKOFF".to_owned(),
             );
+        }
+        // Checked here rather than by the flags: a file's values are the
+        // flags' defaults, which clap's `requires` does not look at, so half
+        // a pair from the file would quietly serve plaintext.
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return invalid(
+                    "HERALD_TLS_CERT",
+                    "(tls_cert) is set without HERALD_TLS_KEY (tls_key): TLS needs both; set both to serve TLS, or neither to serve plaintext".to_owned(),
+                );
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "HERALD_TLS_KEY",
+                    "(tls_key) is set without HERALD_TLS_CERT (tls_cert): TLS needs both; set both to serve TLS, or neither to serve plaintext".to_owned(),
+                );
+            }
+            _ => {}
         }
         if self.max_attempts == 0 {
             return invalid("HERALD_MAX_ATTEMPTS", "must be at least 1".to_owned());
@@ -567,19 +585,36 @@ impl FileSettings {
         })
     }
 
-    /// `command` (one that takes [`Config`]) with the file's values as its
-    /// defaults; an unknown key is an error naming it.
-    pub fn apply(&self, mut command: clap::Command) -> Result<clap::Command, ConfigError> {
-        for (key, texts) in &self.values {
-            if !command
-                .get_arguments()
-                .any(|arg| arg.get_id() == key.as_str())
-                || key == "help"
+    /// Refuses a key that is not a setting of `serve` (a command that
+    /// takes [`Config`]), naming it.
+    pub fn check_known(&self, serve: &clap::Command) -> Result<(), ConfigError> {
+        for (key, _) in &self.values {
+            if key == "help"
+                || !serve
+                    .get_arguments()
+                    .any(|arg| arg.get_id() == key.as_str())
             {
                 return Err(ConfigError::UnknownSetting {
                     path: self.path.clone(),
                     key: key.clone(),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// `command` and every subcommand under it with the file's values as
+    /// the defaults of the settings each takes (`database_url` for
+    /// `tenant`, `key` and `migrate` as for `serve`), so every command
+    /// reads the same file.
+    pub fn apply(&self, mut command: clap::Command) -> clap::Command {
+        for (key, texts) in &self.values {
+            if key == "help"
+                || !command
+                    .get_arguments()
+                    .any(|arg| arg.get_id() == key.as_str())
+            {
+                continue;
             }
             let texts = texts.clone();
             command = command.mut_arg(key.as_str(), |arg| match texts.as_slice() {
@@ -587,7 +622,14 @@ impl FileSettings {
                 many => arg.default_values(many.to_vec()),
             });
         }
-        Ok(command)
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|subcommand| subcommand.get_name().to_owned())
+            .collect();
+        for name in names {
+            command = command.mut_subcommand(name, |subcommand| self.apply(subcommand));
+        }
+        command
     }
 }
 
@@ -619,7 +661,9 @@ mod tests {
         let path = dir.path().join("herald.toml");
         std::fs::write(&path, file).unwrap();
         let settings = FileSettings::load(&path)?;
-        let command = settings.apply(<Serve as clap::CommandFactory>::command())?;
+        let command = <Serve as clap::CommandFactory>::command();
+        settings.check_known(&command)?;
+        let command = settings.apply(command);
         let matches = command
             .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
             .unwrap();
@@ -738,6 +782,20 @@ mod tests {
             Config::default().disable_after(),
             Some(Duration::from_secs(5 * 24 * 3600))
         );
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused_naming_both() {
+        for file in ["tls_cert = \"cert.pem\"\n", "tls_key = \"key.pem\"\n"] {
+            let config = parse(file, &[]).unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("HERALD_TLS_CERT") && error.contains("HERALD_TLS_KEY"),
+                "{error}"
+            );
+        }
+        let both = parse("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n", &[]).unwrap();
+        both.validate().unwrap();
     }
 
     #[test]

@@ -7,16 +7,18 @@
 //! point.
 //!
 //! A `--config FILE` (or `HERALD_CONFIG`) TOML file supplies the defaults
-//! of `serve`'s settings; `HERALD_*` variables override it, flags override
-//! both.
+//! of `serve`'s settings, and of the same settings of every other command
+//! (`database_url` for `tenant`, `key` and `migrate`); `HERALD_*` variables
+//! override it, flags override both.
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
 mod destination_render;
 mod destinations;
+mod exit;
 mod operate;
 mod render;
 mod server_args;
@@ -29,7 +31,8 @@ use crate::{Config, config::FileSettings, store::Store};
 #[derive(Parser)]
 #[command(name = "herald", version, about)]
 struct Cli {
-    /// TOML file whose settings `serve` and `config print` start from.
+    /// TOML file whose settings every command starts from (`serve`'s
+    /// settings; `tenant`, `key` and `migrate` take its `database_url`).
     #[arg(long, env = "HERALD_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -103,28 +106,16 @@ enum ConfigCommand {
 }
 
 /// Parses the process's arguments, with the configuration file's settings
-/// (if one is named) as the defaults of `serve` and `config print`.
+/// (if one is named) as the defaults of every command that takes them.
 fn parse() -> Result<Cli, Box<dyn std::error::Error>> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let mut command = Cli::command();
     if let Some(path) = config_path(&args) {
         let settings = FileSettings::load(&path)?;
-        let serve = settings.apply(
-            command
-                .find_subcommand("serve")
-                .cloned()
-                .unwrap_or_default(),
-        )?;
-        let print = settings.apply(
-            command
-                .find_subcommand("config")
-                .and_then(|config| config.find_subcommand("print"))
-                .cloned()
-                .unwrap_or_default(),
-        )?;
-        command = command
-            .mut_subcommand("serve", |_| serve)
-            .mut_subcommand("config", |config| config.mut_subcommand("print", |_| print));
+        if let Some(serve) = command.find_subcommand("serve") {
+            settings.check_known(serve)?;
+        }
+        command = settings.apply(command);
     }
     let matches = command.get_matches_from(args);
     Ok(Cli::from_arg_matches(&matches)?)
@@ -146,25 +137,31 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
     std::env::var_os("HERALD_CONFIG").map(PathBuf::from)
 }
 
-/// Runs the `herald` command with the process's arguments; exits 0 after a
-/// clean shutdown (SIGTERM or Ctrl-C) and 1 on any error.
+/// Runs the `herald` command with the process's arguments; exits 0 on
+/// success (for `serve`, a clean shutdown on SIGTERM or Ctrl-C), otherwise
+/// with the code of its kind of failure (2 bad input, 3 server
+/// unreachable, 4 refused by the server, 1 anything else), the reason on
+/// stderr.
 pub fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return exit::report(error.as_ref()),
     };
-    // The server narrates; the one-shot commands print their result and
-    // only log what went wrong.
-    let default_filter = match cli.command {
-        Command::Serve(_) | Command::Migrate { .. } => "info,sqlx=warn",
-        _ => "warn",
-    };
+    // The server narrates on stdout; the one-shot commands print their
+    // result on stdout and only log what went wrong, on stderr, so a
+    // warning cannot corrupt `--json` output.
+    let narrates = matches!(cli.command, Command::Serve(_) | Command::Migrate { .. });
+    let default_filter = if narrates { "info,sqlx=warn" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = if narrates {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     // One JSON object per line, with the current span's fields, for log
     // shippers; human-readable lines otherwise.
     if std::env::var("HERALD_LOG_FORMAT").is_ok_and(|format| format == "json") {
@@ -175,7 +172,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!("cannot start the async runtime: {error}");
+            eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -200,10 +197,7 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => exit::report(error.as_ref()),
     }
 }
 

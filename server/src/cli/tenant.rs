@@ -1,14 +1,15 @@
 //! `herald tenant` and `herald key`: create tenants, hand out and revoke
 //! API keys, rotate signing secrets. These act on the database directly
-//! (like `herald migrate`), so they need `HERALD_DATABASE_URL`, not a
-//! running server. Keys and secrets are printed once, to stdout, and
-//! never logged.
+//! (`HERALD_DATABASE_URL`), not through a running server; they neither
+//! create nor migrate it, and name it on stderr. Keys and secrets are
+//! printed once, to stdout, and never logged.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 
 use crate::{
+    config::redact_url,
     store::{Revoked, Store},
     tenants::{SigningSecret, api_key::NewApiKey, tenant_name},
 };
@@ -150,10 +151,13 @@ pub async fn key(command: KeyCommand, database: DatabaseArgs) -> CliResult {
     Ok(())
 }
 
+/// Opens the database, saying which one on stderr (a command run from
+/// the wrong directory or with the wrong URL shows it at once). It must
+/// exist and be migrated: creating or upgrading it is for `herald migrate`
+/// and `herald serve`.
 async fn open(database: &DatabaseArgs) -> Result<Store, Box<dyn std::error::Error>> {
-    let store = Store::connect(&database.database_url).await?;
-    store.migrate().await?;
-    Ok(store)
+    eprintln!("database: {}", redact_url(&database.database_url));
+    Ok(Store::open_existing(&database.database_url).await?)
 }
 
 /// Unix ms as an RFC 3339 UTC time, to the second.

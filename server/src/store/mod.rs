@@ -25,6 +25,7 @@ mod hand_over;
 mod health;
 mod nodelay;
 mod notify;
+mod open;
 mod operate;
 mod outcomes;
 mod read;
@@ -53,6 +54,7 @@ use dialect::Dialect;
 pub use group_commit::GroupCommit;
 pub use hand_over::HandOver;
 pub use notify::{Channel, Listener};
+pub use open::OpenError;
 pub use read::PageCursor;
 pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
 
@@ -119,6 +121,9 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] DbErr),
+    /// The database is not there to use yet; the message says what to do.
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// The listening connection failed.
     #[error("listening for work: {0}")]
     Listen(#[from] sea_orm::sqlx::Error),
@@ -160,6 +165,12 @@ impl Store {
     /// Connects to `url`. A SQLite file is created if missing and runs in
     /// WAL mode with full fsync, so an acknowledged enqueue survives a crash.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, open::Create::IfMissing).await
+    }
+
+    /// Connects to `url`, creating a missing SQLite file only if `create`
+    /// says so.
+    async fn open(url: &str, create: open::Create) -> Result<Self, StoreError> {
         let dialect = Dialect::from_url(url)
             .ok_or_else(|| StoreError::UnsupportedUrl(crate::config::redact_url(url)))?;
         let mut options = ConnectOptions::new(url.to_owned());
@@ -170,8 +181,8 @@ impl Store {
             // long enough to have been dropped by the server or a proxy; the
             // default pings on every checkout, a round trip per statement.
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
-            .map_sqlx_sqlite_opts(|opts| {
-                opts.create_if_missing(true)
+            .map_sqlx_sqlite_opts(move |opts| {
+                opts.create_if_missing(create == open::Create::IfMissing)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
@@ -186,7 +197,12 @@ impl Store {
                     pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
                 });
         }
-        let db = Database::connect(options).await?;
+        if dialect == Dialect::Postgres {
+            open::probe_postgres(url).await?;
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|error| open::explain(url, dialect, create, error))?;
         Ok(Self {
             db,
             dialect,

@@ -1,19 +1,25 @@
 //! A TOML configuration file: `herald serve` honours it, the environment
 //! overrides it and flags override both; `herald config print` shows the
-//! result with the database password hidden.
+//! result with the database password hidden. Half a TLS pair, from any
+//! of them, stops the start instead of serving plaintext. The operator
+//! commands read the same file: `tenant` acts on its database. A database
+//! that is missing or unreachable stops the start with what to do.
 
 use futures::StreamExt;
 use herald_proto::v1::{
     DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
 };
 use herald_tests::{
-    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, herald_command, herald_output,
-    on_both_backends,
+    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, herald_admin, herald_command,
+    herald_output, on_both_backends,
 };
 
 use crate::{HERALD, faults::settings};
 
-on_both_backends!(serve_follows_the_file_and_print_shows_the_layers);
+on_both_backends!(
+    serve_follows_the_file_and_print_shows_the_layers,
+    operator_commands_act_on_the_files_database
+);
 
 async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
@@ -111,5 +117,150 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
     assert_eq!(delivery.attempts.len(), 1);
     herald.terminate();
     assert!(herald.exited().await.success());
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn half_a_tls_pair_stops_the_start_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "tls_cert = \"herald.crt\"\n").expect("write the file");
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let base = [
+        ("HERALD_DATABASE_URL", database.as_str()),
+        ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+    ];
+    let from_file = refused_start(
+        &base,
+        &["serve", "--config", file.to_str().expect("a UTF-8 path")],
+    )
+    .await;
+    let from_env = refused_start(
+        &[base[0], base[1], ("HERALD_TLS_KEY", "herald.key")],
+        &["serve"],
+    )
+    .await;
+    for said in [from_file, from_env] {
+        assert!(
+            said.contains("HERALD_TLS_CERT") && said.contains("HERALD_TLS_KEY"),
+            "{said}"
+        );
+    }
+}
+
+/// Runs `herald ARGS`, which must exit non-zero within [`PATIENCE`] (a
+/// server that starts instead is killed and fails the test); returns
+/// what it wrote to stderr.
+async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
+    let child = tokio::process::Command::new(HERALD)
+        .args(args)
+        .envs(settings.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the herald binary");
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("herald {args:?} kept running instead of refusing to start"))
+        .expect("herald's output");
+    assert!(!output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn operator_commands_act_on_the_files_database(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    // Run from a directory of their own, where a default `herald.db`
+    // would appear.
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, format!("database_url = {:?}\n", db.url())).expect("write the file");
+    let path = file.to_str().expect("a UTF-8 path");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(HERALD)
+            .args(args)
+            .args(["--config", path])
+            .current_dir(dir.path())
+            .env_remove("HERALD_DATABASE_URL")
+            .env_remove("HERALD_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run the herald binary");
+        assert!(output.status.success(), "herald {args:?}: {output:?}");
+    };
+    run(&["migrate"]);
+    run(&["tenant", "create", "acme"]);
+    assert!(
+        !dir.path().join("herald.db").exists(),
+        "a default database was created beside the file"
+    );
+    let listed = herald_admin(HERALD, db.url(), &["tenant", "list"]);
+    assert!(listed.contains("acme"), "{listed}");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_start_without_its_database_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let missing_dir = dir.path().join("no").join("such");
+    let sqlite = format!("sqlite://{}", missing_dir.join("herald.db").display());
+    let said = refused_start(
+        &[
+            ("HERALD_DATABASE_URL", sqlite.as_str()),
+            ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    )
+    .await;
+    assert!(
+        said.contains(&format!("mkdir -p {}", missing_dir.display())),
+        "{said}"
+    );
+
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let postgres = format!("postgres://herald:hunter2@{closed}/herald");
+    let said = refused_start(
+        &[
+            ("HERALD_DATABASE_URL", postgres.as_str()),
+            ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    )
+    .await;
+    assert!(
+        said.contains(&format!(
+            "cannot reach the database at postgres://herald:***@{closed}/herald"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("hunter2"), "{said}");
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_is_named_with_how_to_create_it() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let mut url = url::Url::parse(db.url()).expect("a URL");
+    url.set_path("herald_never_created");
+    let said = refused_start(
+        &[
+            ("HERALD_DATABASE_URL", url.as_str()),
+            ("HERALD_LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+        &["serve"],
+    )
+    .await;
+    assert!(
+        said.contains("\"herald_never_created\" does not exist")
+            && said.contains("CREATE DATABASE herald_never_created"),
+        "{said}"
+    );
     db.drop_database().await;
 }

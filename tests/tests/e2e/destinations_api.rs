@@ -502,7 +502,7 @@ async fn the_cli_lists_sets_and_pauses_destinations(backend: Backend) {
         &["destinations", "set", name, "--max-in-flight", "0"],
     );
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stdout);
+    let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
         said.contains("max_in_flight: 0 is out of range: must be between 1 and 10000"),
         "{said}"
@@ -518,7 +518,7 @@ async fn the_cli_lists_sets_and_pauses_destinations(backend: Backend) {
     assert_eq!(resumed["state"], "active");
     let refused = herald_output(HERALD, &settings, &["destinations", "enable", name]);
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stdout);
+    let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("already active"), "{said}");
     herald.stop().await;
 }

@@ -1,7 +1,11 @@
 //! The operator commands against a live server, as a person (tables) and
-//! as a script (`--json`) would use them, with a tenant's API key.
+//! as a script (`--json`) would use them, with a tenant's API key; a
+//! failure says why on stderr only, with an exit code for its kind.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    process::Output,
+    time::{Duration, SystemTime},
+};
 
 use herald_client::{Client, DeliveryState};
 use herald_tests::{
@@ -112,19 +116,58 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
         &settings,
         &["deliveries", "cancel", &pending, "--json"],
     );
-    assert!(!again.status.success());
-    let said = String::from_utf8_lossy(&again.stdout);
-    assert!(said.contains("already cancelled"), "{said}");
+    assert_eq!(failure(&again, "already cancelled"), REFUSED);
 
-    // Without the key, the server refuses.
+    // Without the key, the server refuses, and says so even with logging
+    // off.
     let anonymous = herald_output(
         HERALD,
-        &[("HERALD_SERVER", server.as_str())],
-        &["deliveries", "list"],
+        &[("HERALD_SERVER", server.as_str()), ("HERALD_LOG", "off")],
+        &["deliveries", "list", "--json"],
     );
-    assert!(!anonymous.status.success());
-    assert!(String::from_utf8_lossy(&anonymous.stdout).contains("Unauthenticated"));
+    assert_eq!(failure(&anonymous, "Unauthenticated"), REFUSED);
     herald.stop().await;
+}
+
+/// The exit code of a command the server refused (a gRPC status).
+const REFUSED: i32 = 4;
+
+/// The exit code of a failing command that wrote nothing on stdout and
+/// `message` on stderr.
+fn failure(output: &Output, message: &str) -> i32 {
+    assert!(
+        output.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(message), "{message:?} missing from: {said}");
+    output.status.code().expect("an exit code")
+}
+
+#[test]
+fn failures_go_to_stderr_with_an_exit_code_for_each_kind() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let unreachable = herald_output(
+        HERALD,
+        &[
+            ("HERALD_SERVER", &format!("http://{closed}")),
+            ("HERALD_LOG", "off"),
+        ],
+        &["deliveries", "list", "--json"],
+    );
+    assert_eq!(failure(&unreachable, "cannot connect to Herald"), 3);
+    let bad_url = herald_output(
+        HERALD,
+        &[("HERALD_SERVER", "not a url")],
+        &["deliveries", "list", "--json"],
+    );
+    assert_eq!(failure(&bad_url, "invalid Herald URL"), 2);
+    let bad_flag = herald_output(HERALD, &[], &["deliveries", "list", "--state", "lost"]);
+    assert_eq!(failure(&bad_flag, "lost"), 2);
 }
 
 /// Waits until `id` is no longer pending, by its outcome stream.

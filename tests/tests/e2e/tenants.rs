@@ -1,7 +1,9 @@
 //! Tenants and API keys (invariant I7): each tenant sees, watches and
 //! changes only its own deliveries; a wrong or revoked key is refused; an
 //! open server (no tenant yet) stays on loopback; every delivery is
-//! signed with its tenant's secret, and with both during a rotation.
+//! signed with its tenant's secret, and with both during a rotation. The
+//! tenant and key commands name the database they use and refuse one
+//! that `herald migrate` has not prepared.
 
 use std::time::{Duration, SystemTime};
 
@@ -12,7 +14,7 @@ use herald_client::{
 };
 use herald_tests::{
     Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
-    herald_admin, on_both_backends, printed_value,
+    herald_admin, herald_command, herald_output, on_both_backends, printed_value,
 };
 use tonic::Code;
 
@@ -22,7 +24,8 @@ on_both_backends!(
     tenants_are_walled_off_from_each_other,
     wrong_and_revoked_keys_are_refused,
     deliveries_are_signed_and_rotation_signs_with_both,
-    refuses_to_listen_publicly_without_tenants
+    refuses_to_listen_publicly_without_tenants,
+    tenant_commands_name_their_database_and_neither_create_nor_migrate_it
 );
 
 async fn client(herald: &TestHerald, api_key: Option<&str>) -> Client {
@@ -300,7 +303,7 @@ async fn refuses_to_listen_publicly_without_tenants(backend: Backend) {
     .await
     .expect("herald exits at once")
     .expect("run herald");
-    let printed = String::from_utf8_lossy(&refused.stdout);
+    let printed = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "it served: {printed}");
     assert!(
         printed.contains("refusing to listen on 0.0.0.0:0 with no tenants")
@@ -332,5 +335,42 @@ async fn refuses_to_listen_publicly_without_tenants(backend: Backend) {
     );
     public.terminate();
     assert!(public.exited().await.success(), "a clean shutdown");
+    db.drop_database().await;
+}
+
+async fn tenant_commands_name_their_database_and_neither_create_nor_migrate_it(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    // With a password on PostgreSQL (trust authentication ignores it), to
+    // see it hidden.
+    let url = match backend {
+        Backend::Sqlite => db.url().to_owned(),
+        Backend::Postgres => db.url().replacen("postgres@", "postgres:hunter2@", 1),
+    };
+    let shown = herald_server::config::redact_url(&url);
+    let settings = [("HERALD_DATABASE_URL", url.as_str())];
+    for args in [&["tenant", "create", "acme"][..], &["key", "list", "acme"]] {
+        let refused = herald_output(HERALD, &settings, args);
+        assert!(!refused.status.success(), "{args:?} ran on a new database");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains(&format!("database: {shown}")) && said.contains("herald migrate"),
+            "{said}"
+        );
+        assert!(!said.contains("hunter2"), "{said}");
+    }
+    if backend == Backend::Sqlite {
+        let file = db.url().trim_start_matches("sqlite://");
+        let file = file.split('?').next().expect("a path");
+        assert!(!std::path::Path::new(file).exists(), "{file} was created");
+    }
+
+    herald_command(HERALD, &settings, &["migrate"]);
+    let created = herald_output(HERALD, &settings, &["tenant", "create", "acme"]);
+    assert!(created.status.success(), "{created:?}");
+    let said = String::from_utf8_lossy(&created.stderr);
+    assert!(said.contains(&format!("database: {shown}")), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
     db.drop_database().await;
 }
