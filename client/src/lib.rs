@@ -59,7 +59,8 @@ pub use error::Error;
 pub use herald_proto::v1 as proto;
 pub use herald_proto::v1::{
     Attempt, AttemptError, CircuitState, Delivery, DeliveryState, Destination, DestinationPolicy,
-    DestinationState, Header, HttpMethod, Outcome, OutcomeKind, RateLimit, RatePeriod,
+    DestinationState, Header, HttpMethod, NotRedriven, NotRedrivenReason, Outcome, OutcomeKind,
+    RateLimit, RatePeriod, RedriveDeadLettersResponse,
 };
 pub use operate::{DeliveryQuery, Redrive};
 pub use watch::WatchOptions;

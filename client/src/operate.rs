@@ -3,7 +3,9 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest};
+use herald_proto::v1::{
+    DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest, RedriveDeadLettersResponse,
+};
 
 use crate::{Client, Error};
 
@@ -57,9 +59,16 @@ impl Redrive {
     /// Sends the redrive; returns how many dead letters were (or, with
     /// [`Redrive::dry_run`], would be) redriven.
     pub async fn send(self) -> Result<u64, Error> {
+        Ok(self.report().await?.count)
+    }
+
+    /// Sends the redrive; returns the whole answer: how many dead letters
+    /// were (or would be) redriven, and which of the named ids were not,
+    /// each with why (not found, or not dead-lettered and in which state).
+    pub async fn report(self) -> Result<RedriveDeadLettersResponse, Error> {
         let request = self.client.request(self.request);
         let response = self.client.grpc().redrive_dead_letters(request).await?;
-        Ok(response.into_inner().count)
+        Ok(response.into_inner())
     }
 }
 

@@ -31,7 +31,7 @@ use super::{
 use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
-    scheduler::SchedulerHandle,
+    scheduler::{SchedulerHandle, ShuttingDown},
     store::{
         GroupCommit, PageCursor, Store,
         records::{CancelResult, Enqueued},
@@ -294,15 +294,36 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let selection = filters::redrive_selection(&request)?;
-        let count = self
-            .store
-            .redrive(&tenant, &selection, request.dry_run)
-            .await
-            .map_err(ApiError::from)?;
-        if count > 0 && !request.dry_run {
-            self.scheduler.work_added();
-        }
-        Ok(Response::new(RedriveDeadLettersResponse { count }))
+        // Spawned, so a caller that goes away does not stop a redrive
+        // between two of its batches.
+        let (store, feed, scheduler, metrics) = (
+            self.store.clone(),
+            self.feed.clone(),
+            self.scheduler.clone(),
+            self.metrics.clone(),
+        );
+        let report = tokio::spawn(async move {
+            store
+                .redrive(&tenant, &selection, request.dry_run, |redriven| {
+                    if redriven.is_empty() {
+                        return;
+                    }
+                    for outcome in redriven {
+                        metrics.outcome(outcome.kind);
+                    }
+                    feed.committed();
+                    scheduler.work_added();
+                })
+                .await
+        })
+        .await
+        .map_err(|error| match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => ApiError::ShuttingDown(ShuttingDown),
+        })?
+        .map_err(ApiError::from)?;
+        Ok(Response::new(convert::redrive_report(report)))
     }
 
     async fn list_deliveries(

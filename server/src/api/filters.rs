@@ -146,6 +146,7 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
             Ok(ProtoKind::DestinationResumed) => Ok(OutcomeKind::DestinationResumed),
             Ok(ProtoKind::DestinationDisabled) => Ok(OutcomeKind::DestinationDisabled),
             Ok(ProtoKind::DestinationEnabled) => Ok(OutcomeKind::DestinationEnabled),
+            Ok(ProtoKind::Redriven) => Ok(OutcomeKind::Redriven),
             Ok(ProtoKind::Unspecified) | Err(_) => Err(ApiError::invalid(
                 "kinds",
                 format!("{raw} is not an outcome kind to filter by"),

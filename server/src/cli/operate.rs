@@ -5,11 +5,11 @@ use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 use futures::{StreamExt, TryStreamExt};
-use herald_client::{Delivery, DeliveryQuery};
+use herald_client::{Delivery, DeliveryQuery, NotRedriven, NotRedrivenReason};
 use serde_json::json;
 
 use super::{
-    render::{delivery_detail, delivery_json, delivery_table, parse_state},
+    render::{delivery_detail, delivery_json, delivery_table, enum_name, parse_state},
     server_args::ServerArgs,
 };
 
@@ -154,17 +154,56 @@ pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliRes
             if dry_run {
                 redrive = redrive.dry_run();
             }
-            let count = redrive.send().await?;
+            let report = redrive.report().await?;
+            let count = report.count;
             if common.json {
-                println!("{}", json!({ "count": count, "dry_run": dry_run }));
-            } else if dry_run {
-                println!("{count} dead letters would be redriven");
+                let not_redriven: Vec<_> = report.not_redriven.iter().map(skip_json).collect();
+                println!(
+                    "{}",
+                    json!({ "count": count, "dry_run": dry_run, "not_redriven": not_redriven })
+                );
             } else {
-                println!("redrove {count} dead letters");
+                if dry_run {
+                    println!("{count} dead letters would be redriven");
+                } else {
+                    println!("redrove {count} dead letters");
+                }
+                for skipped in &report.not_redriven {
+                    println!("not redriven: {}", skip_line(skipped));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// A named id that was not redriven, as JSON: `{"id", "reason", "state"}`
+/// (`state` only when the delivery exists).
+fn skip_json(skipped: &NotRedriven) -> serde_json::Value {
+    let reason = enum_name(skipped.reason().as_str_name(), "NOT_REDRIVEN_REASON_");
+    match skipped.reason() {
+        NotRedrivenReason::NotDeadLettered => json!({
+            "id": skipped.id,
+            "reason": reason,
+            "state": enum_name(skipped.state().as_str_name(), "DELIVERY_STATE_"),
+        }),
+        _ => json!({ "id": skipped.id, "reason": reason }),
+    }
+}
+
+/// A named id that was not redriven, and why, for people.
+fn skip_line(skipped: &NotRedriven) -> String {
+    match skipped.reason() {
+        NotRedrivenReason::NotFound => format!("{}: no such delivery", skipped.id),
+        NotRedrivenReason::NotDeadLettered => format!(
+            "{}: is {}, not dead-lettered",
+            skipped.id,
+            enum_name(skipped.state().as_str_name(), "DELIVERY_STATE_")
+        ),
+        NotRedrivenReason::Unspecified => {
+            format!("{}: for a reason this build does not know", skipped.id)
+        }
+    }
 }
 
 /// At most `limit` items of a paged listing (pages are fetched as needed).

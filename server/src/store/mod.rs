@@ -29,6 +29,7 @@ mod operate;
 mod outcomes;
 mod read;
 pub mod records;
+mod redrive;
 mod retention;
 mod sql;
 mod stranded;

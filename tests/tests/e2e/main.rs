@@ -18,6 +18,7 @@ mod metrics;
 mod operate;
 mod operator_cli;
 mod outage;
+mod redrive;
 mod scheduling;
 mod shutdown;
 mod ssrf;
