@@ -209,17 +209,19 @@ impl DeliveryService for DeliveryApi {
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
-        let page_size = page_size(request.page_size, &self.limits)?;
-        let cursor = page_token::decode(Listing::DeadLetters, &request.page_token)?;
+        let page_size = page_size(request.page_size, &self.limits);
+        let cursor = page_token::decode(Listing::DeadLetters, "", &request.page_token)?;
         let page = self
             .store
             .list_dead_letters(&tenant, cursor, u64::from(page_size))
             .await
             .map_err(ApiError::from)?;
         let next_page_token =
-            page_token::next(Listing::DeadLetters, &page, page_size, |last| PageCursor {
-                at_ms: last.finished_at_ms.unwrap_or_default(),
-                id: last.id,
+            page_token::next(Listing::DeadLetters, "", &page, page_size, |last| {
+                PageCursor {
+                    at_ms: last.finished_at_ms.unwrap_or_default(),
+                    id: last.id,
+                }
             });
         Ok(Response::new(ListDeadLettersResponse {
             deliveries: page.into_iter().map(convert::delivery).collect(),
@@ -332,17 +334,20 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let filter = filters::delivery_filter(&request)?;
-        let page_size = page_size(request.page_size, &self.limits)?;
-        let cursor = page_token::decode(Listing::Deliveries, &request.page_token)?;
+        let page_size = page_size(request.page_size, &self.limits);
+        let filters = filters::delivery_filter_text(&filter);
+        let cursor = page_token::decode(Listing::Deliveries, &filters, &request.page_token)?;
         let page = self
             .store
             .list_deliveries(&tenant, &filter, cursor, u64::from(page_size))
             .await
             .map_err(ApiError::from)?;
         let next_page_token =
-            page_token::next(Listing::Deliveries, &page, page_size, |last| PageCursor {
-                at_ms: last.created_at_ms,
-                id: last.id,
+            page_token::next(Listing::Deliveries, &filters, &page, page_size, |last| {
+                PageCursor {
+                    at_ms: last.created_at_ms,
+                    id: last.id,
+                }
             });
         Ok(Response::new(ListDeliveriesResponse {
             deliveries: page.into_iter().map(convert::delivery).collect(),

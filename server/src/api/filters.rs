@@ -28,16 +28,13 @@ const MAX_KINDS: usize = OutcomeKind::ALL.len();
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
 /// The page size asked for, defaulted (to 100, or the limit if lower) and
-/// bounded by `limits`.
-pub fn page_size(requested: u32, limits: &Limits) -> Result<u32, ApiError> {
+/// reduced to the most `limits` allow (AIP-158: a larger size is not an
+/// error).
+pub fn page_size(requested: u32, limits: &Limits) -> u32 {
     let max = limits.input.max_page_size;
     match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE.min(max)),
-        n if n <= max => Ok(n),
-        n => Err(ApiError::invalid(
-            "page_size",
-            format!("is {n}; the most is {max} (HERALD_MAX_PAGE_SIZE)"),
-        )),
+        0 => DEFAULT_PAGE_SIZE.min(max),
+        n => n.min(max),
     }
 }
 
@@ -105,6 +102,18 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
         created_after_ms: time_ms("created_after_time", request.created_after_time.as_ref())?,
         created_before_ms: time_ms("created_before_time", request.created_before_time.as_ref())?,
     })
+}
+
+/// The filters of a delivery listing as one canonical text, which its
+/// page tokens are bound to.
+pub fn delivery_filter_text(filter: &DeliveryFilter) -> String {
+    serde_json::json!([
+        filter.state.map(|state| state.as_str()),
+        filter.host,
+        filter.created_after_ms,
+        filter.created_before_ms,
+    ])
+    .to_string()
 }
 
 /// Where a watch starts and what it streams.
@@ -260,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn page_sizes_default_and_cap() {
+    fn page_sizes_default_and_are_reduced_to_the_most() {
         let limits = |max_page_size| Limits {
             input: crate::config::InputLimits {
                 max_page_size,
@@ -269,11 +278,9 @@ mod tests {
             default_max_attempts: 1,
             targets: crate::transport::TargetPolicy::default(),
         };
-        assert_eq!(page_size(0, &limits(1000)).unwrap(), DEFAULT_PAGE_SIZE);
-        assert_eq!(page_size(0, &limits(10)).unwrap(), 10);
-        assert_eq!(page_size(7, &limits(7)).unwrap(), 7);
-        let refused = page_size(8, &limits(7)).unwrap_err();
-        assert!(refused.to_string().contains("the most is 7"), "{refused}");
-        assert_eq!(field(refused), "page_size");
+        assert_eq!(page_size(0, &limits(1000)), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(0, &limits(10)), 10);
+        assert_eq!(page_size(7, &limits(7)), 7);
+        assert_eq!(page_size(8, &limits(7)), 7, "reduced, not refused");
     }
 }

@@ -1,7 +1,22 @@
-//! Reads for the API: one delivery with its attempts, and the dead-letter
-//! listing. Not on the hot path, so they go through the SeaORM entities.
+//! Reads for the API: one delivery with its attempts, and the listings
+//! (dead letters, deliveries). Not on the hot path, so they go through the
+//! SeaORM entities.
+//!
+//! A listing pages by keyset: `(time, id) < (X, Y)`, a row-value
+//! comparison both databases read as a range of an index on
+//! `(tenant, [state | host,] time, id)` (the spelled-out `time < X OR
+//! (time = X AND id < Y)` is read as neither). On PostgreSQL a listing runs
+//! in a read-only transaction with a statement timeout
+//! ([`LISTING_TIMEOUT`]), so one that would scan too much gives its
+//! connection back instead of holding it from enqueues and claims.
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect};
+use std::time::Duration;
+
+use sea_orm::{
+    AccessMode, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, Order,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, TransactionTrait,
+    sea_query::Expr,
+};
 use uuid::Uuid;
 
 use super::{
@@ -12,6 +27,12 @@ use super::{
     status_code, unsigned,
 };
 use crate::domain::DeliveryState;
+
+/// Longest a listing's statement may run on PostgreSQL.
+pub const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PostgreSQL's `query_canceled`, which a statement timeout raises.
+const QUERY_CANCELED: &str = "57014";
 
 /// Where a page starts: just past the last delivery of the previous page,
 /// by the listing's (time, id) order.
@@ -76,31 +97,34 @@ impl Store {
         cursor: Option<PageCursor>,
         limit: u64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let condition = Condition::all()
-            .add(deliveries::Column::TenantId.eq(tenant_id))
-            .add_option(
-                filter
-                    .state
-                    .map(|state| deliveries::Column::State.eq(state.as_str())),
-            )
-            .add_option(
-                filter
-                    .host
-                    .as_ref()
-                    .map(|host| deliveries::Column::Host.eq(host.as_str())),
-            )
-            .add_option(
-                filter
-                    .created_after_ms
-                    .map(|ms| deliveries::Column::CreatedAtMs.gte(ms)),
-            )
-            .add_option(
-                filter
-                    .created_before_ms
-                    .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
-            );
-        let order = (deliveries::Column::CreatedAtMs, Order::Desc);
+        let (condition, order) = deliveries_listing(tenant_id, filter);
         self.page(condition, order, cursor, limit).await
+    }
+
+    /// PostgreSQL's plan (`EXPLAIN`) for [`Store::list_deliveries`] with
+    /// these arguments, to check which index a listing reads; `None` on
+    /// SQLite.
+    pub async fn explain_list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        cursor: Option<PageCursor>,
+        limit: u64,
+    ) -> Result<Option<String>, StoreError> {
+        if self.dialect != super::Dialect::Postgres {
+            return Ok(None);
+        }
+        let (condition, order) = deliveries_listing(tenant_id, filter);
+        let mut statement = page_query(condition, order, cursor, limit).build(self.backend());
+        statement.sql = format!("EXPLAIN {}", statement.sql);
+        let lines = self
+            .db
+            .query_all_raw(statement)
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(lines.join("\n")))
     }
 
     /// One page of deliveries matching `condition`, in (`time column`, id)
@@ -109,30 +133,102 @@ impl Store {
     async fn page(
         &self,
         condition: Condition,
-        (at, order): (deliveries::Column, Order),
+        order: (deliveries::Column, Order),
         cursor: Option<PageCursor>,
         limit: u64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let id = deliveries::Column::Id;
-        let past = cursor.map(|cursor| {
-            let (past_at, past_id) = match order {
-                Order::Desc => (at.lt(cursor.at_ms), id.lt(cursor.id)),
-                _ => (at.gt(cursor.at_ms), id.gt(cursor.id)),
-            };
-            Condition::any()
-                .add(past_at)
-                .add(Condition::all().add(at.eq(cursor.at_ms)).add(past_id))
-        });
-        deliveries::Entity::find()
-            .filter(condition.add_option(past))
-            .order_by(at, order.clone())
-            .order_by(id, order)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(delivery_record)
-            .collect()
+        let query = page_query(condition, order, cursor, limit);
+        let models = if self.dialect == super::Dialect::Postgres {
+            let txn = self
+                .db
+                .begin_with_config(None, Some(AccessMode::ReadOnly))
+                .await?;
+            txn.execute_unprepared(&format!(
+                "SET LOCAL statement_timeout = {}",
+                LISTING_TIMEOUT.as_millis()
+            ))
+            .await?;
+            let models = query.all(&txn).await.map_err(timed_out)?;
+            txn.commit().await?;
+            models
+        } else {
+            query.all(&self.db).await?
+        };
+        models.into_iter().map(delivery_record).collect()
+    }
+}
+
+/// The condition and order of `tenant_id`'s deliveries matching `filter`,
+/// newest first.
+fn deliveries_listing(
+    tenant_id: &str,
+    filter: &DeliveryFilter,
+) -> (Condition, (deliveries::Column, Order)) {
+    let condition = Condition::all()
+        .add(deliveries::Column::TenantId.eq(tenant_id))
+        .add_option(
+            filter
+                .state
+                .map(|state| deliveries::Column::State.eq(state.as_str())),
+        )
+        .add_option(
+            filter
+                .host
+                .as_ref()
+                .map(|host| deliveries::Column::Host.eq(host.as_str())),
+        )
+        .add_option(
+            filter
+                .created_after_ms
+                .map(|ms| deliveries::Column::CreatedAtMs.gte(ms)),
+        )
+        .add_option(
+            filter
+                .created_before_ms
+                .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
+        );
+    (condition, (deliveries::Column::CreatedAtMs, Order::Desc))
+}
+
+/// The query for one page: `condition`, past `cursor` by the row value
+/// `(at, id)` in `order`, at most `limit` rows.
+fn page_query(
+    condition: Condition,
+    (at, order): (deliveries::Column, Order),
+    cursor: Option<PageCursor>,
+    limit: u64,
+) -> Select<deliveries::Entity> {
+    let id = deliveries::Column::Id;
+    let past = cursor.map(|cursor| {
+        let row = Expr::tuple([Expr::col(at), Expr::col(id)]);
+        let position = Expr::tuple([Expr::val(cursor.at_ms), Expr::val(cursor.id)]);
+        match order {
+            Order::Desc => row.lt(position),
+            _ => row.gt(position),
+        }
+    });
+    deliveries::Entity::find()
+        .filter(condition.add_option(past))
+        .order_by(at, order.clone())
+        .order_by(id, order)
+        .limit(limit)
+}
+
+/// A statement PostgreSQL cancelled at [`LISTING_TIMEOUT`], as
+/// [`StoreError::ListingTimedOut`].
+fn timed_out(error: DbErr) -> StoreError {
+    let cancelled = match &error {
+        DbErr::Query(RuntimeErr::SqlxError(sqlx)) | DbErr::Exec(RuntimeErr::SqlxError(sqlx)) => {
+            sqlx.as_database_error()
+                .and_then(|database| database.code())
+                .is_some_and(|code| code == QUERY_CANCELED)
+        }
+        _ => false,
+    };
+    if cancelled {
+        StoreError::ListingTimedOut(LISTING_TIMEOUT)
+    } else {
+        StoreError::Database(error)
     }
 }
 

@@ -80,18 +80,5 @@ async fn bad_page_token_is_invalid(backend: Backend) {
         "{}",
         status.message()
     );
-    let status = herald
-        .client()
-        .list_dead_letters(ListDeadLettersRequest {
-            page_size: 100_000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        status.message().starts_with("page_size:"),
-        "{}",
-        status.message()
-    );
     herald.stop().await;
 }

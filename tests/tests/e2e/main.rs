@@ -14,6 +14,7 @@ mod feed;
 mod grpcurl;
 mod isolation;
 mod limits;
+mod listings;
 mod metrics;
 mod operate;
 mod operator_cli;
