@@ -4,7 +4,8 @@
 use std::time::SystemTime;
 
 use herald_proto::v1::{
-    DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest, RedriveDeadLettersResponse,
+    DeliveryState, DeliveryView, ListDeliveriesRequest, RedriveDeadLettersRequest,
+    RedriveDeadLettersResponse,
 };
 
 use crate::{Client, Error};
@@ -80,6 +81,7 @@ pub struct DeliveryQuery {
     created_after: Option<SystemTime>,
     created_before: Option<SystemTime>,
     page_size: u32,
+    full: bool,
 }
 
 impl DeliveryQuery {
@@ -107,6 +109,14 @@ impl DeliveryQuery {
         self
     }
 
+    /// Each delivery with its body and headers (the full view); without
+    /// this, listings leave them out (the basic view), which keeps pages
+    /// small.
+    pub fn full(mut self) -> Self {
+        self.full = true;
+        self
+    }
+
     /// Deliveries fetched per request (the server's default when unset).
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size;
@@ -121,6 +131,12 @@ impl DeliveryQuery {
             created_before_time: self.created_before.map(Into::into),
             page_size: self.page_size,
             page_token,
+            view: if self.full {
+                DeliveryView::Full
+            } else {
+                DeliveryView::Basic
+            }
+            .into(),
         }
     }
 }

@@ -24,6 +24,7 @@ use super::{
     convert,
     error::ApiError,
     filters::{self, delivery_id, page_size},
+    listing::Page,
     page_token::{self, Listing},
     validate::{self, Limits},
     watch_cap::WatchCap,
@@ -33,7 +34,7 @@ use crate::{
     outcomes::OutcomeFeed,
     scheduler::{SchedulerHandle, ShuttingDown},
     store::{
-        GroupCommit, PageCursor, Store,
+        GroupCommit, Store,
         records::{CancelResult, Enqueued},
     },
 };
@@ -210,21 +211,18 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let page_size = page_size(request.page_size, &self.limits);
+        let view = filters::view(request.view)?;
         let cursor = page_token::decode(Listing::DeadLetters, "", &request.page_token)?;
-        let page = self
-            .store
-            .list_dead_letters(&tenant, cursor, u64::from(page_size))
+        let mut page = Page::new(page_size, |dead| dead.finished_at_ms.unwrap_or_default());
+        self.store
+            .list_dead_letters(&tenant, cursor, u64::from(page_size), view, |record| {
+                page.take(record)
+            })
             .await
             .map_err(ApiError::from)?;
-        let next_page_token =
-            page_token::next(Listing::DeadLetters, "", &page, page_size, |last| {
-                PageCursor {
-                    at_ms: last.finished_at_ms.unwrap_or_default(),
-                    id: last.id,
-                }
-            });
+        let (deliveries, next_page_token) = page.finish(Listing::DeadLetters, "");
         Ok(Response::new(ListDeadLettersResponse {
-            deliveries: page.into_iter().map(convert::delivery).collect(),
+            deliveries,
             next_page_token,
         }))
     }
@@ -335,22 +333,24 @@ impl DeliveryService for DeliveryApi {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let filter = filters::delivery_filter(&request)?;
         let page_size = page_size(request.page_size, &self.limits);
+        let view = filters::view(request.view)?;
         let filters = filters::delivery_filter_text(&filter);
         let cursor = page_token::decode(Listing::Deliveries, &filters, &request.page_token)?;
-        let page = self
-            .store
-            .list_deliveries(&tenant, &filter, cursor, u64::from(page_size))
+        let mut page = Page::new(page_size, |delivery| delivery.created_at_ms);
+        self.store
+            .list_deliveries(
+                &tenant,
+                &filter,
+                cursor,
+                u64::from(page_size),
+                view,
+                |record| page.take(record),
+            )
             .await
             .map_err(ApiError::from)?;
-        let next_page_token =
-            page_token::next(Listing::Deliveries, &filters, &page, page_size, |last| {
-                PageCursor {
-                    at_ms: last.created_at_ms,
-                    id: last.id,
-                }
-            });
+        let (deliveries, next_page_token) = page.finish(Listing::Deliveries, &filters);
         Ok(Response::new(ListDeliveriesResponse {
-            deliveries: page.into_iter().map(convert::delivery).collect(),
+            deliveries,
             next_page_token,
         }))
     }

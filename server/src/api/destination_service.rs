@@ -109,10 +109,12 @@ impl DestinationService for DestinationApi {
             .list_destinations(&tenant, &page, &self.defaults)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token =
-            page_token::next(Listing::Destinations, filters, &listed, page_size, |last| {
-                last.destination.clone()
-            });
+        let full = listed.len() == page_size as usize;
+        let after = listed
+            .last()
+            .filter(|_| full)
+            .map(|last| last.destination.clone());
+        let next_page_token = page_token::next(Listing::Destinations, filters, after.as_ref());
         Ok(Response::new(ListDestinationsResponse {
             destinations: listed.into_iter().map(convert::message).collect(),
             next_page_token,

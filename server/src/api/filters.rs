@@ -2,8 +2,8 @@
 //! INVALID_ARGUMENT naming the field at fault.
 
 use herald_proto::v1::{
-    ListDeliveriesRequest, OutcomeKind as ProtoKind, RedriveDeadLettersRequest,
-    WatchOutcomesRequest,
+    DeliveryView as ProtoView, ListDeliveriesRequest, OutcomeKind as ProtoKind,
+    RedriveDeadLettersRequest, WatchOutcomesRequest,
 };
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ use super::{
 use crate::{
     domain::OutcomeKind,
     outcomes::Cursor,
-    store::records::{DeliveryFilter, OutcomeFilter, RedriveSelection},
+    store::records::{DeliveryFilter, DeliveryView, OutcomeFilter, RedriveSelection},
 };
 
 /// Most ids one redrive or watch may name.
@@ -102,6 +102,19 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
         created_after_ms: time_ms("created_after_time", request.created_after_time.as_ref())?,
         created_before_ms: time_ms("created_before_time", request.created_before_time.as_ref())?,
     })
+}
+
+/// How much of each delivery a listing returns: the basic view unless the
+/// full one is asked for (AIP-157).
+pub fn view(raw: i32) -> Result<DeliveryView, ApiError> {
+    match ProtoView::try_from(raw) {
+        Ok(ProtoView::Unspecified | ProtoView::Basic) => Ok(DeliveryView::Basic),
+        Ok(ProtoView::Full) => Ok(DeliveryView::Full),
+        Err(_) => Err(ApiError::invalid(
+            "view",
+            format!("{raw} is not a view; use DELIVERY_VIEW_BASIC or DELIVERY_VIEW_FULL"),
+        )),
+    }
 }
 
 /// The filters of a delivery listing as one canonical text, which its

@@ -147,19 +147,10 @@ pub fn decode<P: Position>(
     P::from_text(position).map(Some).ok_or_else(invalid)
 }
 
-/// The token for the page after `page` (of `listing` with `filters`), or
-/// empty when `page` was not full.
-pub fn next<T, P: Position>(
-    listing: Listing,
-    filters: &str,
-    page: &[T],
-    page_size: u32,
-    cursor: impl Fn(&T) -> P,
-) -> String {
-    match page.last() {
-        Some(last) if page.len() == page_size as usize => encode(listing, filters, &cursor(last)),
-        _ => String::new(),
-    }
+/// The token for the page that starts after `after` (in `listing` with
+/// `filters`), or empty when there is none.
+pub fn next(listing: Listing, filters: &str, after: Option<&impl Position>) -> String {
+    after.map_or_else(String::new, |after| encode(listing, filters, after))
 }
 
 #[cfg(test)]

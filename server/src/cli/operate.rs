@@ -51,6 +51,10 @@ pub enum DeliveriesCommand {
         /// Most deliveries to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Fetch each delivery's body and headers too (shown with --json);
+        /// without it the listing leaves them out, which keeps it small.
+        #[arg(long)]
+        full: bool,
     },
     /// Cancel a pending delivery.
     Cancel {
@@ -102,8 +106,12 @@ pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult
             created_after,
             created_before,
             limit,
+            full,
         } => {
             let mut query = DeliveryQuery::default();
+            if full {
+                query = query.full();
+            }
             if let Some(state) = state {
                 query = query.state(state);
             }
@@ -117,7 +125,7 @@ pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult
                 query = query.created_before(before);
             }
             let listed = first(client.deliveries(query), limit).await?;
-            show_many(&listed, common.json);
+            show_many(&listed, common.json, full);
         }
         DeliveriesCommand::Cancel { id } => {
             show_one(&client.cancel_delivery(&id).await?, common.json);
@@ -132,7 +140,7 @@ pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliRes
     match command {
         DeadLettersCommand::List { limit } => {
             let listed = first(client.dead_letters(), limit).await?;
-            show_many(&listed, common.json);
+            show_many(&listed, common.json, false);
         }
         DeadLettersCommand::Redrive {
             ids,
@@ -222,9 +230,21 @@ fn show_one(delivery: &Delivery, json: bool) {
     }
 }
 
-fn show_many(deliveries: &[Delivery], json: bool) {
+/// Prints a listing; `full` when it holds bodies and headers (otherwise
+/// the JSON leaves them out rather than show them empty).
+fn show_many(deliveries: &[Delivery], json: bool, full: bool) {
     if json {
-        let all: Vec<_> = deliveries.iter().map(delivery_json).collect();
+        let all: Vec<_> = deliveries
+            .iter()
+            .map(|delivery| {
+                let mut value = delivery_json(delivery);
+                if let (false, Some(object)) = (full, value.as_object_mut()) {
+                    object.remove("body");
+                    object.remove("headers");
+                }
+                value
+            })
+            .collect();
         println!("{}", serde_json::Value::Array(all));
     } else {
         print!("{}", delivery_table(deliveries));

@@ -9,13 +9,19 @@
 //! in a read-only transaction with a statement timeout
 //! ([`LISTING_TIMEOUT`]), so one that would scan too much gives its
 //! connection back instead of holding it from enqueues and claims.
+//!
+//! A listing streams its rows to a caller's `take`, which says when the
+//! page is full (by rows or by bytes), so at most one row past the page is
+//! ever read into memory; the basic view does not read bodies and headers
+//! at all.
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use sea_orm::{
-    AccessMode, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, Order,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, TransactionTrait,
-    sea_query::Expr,
+    AccessMode, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, Iterable,
+    Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, SelectModel,
+    Selector, StreamTrait, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -23,7 +29,7 @@ use super::{
     Store, StoreError,
     entity::{attempts, deliveries},
     http_request,
-    records::{AttemptRecord, DeliveryFilter, DeliveryRecord},
+    records::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryView},
     status_code, unsigned,
 };
 use crate::domain::DeliveryState;
@@ -73,32 +79,41 @@ impl Store {
     }
 
     /// Up to `limit` dead letters of `tenant_id` after `cursor`, in the
-    /// order they were dead-lettered. The (finish time, id) order is total,
+    /// order they were dead-lettered, each handed to `take` (see
+    /// [`Store::list_deliveries`]). The (finish time, id) order is total,
     /// so paging returns every dead letter exactly once.
     pub async fn list_dead_letters(
         &self,
         tenant_id: &str,
         cursor: Option<PageCursor>,
         limit: u64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        view: DeliveryView,
+        take: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<(), StoreError> {
         let condition = Condition::all()
             .add(deliveries::Column::TenantId.eq(tenant_id))
             .add(deliveries::Column::State.eq(DeliveryState::DeadLettered.as_str()));
         let order = (deliveries::Column::FinishedAtMs, Order::Asc);
-        self.page(condition, order, cursor, limit).await
+        self.page(page_query(condition, order, cursor, limit), view, take)
+            .await
     }
 
     /// Up to `limit` of `tenant_id`'s deliveries matching `filter`, newest
-    /// first, starting past `cursor`.
+    /// first, starting past `cursor`, read in `view` and handed one by one
+    /// to `take`, which answers whether to go on (a page full by bytes
+    /// leaves the delivery it cannot hold out and stops).
     pub async fn list_deliveries(
         &self,
         tenant_id: &str,
         filter: &DeliveryFilter,
         cursor: Option<PageCursor>,
         limit: u64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        view: DeliveryView,
+        take: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<(), StoreError> {
         let (condition, order) = deliveries_listing(tenant_id, filter);
-        self.page(condition, order, cursor, limit).await
+        self.page(page_query(condition, order, cursor, limit), view, take)
+            .await
     }
 
     /// PostgreSQL's plan (`EXPLAIN`) for [`Store::list_deliveries`] with
@@ -127,34 +142,68 @@ impl Store {
         Ok(Some(lines.join("\n")))
     }
 
-    /// One page of deliveries matching `condition`, in (`time column`, id)
-    /// order, starting just past `cursor` in that order (keyset paging: no
-    /// row is skipped or repeated however deep the page).
+    /// Streams the rows of `query`, in `view`, to `take` until it says
+    /// stop.
     async fn page(
         &self,
-        condition: Condition,
-        order: (deliveries::Column, Order),
-        cursor: Option<PageCursor>,
-        limit: u64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let query = page_query(condition, order, cursor, limit);
-        let models = if self.dialect == super::Dialect::Postgres {
-            let txn = self
-                .db
-                .begin_with_config(None, Some(AccessMode::ReadOnly))
-                .await?;
-            txn.execute_unprepared(&format!(
-                "SET LOCAL statement_timeout = {}",
-                LISTING_TIMEOUT.as_millis()
-            ))
+        query: Select<deliveries::Entity>,
+        view: DeliveryView,
+        mut take: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let query = in_view(query, view);
+        if self.dialect != super::Dialect::Postgres {
+            return stream_to(query, &self.db, &mut take).await;
+        }
+        let txn = self
+            .db
+            .begin_with_config(None, Some(AccessMode::ReadOnly))
             .await?;
-            let models = query.all(&txn).await.map_err(timed_out)?;
-            txn.commit().await?;
-            models
-        } else {
-            query.all(&self.db).await?
-        };
-        models.into_iter().map(delivery_record).collect()
+        txn.execute_unprepared(&format!(
+            "SET LOCAL statement_timeout = {}",
+            LISTING_TIMEOUT.as_millis()
+        ))
+        .await?;
+        stream_to(query, &txn, &mut take).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Hands the rows of `query` to `take`, read from `db` as they come, until
+/// it says stop.
+async fn stream_to(
+    query: Selector<SelectModel<deliveries::Model>>,
+    db: &(impl ConnectionTrait + StreamTrait),
+    take: &mut impl FnMut(DeliveryRecord) -> bool,
+) -> Result<(), StoreError> {
+    let mut rows = query.stream(db).await.map_err(timed_out)?;
+    while let Some(model) = rows.try_next().await.map_err(timed_out)? {
+        if !take(delivery_record(model)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `query` reading what `view` needs: the basic view reads an empty body
+/// and no headers instead of the stored ones.
+fn in_view(
+    query: Select<deliveries::Entity>,
+    view: DeliveryView,
+) -> Selector<SelectModel<deliveries::Model>> {
+    match view {
+        DeliveryView::Full => query.into_model(),
+        DeliveryView::Basic => query
+            .select_only()
+            .columns(deliveries::Column::iter().filter(|column| {
+                !matches!(
+                    column,
+                    deliveries::Column::Body | deliveries::Column::Headers
+                )
+            }))
+            .column_as(Expr::val(Vec::<u8>::new()), "body")
+            .column_as(Expr::val("[]"), "headers")
+            .into_model(),
     }
 }
 

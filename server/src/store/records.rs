@@ -368,6 +368,17 @@ pub enum NotRedriven {
     NotDeadLettered(DeliveryState),
 }
 
+/// How much of each delivery a listing reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryView {
+    /// Every column but the request's body and headers, which are left
+    /// empty (and not read from the database).
+    #[default]
+    Basic,
+    /// Every column.
+    Full,
+}
+
 /// Filters of a delivery listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryFilter {

@@ -40,6 +40,7 @@ async fn pagination_returns_every_dead_letter_once(backend: Backend) {
             .list_dead_letters(ListDeadLettersRequest {
                 page_size: 7,
                 page_token: token,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -71,6 +72,7 @@ async fn bad_page_token_is_invalid(backend: Backend) {
         .list_dead_letters(ListDeadLettersRequest {
             page_size: 0,
             page_token: "not-a-token".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

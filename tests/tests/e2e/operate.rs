@@ -297,7 +297,7 @@ async fn list_filters_and_pages_newest_first(backend: Backend) {
     let dead_token = client
         .list_dead_letters(herald_proto::v1::ListDeadLettersRequest {
             page_size: 1,
-            page_token: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
