@@ -8,8 +8,8 @@
 
 use futures::{Stream, stream::BoxStream};
 use herald_proto::v1::{
-    CancelDeliveryRequest, Delivery, GetDeliveryRequest, ListDeadLettersRequest, Outcome,
-    delivery_service_client::DeliveryServiceClient,
+    CancelDeliveryRequest, Delivery, DeliveryView, GetDeliveryRequest, ListDeadLettersRequest,
+    Outcome, delivery_service_client::DeliveryServiceClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -35,6 +35,13 @@ fn endpoint(url: &str) -> Result<Endpoint, Error> {
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true))
 }
+
+/// The largest response the client takes, well above anything Herald
+/// sends: a listing page stops at 2 MiB but always holds one delivery, and
+/// one delivery (from a listing or `GetDelivery`) carries a body of up to
+/// the server's `HERALD_MAX_BODY_BYTES`; tonic's default of 4 MiB would
+/// refuse a body a server configured for larger ones accepted.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A connection to one Herald server; cheap to clone and share between
 /// tasks (clones share the underlying HTTP/2 connection).
@@ -177,8 +184,9 @@ impl Client {
     }
 
     /// Every dead letter, oldest first, fetched a page at a time (of the
-    /// server's default size) as the stream is read. Attempts are not
-    /// filled in; use [`Client::get_delivery`] for them.
+    /// server's default size) as the stream is read. Each is in the basic
+    /// view: body, headers and attempts are not filled in; use
+    /// [`Client::get_delivery`] for them.
     pub fn dead_letters(&self) -> impl Stream<Item = Result<Delivery, Error>> + Send + 'static {
         self.dead_letters_by_page(0)
     }
@@ -195,6 +203,7 @@ impl Client {
             let request = client.request(ListDeadLettersRequest {
                 page_size,
                 page_token,
+                view: DeliveryView::Basic.into(),
             });
             async move {
                 let page = client.grpc().list_dead_letters(request).await?.into_inner();
@@ -224,7 +233,7 @@ impl Client {
     /// A handle on the generated delivery client for one call (clients
     /// are cheap to make and share the channel).
     pub(crate) fn grpc(&self) -> DeliveryServiceClient<Channel> {
-        DeliveryServiceClient::new(self.channel())
+        DeliveryServiceClient::new(self.channel()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// The connection every call goes over.

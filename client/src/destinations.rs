@@ -144,6 +144,7 @@ impl Client {
     /// A handle on the generated destination client for one call.
     fn destination_grpc(&self) -> DestinationServiceClient<Channel> {
         DestinationServiceClient::new(self.channel())
+            .max_decoding_message_size(crate::client::MAX_RESPONSE_BYTES)
     }
 }
 

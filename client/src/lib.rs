@@ -51,15 +51,16 @@ mod pages;
 mod watch;
 pub mod webhook;
 
-pub use client::Client;
+pub use client::{Client, MAX_RESPONSE_BYTES};
 pub use destinations::{DestinationQuery, PolicyUpdate};
 pub use enqueue::{EnqueueBuilder, Enqueued, Refused};
 pub use error::Error;
 /// The generated protocol types, for anything this crate does not wrap.
 pub use herald_proto::v1 as proto;
 pub use herald_proto::v1::{
-    Attempt, AttemptError, CircuitState, Delivery, DeliveryState, Destination, DestinationPolicy,
-    DestinationState, Header, HttpMethod, Outcome, OutcomeKind, RateLimit, RatePeriod,
+    Attempt, AttemptError, CircuitState, Delivery, DeliveryState, DeliveryView, Destination,
+    DestinationPolicy, DestinationState, Header, HttpMethod, NotRedriven, NotRedrivenReason,
+    Outcome, OutcomeKind, RateLimit, RatePeriod, RedriveDeadLettersResponse,
 };
 pub use operate::{DeliveryQuery, Redrive};
 pub use watch::WatchOptions;

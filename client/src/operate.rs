@@ -3,7 +3,10 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{DeliveryState, ListDeliveriesRequest, RedriveDeadLettersRequest};
+use herald_proto::v1::{
+    DeliveryState, DeliveryView, ListDeliveriesRequest, RedriveDeadLettersRequest,
+    RedriveDeadLettersResponse,
+};
 
 use crate::{Client, Error};
 
@@ -57,9 +60,16 @@ impl Redrive {
     /// Sends the redrive; returns how many dead letters were (or, with
     /// [`Redrive::dry_run`], would be) redriven.
     pub async fn send(self) -> Result<u64, Error> {
+        Ok(self.report().await?.count)
+    }
+
+    /// Sends the redrive; returns the whole answer: how many dead letters
+    /// were (or would be) redriven, and which of the named ids were not,
+    /// each with why (not found, or not dead-lettered and in which state).
+    pub async fn report(self) -> Result<RedriveDeadLettersResponse, Error> {
         let request = self.client.request(self.request);
         let response = self.client.grpc().redrive_dead_letters(request).await?;
-        Ok(response.into_inner().count)
+        Ok(response.into_inner())
     }
 }
 
@@ -71,6 +81,7 @@ pub struct DeliveryQuery {
     created_after: Option<SystemTime>,
     created_before: Option<SystemTime>,
     page_size: u32,
+    full: bool,
 }
 
 impl DeliveryQuery {
@@ -98,6 +109,14 @@ impl DeliveryQuery {
         self
     }
 
+    /// Each delivery with its body and headers (the full view); without
+    /// this, listings leave them out (the basic view), which keeps pages
+    /// small.
+    pub fn full(mut self) -> Self {
+        self.full = true;
+        self
+    }
+
     /// Deliveries fetched per request (the server's default when unset).
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size;
@@ -112,6 +131,12 @@ impl DeliveryQuery {
             created_before_time: self.created_before.map(Into::into),
             page_size: self.page_size,
             page_token,
+            view: if self.full {
+                DeliveryView::Full
+            } else {
+                DeliveryView::Basic
+            }
+            .into(),
         }
     }
 }

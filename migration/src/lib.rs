@@ -14,6 +14,9 @@ mod m20261123_000003_operations;
 mod m20261130_000004_keyed_idempotency;
 mod m20261201_000005_destinations;
 mod m20261202_000006_resend;
+mod m20261203_000007_listing_indexes;
+
+mod concurrent_index;
 
 /// The ordered list of Herald's migrations.
 pub struct Migrator;
@@ -28,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_keyed_idempotency::Migration),
             Box::new(m20261201_000005_destinations::Migration),
             Box::new(m20261202_000006_resend::Migration),
+            Box::new(m20261203_000007_listing_indexes::Migration),
         ]
     }
 }

@@ -144,21 +144,7 @@ impl MigrationTrait for Migration {
             txn.commit().await?;
         }
         for (name, definition) in DELIVERY_INDEXES {
-            // A build a crash interrupted leaves an invalid index that
-            // `IF NOT EXISTS` would keep; only that is dropped.
-            db.execute_unprepared(&format!(
-                "DO $$ BEGIN \
-                    IF EXISTS (SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid \
-                               WHERE relname = '{name}' AND NOT indisvalid) THEN \
-                        DROP INDEX {name}; \
-                    END IF; \
-                 END $$"
-            ))
-            .await?;
-            db.execute_unprepared(&format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}"
-            ))
-            .await?;
+            crate::concurrent_index::create_concurrently(db, name, definition).await?;
         }
         db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {GLOBAL_DUE}"))
             .await?;

@@ -230,7 +230,7 @@ pub struct InputLimits {
     #[arg(long, env = "HERALD_MAX_BATCH_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_batch_bytes: usize,
 
-    /// Largest page a listing may ask for.
+    /// Largest page a listing returns; a larger `page_size` is reduced to it.
     #[arg(long, env = "HERALD_MAX_PAGE_SIZE", default_value_t = 1000)]
     pub max_page_size: u32,
 

@@ -124,6 +124,9 @@ stored_enum! {
         DestinationDisabled => "destination_disabled",
         /// An operator enabled a disabled destination.
         DestinationEnabled => "destination_enabled",
+        /// An operator redrove a dead letter: it is pending again, with a
+        /// fresh attempt budget.
+        Redriven => "redriven",
     }
 }
 

@@ -130,6 +130,7 @@ pub struct Metrics {
     retried: Counter,
     dead_lettered: Counter,
     cancelled: Counter,
+    redriven: Counter,
     attempt_duration: Histogram,
     first_attempt_latency: Histogram,
     in_flight: Gauge,
@@ -195,6 +196,7 @@ impl Default for Metrics {
             retried: Counter::default(),
             dead_lettered: Counter::default(),
             cancelled: Counter::default(),
+            redriven: Counter::default(),
             // 1 ms to about 65 s.
             attempt_duration: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             // 1 ms to about 9 h: first attempts wait for not_before too.
@@ -236,6 +238,11 @@ impl Default for Metrics {
                 "deliveries_cancelled",
                 "Deliveries cancelled by an operator",
                 &metrics.cancelled,
+            ),
+            (
+                "deliveries_redriven",
+                "Dead letters redriven by an operator",
+                &metrics.redriven,
             ),
         ];
         for (name, help, counter) in counters {
@@ -341,6 +348,7 @@ impl Metrics {
             OutcomeKind::RetryScheduled => Some(&self.retried),
             OutcomeKind::DeadLettered => Some(&self.dead_lettered),
             OutcomeKind::Cancelled => Some(&self.cancelled),
+            OutcomeKind::Redriven => Some(&self.redriven),
             _ => None,
         };
         if let Some(counter) = counter {
@@ -351,7 +359,8 @@ impl Metrics {
             OutcomeKind::Succeeded
             | OutcomeKind::RetryScheduled
             | OutcomeKind::DeadLettered
-            | OutcomeKind::Cancelled => return,
+            | OutcomeKind::Cancelled
+            | OutcomeKind::Redriven => return,
             OutcomeKind::CircuitOpened => DestinationEvent::circuit_opened,
             OutcomeKind::CircuitClosed => DestinationEvent::circuit_closed,
             OutcomeKind::DestinationPaused => DestinationEvent::paused,
@@ -603,6 +612,7 @@ mod tests {
             Some(unix_ms(SystemTime::now())),
         );
         metrics.outcome(OutcomeKind::Succeeded);
+        metrics.outcome(OutcomeKind::Redriven);
         let guard = metrics.in_flight();
         let mut text = String::new();
         encode(&mut text, &metrics.registry).unwrap();
@@ -610,6 +620,7 @@ mod tests {
             "herald_deliveries_enqueued_total 1",
             "herald_attempts_total{result=\"success\"} 1",
             "herald_deliveries_succeeded_total 1",
+            "herald_deliveries_redriven_total 1",
             "herald_attempt_duration_seconds_count 1",
             "herald_enqueue_to_first_attempt_seconds_count 1",
             "herald_attempts_in_flight 1",

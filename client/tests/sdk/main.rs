@@ -247,6 +247,7 @@ async fn dead_letters_follow_every_page_and_yield_each_item_once() {
     let page = |page_token: &str| ListDeadLettersRequest {
         page_size: 2,
         page_token: page_token.into(),
+        view: herald_client::DeliveryView::Basic.into(),
     };
     assert_eq!(
         fake.seen(|seen| seen.dead_letter_pages.clone()),
@@ -269,7 +270,10 @@ async fn dead_letters_leave_the_page_size_to_the_server_and_fetch_lazily() {
     assert_eq!(first_two, [delivery("a"), delivery("b")]);
     assert_eq!(
         fake.seen(|seen| seen.dead_letter_pages.clone()),
-        [ListDeadLettersRequest::default()],
+        [ListDeadLettersRequest {
+            view: herald_client::DeliveryView::Basic.into(),
+            ..Default::default()
+        }],
         "page size 0 (server default); no second page fetched for two items"
     );
 }

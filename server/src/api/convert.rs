@@ -5,7 +5,7 @@ use prost_types::{Duration as ProtoDuration, Timestamp};
 
 use crate::{
     domain::{AttemptErrorKind, DeliveryState, HttpMethod, OutcomeKind},
-    store::records::{AttemptRecord, DeliveryRecord, OutcomeRecord},
+    store::records::{AttemptRecord, DeliveryRecord, NotRedriven, OutcomeRecord, RedriveReport},
 };
 
 /// A proto timestamp as Unix milliseconds; `None` if out of range.
@@ -93,6 +93,7 @@ fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
         OutcomeKind::DestinationResumed => proto::OutcomeKind::DestinationResumed,
         OutcomeKind::DestinationDisabled => proto::OutcomeKind::DestinationDisabled,
         OutcomeKind::DestinationEnabled => proto::OutcomeKind::DestinationEnabled,
+        OutcomeKind::Redriven => proto::OutcomeKind::Redriven,
     }
 }
 
@@ -153,6 +154,31 @@ pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
         next_attempt_time: record.next_attempt_at_ms.map(timestamp),
         create_time: Some(timestamp(record.created_at_ms)),
         destination: record.destination.unwrap_or_default(),
+    }
+}
+
+/// What a redrive did, with each named id that was not redriven and why.
+pub fn redrive_report(report: RedriveReport) -> proto::RedriveDeadLettersResponse {
+    let not_redriven = report
+        .not_redriven
+        .into_iter()
+        .map(|(id, why)| {
+            let (reason, now) = match why {
+                NotRedriven::NotFound => (proto::NotRedrivenReason::NotFound, None),
+                NotRedriven::NotDeadLettered(now) => {
+                    (proto::NotRedrivenReason::NotDeadLettered, Some(now))
+                }
+            };
+            proto::NotRedriven {
+                id: id.to_string(),
+                reason: reason.into(),
+                state: now.map(state).unwrap_or_default().into(),
+            }
+        })
+        .collect();
+    proto::RedriveDeadLettersResponse {
+        count: report.count,
+        not_redriven,
     }
 }
 

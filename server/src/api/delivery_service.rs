@@ -24,6 +24,7 @@ use super::{
     convert,
     error::ApiError,
     filters::{self, delivery_id, page_size},
+    listing::Page,
     page_token::{self, Listing},
     validate::{self, Limits},
     watch_cap::WatchCap,
@@ -31,9 +32,9 @@ use super::{
 use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
-    scheduler::SchedulerHandle,
+    scheduler::{SchedulerHandle, ShuttingDown},
     store::{
-        GroupCommit, PageCursor, Store,
+        GroupCommit, Store,
         records::{CancelResult, Enqueued},
     },
 };
@@ -209,20 +210,19 @@ impl DeliveryService for DeliveryApi {
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
-        let page_size = page_size(request.page_size, &self.limits)?;
-        let cursor = page_token::decode(Listing::DeadLetters, &request.page_token)?;
-        let page = self
-            .store
-            .list_dead_letters(&tenant, cursor, u64::from(page_size))
+        let page_size = page_size(request.page_size, &self.limits);
+        let view = filters::view(request.view)?;
+        let cursor = page_token::decode(Listing::DeadLetters, "", &request.page_token)?;
+        let mut page = Page::new(page_size, |dead| dead.finished_at_ms.unwrap_or_default());
+        self.store
+            .list_dead_letters(&tenant, cursor, u64::from(page_size), view, |record| {
+                page.take(record)
+            })
             .await
             .map_err(ApiError::from)?;
-        let next_page_token =
-            page_token::next(Listing::DeadLetters, &page, page_size, |last| PageCursor {
-                at_ms: last.finished_at_ms.unwrap_or_default(),
-                id: last.id,
-            });
+        let (deliveries, next_page_token) = page.finish(Listing::DeadLetters, "");
         Ok(Response::new(ListDeadLettersResponse {
-            deliveries: page.into_iter().map(convert::delivery).collect(),
+            deliveries,
             next_page_token,
         }))
     }
@@ -294,15 +294,36 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let selection = filters::redrive_selection(&request)?;
-        let count = self
-            .store
-            .redrive(&tenant, &selection, request.dry_run)
-            .await
-            .map_err(ApiError::from)?;
-        if count > 0 && !request.dry_run {
-            self.scheduler.work_added();
-        }
-        Ok(Response::new(RedriveDeadLettersResponse { count }))
+        // Spawned, so a caller that goes away does not stop a redrive
+        // between two of its batches.
+        let (store, feed, scheduler, metrics) = (
+            self.store.clone(),
+            self.feed.clone(),
+            self.scheduler.clone(),
+            self.metrics.clone(),
+        );
+        let report = tokio::spawn(async move {
+            store
+                .redrive(&tenant, &selection, request.dry_run, |redriven| {
+                    if redriven.is_empty() {
+                        return;
+                    }
+                    for outcome in redriven {
+                        metrics.outcome(outcome.kind);
+                    }
+                    feed.committed();
+                    scheduler.work_added();
+                })
+                .await
+        })
+        .await
+        .map_err(|error| match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => ApiError::ShuttingDown(ShuttingDown),
+        })?
+        .map_err(ApiError::from)?;
+        Ok(Response::new(convert::redrive_report(report)))
     }
 
     async fn list_deliveries(
@@ -311,20 +332,25 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
         let filter = filters::delivery_filter(&request)?;
-        let page_size = page_size(request.page_size, &self.limits)?;
-        let cursor = page_token::decode(Listing::Deliveries, &request.page_token)?;
-        let page = self
-            .store
-            .list_deliveries(&tenant, &filter, cursor, u64::from(page_size))
+        let page_size = page_size(request.page_size, &self.limits);
+        let view = filters::view(request.view)?;
+        let filters = filters::delivery_filter_text(&filter);
+        let cursor = page_token::decode(Listing::Deliveries, &filters, &request.page_token)?;
+        let mut page = Page::new(page_size, |delivery| delivery.created_at_ms);
+        self.store
+            .list_deliveries(
+                &tenant,
+                &filter,
+                cursor,
+                u64::from(page_size),
+                view,
+                |record| page.take(record),
+            )
             .await
             .map_err(ApiError::from)?;
-        let next_page_token =
-            page_token::next(Listing::Deliveries, &page, page_size, |last| PageCursor {
-                at_ms: last.created_at_ms,
-                id: last.id,
-            });
+        let (deliveries, next_page_token) = page.finish(Listing::Deliveries, &filters);
         Ok(Response::new(ListDeliveriesResponse {
-            deliveries: page.into_iter().map(convert::delivery).collect(),
+            deliveries,
             next_page_token,
         }))
     }

@@ -95,10 +95,13 @@ impl DestinationService for DestinationApi {
         request: Request<ListDestinationsRequest>,
     ) -> Result<Response<ListDestinationsResponse>, Status> {
         let (tenant, request) = self.auth.authenticate(request).await?;
-        let page_size = page_size(request.page_size, &self.limits)?;
+        let page_size = page_size(request.page_size, &self.limits);
+        let status = convert::status_filter(request.state)?;
+        // The one filter, which page tokens are bound to.
+        let filters = status.map_or("", |status| status.as_str());
         let page = DestinationPage {
-            status: convert::status_filter(request.state)?,
-            after: page_token::decode(Listing::Destinations, &request.page_token)?,
+            status,
+            after: page_token::decode(Listing::Destinations, filters, &request.page_token)?,
             limit: u64::from(page_size),
         };
         let listed = self
@@ -106,9 +109,12 @@ impl DestinationService for DestinationApi {
             .list_destinations(&tenant, &page, &self.defaults)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = page_token::next(Listing::Destinations, &listed, page_size, |last| {
-            last.destination.clone()
-        });
+        let full = listed.len() == page_size as usize;
+        let after = listed
+            .last()
+            .filter(|_| full)
+            .map(|last| last.destination.clone());
+        let next_page_token = page_token::next(Listing::Destinations, filters, after.as_ref());
         Ok(Response::new(ListDestinationsResponse {
             destinations: listed.into_iter().map(convert::message).collect(),
             next_page_token,

@@ -86,6 +86,9 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::InvalidPolicy(_)) => {
                 Status::invalid_argument(error.to_string())
             }
+            ApiError::Store(StoreError::ListingTimedOut(_)) => {
+                Status::deadline_exceeded(error.to_string())
+            }
             ApiError::Store(StoreError::ShuttingDown) => {
                 Status::unavailable("the server is shutting down; retry against another replica")
             }

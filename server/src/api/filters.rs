@@ -2,8 +2,8 @@
 //! INVALID_ARGUMENT naming the field at fault.
 
 use herald_proto::v1::{
-    ListDeliveriesRequest, OutcomeKind as ProtoKind, RedriveDeadLettersRequest,
-    WatchOutcomesRequest,
+    DeliveryView as ProtoView, ListDeliveriesRequest, OutcomeKind as ProtoKind,
+    RedriveDeadLettersRequest, WatchOutcomesRequest,
 };
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ use super::{
 use crate::{
     domain::OutcomeKind,
     outcomes::Cursor,
-    store::records::{DeliveryFilter, OutcomeFilter, RedriveSelection},
+    store::records::{DeliveryFilter, DeliveryView, OutcomeFilter, RedriveSelection},
 };
 
 /// Most ids one redrive or watch may name.
@@ -28,16 +28,13 @@ const MAX_KINDS: usize = OutcomeKind::ALL.len();
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
 /// The page size asked for, defaulted (to 100, or the limit if lower) and
-/// bounded by `limits`.
-pub fn page_size(requested: u32, limits: &Limits) -> Result<u32, ApiError> {
+/// reduced to the most `limits` allow (AIP-158: a larger size is not an
+/// error).
+pub fn page_size(requested: u32, limits: &Limits) -> u32 {
     let max = limits.input.max_page_size;
     match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE.min(max)),
-        n if n <= max => Ok(n),
-        n => Err(ApiError::invalid(
-            "page_size",
-            format!("is {n}; the most is {max} (HERALD_MAX_PAGE_SIZE)"),
-        )),
+        0 => DEFAULT_PAGE_SIZE.min(max),
+        n => n.min(max),
     }
 }
 
@@ -107,6 +104,31 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
     })
 }
 
+/// How much of each delivery a listing returns: the basic view unless the
+/// full one is asked for (AIP-157).
+pub fn view(raw: i32) -> Result<DeliveryView, ApiError> {
+    match ProtoView::try_from(raw) {
+        Ok(ProtoView::Unspecified | ProtoView::Basic) => Ok(DeliveryView::Basic),
+        Ok(ProtoView::Full) => Ok(DeliveryView::Full),
+        Err(_) => Err(ApiError::invalid(
+            "view",
+            format!("{raw} is not a view; use DELIVERY_VIEW_BASIC or DELIVERY_VIEW_FULL"),
+        )),
+    }
+}
+
+/// The filters of a delivery listing as one canonical text, which its
+/// page tokens are bound to.
+pub fn delivery_filter_text(filter: &DeliveryFilter) -> String {
+    serde_json::json!([
+        filter.state.map(|state| state.as_str()),
+        filter.host,
+        filter.created_after_ms,
+        filter.created_before_ms,
+    ])
+    .to_string()
+}
+
 /// Where a watch starts and what it streams.
 pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), ApiError> {
     let cursor = match (request.after_sequence, request.from_oldest) {
@@ -146,6 +168,7 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
             Ok(ProtoKind::DestinationResumed) => Ok(OutcomeKind::DestinationResumed),
             Ok(ProtoKind::DestinationDisabled) => Ok(OutcomeKind::DestinationDisabled),
             Ok(ProtoKind::DestinationEnabled) => Ok(OutcomeKind::DestinationEnabled),
+            Ok(ProtoKind::Redriven) => Ok(OutcomeKind::Redriven),
             Ok(ProtoKind::Unspecified) | Err(_) => Err(ApiError::invalid(
                 "kinds",
                 format!("{raw} is not an outcome kind to filter by"),
@@ -259,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn page_sizes_default_and_cap() {
+    fn page_sizes_default_and_are_reduced_to_the_most() {
         let limits = |max_page_size| Limits {
             input: crate::config::InputLimits {
                 max_page_size,
@@ -268,11 +291,9 @@ mod tests {
             default_max_attempts: 1,
             targets: crate::transport::TargetPolicy::default(),
         };
-        assert_eq!(page_size(0, &limits(1000)).unwrap(), DEFAULT_PAGE_SIZE);
-        assert_eq!(page_size(0, &limits(10)).unwrap(), 10);
-        assert_eq!(page_size(7, &limits(7)).unwrap(), 7);
-        let refused = page_size(8, &limits(7)).unwrap_err();
-        assert!(refused.to_string().contains("the most is 7"), "{refused}");
-        assert_eq!(field(refused), "page_size");
+        assert_eq!(page_size(0, &limits(1000)), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(0, &limits(10)), 10);
+        assert_eq!(page_size(7, &limits(7)), 7);
+        assert_eq!(page_size(8, &limits(7)), 7, "reduced, not refused");
     }
 }

@@ -10,6 +10,7 @@ mod destination_convert;
 mod destination_service;
 mod error;
 mod filters;
+mod listing;
 mod page_token;
 mod repeated;
 mod validate;

@@ -5,11 +5,11 @@ use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 use futures::{StreamExt, TryStreamExt};
-use herald_client::{Delivery, DeliveryQuery};
+use herald_client::{Delivery, DeliveryQuery, NotRedriven, NotRedrivenReason};
 use serde_json::json;
 
 use super::{
-    render::{delivery_detail, delivery_json, delivery_table, parse_state},
+    render::{delivery_detail, delivery_json, delivery_table, enum_name, parse_state},
     server_args::ServerArgs,
 };
 
@@ -51,6 +51,10 @@ pub enum DeliveriesCommand {
         /// Most deliveries to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Fetch each delivery's body and headers too (shown with --json);
+        /// without it the listing leaves them out, which keeps it small.
+        #[arg(long)]
+        full: bool,
     },
     /// Cancel a pending delivery.
     Cancel {
@@ -102,8 +106,12 @@ pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult
             created_after,
             created_before,
             limit,
+            full,
         } => {
             let mut query = DeliveryQuery::default();
+            if full {
+                query = query.full();
+            }
             if let Some(state) = state {
                 query = query.state(state);
             }
@@ -117,7 +125,7 @@ pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult
                 query = query.created_before(before);
             }
             let listed = first(client.deliveries(query), limit).await?;
-            show_many(&listed, common.json);
+            show_many(&listed, common.json, full);
         }
         DeliveriesCommand::Cancel { id } => {
             show_one(&client.cancel_delivery(&id).await?, common.json);
@@ -132,7 +140,7 @@ pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliRes
     match command {
         DeadLettersCommand::List { limit } => {
             let listed = first(client.dead_letters(), limit).await?;
-            show_many(&listed, common.json);
+            show_many(&listed, common.json, false);
         }
         DeadLettersCommand::Redrive {
             ids,
@@ -154,17 +162,56 @@ pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliRes
             if dry_run {
                 redrive = redrive.dry_run();
             }
-            let count = redrive.send().await?;
+            let report = redrive.report().await?;
+            let count = report.count;
             if common.json {
-                println!("{}", json!({ "count": count, "dry_run": dry_run }));
-            } else if dry_run {
-                println!("{count} dead letters would be redriven");
+                let not_redriven: Vec<_> = report.not_redriven.iter().map(skip_json).collect();
+                println!(
+                    "{}",
+                    json!({ "count": count, "dry_run": dry_run, "not_redriven": not_redriven })
+                );
             } else {
-                println!("redrove {count} dead letters");
+                if dry_run {
+                    println!("{count} dead letters would be redriven");
+                } else {
+                    println!("redrove {count} dead letters");
+                }
+                for skipped in &report.not_redriven {
+                    println!("not redriven: {}", skip_line(skipped));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// A named id that was not redriven, as JSON: `{"id", "reason", "state"}`
+/// (`state` only when the delivery exists).
+fn skip_json(skipped: &NotRedriven) -> serde_json::Value {
+    let reason = enum_name(skipped.reason().as_str_name(), "NOT_REDRIVEN_REASON_");
+    match skipped.reason() {
+        NotRedrivenReason::NotDeadLettered => json!({
+            "id": skipped.id,
+            "reason": reason,
+            "state": enum_name(skipped.state().as_str_name(), "DELIVERY_STATE_"),
+        }),
+        _ => json!({ "id": skipped.id, "reason": reason }),
+    }
+}
+
+/// A named id that was not redriven, and why, for people.
+fn skip_line(skipped: &NotRedriven) -> String {
+    match skipped.reason() {
+        NotRedrivenReason::NotFound => format!("{}: no such delivery", skipped.id),
+        NotRedrivenReason::NotDeadLettered => format!(
+            "{}: is {}, not dead-lettered",
+            skipped.id,
+            enum_name(skipped.state().as_str_name(), "DELIVERY_STATE_")
+        ),
+        NotRedrivenReason::Unspecified => {
+            format!("{}: for a reason this build does not know", skipped.id)
+        }
+    }
 }
 
 /// At most `limit` items of a paged listing (pages are fetched as needed).
@@ -183,9 +230,21 @@ fn show_one(delivery: &Delivery, json: bool) {
     }
 }
 
-fn show_many(deliveries: &[Delivery], json: bool) {
+/// Prints a listing; `full` when it holds bodies and headers (otherwise
+/// the JSON leaves them out rather than show them empty).
+fn show_many(deliveries: &[Delivery], json: bool, full: bool) {
     if json {
-        let all: Vec<_> = deliveries.iter().map(delivery_json).collect();
+        let all: Vec<_> = deliveries
+            .iter()
+            .map(|delivery| {
+                let mut value = delivery_json(delivery);
+                if let (false, Some(object)) = (full, value.as_object_mut()) {
+                    object.remove("body");
+                    object.remove("headers");
+                }
+                value
+            })
+            .collect();
         println!("{}", serde_json::Value::Array(all));
     } else {
         print!("{}", delivery_table(deliveries));

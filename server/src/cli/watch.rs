@@ -51,6 +51,7 @@ enum Kind {
     Resumed,
     Disabled,
     Enabled,
+    Redriven,
 }
 
 impl From<Kind> for OutcomeKind {
@@ -66,6 +67,7 @@ impl From<Kind> for OutcomeKind {
             Kind::Resumed => Self::DestinationResumed,
             Kind::Disabled => Self::DestinationDisabled,
             Kind::Enabled => Self::DestinationEnabled,
+            Kind::Redriven => Self::Redriven,
         }
     }
 }
@@ -127,6 +129,7 @@ fn kind_name(kind: OutcomeKind) -> &'static str {
         OutcomeKind::DestinationResumed => "resumed",
         OutcomeKind::DestinationDisabled => "disabled",
         OutcomeKind::DestinationEnabled => "enabled",
+        OutcomeKind::Redriven => "redriven",
         OutcomeKind::Unspecified => "unknown",
     }
 }

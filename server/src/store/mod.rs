@@ -30,6 +30,7 @@ mod operate;
 mod outcomes;
 mod read;
 pub mod records;
+mod redrive;
 mod retention;
 mod sql;
 mod stranded;
@@ -118,6 +119,12 @@ pub enum StoreError {
     /// The server is stopping and takes no more enqueues.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A listing ran longer than it may (PostgreSQL's statement timeout).
+    #[error(
+        "the listing took longer than {0:?} and was stopped; narrow it with filters (state, \
+         destination_host, created_after_time, created_before_time) or a smaller page_size"
+    )]
+    ListingTimedOut(Duration),
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] DbErr),

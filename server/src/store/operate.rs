@@ -1,18 +1,18 @@
-//! Operator actions: cancel a pending delivery, redrive dead letters.
+//! Operator actions: cancel a pending delivery (redrives are in
+//! [`super::redrive`]).
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
-    QuerySelect, TransactionTrait, Value, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
 use super::{
     Store, StoreError,
     entity::deliveries,
-    records::{CancelResult, OutcomeRecord, RedriveSelection},
+    records::{CancelResult, OutcomeRecord},
     unsigned,
 };
-use crate::domain::{DeliveryState, OutcomeKind};
+use crate::domain::OutcomeKind;
 
 /// Ends a pending delivery. Its lease, if any, is cleared, so an attempt in
 /// flight finds its lease lost and its result is discarded.
@@ -65,70 +65,5 @@ impl Store {
         let outcome = self.record_outcome(&txn, outcome).await?;
         txn.commit().await?;
         Ok(CancelResult::Cancelled(outcome))
-    }
-
-    /// Makes the selected dead letters of `tenant_id` pending again, due
-    /// now, each with a fresh attempt budget (its attempt count and history
-    /// stay; any deadline is lifted). With `dry_run`, only counts them.
-    pub async fn redrive(
-        &self,
-        tenant_id: &str,
-        selection: &RedriveSelection,
-        dry_run: bool,
-    ) -> Result<u64, StoreError> {
-        let condition = redrive_condition(tenant_id, selection);
-        if dry_run {
-            let count = deliveries::Entity::find()
-                .filter(condition)
-                .count(&self.db)
-                .await?;
-            return Ok(count);
-        }
-        let now = Expr::cust(self.dialect.now_ms());
-        let _turn = self.write_turn().await;
-        let result = deliveries::Entity::update_many()
-            .col_expr(
-                deliveries::Column::State,
-                Expr::value(DeliveryState::Pending.as_str()),
-            )
-            .col_expr(
-                deliveries::Column::MaxAttempts,
-                Expr::col(deliveries::Column::AttemptCount)
-                    .add(Expr::col(deliveries::Column::AttemptBudget)),
-            )
-            .col_expr(
-                deliveries::Column::DeadlineAtMs,
-                Expr::value(Option::<i64>::None),
-            )
-            .col_expr(deliveries::Column::NextAttemptAtMs, now.clone())
-            .col_expr(
-                deliveries::Column::FinishedAtMs,
-                Expr::value(Option::<i64>::None),
-            )
-            .col_expr(deliveries::Column::UpdatedAtMs, now)
-            .filter(condition)
-            .exec(&self.db)
-            .await?;
-        Ok(result.rows_affected)
-    }
-}
-
-fn redrive_condition(tenant_id: &str, selection: &RedriveSelection) -> Condition {
-    let base = Condition::all()
-        .add(deliveries::Column::TenantId.eq(tenant_id))
-        .add(deliveries::Column::State.eq(DeliveryState::DeadLettered.as_str()));
-    match selection {
-        RedriveSelection::Ids(ids) => base.add(deliveries::Column::Id.is_in(ids.iter().copied())),
-        RedriveSelection::Filter {
-            after_ms,
-            before_ms,
-            host,
-        } => base
-            .add_option(after_ms.map(|ms| deliveries::Column::FinishedAtMs.gte(ms)))
-            .add_option(before_ms.map(|ms| deliveries::Column::FinishedAtMs.lt(ms)))
-            .add_option(
-                host.as_ref()
-                    .map(|host| deliveries::Column::Host.eq(host.as_str())),
-            ),
     }
 }

@@ -1,17 +1,44 @@
-//! Reads for the API: one delivery with its attempts, and the dead-letter
-//! listing. Not on the hot path, so they go through the SeaORM entities.
+//! Reads for the API: one delivery with its attempts, and the listings
+//! (dead letters, deliveries). Not on the hot path, so they go through the
+//! SeaORM entities.
+//!
+//! A listing pages by keyset: `(time, id) < (X, Y)`, a row-value
+//! comparison both databases read as a range of an index on
+//! `(tenant, [state | host,] time, id)` (the spelled-out `time < X OR
+//! (time = X AND id < Y)` is read as neither). On PostgreSQL a listing runs
+//! in a read-only transaction with a statement timeout
+//! ([`LISTING_TIMEOUT`]), so one that would scan too much gives its
+//! connection back instead of holding it from enqueues and claims.
+//!
+//! A listing streams its rows to a caller's `take`, which says when the
+//! page is full (by rows or by bytes), so at most one row past the page is
+//! ever read into memory; the basic view does not read bodies and headers
+//! at all.
 
-use sea_orm::{ColumnTrait, Condition, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use sea_orm::{
+    AccessMode, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, Iterable,
+    Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, SelectModel,
+    Selector, StreamTrait, TransactionTrait, sea_query::Expr,
+};
 use uuid::Uuid;
 
 use super::{
     Store, StoreError,
     entity::{attempts, deliveries},
     http_request,
-    records::{AttemptRecord, DeliveryFilter, DeliveryRecord},
+    records::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryView},
     status_code, unsigned,
 };
 use crate::domain::DeliveryState;
+
+/// Longest a listing's statement may run on PostgreSQL.
+pub const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PostgreSQL's `query_canceled`, which a statement timeout raises.
+const QUERY_CANCELED: &str = "57014";
 
 /// Where a page starts: just past the last delivery of the previous page,
 /// by the listing's (time, id) order.
@@ -52,87 +79,205 @@ impl Store {
     }
 
     /// Up to `limit` dead letters of `tenant_id` after `cursor`, in the
-    /// order they were dead-lettered. The (finish time, id) order is total,
+    /// order they were dead-lettered, each handed to `take` (see
+    /// [`Store::list_deliveries`]). The (finish time, id) order is total,
     /// so paging returns every dead letter exactly once.
     pub async fn list_dead_letters(
         &self,
         tenant_id: &str,
         cursor: Option<PageCursor>,
         limit: u64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        view: DeliveryView,
+        take: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<(), StoreError> {
         let condition = Condition::all()
             .add(deliveries::Column::TenantId.eq(tenant_id))
             .add(deliveries::Column::State.eq(DeliveryState::DeadLettered.as_str()));
         let order = (deliveries::Column::FinishedAtMs, Order::Asc);
-        self.page(condition, order, cursor, limit).await
+        self.page(page_query(condition, order, cursor, limit), view, take)
+            .await
     }
 
     /// Up to `limit` of `tenant_id`'s deliveries matching `filter`, newest
-    /// first, starting past `cursor`.
+    /// first, starting past `cursor`, read in `view` and handed one by one
+    /// to `take`, which answers whether to go on (a page full by bytes
+    /// leaves the delivery it cannot hold out and stops).
     pub async fn list_deliveries(
         &self,
         tenant_id: &str,
         filter: &DeliveryFilter,
         cursor: Option<PageCursor>,
         limit: u64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let condition = Condition::all()
-            .add(deliveries::Column::TenantId.eq(tenant_id))
-            .add_option(
-                filter
-                    .state
-                    .map(|state| deliveries::Column::State.eq(state.as_str())),
-            )
-            .add_option(
-                filter
-                    .host
-                    .as_ref()
-                    .map(|host| deliveries::Column::Host.eq(host.as_str())),
-            )
-            .add_option(
-                filter
-                    .created_after_ms
-                    .map(|ms| deliveries::Column::CreatedAtMs.gte(ms)),
-            )
-            .add_option(
-                filter
-                    .created_before_ms
-                    .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
-            );
-        let order = (deliveries::Column::CreatedAtMs, Order::Desc);
-        self.page(condition, order, cursor, limit).await
+        view: DeliveryView,
+        take: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let (condition, order) = deliveries_listing(tenant_id, filter);
+        self.page(page_query(condition, order, cursor, limit), view, take)
+            .await
     }
 
-    /// One page of deliveries matching `condition`, in (`time column`, id)
-    /// order, starting just past `cursor` in that order (keyset paging: no
-    /// row is skipped or repeated however deep the page).
-    async fn page(
+    /// PostgreSQL's plan (`EXPLAIN`) for [`Store::list_deliveries`] with
+    /// these arguments, to check which index a listing reads; `None` on
+    /// SQLite.
+    pub async fn explain_list_deliveries(
         &self,
-        condition: Condition,
-        (at, order): (deliveries::Column, Order),
+        tenant_id: &str,
+        filter: &DeliveryFilter,
         cursor: Option<PageCursor>,
         limit: u64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let id = deliveries::Column::Id;
-        let past = cursor.map(|cursor| {
-            let (past_at, past_id) = match order {
-                Order::Desc => (at.lt(cursor.at_ms), id.lt(cursor.id)),
-                _ => (at.gt(cursor.at_ms), id.gt(cursor.id)),
-            };
-            Condition::any()
-                .add(past_at)
-                .add(Condition::all().add(at.eq(cursor.at_ms)).add(past_id))
-        });
-        deliveries::Entity::find()
-            .filter(condition.add_option(past))
-            .order_by(at, order.clone())
-            .order_by(id, order)
-            .limit(limit)
-            .all(&self.db)
+    ) -> Result<Option<String>, StoreError> {
+        if self.dialect != super::Dialect::Postgres {
+            return Ok(None);
+        }
+        let (condition, order) = deliveries_listing(tenant_id, filter);
+        let mut statement = page_query(condition, order, cursor, limit).build(self.backend());
+        statement.sql = format!("EXPLAIN {}", statement.sql);
+        let lines = self
+            .db
+            .query_all_raw(statement)
             .await?
-            .into_iter()
-            .map(delivery_record)
-            .collect()
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(lines.join("\n")))
+    }
+
+    /// Streams the rows of `query`, in `view`, to `take` until it says
+    /// stop.
+    async fn page(
+        &self,
+        query: Select<deliveries::Entity>,
+        view: DeliveryView,
+        mut take: impl FnMut(DeliveryRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let query = in_view(query, view);
+        if self.dialect != super::Dialect::Postgres {
+            return stream_to(query, &self.db, &mut take).await;
+        }
+        let txn = self
+            .db
+            .begin_with_config(None, Some(AccessMode::ReadOnly))
+            .await?;
+        txn.execute_unprepared(&format!(
+            "SET LOCAL statement_timeout = {}",
+            LISTING_TIMEOUT.as_millis()
+        ))
+        .await?;
+        stream_to(query, &txn, &mut take).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Hands the rows of `query` to `take`, read from `db` as they come, until
+/// it says stop.
+async fn stream_to(
+    query: Selector<SelectModel<deliveries::Model>>,
+    db: &(impl ConnectionTrait + StreamTrait),
+    take: &mut impl FnMut(DeliveryRecord) -> bool,
+) -> Result<(), StoreError> {
+    let mut rows = query.stream(db).await.map_err(timed_out)?;
+    while let Some(model) = rows.try_next().await.map_err(timed_out)? {
+        if !take(delivery_record(model)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `query` reading what `view` needs: the basic view reads an empty body
+/// and no headers instead of the stored ones.
+fn in_view(
+    query: Select<deliveries::Entity>,
+    view: DeliveryView,
+) -> Selector<SelectModel<deliveries::Model>> {
+    match view {
+        DeliveryView::Full => query.into_model(),
+        DeliveryView::Basic => query
+            .select_only()
+            .columns(deliveries::Column::iter().filter(|column| {
+                !matches!(
+                    column,
+                    deliveries::Column::Body | deliveries::Column::Headers
+                )
+            }))
+            .column_as(Expr::val(Vec::<u8>::new()), "body")
+            .column_as(Expr::val("[]"), "headers")
+            .into_model(),
+    }
+}
+
+/// The condition and order of `tenant_id`'s deliveries matching `filter`,
+/// newest first.
+fn deliveries_listing(
+    tenant_id: &str,
+    filter: &DeliveryFilter,
+) -> (Condition, (deliveries::Column, Order)) {
+    let condition = Condition::all()
+        .add(deliveries::Column::TenantId.eq(tenant_id))
+        .add_option(
+            filter
+                .state
+                .map(|state| deliveries::Column::State.eq(state.as_str())),
+        )
+        .add_option(
+            filter
+                .host
+                .as_ref()
+                .map(|host| deliveries::Column::Host.eq(host.as_str())),
+        )
+        .add_option(
+            filter
+                .created_after_ms
+                .map(|ms| deliveries::Column::CreatedAtMs.gte(ms)),
+        )
+        .add_option(
+            filter
+                .created_before_ms
+                .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
+        );
+    (condition, (deliveries::Column::CreatedAtMs, Order::Desc))
+}
+
+/// The query for one page: `condition`, past `cursor` by the row value
+/// `(at, id)` in `order`, at most `limit` rows.
+fn page_query(
+    condition: Condition,
+    (at, order): (deliveries::Column, Order),
+    cursor: Option<PageCursor>,
+    limit: u64,
+) -> Select<deliveries::Entity> {
+    let id = deliveries::Column::Id;
+    let past = cursor.map(|cursor| {
+        let row = Expr::tuple([Expr::col(at), Expr::col(id)]);
+        let position = Expr::tuple([Expr::val(cursor.at_ms), Expr::val(cursor.id)]);
+        match order {
+            Order::Desc => row.lt(position),
+            _ => row.gt(position),
+        }
+    });
+    deliveries::Entity::find()
+        .filter(condition.add_option(past))
+        .order_by(at, order.clone())
+        .order_by(id, order)
+        .limit(limit)
+}
+
+/// A statement PostgreSQL cancelled at [`LISTING_TIMEOUT`], as
+/// [`StoreError::ListingTimedOut`].
+fn timed_out(error: DbErr) -> StoreError {
+    let cancelled = match &error {
+        DbErr::Query(RuntimeErr::SqlxError(sqlx)) | DbErr::Exec(RuntimeErr::SqlxError(sqlx)) => {
+            sqlx.as_database_error()
+                .and_then(|database| database.code())
+                .is_some_and(|code| code == QUERY_CANCELED)
+        }
+        _ => false,
+    };
+    if cancelled {
+        StoreError::ListingTimedOut(LISTING_TIMEOUT)
+    } else {
+        StoreError::Database(error)
     }
 }
 

@@ -350,6 +350,35 @@ pub enum RedriveSelection {
     },
 }
 
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedriveReport {
+    /// How many dead letters were redriven (with a dry run: would be).
+    pub count: u64,
+    /// The named ids that were not redriven, in the order they were named.
+    pub not_redriven: Vec<(Uuid, NotRedriven)>,
+}
+
+/// Why a delivery named in a redrive was not redriven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRedriven {
+    /// The tenant has no delivery with this id.
+    NotFound,
+    /// It is in this state, not dead-lettered.
+    NotDeadLettered(DeliveryState),
+}
+
+/// How much of each delivery a listing reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryView {
+    /// Every column but the request's body and headers, which are left
+    /// empty (and not read from the database).
+    #[default]
+    Basic,
+    /// Every column.
+    Full,
+}
+
 /// Filters of a delivery listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryFilter {

@@ -125,12 +125,12 @@ async fn repeated_fields_are_bounded_and_repeats_count_once(backend: Backend) {
         async move { client.watch_outcomes(request).await.map(|_| ()) }
     };
     let kinds = watch(WatchOutcomesRequest {
-        kinds: vec![succeeded; 11],
+        kinds: vec![succeeded; 12],
         ..Default::default()
     });
     assert_eq!(
         refusal(kinds.await.unwrap_err()),
-        "kinds: has 11 values; the most is 10"
+        "kinds: has 12 values; the most is 11"
     );
     let ids = watch(WatchOutcomesRequest {
         delivery_ids: vec![id.clone(); 1001],
@@ -179,7 +179,7 @@ async fn repeated_fields_are_bounded_and_repeats_count_once(backend: Backend) {
         .watch_outcomes(WatchOutcomesRequest {
             from_oldest: true,
             delivery_ids: vec![delivered.clone(); 1000],
-            kinds: vec![succeeded; 10],
+            kinds: vec![succeeded; 11],
             ..Default::default()
         })
         .await

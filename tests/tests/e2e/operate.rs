@@ -12,7 +12,7 @@ use herald_proto::v1::{
     RedriveDeadLettersRequest,
 };
 use herald_tests::{
-    Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends, wait_succeeded,
+    Backend, PATIENCE, Receiver, Reply, TestHerald, next_outcomes, on_both_backends, wait_succeeded,
 };
 use tonic::Code;
 
@@ -168,6 +168,14 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
             .count,
         3
     );
+    // Recorded together, before any of them is sent again.
+    for outcome in next_outcomes(&mut outcomes, 3).await {
+        assert_eq!(
+            outcome.kind,
+            i32::from(OutcomeKind::Redriven),
+            "{outcome:?}"
+        );
+    }
     wait_succeeded(&mut outcomes, 3).await;
     for id in &ids {
         let delivery = herald.get(id).await;
@@ -289,7 +297,7 @@ async fn list_filters_and_pages_newest_first(backend: Backend) {
     let dead_token = client
         .list_dead_letters(herald_proto::v1::ListDeadLettersRequest {
             page_size: 1,
-            page_token: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -97,7 +97,10 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
         &dead,
         "--json",
     ]);
-    assert_eq!(counted, serde_json::json!({"count": 1, "dry_run": true}));
+    assert_eq!(
+        counted,
+        serde_json::json!({"count": 1, "dry_run": true, "not_redriven": []})
+    );
     let redriven = herald_cli(&["dead-letters", "redrive", "--id", &dead]);
     assert_eq!(redriven.trim(), "redrove 1 dead letters");
     receiver.wait_for("/rejects", 2).await;

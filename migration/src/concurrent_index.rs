@@ -1,0 +1,28 @@
+//! Building an index on PostgreSQL without blocking writes to its table.
+
+use sea_orm_migration::prelude::*;
+
+/// Builds the index `name` (`definition`: `ON table (...) [WHERE ...]`)
+/// `CONCURRENTLY`, outside any transaction, if it is not there yet. A
+/// build a crash interrupted leaves an invalid index that `IF NOT EXISTS`
+/// would keep; only that is dropped first.
+pub(crate) async fn create_concurrently(
+    db: &impl ConnectionTrait,
+    name: &str,
+    definition: &str,
+) -> Result<(), DbErr> {
+    db.execute_unprepared(&format!(
+        "DO $$ BEGIN \
+            IF EXISTS (SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid \
+                       WHERE relname = '{name}' AND NOT indisvalid) THEN \
+                DROP INDEX {name}; \
+            END IF; \
+         END $$"
+    ))
+    .await?;
+    db.execute_unprepared(&format!(
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}"
+    ))
+    .await?;
+    Ok(())
+}
