@@ -136,12 +136,12 @@ async fn a_page_size_above_the_most_is_reduced_to_it(backend: Backend) {
     herald.stop().await;
 }
 
-/// Deliveries listed by state or by host read the index made for that
-/// filter, the page's position in its index condition (a range), on a
-/// table with enough rows, after ANALYZE, for the planner to choose.
-/// PostgreSQL's plans only: SQLite has no planner statistics to speak of.
+/// Deliveries listed by host read the index made for that filter, the
+/// page's position in its index condition (a range), on a table with
+/// enough rows, after ANALYZE, for the planner to choose. PostgreSQL's
+/// plans only: SQLite has no planner statistics to speak of.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_filtered_listings_read_their_own_index() {
+async fn postgres_a_host_listing_reads_its_own_index() {
     let Some(herald) = TestHerald::start(Backend::Postgres).await else {
         return;
     };
@@ -160,38 +160,28 @@ async fn postgres_filtered_listings_read_their_own_index() {
         at_ms: i64::MAX,
         id: uuid::Uuid::max(),
     });
-    for (filter, index) in [
-        (
-            DeliveryFilter {
-                state: Some(herald_server::domain::DeliveryState::Pending),
-                ..Default::default()
-            },
-            "deliveries_state_created_idx",
-        ),
-        (
-            DeliveryFilter {
-                host: Some("b.example".into()),
-                ..Default::default()
-            },
-            "deliveries_host_created_idx",
-        ),
-    ] {
-        let plan = store
-            .explain_list_deliveries("default", &filter, cursor, 100)
-            .await
-            .unwrap()
-            .expect("a plan on PostgreSQL");
-        assert!(!plan.contains("Seq Scan"), "{plan}");
-        assert!(plan.contains(index), "{index} not used:\n{plan}");
-        let condition = plan
-            .lines()
-            .find(|line| line.contains("Index Cond"))
-            .unwrap_or_default();
-        assert!(
-            condition.contains("ROW(created_at_ms, id) <"),
-            "the position is not a range of the index:\n{plan}"
-        );
-    }
+    let filter = DeliveryFilter {
+        host: Some("b.example".into()),
+        ..Default::default()
+    };
+    let plan = store
+        .explain_list_deliveries("default", &filter, cursor, 100)
+        .await
+        .unwrap()
+        .expect("a plan on PostgreSQL");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(
+        plan.contains("deliveries_host_created_idx"),
+        "the host index is not used:\n{plan}"
+    );
+    let condition = plan
+        .lines()
+        .find(|line| line.contains("Index Cond"))
+        .unwrap_or_default();
+    assert!(
+        condition.contains("ROW(created_at_ms, id) <"),
+        "the position is not a range of the index:\n{plan}"
+    );
     store.close().await.unwrap();
     db.close().await.unwrap();
     herald.stop().await;
