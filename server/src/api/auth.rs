@@ -68,9 +68,7 @@ impl Authenticator {
         let key = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|key| !key.is_empty())
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthenticated)?;
         let hash = api_key::hash(key);
         if let Some((tenant, at)) = self.lock().keys.get(&hash)
@@ -125,5 +123,34 @@ impl Authenticator {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The token of an `authorization` value of the `Bearer` scheme, whose
+/// name is matched in any case (RFC 9110, section 11.1); `None` for
+/// another scheme or an empty token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in [
+            "Bearer hk_1",
+            "bearer hk_1",
+            "BEARER  hk_1 ",
+            " Bearer hk_1",
+        ] {
+            assert_eq!(bearer_token(value), Some("hk_1"), "{value:?}");
+        }
+        for value in ["Basic hk_1", "Bearer", "Bearer ", "Bearerhk_1", "hk_1"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }
