@@ -8,9 +8,13 @@ use crate::{
     store::records::{AttemptRecord, DeliveryRecord, NotRedriven, OutcomeRecord, RedriveReport},
 };
 
+/// The seconds a proto timestamp may hold: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59Z, what its JSON form can render.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 /// A proto timestamp as Unix milliseconds; `None` if out of range.
 pub fn timestamp_ms(time: &Timestamp) -> Option<i64> {
-    if !(0..1_000_000_000).contains(&time.nanos) {
+    if !(0..1_000_000_000).contains(&time.nanos) || !TIMESTAMP_SECONDS.contains(&time.seconds) {
         return None;
     }
     time.seconds
@@ -197,6 +201,20 @@ mod tests {
                 nanos: -1
             }),
             None
+        );
+        for seconds in [253_402_300_800, -62_135_596_801, i64::MAX / 1000] {
+            assert_eq!(
+                timestamp_ms(&Timestamp { seconds, nanos: 0 }),
+                None,
+                "{seconds}"
+            );
+        }
+        assert!(
+            timestamp_ms(&Timestamp {
+                seconds: 253_402_300_799,
+                nanos: 999_999_999
+            })
+            .is_some()
         );
     }
 

@@ -116,8 +116,9 @@ pub fn enqueue(
     };
     let not_before_ms = time_ms("not_before_time", request.not_before_time.as_ref())?;
     let deadline_ms = time_ms("deadline_time", request.deadline_time.as_ref())?;
+    let now_ms = unix_ms(std::time::SystemTime::now());
     if let Some(deadline) = deadline_ms
-        && deadline <= not_before_ms.unwrap_or_else(|| unix_ms(std::time::SystemTime::now()))
+        && deadline <= not_before_ms.map_or(now_ms, |not_before| not_before.max(now_ms))
     {
         return Err(ApiError::invalid(
             "deadline_time",
@@ -551,6 +552,10 @@ mod tests {
         let mut past = request("http://example.com/");
         past.deadline_time = at(1);
         assert_eq!(rejected_field(past), "deadline_time");
+        let mut both_past = request("http://example.com/");
+        both_past.not_before_time = at(1);
+        both_past.deadline_time = at(2);
+        assert_eq!(rejected_field(both_past), "deadline_time");
         let mut inverted = request("http://example.com/");
         inverted.not_before_time = at(4_000_000_000);
         inverted.deadline_time = at(3_999_999_999);
