@@ -61,18 +61,7 @@ async fn swap(
     };
     if manager.get_database_backend() == DbBackend::Postgres {
         let db = manager.get_connection();
-        // A build interrupted before (a crash mid-migration) leaves an
-        // invalid index that `IF NOT EXISTS` would keep; only that is
-        // dropped, never a valid one.
-        db.execute_unprepared(&format!(
-            "DO $$ BEGIN \
-                IF EXISTS (SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid \
-                           WHERE relname = '{new}' AND NOT indisvalid) THEN \
-                    DROP INDEX {new}; \
-                END IF; \
-             END $$"
-        ))
-        .await?;
+        crate::concurrent_index::drop_invalid(db, new).await?;
         db.execute_unprepared(&create("CONCURRENTLY")).await?;
         db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {old}"))
             .await?;
