@@ -79,6 +79,7 @@ impl DestinationApi {
             .store
             .change_destination_state(&destination, change, reason, &self.defaults)
             .await?;
+        self.scheduler.destination_changed();
         self.feed.committed();
         self.metrics.outcome(event.kind);
         if change.to() == DestinationStatus::Active {
@@ -152,6 +153,7 @@ impl DestinationService for DestinationApi {
             .set_destination_policy(&destination, &host, &update, &self.defaults)
             .await
             .map_err(ApiError::from)?;
+        self.scheduler.destination_changed();
         // A raised limit may let held work start.
         self.scheduler.work_added();
         Ok(Response::new(SetDestinationPolicyResponse {

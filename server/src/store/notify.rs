@@ -19,6 +19,9 @@ pub enum Channel {
     Work,
     /// New outcomes were committed: feed tailers should read.
     Outcomes,
+    /// A destination's policy or state changed (a pause, a new limit, a
+    /// disable): deliveries leased ahead for it should not start.
+    Destinations,
 }
 
 impl Channel {
@@ -26,6 +29,7 @@ impl Channel {
         match self {
             Self::Work => "herald_work",
             Self::Outcomes => "herald_outcomes",
+            Self::Destinations => "herald_destinations",
         }
     }
 }
