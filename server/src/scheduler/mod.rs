@@ -8,7 +8,8 @@
 //!   [`retry`], what follows; it never writes results to the database.
 //!   Each attempt is a task of its own, tracked for shutdown; at a full
 //!   destination, a task whose attempt succeeded takes the destination's
-//!   next delivery itself ([`hand_over`]);
+//!   next delivery itself, and from then on leases it while its attempt
+//!   is in flight ([`hand_over`]);
 //! - [`completer`] persists results in batches, fenced by lease token,
 //!   with what they change at their destinations (circuits, holds), and
 //!   publishes the committed outcomes to the feed;
