@@ -57,13 +57,22 @@ def start_herald(binary: str, database_url: str) -> tuple[subprocess.Popen, str]
 
 def main() -> int:
     binary = sys.argv[1]
+    # HERALD_SERVER is written as for the herald commands.
+    assert herald_example.channel_target("http://127.0.0.1:50051") == ("127.0.0.1:50051", False)
+    assert herald_example.channel_target("localhost:50051") == ("localhost:50051", False)
+    assert herald_example.channel_target("https://herald.internal:50051/") == (
+        "herald.internal:50051",
+        True,
+    )
     receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{receiver.server_address[1]}/python"
     with tempfile.TemporaryDirectory() as directory:
         herald, address = start_herald(binary, f"sqlite://{directory}/herald.db")
         try:
-            kind = herald_example.deliver(address, url, {"from": "python"}, timeout=30)
+            kind = herald_example.deliver(
+                f"http://{address}", url, {"from": "python"}, timeout=30
+            )
         finally:
             herald.terminate()
             herald.wait(timeout=30)

@@ -80,13 +80,40 @@ impl From<tonic::Status> for Error {
 
 /// `error` and each of its sources, joined by ": ". Transport errors say only
 /// "transport error" at the top; the useful part ("connection refused") is
-/// further down.
+/// further down. A source whose text is already said (a wrapper that
+/// repeats its cause's message) is left out.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            let _ = write!(text, ": {said}");
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that says its cause's message again, as connect errors do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("tcp connect error: {0}")]
+    struct Repeating(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("transport error")]
+    struct Transport(#[source] Repeating);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            chain(&Transport(Repeating(refused))),
+            "transport error: tcp connect error: refused"
+        );
+    }
 }

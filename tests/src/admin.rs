@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 pub struct CreatedTenant {
     /// The API key, shown once.
     pub api_key: String,
+    /// The key's id, which `herald key revoke` takes.
+    pub key_id: String,
     /// The signing secret, `whsec_...`.
     pub signing_secret: String,
 }
@@ -47,6 +49,7 @@ pub fn create_tenant(program: &str, database_url: &str, name: &str) -> CreatedTe
     let printed = herald_admin(program, database_url, &["tenant", "create", name]);
     CreatedTenant {
         api_key: printed_value(&printed, "api key:"),
+        key_id: printed_value(&printed, "key id:"),
         signing_secret: printed_value(&printed, "signing secret:"),
     }
 }

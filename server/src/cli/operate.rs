@@ -74,9 +74,15 @@ pub enum DeadLettersCommand {
     },
     /// Send dead letters again with a fresh attempt budget: name them with
     /// --id, or select them with --after/--before/--host.
+    #[command(group(
+        clap::ArgGroup::new("selection")
+            .required(true)
+            .multiple(true)
+            .args(["ids", "after", "before", "host"])
+    ))]
     Redrive {
         /// This dead letter (repeat for several).
-        #[arg(long = "id")]
+        #[arg(long = "id", conflicts_with_all = ["after", "before", "host"])]
         ids: Vec<String>,
         /// Dead-lettered at or after this time (RFC 3339).
         #[arg(long, value_parser = humantime::parse_rfc3339_weak)]

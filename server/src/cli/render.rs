@@ -8,11 +8,14 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use herald_client::{Attempt, AttemptError, Delivery, DeliveryState};
 use serde_json::{Value, json};
 
-/// `PENDING`-style proto enum names as `pending`.
+/// `DEAD_LETTERED`-style proto enum names as `dead-lettered`: the spelling
+/// the commands' flags take (`--state dead-lettered`) and `herald watch`
+/// prints.
 pub(super) fn enum_name(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix)
         .unwrap_or(full)
         .to_ascii_lowercase()
+        .replace('_', "-")
 }
 
 /// A delivery's state, lower-case.
@@ -190,7 +193,7 @@ mod tests {
     #[test]
     fn json_names_states_and_times_plainly() {
         let json = delivery_json(&delivery());
-        assert_eq!(json["state"], "dead_lettered");
+        assert_eq!(json["state"], "dead-lettered");
         assert_eq!(json["method"], "UNSPECIFIED");
         assert_eq!(json["create_time"], "2023-11-14T22:13:20.000Z");
         assert_eq!(json["body"], "e30=");
@@ -202,10 +205,10 @@ mod tests {
     fn tables_line_up() {
         let table = delivery_table(&[delivery()]);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0].find("STATE"), lines[1].find("dead_lettered"));
+        assert_eq!(lines[0].find("STATE"), lines[1].find("dead-lettered"));
         assert!(lines[1].contains("2/5"), "{table}");
         let detail = delivery_detail(&delivery());
-        assert!(detail.contains("state         dead_lettered"), "{detail}");
+        assert!(detail.contains("state         dead-lettered"), "{detail}");
         assert!(detail.contains("503"), "{detail}");
     }
 
@@ -218,5 +221,22 @@ mod tests {
         assert_eq!(parse_state("pending"), Ok(DeliveryState::Pending));
         assert!(parse_state("unspecified").is_err());
         assert!(parse_state("done").is_err());
+    }
+
+    #[test]
+    fn a_listed_state_is_what_the_state_flag_takes() {
+        for listed in [
+            DeliveryState::Pending,
+            DeliveryState::Succeeded,
+            DeliveryState::DeadLettered,
+            DeliveryState::Cancelled,
+        ] {
+            let shown = state(&Delivery {
+                state: listed.into(),
+                ..delivery()
+            });
+            assert_eq!(parse_state(&shown), Ok(listed), "{shown}");
+            assert!(!shown.contains('_'), "{shown}");
+        }
     }
 }

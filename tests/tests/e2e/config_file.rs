@@ -30,7 +30,7 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
     std::fs::write(
         &file,
         "# Give up after one attempt.\nmax_attempts = 1\nrequest_timeout = \"4s\"\nlease_duration = \"30s\"\n\
-         database_url = \"postgres://herald:hunter2@db.internal/herald\"\n",
+         database_url = \"postgres://herald:hunter2@db.internal/herald?sslmode=require&password=s3cret\"\n",
     )
     .expect("write the file");
     let path = file.to_str().expect("a UTF-8 path");
@@ -51,11 +51,14 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
         "max_attempts = 1\n",
         "request_timeout = \"5s\"\n",
         "lease_duration = \"40s\"\n",
-        "database_url = \"postgres://herald:***@db.internal/herald\"\n",
+        "database_url = \"postgres://herald:***@db.internal/herald?sslmode=require&password=***\"\n",
     ] {
         assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
     }
-    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("s3cret"),
+        "{printed}"
+    );
 
     std::fs::write(dir.path().join("bad.toml"), "max_atempts = 1\n").expect("write");
     let refused = herald_output(
@@ -224,7 +227,7 @@ async fn a_start_without_its_database_says_what_to_do() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port");
-    let postgres = format!("postgres://herald:hunter2@{closed}/herald");
+    let postgres = format!("postgres://herald:hunter2@{closed}/herald?password=s3cret");
     let said = refused_start(
         &[
             ("HERALD_DATABASE_URL", postgres.as_str()),
@@ -235,11 +238,14 @@ async fn a_start_without_its_database_says_what_to_do() {
     .await;
     assert!(
         said.contains(&format!(
-            "cannot reach the database at postgres://herald:***@{closed}/herald"
+            "cannot reach the database at postgres://herald:***@{closed}/herald?password=***"
         )),
         "{said}"
     );
-    assert!(!said.contains("hunter2"), "{said}");
+    assert!(
+        !said.contains("hunter2") && !said.contains("s3cret"),
+        "{said}"
+    );
 }
 
 #[tokio::test]

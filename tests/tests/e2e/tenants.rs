@@ -23,6 +23,8 @@ use crate::HERALD;
 on_both_backends!(
     tenants_are_walled_off_from_each_other,
     wrong_and_revoked_keys_are_refused,
+    revoking_every_key_does_not_reopen_the_server,
+    health_and_reflection_need_no_key_once_tenants_exist,
     deliveries_are_signed_and_rotation_signs_with_both,
     refuses_to_listen_publicly_without_tenants,
     tenant_commands_name_their_database_and_neither_create_nor_migrate_it
@@ -182,6 +184,15 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
         code(anonymous.get_delivery(&missing).await),
         Some(Code::NotFound)
     );
+    // A key the open server does not know is refused, and the advice warns
+    // that creating a tenant closes the server.
+    let unknown = client(&herald, Some("hk_nope_nope")).await;
+    let refused = unknown.get_delivery(&missing).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated));
+    assert!(
+        refused.to_string().contains("closes it for good"),
+        "{refused}"
+    );
 
     let created = create_tenant(HERALD, herald.database_url(), "alpha");
     // The first tenant closes the server for good.
@@ -207,11 +218,7 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
     let printed = herald_admin(HERALD, herald.database_url(), &["key", "create", "alpha"]);
     let second = client(&herald, Some(&printed_value(&printed, "api key:"))).await;
     let listed = herald_admin(HERALD, herald.database_url(), &["key", "list", "alpha"]);
-    let first_id = created
-        .api_key
-        .strip_prefix("hk_")
-        .and_then(|rest| rest.split('_').next())
-        .expect("hk_<id>_<secret>");
+    let first_id = key_id(&created.api_key);
     assert!(listed.contains(first_id), "{listed}");
     herald_admin(HERALD, herald.database_url(), &["key", "revoke", first_id]);
     assert_eq!(
@@ -221,6 +228,110 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
     assert_eq!(
         code(second.get_delivery(&missing).await),
         Some(Code::NotFound)
+    );
+    herald.stop().await;
+}
+
+/// The key id of `api_key` (`hk_<id>_<secret>`), which `herald key revoke` takes.
+fn key_id(api_key: &str) -> &str {
+    api_key
+        .strip_prefix("hk_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("hk_<id>_<secret>")
+}
+
+/// Every key revoked, before the server ever saw one: it stays closed, so
+/// a caller without a key is still refused.
+async fn revoking_every_key_does_not_reopen_the_server(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let created = create_tenant(HERALD, herald.database_url(), "alpha");
+    assert_eq!(created.key_id, key_id(&created.api_key), "the id printed");
+    let listed = herald_admin(HERALD, herald.database_url(), &["tenant", "list"]);
+    let default = listed
+        .lines()
+        .find(|line| line.starts_with("default "))
+        .unwrap_or_else(|| panic!("no default tenant in: {listed}"));
+    assert!(default.ends_with("built in"), "{listed}");
+    herald_admin(
+        HERALD,
+        herald.database_url(),
+        &["key", "revoke", &created.key_id],
+    );
+    let missing = uuid::Uuid::now_v7().to_string();
+    let anonymous = client(&herald, None).await;
+    assert_eq!(
+        code(anonymous.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
+    );
+    let revoked = client(&herald, Some(&created.api_key)).await;
+    assert_eq!(
+        code(revoked.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
+    );
+    herald.stop().await;
+}
+
+/// Health and reflection answer a caller without a key on a server with
+/// tenants and keys, while its own services refuse that caller.
+async fn health_and_reflection_need_no_key_once_tenants_exist(backend: Backend) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    create_tenant(HERALD, herald.database_url(), "alpha");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", herald.addr()))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connect");
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "herald.v1.DeliveryService".into(),
+        })
+        .await
+        .expect("health answers without a key")
+        .into_inner();
+    assert_eq!(health.status, i32::from(ServingStatus::Serving));
+
+    let list = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let answer = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([list]))
+        .await
+        .expect("reflection answers without a key")
+        .into_inner()
+        .message()
+        .await
+        .expect("a reflection answer")
+        .and_then(|response| response.message_response);
+    let Some(MessageResponse::ListServicesResponse(services)) = answer else {
+        panic!("not a list of services: {answer:?}");
+    };
+    assert!(
+        services
+            .service
+            .iter()
+            .any(|service| service.name == "herald.v1.DeliveryService"),
+        "{services:?}"
+    );
+
+    let anonymous = client(&herald, None).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        code(anonymous.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
     );
     herald.stop().await;
 }
