@@ -16,7 +16,10 @@ use herald_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::{Client, Error, pages::pages};
+use crate::{
+    Client, Error,
+    pages::{Page, pages},
+};
 
 impl Client {
     /// The caller's destinations matching `query`, in the order of their
@@ -39,7 +42,7 @@ impl Client {
                     .list_destinations(request)
                     .await?
                     .into_inner();
-                Ok((page.destinations, page.next_page_token))
+                Ok(Page::new(page.destinations, page.next_page_token))
             }
         })
     }

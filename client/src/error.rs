@@ -36,6 +36,12 @@ pub enum Error {
     /// it is a secret).
     #[error("the API key is not a valid header value: use visible ASCII characters only")]
     InvalidApiKey,
+    /// A `traceparent` or `tracestate` cannot be sent as a gRPC header.
+    #[error(
+        "the trace context is not a valid header value: use visible ASCII characters only, \
+         as W3C trace context does"
+    )]
+    InvalidTraceContext,
     /// Herald answered with an error status; see [`Error::code`] and
     /// [`Error::status`].
     #[error("Herald answered {:?}: {}", .0.code(), .0.message())]

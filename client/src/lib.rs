@@ -8,6 +8,8 @@
 //! use herald_client::{Client, OutcomeKind, WatchOptions};
 //!
 //! # async fn example() -> Result<(), herald_client::Error> {
+//! // The key is needed once the server has a tenant; a server still open
+//! // (no tenant yet) takes calls without one.
 //! let client = Client::connect("http://127.0.0.1:50051")
 //!     .await?
 //!     .with_api_key("my-api-key")?;
@@ -38,7 +40,9 @@
 //! Every call returns [`Error`]; when Herald answered with a gRPC status,
 //! [`Error::code`] gives its code (`NotFound`, `InvalidArgument`, ...).
 //! Listings are lazy [`futures::Stream`]s that fetch the next page only when
-//! the current one has been read.
+//! the current one has been read; [`Client::deliveries_page`] and
+//! [`Client::dead_letters_page`] fetch one [`Page`] at a time, from a token
+//! kept by the caller.
 
 #![warn(missing_docs)]
 
@@ -63,4 +67,11 @@ pub use herald_proto::v1::{
     Outcome, OutcomeKind, RateLimit, RatePeriod, RedriveDeadLettersResponse,
 };
 pub use operate::{DeliveryQuery, Redrive};
+pub use pages::Page;
 pub use watch::WatchOptions;
+
+/// The repository README's Rust examples, compiled with this crate's tests
+/// so that what a newcomer pastes from it keeps compiling.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;

@@ -1,5 +1,6 @@
 //! A resuming outcome stream: it reconnects by itself when the connection
-//! drops, the server answers UNAVAILABLE or ends the stream (a restart),
+//! drops, the server answers UNAVAILABLE or INTERNAL (its database failing
+//! over) or ends the stream (a restart),
 //! and resumes after the last sequence it yielded, so the caller sees every
 //! outcome once, in order. Before the first outcome, a stream opened "now"
 //! resumes from where the server said "now" was
@@ -87,10 +88,14 @@ impl WatchOptions {
 }
 
 /// Whether a failure is worth reconnecting over (the server or the network
-/// went away) rather than reporting (the request itself is wrong).
+/// went away, or its database did: during a failover the server answers
+/// UNAVAILABLE or INTERNAL until the new primary takes over) rather than
+/// reporting (the request itself is wrong).
 fn resumable(error: &Error) -> bool {
     match error.code() {
-        Some(Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted) => true,
+        Some(
+            Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled | Code::Aborted,
+        ) => true,
         Some(_) => false,
         None => matches!(error, Error::Connect { .. }),
     }
@@ -242,6 +247,9 @@ mod tests {
     #[test]
     fn only_lost_connections_are_retried() {
         assert!(resumable(&Error::from(tonic::Status::unavailable("down"))));
+        assert!(resumable(&Error::from(tonic::Status::internal(
+            "the database failed over"
+        ))));
         assert!(!resumable(&Error::from(tonic::Status::out_of_range(
             "pruned"
         ))));

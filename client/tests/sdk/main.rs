@@ -302,6 +302,64 @@ async fn a_failed_page_ends_the_listing_with_its_error() {
 }
 
 #[tokio::test]
+async fn a_listing_resumes_from_a_page_token() {
+    let fake = fake::start(Script {
+        dead_letter_pages: three_pages(),
+        ..Default::default()
+    })
+    .await;
+    let client = connect(&fake).await;
+
+    let page = client.dead_letters_page(2, "p2").await.unwrap();
+    assert_eq!(page.items, [delivery("c"), delivery("d")]);
+    assert_eq!(page.next_page_token, "p3");
+    let query = herald_client::DeliveryQuery::default()
+        .state(herald_client::DeliveryState::DeadLettered)
+        .page_size(2);
+    let page = client
+        .deliveries_page(&query, &page.next_page_token)
+        .await
+        .unwrap();
+    assert_eq!(page.items, [delivery("e")]);
+    assert_eq!(page.next_page_token, "", "the last page");
+
+    let sent = fake.seen(|seen| seen.delivery_pages.clone());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].page_token, "p3");
+    assert_eq!(sent[0].page_size, 2);
+    assert_eq!(
+        sent[0].state,
+        i32::from(herald_client::DeliveryState::DeadLettered)
+    );
+}
+
+#[tokio::test]
+async fn a_traced_client_sends_its_trace_context_with_every_call() {
+    let fake = fake::start(Script::default()).await;
+    let client = connect(&fake).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let traced = client
+        .with_trace_context(traceparent, Some("vendor=1"))
+        .unwrap();
+    traced.enqueue("https://example.com").send().await.unwrap();
+    traced
+        .enqueue_batch([traced.enqueue("https://example.com")])
+        .await
+        .unwrap();
+    client.enqueue("https://example.com").send().await.unwrap();
+
+    let sent = (Some(traceparent.to_owned()), Some("vendor=1".to_owned()));
+    assert_eq!(
+        fake.seen(|seen| seen.trace_contexts.clone()),
+        [sent.clone(), sent, (None, None)],
+        "the traced client's calls carry it; the original's do not"
+    );
+    let bad = client.with_trace_context("00-\n", None).unwrap_err();
+    assert!(matches!(bad, Error::InvalidTraceContext), "{bad:?}");
+}
+
+#[tokio::test]
 async fn get_delivery_returns_it_and_not_found_keeps_its_code() {
     let mut known = delivery("d-7");
     known.attempts = vec![herald_client::Attempt {
@@ -441,6 +499,48 @@ async fn an_unavailable_watch_reconnects_but_a_broken_answer_ends_it() {
             },
         ],
         "live only at first (not 0, not the oldest), then resumed after 1"
+    );
+}
+
+#[tokio::test]
+async fn a_watch_resumes_after_an_internal_answer_as_a_database_fails_over() {
+    let (feed, watch_feed) = mpsc::channel(8);
+    let fake = fake::start(Script {
+        watch_feed: Some(watch_feed),
+        ..Default::default()
+    })
+    .await;
+    let client = connect(&fake).await;
+
+    let outcomes = client
+        .watch_outcomes(WatchOptions::default().after(4))
+        .await
+        .unwrap();
+    feed.send(response(5)).await.unwrap();
+    feed.send(Err(Status::internal("the database failed over")))
+        .await
+        .unwrap();
+    let items: Vec<Result<Outcome, Error>> = soon(outcomes.collect()).await;
+
+    // The fake has one feed: the reconnect after 5 is answered OUT_OF_RANGE.
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0].as_ref().unwrap(), &outcome(5));
+    assert_eq!(
+        items[1].as_ref().unwrap_err().code(),
+        Some(Code::OutOfRange)
+    );
+    assert_eq!(
+        fake.seen(|seen| seen.watches.clone()),
+        [
+            WatchOutcomesRequest {
+                after_sequence: Some(4),
+                ..Default::default()
+            },
+            WatchOutcomesRequest {
+                after_sequence: Some(5),
+                ..Default::default()
+            },
+        ]
     );
 }
 
