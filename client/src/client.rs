@@ -8,14 +8,14 @@
 
 use futures::{Stream, stream::BoxStream};
 use herald_proto::v1::{
-    CancelDeliveryRequest, Delivery, DeliveryView, GetDeliveryRequest, ListDeadLettersRequest,
-    Outcome, delivery_service_client::DeliveryServiceClient,
+    CancelDeliveryRequest, DeliveryView, GetDeliveryRequest, ListDeadLettersRequest,
+    delivery_service_client::DeliveryServiceClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::pages::{Page, pages};
-use crate::{DeliveryQuery, EnqueueBuilder, Error, Redrive, WatchOptions};
+use crate::{Delivery, DeliveryQuery, EnqueueBuilder, Error, Outcome, Redrive, WatchOptions};
 
 /// How often an idle connection is pinged.
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -27,9 +27,9 @@ const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20
 /// without waiting for TCP. An `https://` URL speaks TLS, trusting `ca_pem`
 /// when given, otherwise the system's certificate authorities.
 fn endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, Error> {
-    let invalid = |cause| Error::InvalidUrl {
+    let invalid = |cause: tonic::transport::Error| Error::InvalidUrl {
         url: url.to_owned(),
-        cause,
+        cause: cause.into(),
     };
     let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(invalid)?;
     let tls = match ca_pem {
@@ -92,7 +92,10 @@ impl Client {
     async fn connect_endpoint(url: String, endpoint: Endpoint) -> Result<Self, Error> {
         match endpoint.connect().await {
             Ok(channel) => Ok(Self::from_channel(channel)),
-            Err(cause) => Err(Error::Connect { url, cause }),
+            Err(cause) => Err(Error::Connect {
+                url,
+                cause: cause.into(),
+            }),
         }
     }
 
@@ -190,7 +193,10 @@ impl Client {
     pub async fn get_delivery(&self, id: &str) -> Result<Delivery, Error> {
         let request = self.request(GetDeliveryRequest { id: id.to_owned() });
         let response = self.grpc().get_delivery(request).await?.into_inner();
-        response.delivery.ok_or(Error::MissingField("delivery"))
+        response
+            .delivery
+            .map(Delivery::from)
+            .ok_or(Error::MissingField("delivery"))
     }
 
     /// Cancels the pending delivery `id` and returns it, now CANCELLED. A
@@ -199,7 +205,10 @@ impl Client {
     pub async fn cancel_delivery(&self, id: &str) -> Result<Delivery, Error> {
         let request = self.request(CancelDeliveryRequest { id: id.to_owned() });
         let response = self.grpc().cancel_delivery(request).await?.into_inner();
-        response.delivery.ok_or(Error::MissingField("delivery"))
+        response
+            .delivery
+            .map(Delivery::from)
+            .ok_or(Error::MissingField("delivery"))
     }
 
     /// Starts a redrive of dead letters; choose them on the returned
@@ -233,7 +242,10 @@ impl Client {
     ) -> Result<Page<Delivery>, Error> {
         let request = self.request(query.request(page_token.to_owned()));
         let page = self.grpc().list_deliveries(request).await?.into_inner();
-        Ok(Page::new(page.deliveries, page.next_page_token))
+        Ok(Page::new(
+            page.deliveries.into_iter().map(Into::into).collect(),
+            page.next_page_token,
+        ))
     }
 
     /// Every dead letter, oldest first, fetched a page at a time (of the
@@ -271,7 +283,10 @@ impl Client {
             view: DeliveryView::Basic.into(),
         });
         let page = self.grpc().list_dead_letters(request).await?.into_inner();
-        Ok(Page::new(page.deliveries, page.next_page_token))
+        Ok(Page::new(
+            page.deliveries.into_iter().map(Into::into).collect(),
+            page.next_page_token,
+        ))
     }
 
     /// Streams outcomes as Herald records them, from where `options` says

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use futures::Stream;
 use herald_proto::v1::{
-    CircuitPolicy, Destination, DestinationState, EnableDestinationRequest, GetDestinationRequest,
-    ListDestinationsRequest, PauseDestinationRequest, RateLimit, RatePeriod,
-    ResumeDestinationRequest, SetDestinationPolicyRequest,
+    CircuitPolicy, EnableDestinationRequest, GetDestinationRequest, ListDestinationsRequest,
+    PauseDestinationRequest, RateLimit, ResumeDestinationRequest, SetDestinationPolicyRequest,
     destination_service_client::DestinationServiceClient,
 };
 use tonic::transport::Channel;
 
 use crate::{
-    Client, Error,
+    Client, Destination, DestinationState, Error, RatePeriod,
     pages::{Page, pages},
 };
 
@@ -34,7 +33,7 @@ impl Client {
             let request = client.request(ListDestinationsRequest {
                 page_size: query.page_size,
                 page_token,
-                state: query.state.unwrap_or_default().into(),
+                state: query.state.map_or(0, DestinationState::number),
             });
             async move {
                 let page = client
@@ -42,7 +41,10 @@ impl Client {
                     .list_destinations(request)
                     .await?
                     .into_inner();
-                Ok(Page::new(page.destinations, page.next_page_token))
+                Ok(Page::new(
+                    page.destinations.into_iter().map(Into::into).collect(),
+                    page.next_page_token,
+                ))
             }
         })
     }
@@ -59,9 +61,7 @@ impl Client {
             .get_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// Starts a change of `destination`'s own policy; describe it on the
@@ -106,9 +106,7 @@ impl Client {
             .pause_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// Resumes a paused destination: its held deliveries are sent again.
@@ -122,9 +120,7 @@ impl Client {
             .resume_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// Enables a disabled destination: it takes deliveries again, its
@@ -139,9 +135,7 @@ impl Client {
             .enable_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// A handle on the generated destination client for one call.
@@ -197,7 +191,7 @@ impl PolicyUpdate {
             .rate_limit
             .get_or_insert_with(RateLimit::default);
         limit.requests = requests;
-        limit.period = period.into();
+        limit.period = period.number();
         self
     }
 
@@ -255,9 +249,7 @@ impl PolicyUpdate {
             .set_destination_policy(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     fn circuit(&mut self) -> &mut CircuitPolicy {
@@ -273,4 +265,11 @@ fn proto_duration(duration: Duration) -> prost_types::Duration {
         seconds: i64::MAX,
         nanos: 0,
     })
+}
+
+/// The destination an answer carries.
+fn answered(destination: Option<herald_proto::v1::Destination>) -> Result<Destination, Error> {
+    destination
+        .map(Destination::from)
+        .ok_or(Error::MissingField("destination"))
 }

@@ -14,11 +14,11 @@ use futures::{
 };
 use herald_proto::{
     WATCH_AFTER_SEQUENCE,
-    v1::{OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse},
+    v1::{WatchOutcomesRequest, WatchOutcomesResponse},
 };
-use tonic::{Code, Response, Streaming};
+use tonic::{Response, Streaming};
 
-use crate::{Client, Error, Outcome};
+use crate::{Client, Code, Error, Outcome, OutcomeKind};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -81,7 +81,7 @@ impl WatchOptions {
             after_sequence: last.or(self.after_sequence),
             from_oldest: last.is_none() && self.from_oldest,
             delivery_ids: self.delivery_ids.clone(),
-            kinds: self.kinds.iter().map(|&kind| kind.into()).collect(),
+            kinds: self.kinds.iter().map(|&kind| kind.number()).collect(),
             destination_host: self.destination_host.clone(),
         }
     }
@@ -157,7 +157,7 @@ impl State {
                     };
                     self.last = Some(outcome.sequence);
                     self.backoff = MIN_BACKOFF;
-                    return Some(Ok(outcome));
+                    return Some(Ok(outcome.into()));
                 }
                 Some(Err(status)) => {
                     let error = Error::from(status);
@@ -227,7 +227,10 @@ mod tests {
         let again = options.request(Some(41));
         assert!(!again.from_oldest);
         assert_eq!(again.after_sequence, Some(41));
-        assert_eq!(again.kinds, [i32::from(OutcomeKind::DeadLettered)]);
+        assert_eq!(
+            again.kinds,
+            [i32::from(herald_proto::v1::OutcomeKind::DeadLettered)]
+        );
         assert_eq!(again.destination_host, "example.com");
     }
 

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
-use herald_client::proto::delivery_service_server::{DeliveryService, DeliveryServiceServer};
-use herald_client::proto::*;
+use herald_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
+use herald_proto::v1::*;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};

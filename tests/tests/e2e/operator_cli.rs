@@ -232,7 +232,7 @@ async fn wait_finished(client: &Client, id: &str) {
     tokio::time::timeout(herald_tests::PATIENCE, async {
         loop {
             let delivery = client.get_delivery(id).await.expect("get");
-            if delivery.state != i32::from(DeliveryState::Pending) {
+            if delivery.state != DeliveryState::Pending {
                 return;
             }
             outcomes

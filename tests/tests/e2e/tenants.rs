@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
+use herald_client::Code;
 use herald_client::{
     Client, DeliveryQuery, DeliveryState, Outcome, OutcomeKind, WatchOptions,
     webhook::{self, Secret},
@@ -16,7 +17,6 @@ use herald_tests::{
     Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
     herald_admin, herald_command, herald_output, on_both_backends, printed_value,
 };
-use tonic::Code;
 
 use crate::HERALD;
 
@@ -53,7 +53,7 @@ async fn outcome(client: &Client, id: &str, kind: OutcomeKind) -> Outcome {
                 .await
                 .expect("stream open")
                 .expect("outcome");
-            if outcome.kind == i32::from(kind) {
+            if outcome.kind == kind {
                 return outcome;
             }
         }
@@ -152,7 +152,7 @@ async fn tenants_are_walled_off_from_each_other(backend: Backend) {
     // Alpha's own view is intact.
     assert_eq!(
         alpha.get_delivery(&dead.id).await.expect("get").state,
-        i32::from(DeliveryState::DeadLettered)
+        DeliveryState::DeadLettered
     );
     assert_eq!(
         alpha
@@ -160,7 +160,7 @@ async fn tenants_are_walled_off_from_each_other(backend: Backend) {
             .await
             .expect("alpha cancels its own")
             .state,
-        i32::from(DeliveryState::Cancelled)
+        DeliveryState::Cancelled
     );
     let alphas: Vec<String> = alpha
         .deliveries(DeliveryQuery::default())
