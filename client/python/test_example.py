@@ -35,8 +35,12 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 def start_herald(binary: str, database_url: str) -> tuple[subprocess.Popen, str]:
     """Starts `herald serve` on `database_url`, with its defaults otherwise,
     and returns it with the address it serves on."""
+    # Only the settings named here: none of the caller's own HERALD_* ones.
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith("HERALD_")
+    }
     env = dict(
-        os.environ,
+        inherited,
         HERALD_LISTEN_ADDR="127.0.0.1:0",
         HERALD_DATABASE_URL=database_url,
         HERALD_ALLOW_TARGET_CIDRS="127.0.0.0/8",

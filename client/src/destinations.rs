@@ -30,23 +30,33 @@ impl Client {
         let client = self.clone();
         pages(move |page_token| {
             let client = client.clone();
-            let request = client.request(ListDestinationsRequest {
-                page_size: query.page_size,
-                page_token,
-                state: query.state.map_or(0, DestinationState::number),
-            });
-            async move {
-                let page = client
-                    .destination_grpc()
-                    .list_destinations(request)
-                    .await?
-                    .into_inner();
-                Ok(Page::new(
-                    page.destinations.into_iter().map(Into::into).collect(),
-                    page.next_page_token,
-                ))
-            }
+            let query = query.clone();
+            async move { client.destinations_page(&query, &page_token).await }
         })
+    }
+
+    /// One page of the caller's destinations matching `query`: the first
+    /// for an empty `page_token`, otherwise the one a previous page's
+    /// [`Page::next_page_token`] (of the same query) names.
+    pub async fn destinations_page(
+        &self,
+        query: &DestinationQuery,
+        page_token: &str,
+    ) -> Result<Page<Destination>, Error> {
+        let request = self.request(ListDestinationsRequest {
+            page_size: query.page_size,
+            page_token: page_token.to_owned(),
+            state: query.state.map_or(0, DestinationState::number),
+        });
+        let page = self
+            .destination_grpc()
+            .list_destinations(request)
+            .await?
+            .into_inner();
+        Ok(Page::new(
+            page.destinations.into_iter().map(Into::into).collect(),
+            page.next_page_token,
+        ))
     }
 
     /// The destination `destination` names, with its state, circuit,

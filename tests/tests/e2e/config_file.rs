@@ -155,7 +155,7 @@ async fn half_a_tls_pair_stops_the_start_from_a_file_or_the_environment() {
 /// server that starts instead is killed and fails the test); returns
 /// what it wrote to stderr.
 async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
-    let child = tokio::process::Command::new(HERALD)
+    let child = tokio::process::Command::from(herald_tests::herald_process(HERALD))
         .args(args)
         .envs(settings.iter().copied())
         .env("NO_COLOR", "1")
@@ -183,12 +183,10 @@ async fn operator_commands_act_on_the_files_database(backend: Backend) {
     std::fs::write(&file, format!("database_url = {:?}\n", db.url())).expect("write the file");
     let path = file.to_str().expect("a UTF-8 path");
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(HERALD)
+        let output = herald_tests::herald_process(HERALD)
             .args(args)
             .args(["--config", path])
             .current_dir(dir.path())
-            .env_remove("HERALD_DATABASE_URL")
-            .env_remove("HERALD_CONFIG")
             .env("NO_COLOR", "1")
             .output()
             .expect("run the herald binary");

@@ -315,6 +315,23 @@ async fn listing_pages_through_destinations(backend: Backend) {
         .await
         .expect("list");
     assert_eq!(all.len(), 5);
+    // A page at a time, resumed from a token kept in between.
+    let query = DestinationQuery::default().page_size(3);
+    let first = client.destinations_page(&query, "").await.expect("a page");
+    assert_eq!(first.items.len(), 3);
+    let rest = client
+        .destinations_page(&query, &first.next_page_token)
+        .await
+        .expect("the next page");
+    assert_eq!(rest.items.len(), 2);
+    assert!(rest.next_page_token.is_empty(), "the last page");
+    let paged: HashSet<String> = first
+        .items
+        .into_iter()
+        .chain(rest.items)
+        .map(|destination| destination.destination)
+        .collect();
+    assert_eq!(paged, names);
     let paused: Vec<Destination> = client
         .destinations(DestinationQuery::default().state(DestinationState::Paused))
         .try_collect()

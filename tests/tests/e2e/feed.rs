@@ -338,7 +338,7 @@ async fn herald_watch_prints_aligned_outcomes() {
     herald.wait_terminal(&ok).await;
     herald.wait_terminal(&rejected).await;
 
-    let mut watch = tokio::process::Command::new(HERALD)
+    let mut watch = tokio::process::Command::from(herald_tests::herald_process(HERALD))
         .args([
             "watch",
             "--server",

@@ -183,7 +183,7 @@ fn piped_failures_are_plain_and_name_the_flags() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port");
     // NO_COLOR unset: stderr being a pipe must be enough.
-    let unreachable = std::process::Command::new(HERALD)
+    let unreachable = herald_tests::herald_process(HERALD)
         .args(["deliveries", "list"])
         .env("HERALD_SERVER", closed.to_string())
         .env("HERALD_LOG", "debug")

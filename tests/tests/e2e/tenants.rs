@@ -15,7 +15,7 @@ use herald_client::{
 };
 use herald_tests::{
     Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
-    herald_admin, herald_command, herald_output, on_both_backends, printed_value,
+    herald_admin, herald_command, herald_output, herald_process, on_both_backends, printed_value,
 };
 
 use crate::HERALD;
@@ -404,7 +404,7 @@ async fn refuses_to_listen_publicly_without_tenants(backend: Backend) {
     };
     let refused = tokio::time::timeout(
         PATIENCE,
-        tokio::process::Command::new(HERALD)
+        tokio::process::Command::from(herald_process(HERALD))
             .arg("serve")
             .env("HERALD_LISTEN_ADDR", "0.0.0.0:0")
             .env("HERALD_DATABASE_URL", db.url())
