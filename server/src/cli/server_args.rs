@@ -9,7 +9,8 @@ use herald_client::Client;
 /// Where the server is and how to call it.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Herald's gRPC address; `https://...` for a TLS listener.
+    /// Herald's gRPC address: `http://host:port`, `https://host:port` for
+    /// a TLS listener, or `host:port` (plain http).
     #[arg(
         long,
         env = "HERALD_SERVER",
@@ -44,6 +45,11 @@ pub enum ConnectError {
 }
 
 impl ServerArgs {
+    /// The server's URL: as given, or `host:port` as `http://host:port`.
+    fn url(&self) -> String {
+        with_scheme(&self.server)
+    }
+
     /// A connected client carrying the API key, if one was given.
     pub async fn client(&self) -> Result<Client, ConnectError> {
         let client = match &self.tls_ca {
@@ -54,13 +60,38 @@ impl ServerArgs {
                         path: path.clone(),
                         source,
                     })?;
-                Client::connect_tls(self.server.clone(), &ca).await?
+                Client::connect_tls(self.url(), &ca).await?
             }
-            None => Client::connect(self.server.clone()).await?,
+            None => Client::connect(self.url()).await?,
         };
         Ok(match &self.api_key {
             Some(key) => client.with_api_key(key)?,
             None => client,
         })
+    }
+}
+
+/// `server` with `http://` in front when it names no scheme, as gRPC tools
+/// (grpcurl, the Python example) take a bare `host:port`.
+fn with_scheme(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_address_is_plain_http() {
+        assert_eq!(with_scheme("localhost:50051"), "http://localhost:50051");
+        assert_eq!(with_scheme("[::1]:50051"), "http://[::1]:50051");
+        assert_eq!(
+            with_scheme("https://herald.internal:50051"),
+            "https://herald.internal:50051"
+        );
     }
 }

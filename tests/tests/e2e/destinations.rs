@@ -696,7 +696,7 @@ async fn two_replicas_share_a_circuit() {
     let mut kinds = HashMap::new();
     let opened_at = loop {
         let outcome = next_kind(&mut outcomes).await;
-        if outcome.kind() == herald_client::OutcomeKind::CircuitOpened {
+        if outcome.kind == herald_client::OutcomeKind::CircuitOpened {
             break receiver.requests("/down").len();
         }
     };
@@ -704,8 +704,8 @@ async fn two_replicas_share_a_circuit() {
     enqueue_many(&b.client().await, &receiver.url("/down"), 4, 1).await;
     loop {
         let outcome = next_kind(&mut outcomes).await;
-        *kinds.entry(outcome.kind()).or_insert(0) += 1;
-        if outcome.kind() == herald_client::OutcomeKind::CircuitClosed {
+        *kinds.entry(outcome.kind).or_insert(0) += 1;
+        if outcome.kind == herald_client::OutcomeKind::CircuitClosed {
             break;
         }
     }
