@@ -166,6 +166,9 @@ pub struct Store {
     /// in the pool, where the scheduler's writes would wait behind them
     /// into the acquire timeout and lose their leases.
     replay_reads: Arc<tokio::sync::Semaphore>,
+    /// PostgreSQL only: where each destination's due rows begin, as the
+    /// latest hand-over found (see [`hand_over`]).
+    fronts: Option<Arc<hand_over::Fronts>>,
 }
 
 impl Store {
@@ -219,6 +222,7 @@ impl Store {
                 Dialect::Sqlite => SQLITE_REPLAY_READS,
                 Dialect::Postgres => POSTGRES_REPLAY_READS,
             })),
+            fronts: (dialect == Dialect::Postgres).then(Arc::default),
         })
     }
 

@@ -34,6 +34,7 @@ on_both_backends!(
     a_busy_destination_stays_within_its_limit_as_slots_pass_on,
     a_lowered_limit_and_a_pause_reach_slots_that_pass_on,
     a_pause_reaches_deliveries_leased_ahead,
+    a_delivery_due_before_a_busy_backlog_is_not_left_behind,
 );
 
 /// Enqueues `count` deliveries to `url` in one batch; their ids in order.
@@ -269,6 +270,40 @@ async fn a_pause_reaches_deliveries_leased_ahead(backend: Backend) {
         .await
         .expect("pause");
     pause_is_kept(&herald, &client, &receiver, &ids_in_order).await;
+    herald.stop().await;
+}
+
+/// A delivery due before the rows a busy destination's slots are passing
+/// through (its not-before time lies in the past) goes out while they are
+/// still being sent, not after the last of them.
+async fn a_delivery_due_before_a_busy_backlog_is_not_left_behind(backend: Backend) {
+    let Some(herald) = TestHerald::start_with(backend, |c| c.destination_concurrency = 3).await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/busy");
+    receiver.slow("/busy", Duration::from_millis(10));
+    let backlog = enqueue(&herald, &url, 600, 1).await;
+    receiver.wait_for("/busy", 30).await;
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let early = herald
+        .enqueue(EnqueueRequest {
+            url: url.clone(),
+            not_before_time: Some(prost_types::Timestamp::from(an_hour_ago)),
+            ..Default::default()
+        })
+        .await;
+    let delivered = herald.wait_terminal(&early).await;
+    assert_eq!(delivered.state, i32::from(DeliveryState::Succeeded));
+    let last = backlog.last().expect("a backlog");
+    assert!(
+        !ids(&receiver.requests("/busy")).contains(last),
+        "the delivery due first went out after the whole backlog"
+    );
+    for id in &backlog {
+        herald.wait_terminal(id).await;
+    }
     herald.stop().await;
 }
 
