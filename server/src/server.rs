@@ -289,10 +289,9 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
                 .serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned())
         });
         let dashboard = dashboard_listener.map(|listener| {
-            server_builder(tls).map(|builder| {
+            server_builder(tls).map(|mut builder| {
                 builder
-                    .layer(GrpcWebLayer::new())
-                    .add_routes(routes)
+                    .add_routes(web::dashboard_routes(routes))
                     .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
             })
         });

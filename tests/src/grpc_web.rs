@@ -1,6 +1,7 @@
 //! A gRPC-web caller, as a browser's client library speaks it over
 //! HTTP/1.1: one length-prefixed message up, messages and a trailer frame
-//! down. Also the CORS preflight a browser sends first from another origin.
+//! down. Also the CORS preflight a browser sends first from another origin,
+//! and a browser's plain GET of a page.
 
 use std::net::SocketAddr;
 
@@ -102,6 +103,20 @@ pub async fn cors_preflight(addr: SocketAddr, method: &str, origin: &str) -> Hea
         .expect("the preflight is answered")
         .headers()
         .clone()
+}
+
+/// What a browser gets for `GET path` at `addr`: status, headers, body.
+pub async fn browser_get(addr: SocketAddr, path: &str) -> (http::StatusCode, HeaderMap, Bytes) {
+    let request = Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    let response = client()
+        .request(request)
+        .await
+        .expect("the GET is answered");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("the body").to_bytes();
+    (parts.status, parts.headers, body)
 }
 
 /// An HTTP/1.1 client, as a browser without TLS uses.

@@ -24,7 +24,7 @@ pub use admin::{
     CreatedTenant, create_tenant, herald_admin, herald_command, herald_output, printed_value,
 };
 pub use db::{Backend, TestDb};
-pub use grpc_web::{GrpcWebStatus, cors_preflight, grpc_web_call};
+pub use grpc_web::{GrpcWebStatus, browser_get, cors_preflight, grpc_web_call};
 pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};
 pub use metrics::{scrape, total};
 pub use process::HeraldProcess;

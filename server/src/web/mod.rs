@@ -7,5 +7,7 @@
 //! meets the same API keys and tenant walls as any other.
 
 mod cors;
+mod dashboard;
 
 pub use cors::{CorsOrigin, cors_layer};
+pub use dashboard::dashboard_routes;

@@ -1,10 +1,12 @@
 //! Browsers call Herald over gRPC-web: on the gRPC listener and on the
 //! dashboard's, with the same API keys and tenant walls as gRPC. Pages of
-//! other origins may call only when their origin is listed.
+//! other origins may call only when their origin is listed. The dashboard
+//! listener serves the page compiled into the binary.
 
 use herald_proto::v1::{EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse};
 use herald_tests::{
-    Backend, Receiver, TestHerald, cors_preflight, create_tenant, grpc_web_call, on_both_backends,
+    Backend, Receiver, TestDb, TestHerald, browser_get, cors_preflight, create_tenant,
+    grpc_web_call, on_both_backends, test_config,
 };
 use tonic::Code;
 
@@ -12,7 +14,9 @@ use crate::HERALD;
 
 on_both_backends!(
     a_grpc_web_call_meets_the_same_keys_and_walls,
-    only_listed_origins_may_call_across_origins
+    only_listed_origins_may_call_across_origins,
+    the_dashboard_listener_serves_the_page_it_was_built_from,
+    the_dashboard_stays_on_loopback_while_no_tenant_exists
 );
 
 const ENQUEUE: &str = "/herald.v1.DeliveryService/Enqueue";
@@ -121,4 +125,62 @@ async fn only_listed_origins_may_call_across_origins(backend: Backend) {
             "{unlisted} was let in: {refused:?}"
         );
     }
+}
+
+async fn the_dashboard_listener_serves_the_page_it_was_built_from(backend: Backend) {
+    let Some(herald) = TestHerald::start_with(backend, |c| {
+        c.dashboard_addr = Some("127.0.0.1:0".parse().expect("an address"));
+    })
+    .await
+    else {
+        return;
+    };
+    let dashboard = herald.dashboard_addr().expect("the dashboard is on");
+    let (status, headers, body) = browser_get(dashboard, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .expect("text")
+            .contains("connect-src 'self'"),
+        "{headers:?}"
+    );
+    let page = String::from_utf8_lossy(&body);
+    assert!(
+        page.contains(r#"<script type="module" src="app.js">"#),
+        "{page}"
+    );
+    for (path, content_type) in [
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "text/css; charset=utf-8"),
+    ] {
+        let (status, headers, body) = browser_get(dashboard, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert!(!body.is_empty(), "{path}");
+    }
+    let (status, _, _) = browser_get(dashboard, "/admin").await;
+    assert_eq!(status, 404);
+    // The gRPC listener serves no page.
+    let (status, _, _) = browser_get(herald.addr(), "/").await;
+    assert_ne!(status, 200);
+}
+
+async fn the_dashboard_stays_on_loopback_while_no_tenant_exists(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let config = herald_server::Config {
+        dashboard_addr: Some("0.0.0.0:0".parse().expect("an address")),
+        ..test_config(db.url())
+    };
+    let Err(refused) = herald_server::start(config).await else {
+        panic!("the dashboard listened publicly with no tenants");
+    };
+    let message = refused.to_string();
+    assert!(
+        message.contains("refusing to listen on 0.0.0.0:0 with no tenants"),
+        "{message}"
+    );
 }
