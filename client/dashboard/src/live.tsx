@@ -1,12 +1,11 @@
 // Live: outcomes as WatchOutcomes streams them, counted in the page and
-// drawn at most DRAWS_PER_SECOND times a second; the backlog's figures,
-// read again when outcomes show that they moved.
+// drawn at most every DRAW_EVERY_MS; the backlog, read again when outcomes
+// show that it moved.
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { OutcomeKind } from "@herald/client";
-import { describe, isCanceled, isUnauthenticated, type Herald } from "./api";
+import { OutcomeKind, type GetBacklogResponse } from "@herald/client";
+import { describe, isCanceled, isUnauthenticated } from "./api";
 import { RateChart } from "./chart";
-import { beforeEveryDeadLetter } from "./filters";
 import { count, kindName, time } from "./format";
 import { href } from "./route";
 import { useReport, useSession } from "./session";
@@ -15,35 +14,23 @@ import { ErrorLine } from "./widgets";
 
 /** How often at most the page redraws while outcomes arrive. */
 const DRAW_EVERY_MS = 250;
-/** How often at most the backlog's figures are read while outcomes arrive. */
-const SNAPSHOT_EVERY_MS = 2000;
+/** How often at most the backlog is read while outcomes arrive. */
+const BACKLOG_EVERY_MS = 2000;
+/** The response header that names the sequence a watch starts after. */
+const AFTER_SEQUENCE = "herald-after-sequence";
 /** How long a lost stream waits before it resumes. */
 const RESUME_AFTER_MS = 1000;
 
+/** The backlog's tiles. */
+const BACKLOG = [
+  { field: "due", label: "due now", detail: "waiting for a slot" },
+  { field: "scheduledRetries", label: "retries scheduled", detail: "waiting for their time" },
+  { field: "inFlight", label: "in flight", detail: "attempts under way" },
+  { field: "deadLetters", label: "dead letters", detail: "kept, redrivable" },
+] as const;
+
 /** Kinds counted in tiles, besides the charted ones. */
 const COUNTED = [...CHARTED, OutcomeKind.CANCELLED, OutcomeKind.REDRIVEN] as const;
-
-/** What is waiting and in flight for the caller's tenant. */
-interface Snapshot {
-  inFlight: number;
-  deadLetters: bigint;
-}
-
-/** Reads the snapshot: in flight summed over destinations, and the dead letters a redrive would take. */
-async function readSnapshot(herald: Herald): Promise<Snapshot> {
-  let inFlight = 0;
-  let pageToken = "";
-  do {
-    const page = await herald.destinations.listDestinations({ pageSize: 1000, pageToken });
-    for (const destination of page.destinations) inFlight += destination.inFlight;
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  const { count: deadLetters } = await herald.deliveries.redriveDeadLetters({
-    dryRun: true,
-    deadLetteredBeforeTime: beforeEveryDeadLetter(),
-  });
-  return { inFlight, deadLetters };
-}
 
 export function Live() {
   const { herald } = useSession();
@@ -51,15 +38,15 @@ export function Live() {
   const tally = useRef(new Tally()).current;
   const [drawn, setDrawn] = useState(() => ({ at: Date.now(), columns: tally.columns(Date.now()) }));
   const [stream, setStream] = useState<"connecting" | "live" | string>("connecting");
-  const [snapshot, setSnapshot] = useState<Snapshot | null>(null);
-  const [snapshotError, setSnapshotError] = useState<string | null>(null);
+  const [backlog, setBacklog] = useState<GetBacklogResponse | null>(null);
+  const [backlogError, setBacklogError] = useState<string | null>(null);
 
   useEffect(() => {
     const abort = new AbortController();
     let dirty = false;
     let drawTimer: number | undefined;
-    let snapshotTimer: number | undefined;
-    let lastSnapshot = 0;
+    let backlogTimer: number | undefined;
+    let lastBacklog = 0;
     const draw = () => {
       drawTimer = undefined;
       if (!dirty) return;
@@ -68,31 +55,42 @@ export function Live() {
       setDrawn({ at, columns: tally.columns(at) });
     };
     const refresh = async () => {
-      snapshotTimer = undefined;
-      lastSnapshot = Date.now();
+      backlogTimer = undefined;
+      lastBacklog = Date.now();
       try {
-        setSnapshot(await readSnapshot(herald));
-        setSnapshotError(null);
+        setBacklog(await herald.deliveries.getBacklog({}));
+        setBacklogError(null);
       } catch (error) {
-        setSnapshotError(report(error));
+        setBacklogError(report(error));
       }
     };
-    // The figures are read at once, then at most every SNAPSHOT_EVERY_MS
+    // The backlog is read at once, then at most every BACKLOG_EVERY_MS
     // while outcomes arrive, and once more after the last of them.
     const outcomesArrived = () => {
-      if (snapshotTimer !== undefined) return;
-      const wait = Math.max(0, lastSnapshot + SNAPSHOT_EVERY_MS - Date.now());
-      snapshotTimer = window.setTimeout(refresh, wait);
+      if (backlogTimer !== undefined) return;
+      const wait = Math.max(0, lastBacklog + BACKLOG_EVERY_MS - Date.now());
+      backlogTimer = window.setTimeout(refresh, wait);
     };
     void refresh();
     (async () => {
+      // Where a lost stream resumes: after the last outcome counted, or,
+      // before the first, where the stream said it started.
+      let startedAfter: bigint | undefined;
       while (!abort.signal.aborted) {
         try {
           const outcomes = herald.deliveries.watchOutcomes(
-            { afterSequence: tally.lastSequence },
-            { signal: abort.signal },
+            { afterSequence: tally.lastSequence ?? startedAfter },
+            {
+              signal: abort.signal,
+              // The stream is open, and counts from here, once its
+              // response headers are in.
+              onHeader: (headers) => {
+                const after = headers.get(AFTER_SEQUENCE);
+                if (after && startedAfter === undefined) startedAfter = BigInt(after);
+                setStream("live");
+              },
+            },
           );
-          setStream("live");
           for await (const { outcome } of outcomes) {
             if (!outcome) continue;
             tally.add(outcome, Date.now());
@@ -114,7 +112,7 @@ export function Live() {
     return () => {
       abort.abort();
       window.clearTimeout(drawTimer);
-      window.clearTimeout(snapshotTimer);
+      window.clearTimeout(backlogTimer);
     };
     // `report` is rebuilt at each render; the stream lives as long as the view.
   }, [herald, tally]);
@@ -125,7 +123,7 @@ export function Live() {
       <p class="status" aria-live="polite">
         Outcome stream: <span data-stream={stream === "live" ? "live" : "down"}>{stream}</span>
       </p>
-      <ErrorLine error={snapshotError} />
+      <ErrorLine error={backlogError} />
       <div class="tiles">
         {COUNTED.map((kind) => (
           <div class={`tile kind-${kindName(kind)}`}>
@@ -141,22 +139,15 @@ export function Live() {
             </span>
           </div>
         ))}
-        <div class="tile">
-          <span class="label">in flight</span>
-          <span class="value" data-snapshot="in-flight">
-            {snapshot ? count(snapshot.inFlight) : "…"}
-          </span>
-          <span class="detail">attempts under way now</span>
-        </div>
-        <div class="tile">
-          <span class="label">dead letters</span>
-          <span class="value" data-snapshot="dead-letters">
-            {snapshot ? count(snapshot.deadLetters) : "…"}
-          </span>
-          <span class="detail">
-            kept, <a href={href("dead-letters")}>redrivable</a>
-          </span>
-        </div>
+        {BACKLOG.map(({ field, label, detail }) => (
+          <div class="tile">
+            <span class="label">{label}</span>
+            <span class="value" data-backlog={field}>
+              {backlog ? count(backlog[field]) : "…"}
+            </span>
+            <span class="detail">{detail}</span>
+          </div>
+        ))}
       </div>
       <RateChart names={CHARTED.map(kindName)} data={drawn.columns} />
       <h2>Latest outcomes</h2>

@@ -83,7 +83,9 @@ describe("open loopback mode", () => {
     await outcomeOf(client, id, [OutcomeKind.DEAD_LETTERED]);
     receiver.replies.flaky = 204;
 
-    const { page, errors, close } = await openPage(browser, `${herald.dashboard}/#/dead-letters`);
+    const { page, errors, close } = await openPage(browser, herald.dashboard);
+    await page.locator('[data-backlog="deadLetters"]', { hasText: /^1$/ }).waitFor();
+    await page.getByRole("link", { name: "Dead letters" }).first().click();
     const row = page.locator(`tr[data-delivery-id="${id}"]`);
     await row.getByRole("checkbox").check();
     await page.getByRole("button", { name: "Redrive selected…" }).click();

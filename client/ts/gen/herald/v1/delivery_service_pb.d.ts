@@ -626,6 +626,62 @@ export declare type ListDeliveriesResponse = Message<"herald.v1.ListDeliveriesRe
 export declare const ListDeliveriesResponseSchema: GenMessage<ListDeliveriesResponse>;
 
 /**
+ * Asks for the caller's backlog; it has no fields.
+ *
+ * @generated from message herald.v1.GetBacklogRequest
+ */
+export declare type GetBacklogRequest = Message<"herald.v1.GetBacklogRequest"> & {
+};
+
+/**
+ * Describes the message herald.v1.GetBacklogRequest.
+ * Use `create(GetBacklogRequestSchema)` to create a new message.
+ */
+export declare const GetBacklogRequestSchema: GenMessage<GetBacklogRequest>;
+
+/**
+ * What waits, and what is under way, for the caller's tenant now.
+ *
+ * @generated from message herald.v1.GetBacklogResponse
+ */
+export declare type GetBacklogResponse = Message<"herald.v1.GetBacklogResponse"> & {
+  /**
+   * Pending and due now, waiting for a free slot (including those held by
+   * a paused destination, an open circuit or a rate limit).
+   *
+   * @generated from field: uint64 due = 1;
+   */
+  due: bigint;
+
+  /**
+   * Pending after a failed attempt, waiting for their retry's time.
+   *
+   * @generated from field: uint64 scheduled_retries = 2;
+   */
+  scheduledRetries: bigint;
+
+  /**
+   * Being attempted now, by any replica.
+   *
+   * @generated from field: uint64 in_flight = 3;
+   */
+  inFlight: bigint;
+
+  /**
+   * Dead-lettered and kept (RedriveDeadLetters sends them again).
+   *
+   * @generated from field: uint64 dead_letters = 4;
+   */
+  deadLetters: bigint;
+};
+
+/**
+ * Describes the message herald.v1.GetBacklogResponse.
+ * Use `create(GetBacklogResponseSchema)` to create a new message.
+ */
+export declare const GetBacklogResponseSchema: GenMessage<GetBacklogResponse>;
+
+/**
  * How much of each delivery a listing returns (AIP-157).
  *
  * @generated from enum herald.v1.DeliveryView
@@ -803,6 +859,18 @@ export declare const DeliveryService: GenService<{
     methodKind: "unary";
     input: typeof ListDeliveriesRequestSchema;
     output: typeof ListDeliveriesResponseSchema;
+  },
+  /**
+   * Count the caller's deliveries that wait or are under way now: due,
+   * retries scheduled, in flight, dead letters. Read from the database, so
+   * every replica answers the same.
+   *
+   * @generated from rpc herald.v1.DeliveryService.GetBacklog
+   */
+  getBacklog: {
+    methodKind: "unary";
+    input: typeof GetBacklogRequestSchema;
+    output: typeof GetBacklogResponseSchema;
   },
 }>;
 
