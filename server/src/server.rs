@@ -280,6 +280,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
 
     let cors = web::cors_layer(&config.cors_origins);
     let stop = shutdown.clone();
+    let failed = shutdown.clone();
     let task = tokio::spawn(async move {
         let grpc = server_builder(tls.clone()).map(|builder| {
             builder
@@ -295,12 +296,19 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
                     .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
             })
         });
-        let (served, dashboard_served) = tokio::join!(async { grpc?.await }, async {
-            match dashboard {
-                Some(serve) => serve?.await,
-                None => Ok(()),
-            }
-        });
+        // A listener that fails takes the whole server down with it, in order.
+        let (served, dashboard_served) = tokio::join!(
+            stop_on_error(async { grpc?.await }, failed.clone()),
+            stop_on_error(
+                async {
+                    match dashboard {
+                        Some(serve) => serve?.await,
+                        None => Ok(()),
+                    }
+                },
+                failed,
+            )
+        );
         scheduler.stopped().await;
         if let Err(error) = store.close().await {
             tracing::warn!(%error, "closing the database");
@@ -316,6 +324,18 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         shutdown,
         task,
     })
+}
+
+/// Runs `serve`; if it fails, cancels `shutdown` so everything else stops.
+async fn stop_on_error(
+    serve: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let served = serve.await;
+    if served.is_err() {
+        shutdown.cancel();
+    }
+    served
 }
 
 /// A server with Herald's settings, before its layers and routes: TLS
