@@ -4,18 +4,21 @@
 // otherwise) and a local receiver. Reports, never asserts.
 //
 //   node client/dashboard/bench/live-delay.mjs [RATE_PER_SECOND] [SECONDS]
+//   HERALD_BENCH_DATABASE_URL=postgres://... node client/dashboard/bench/live-delay.mjs
 //
 // Every BATCH_EVERY_MS a batch of RATE * BATCH_EVERY_MS / 1000 deliveries
 // is enqueued (EnqueueBatch). A batch is drawn once the page's succeeded
 // count reaches the number enqueued up to and including it; its delay runs
 // from the start of its enqueue call to the animation frame after that
-// count was put in the page.
+// count was put in the page. The same is reported for a gRPC watcher in
+// Node (enqueue to streamed), and the difference (streamed to drawn) is
+// what the page itself adds.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { DeliveryService } from "@herald/client";
+import { DeliveryService, OutcomeKind } from "@herald/client";
 
 import { startHerald, startReceiver } from "../../ts/test/support/herald.mjs";
 import { launch, openPage } from "../test/browser.mjs";
@@ -32,6 +35,8 @@ const herald = await startHerald({
   env: {
     HERALD_DASHBOARD_ADDR: "127.0.0.1:0",
     HERALD_DESTINATION_CONCURRENCY: "64",
+    // A fresh SQLite file unless this names another database.
+    ...(process.env.HERALD_BENCH_DATABASE_URL && { HERALD_DATABASE_URL: process.env.HERALD_BENCH_DATABASE_URL }),
   },
 });
 const browser = await launch();
@@ -50,6 +55,23 @@ try {
   });
 
   const client = createClient(DeliveryService, createGrpcTransport({ baseUrl: herald.grpc }));
+  // The same outcomes as Node sees them over gRPC: when the server had
+  // them, so the page's own share of the delay can be told apart.
+  const streamed = [];
+  const abort = new AbortController();
+  const watching = (async () => {
+    let seen = 0;
+    try {
+      for await (const { outcome } of client.watchOutcomes(
+        { kinds: [OutcomeKind.SUCCEEDED] },
+        { signal: abort.signal },
+      )) {
+        if (outcome) streamed.push([++seen, Date.now()]);
+      }
+    } catch (error) {
+      if (!abort.signal.aborted) throw error;
+    }
+  })();
   const body = new TextEncoder().encode('{"type":"bench"}');
   const batches = [];
   const calls = [];
@@ -76,15 +98,17 @@ try {
     enqueued,
     { timeout: 120_000, polling: 100 },
   );
+  abort.abort();
+  await watching;
   const drawn = await page.evaluate(() => window.drawn);
   const lastDrawnAt = drawn[drawn.length - 1][1];
-  const delays = batches
-    .map((batch) => {
-      const shown = drawn.find(([value]) => value >= batch.upTo);
-      return shown[1] - batch.sentAt;
-    })
-    .sort((a, b) => a - b);
-  const at = (q) => delays[Math.min(delays.length - 1, Math.floor(q * delays.length))];
+  /** The first time `series` ([count, ms] pairs) reached `count`. */
+  const reached = (series, count) => series.find(([value]) => value >= count)[1];
+  const quantiles = (values) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1] };
+  };
   console.log(
     JSON.stringify({
       target_rate_per_s: rate,
@@ -92,7 +116,11 @@ try {
       enqueue_seconds: Number(sendSeconds.toFixed(1)),
       drawn_rate_per_s: Math.round(enqueued / ((lastDrawnAt - start) / 1000)),
       draws: drawn.length,
-      delay_ms: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: delays[delays.length - 1] },
+      enqueue_to_drawn_ms: quantiles(batches.map((batch) => reached(drawn, batch.upTo) - batch.sentAt)),
+      enqueue_to_streamed_ms: quantiles(batches.map((batch) => reached(streamed, batch.upTo) - batch.sentAt)),
+      streamed_to_drawn_ms: quantiles(
+        batches.map((batch) => reached(drawn, batch.upTo) - reached(streamed, batch.upTo)),
+      ),
     }),
   );
 } finally {
