@@ -50,7 +50,11 @@ export async function startHerald({ env = {}, tenants: names = [] } = {}) {
   });
   const log = [];
   const serving = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`herald did not start:\n${log.join("\n")}`)), PATIENCE_MS);
+    const timer = setTimeout(() => {
+      // A server that never said it serves is not left running.
+      child.kill("SIGKILL");
+      reject(new Error(`herald did not start:\n${log.join("\n")}`));
+    }, PATIENCE_MS);
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`herald exited with ${code}:\n${log.join("\n")}`));
