@@ -12,7 +12,10 @@ use clap::Args;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use crate::destinations::policy::{CircuitPolicy, Policy, Rate, RateLimit};
+use crate::{
+    destinations::policy::{CircuitPolicy, Policy, Rate, RateLimit},
+    web::CorsOrigin,
+};
 
 /// Everything `herald serve` can be told. Durations take humantime values
 /// such as `500ms`, `30s` or `2h`. Serializes to the TOML a `--config` file
@@ -29,6 +32,20 @@ pub struct Config {
     #[arg(long, env = "HERALD_METRICS_ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Address of the dashboard: the web page at `/`, and the same API over
+    /// gRPC-web (same API keys, same tenants) for the page to call from
+    /// its own origin. Off unless set; loopback-only while no tenant exists.
+    #[arg(long, env = "HERALD_DASHBOARD_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_addr: Option<SocketAddr>,
+
+    /// Origins whose pages may call the gRPC listener over gRPC-web (CORS),
+    /// comma-separated, e.g. `https://ops.example.com`. Empty by default:
+    /// browsers let no other origin's page call it.
+    #[arg(long, env = "HERALD_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(serialize_with = "displayed")]
+    pub cors_origins: Vec<CorsOrigin>,
 
     /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
     #[arg(

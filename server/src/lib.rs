@@ -21,6 +21,7 @@ pub mod signal;
 pub mod store;
 pub mod tenants;
 pub mod transport;
+pub mod web;
 
 pub use config::Config;
 pub use server::{RunningServer, ServeError, StartError, start};

@@ -12,7 +12,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic_web::GrpcWebLayer;
 
 use crate::{
     Config,
@@ -24,6 +25,7 @@ use crate::{
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
     store::{Store, StoreError},
     transport::{HttpSender, TargetPolicy, TransportConfig},
+    web,
 };
 
 /// Most rows one claim statement leases.
@@ -97,6 +99,7 @@ pub enum ServeError {
 pub struct RunningServer {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    dashboard_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -110,6 +113,11 @@ impl RunningServer {
     /// The address the metrics listener is bound to, when it is on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The address the dashboard listener is bound to, when it is on.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard_addr
     }
 
     /// A token that, once cancelled, shuts the server down.
@@ -146,10 +154,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     store.look_at_every_destination().await.map_err(database)?;
     let auth = Authenticator::new(store.clone(), config.credential_cache);
     if !store.has_api_keys().await.map_err(database)? {
-        if !config.listen_addr.ip().is_loopback() {
-            return Err(StartError::Unprotected {
-                addr: config.listen_addr,
-            });
+        let exposed = std::iter::once(config.listen_addr)
+            .chain(config.dashboard_addr)
+            .find(|addr| !addr.ip().is_loopback());
+        if let Some(addr) = exposed {
+            return Err(StartError::Unprotected { addr });
         }
         tracing::warn!(
             "RUNNING OPEN: no tenant exists, so every caller is the \"default\" tenant without an API key. \
@@ -168,6 +177,13 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         None => None,
     };
     let metrics_addr = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
+    let dashboard_listener = match config.dashboard_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let dashboard_addr = dashboard_listener
         .as_ref()
         .and_then(|listener| listener.local_addr().ok());
 
@@ -257,45 +273,93 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
     tracing::info!(
         %local_addr,
         metrics_addr = ?metrics_addr,
+        dashboard_addr = ?dashboard_addr,
         tls = tls.is_some(),
         database = %crate::config::redact_url(&config.database_url),
         "herald is serving"
     );
 
+    let cors = web::cors_layer(&config.cors_origins);
     let stop = shutdown.clone();
+    let failed = shutdown.clone();
     let task = tokio::spawn(async move {
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
-        }
-        let served = builder
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            // Each call's span; the API records the caller's tenant (and an
-            // enqueue's delivery id) on it.
-            .trace_fn(|request| {
-                tracing::info_span!(
-                    "rpc",
-                    method = request.uri().path(),
-                    tenant = tracing::field::Empty,
-                    delivery_id = tracing::field::Empty,
-                )
+        let grpc = server_builder(tls.clone()).map(|builder| {
+            builder
+                .layer(cors)
+                .layer(GrpcWebLayer::new())
+                .add_routes(routes.clone())
+                .serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned())
+        });
+        let dashboard = dashboard_listener.map(|listener| {
+            server_builder(tls).map(|mut builder| {
+                builder
+                    .add_routes(web::dashboard_routes(routes))
+                    .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
             })
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
-            .await;
+        });
+        // A listener that fails takes the whole server down with it, in order.
+        let (served, dashboard_served) = tokio::join!(
+            stop_on_error(async { grpc?.await }, failed.clone()),
+            stop_on_error(
+                async {
+                    match dashboard {
+                        Some(serve) => serve?.await,
+                        None => Ok(()),
+                    }
+                },
+                failed,
+            )
+        );
         scheduler.stopped().await;
         if let Err(error) = store.close().await {
             tracing::warn!(%error, "closing the database");
         }
         tracing::info!("herald stopped");
-        Ok(served?)
+        served?;
+        Ok(dashboard_served?)
     });
     Ok(RunningServer {
         local_addr,
         metrics_addr,
+        dashboard_addr,
         shutdown,
         task,
     })
+}
+
+/// Runs `serve`; if it fails, cancels `shutdown` so everything else stops.
+async fn stop_on_error(
+    serve: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let served = serve.await;
+    if served.is_err() {
+        shutdown.cancel();
+    }
+    served
+}
+
+/// A server with Herald's settings, before its layers and routes: TLS
+/// when configured, HTTP/1.1 besides HTTP/2 (gRPC-web from browsers
+/// without TLS comes over HTTP/1.1), keepalive pings and each call's span.
+fn server_builder(tls: Option<ServerTlsConfig>) -> Result<Server, tonic::transport::Error> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    Ok(builder
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        // Each call's span; the API records the caller's tenant (and an
+        // enqueue's delivery id) on it.
+        .trace_fn(|request| {
+            tracing::info_span!(
+                "rpc",
+                method = request.uri().path(),
+                tenant = tracing::field::Empty,
+                delivery_id = tracing::field::Empty,
+            )
+        }))
 }
 
 /// The listener's connections, with Nagle's algorithm off: a response's

@@ -20,6 +20,8 @@ pub fn test_config(database_url: &str) -> Config {
     Config {
         listen_addr: "127.0.0.1:0".parse().expect("a socket address"),
         metrics_addr: None,
+        dashboard_addr: None,
+        cors_origins: Vec::new(),
         database_url: database_url.to_owned(),
         migrate: true,
         request_timeout: Duration::from_secs(2),
@@ -100,6 +102,11 @@ impl TestHerald {
     /// The address of the metrics listener, when it is on.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.server.as_ref().expect("running").metrics_addr()
+    }
+
+    /// The address of the dashboard listener, when it is on.
+    pub fn dashboard_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().expect("running").dashboard_addr()
     }
 
     /// The address Herald listens on.

@@ -13,6 +13,7 @@
 
 mod admin;
 mod db;
+mod grpc_web;
 mod herald;
 mod metrics;
 mod process;
@@ -24,6 +25,7 @@ pub use admin::{
     printed_value,
 };
 pub use db::{Backend, TestDb};
+pub use grpc_web::{GrpcWebStatus, browser_get, cors_preflight, grpc_web_call};
 pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};
 pub use metrics::{scrape, total};
 pub use process::HeraldProcess;

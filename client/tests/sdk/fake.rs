@@ -249,6 +249,13 @@ impl DeliveryService for Fake {
             )),
         }
     }
+
+    async fn get_backlog(
+        &self,
+        _: Request<GetBacklogRequest>,
+    ) -> Result<Response<GetBacklogResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
 }
 
 /// A delivery with just an id, as listings return them.

@@ -5,7 +5,10 @@ use prost_types::{Duration as ProtoDuration, Timestamp};
 
 use crate::{
     domain::{AttemptErrorKind, DeliveryState, HttpMethod, OutcomeKind},
-    store::records::{AttemptRecord, DeliveryRecord, NotRedriven, OutcomeRecord, RedriveReport},
+    store::{
+        Backlog,
+        records::{AttemptRecord, DeliveryRecord, NotRedriven, OutcomeRecord, RedriveReport},
+    },
 };
 
 /// The seconds a proto timestamp may hold: 0001-01-01T00:00:00Z to
@@ -158,6 +161,16 @@ pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
         next_attempt_time: record.next_attempt_at_ms.map(timestamp),
         create_time: Some(timestamp(record.created_at_ms)),
         destination: record.destination.unwrap_or_default(),
+    }
+}
+
+/// A tenant's backlog. The counts come from `COUNT`s, never negative.
+pub fn backlog(backlog: Backlog) -> proto::GetBacklogResponse {
+    proto::GetBacklogResponse {
+        due: backlog.due.unsigned_abs(),
+        scheduled_retries: backlog.scheduled_retries.unsigned_abs(),
+        in_flight: backlog.in_flight.unsigned_abs(),
+        dead_letters: backlog.dead_letters.unsigned_abs(),
     }
 }
 

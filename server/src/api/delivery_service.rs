@@ -9,8 +9,8 @@ use herald_proto::{
     WATCH_AFTER_SEQUENCE,
     v1::{
         CancelDeliveryRequest, CancelDeliveryResponse, EnqueueBatchRequest, EnqueueBatchResponse,
-        EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest,
-        GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
+        EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetBacklogRequest, GetBacklogResponse,
+        GetDeliveryRequest, GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
         ListDeliveriesRequest, ListDeliveriesResponse, RedriveDeadLettersRequest,
         RedriveDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
         delivery_service_server::DeliveryService,
@@ -353,5 +353,18 @@ impl DeliveryService for DeliveryApi {
             deliveries,
             next_page_token,
         }))
+    }
+
+    async fn get_backlog(
+        &self,
+        request: Request<GetBacklogRequest>,
+    ) -> Result<Response<GetBacklogResponse>, Status> {
+        let (tenant, _) = self.auth.authenticate(request).await?;
+        let backlog = self
+            .store
+            .tenant_backlog(&tenant)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(convert::backlog(backlog)))
     }
 }

@@ -4,27 +4,32 @@ use sea_orm::ConnectionTrait;
 
 use super::{Store, StoreError};
 
-/// What is waiting, across every tenant and replica.
+/// What is waiting and under way, across every replica.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
     /// Pending and due now, not leased (or with an expired lease).
     pub due: i64,
     /// Pending, not leased, waiting for a retry.
     pub scheduled_retries: i64,
+    /// Pending and leased: an attempt under way.
+    pub in_flight: i64,
     /// Dead-lettered and kept.
     pub dead_letters: i64,
 }
 
 /// One pass over the pending and dead-lettered rows (both partially
-/// indexed); finished rows of other states are not read.
+/// indexed); finished rows of other states are not read. `{tenant}` is
+/// empty, or narrows the rows to one tenant's.
 const BACKLOG: &str = "\
 SELECT \
     CAST(COALESCE(SUM(CASE WHEN state = 'pending' AND next_attempt_at_ms <= {now} \
         THEN 1 ELSE 0 END), 0) AS BIGINT), \
     CAST(COALESCE(SUM(CASE WHEN state = 'pending' AND next_attempt_at_ms > {now} \
         AND lease_token IS NULL AND attempt_count > 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN state = 'pending' AND next_attempt_at_ms > {now} \
+        AND lease_token IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
     CAST(COALESCE(SUM(CASE WHEN state = 'dead_lettered' THEN 1 ELSE 0 END), 0) AS BIGINT) \
-FROM deliveries WHERE state IN ('pending', 'dead_lettered')";
+FROM deliveries WHERE state IN ('pending', 'dead_lettered'){tenant}";
 
 /// Destinations not taking deliveries, by state, and deliveries held by
 /// rate limits, across every replica.
@@ -85,17 +90,33 @@ impl Store {
         })
     }
 
-    /// Counts what is waiting, for the gauges.
+    /// Counts what is waiting across every tenant, for the gauges.
     pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.count_backlog("", vec![]).await
+    }
+
+    /// Counts what is waiting for `tenant_id`.
+    pub async fn tenant_backlog(&self, tenant_id: &str) -> Result<Backlog, StoreError> {
+        self.count_backlog(" AND tenant_id = $1", vec![tenant_id.into()])
+            .await
+    }
+
+    /// Runs [`BACKLOG`] narrowed by `tenant` (SQL) with `values`.
+    async fn count_backlog(
+        &self,
+        tenant: &str,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<Backlog, StoreError> {
         let row = self
             .db
-            .query_one_raw(self.statement(BACKLOG, vec![]))
+            .query_one_raw(self.statement(&BACKLOG.replace("{tenant}", tenant), values))
             .await?
             .ok_or_else(|| StoreError::Corrupt("the backlog query returned no row".into()))?;
         Ok(Backlog {
             due: row.try_get_by_index(0)?,
             scheduled_retries: row.try_get_by_index(1)?,
-            dead_letters: row.try_get_by_index(2)?,
+            in_flight: row.try_get_by_index(2)?,
+            dead_letters: row.try_get_by_index(3)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Redriving dead letters: each is made pending again, due now, with a
 //! fresh attempt budget (its attempt count and history stay; any deadline
-//! is lifted), and records a `redriven` outcome in the same transaction.
+//! is lifted), and records a `redriven` outcome in the same transaction,
+//! which also wakes their destinations if they were parked with nothing due.
 //!
 //! A redrive goes [`REDRIVE_BATCH`] rows per transaction, so however many
 //! dead letters it selects, no transaction holds their rows (or, on SQLite,
@@ -9,7 +10,10 @@
 //! a redriven delivery that is dead-lettered again meanwhile is not taken
 //! a second time, so the loop ends.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
@@ -19,8 +23,9 @@ use uuid::Uuid;
 
 use super::{
     Store, StoreError,
+    destinations::Wake,
     entity::deliveries,
-    records::{NotRedriven, OutcomeRecord, RedriveReport, RedriveSelection},
+    records::{DestinationRef, NotRedriven, OutcomeRecord, RedriveReport, RedriveSelection},
     sql::list,
     unsigned,
 };
@@ -184,6 +189,28 @@ impl Store {
                 created_at_ms: at,
             });
         }
+        // A destination parked with nothing due would not look at its
+        // redriven deliveries until the overlooked-work safety net ran.
+        let mut wakes: Vec<Wake> = Vec::new();
+        for outcome in &outcomes {
+            let Some(destination) = &outcome.destination else {
+                continue;
+            };
+            if wakes
+                .iter()
+                .all(|wake| &wake.destination.destination != destination)
+            {
+                wakes.push(Wake {
+                    destination: DestinationRef {
+                        tenant_id: tenant_id.to_owned(),
+                        destination: destination.clone(),
+                    },
+                    at_ms: outcome.next_attempt_at_ms,
+                    after: Duration::ZERO,
+                });
+            }
+        }
+        self.wake(&txn, &wakes).await?;
         let outcomes = self.record_outcomes(&txn, outcomes).await?;
         txn.commit().await?;
         Ok(outcomes)

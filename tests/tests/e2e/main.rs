@@ -1,6 +1,7 @@
 //! End-to-end: a real Herald over real gRPC, delivering to a real local
 //! HTTP receiver, on SQLite and on PostgreSQL.
 
+mod backlog;
 mod batch;
 mod client;
 mod config_file;
@@ -11,6 +12,7 @@ mod destinations_api;
 mod enqueue;
 mod faults;
 mod feed;
+mod grpc_web;
 mod grpcurl;
 mod isolation;
 mod limits;

@@ -13,7 +13,7 @@ use herald_server::{
         Channel, ClaimRequest, Store, StoreError,
         records::{
             AttemptRecord, ClaimedDelivery, Completion, CompletionResult, DestinationRef, Enqueued,
-            Lease, NewDelivery,
+            Lease, NewDelivery, RedriveSelection,
         },
     },
 };
@@ -33,6 +33,7 @@ on_both_backends!(
     a_claim_takes_no_more_than_a_destination_has_room_for,
     an_idle_destination_wakes_for_new_work,
     an_idle_destination_with_due_work_is_found,
+    a_redrive_wakes_its_parked_destination,
     an_unreadable_row_is_dead_lettered_and_its_claim_goes_on,
     leases_of_any_number_are_given_back_in_one_statement,
 );
@@ -674,6 +675,40 @@ async fn an_idle_destination_wakes_for_new_work(backend: Backend) {
     let claimed = claim(&store, 10, LEASE).await;
     assert_eq!(claimed.len(), 1, "the enqueue woke it");
     assert_eq!(claimed[0].id, woken.id);
+    raw.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// A destination parked with nothing due (its last delivery dead-lettered)
+/// is woken by the redrive of that dead letter, not left for the safety net.
+async fn a_redrive_wakes_its_parked_destination(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    enqueue(&store, delivery(1)).await;
+    let claimed = claim(&store, 10, LEASE).await;
+    complete(&store, &[completion(&claimed[0], Decision::DeadLetter)]).await;
+    assert!(claim(&store, 10, LEASE).await.is_empty());
+    // The recheck is due a second later; as if it had passed:
+    let raw = Database::connect(db.url()).await.unwrap();
+    raw.execute_unprepared("UPDATE destinations SET next_due_at_ms = 0")
+        .await
+        .unwrap();
+    assert!(claim(&store, 10, LEASE).await.is_empty());
+    assert_eq!(store.next_due_in(&[]).await.unwrap(), None, "parked");
+    let report = store
+        .redrive(
+            "default",
+            &RedriveSelection::Ids(vec![claimed[0].id]),
+            false,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.count, 1);
+    let again = claim(&store, 10, LEASE).await;
+    assert_eq!(again.len(), 1, "the redrive woke its destination");
+    assert_eq!(again[0].id, claimed[0].id);
     raw.close().await.unwrap();
     store.close().await.unwrap();
 }

@@ -1,0 +1,6 @@
+// Types of Herald's TypeScript client: see index.js.
+export * from "./gen/herald/v1/delivery_pb.js";
+export * from "./gen/herald/v1/delivery_service_pb.js";
+export * from "./gen/herald/v1/destination_pb.js";
+export * from "./gen/herald/v1/destination_service_pb.js";
+export * from "./gen/herald/v1/outcome_pb.js";
