@@ -142,8 +142,15 @@ impl Executors {
                 // flight, for this replica's claims and in the database for
                 // other replicas', so no claim sees the destination's count
                 // dip below what is in flight and takes the difference.
+                // A chain goes on through an attempt that failed (the next
+                // is another delivery, which claims would send all the same
+                // while the destination's circuit is closed, and ending the
+                // chain would leave its slot empty while what the others
+                // leased ahead keeps the destination looking full), but not
+                // past a receiver that asked to slow down.
+                let slowed = completion.slow_down.is_some();
                 let (next, void) = match ahead {
-                    Some(ahead) if succeeded && shared.hand_overs.may_start(&ahead) => {
+                    Some(ahead) if !slowed && shared.hand_overs.may_start(&ahead) => {
                         (Some(ahead.delivery), None)
                     }
                     Some(ahead) => (None, Some(ahead.delivery)),

@@ -8,11 +8,15 @@
 //! the next starts at once, without a statement between them: at a
 //! destination answering in 20 ms, a statement between attempts was a
 //! twentieth of every slot's time. The destination's policy is checked
-//! when the lease is taken; the delivery starts only if the attempt
-//! succeeded, no destination changed since ([`Changes`]: a pause or a
-//! lowered limit reaches it as it reaches a delivery not yet leased), and
-//! its lease outlasts a whole attempt. Otherwise it is given back,
-//! uncounted. Leased ahead, it counts as in flight in the database, so
+//! when the lease is taken; the delivery starts unless the receiver asked
+//! to slow down, a destination changed since ([`Changes`]: a pause or a
+//! lowered limit reaches it as it reaches a delivery not yet leased), or
+//! its lease no longer outlasts a whole attempt; then it is given back,
+//! uncounted. An attempt that failed does not end the chain: claims would
+//! send the next delivery all the same while the circuit is closed (the
+//! next lease finds it open once failures have opened it), and a slot
+//! that stopped would stay empty, since what the other slots leased ahead
+//! keeps the destination looking full to the claims. Leased ahead, it counts as in flight in the database, so
 //! other replicas and this replica's claims see the destination a little
 //! fuller than it is, never emptier.
 //!

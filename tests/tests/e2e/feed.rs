@@ -62,9 +62,13 @@ async fn two_replicas_committing_at_once_give_a_watcher_every_outcome_once() {
     // A third of the attempts fail once, so outcomes interleave more; the
     // failures come in a row, so the circuit is kept from opening.
     receiver.script("/mixed", vec![Reply::Status(503); 200]);
+    // The destination's limit is above both replicas' permits, so neither
+    // fills it and both keep claiming: at a destination held at its
+    // limit, one replica's slots may keep it to themselves.
     let config = settings(&[
         ("HERALD_CIRCUIT_FAILURE_THRESHOLD", "10000"),
         ("HERALD_CONCURRENCY", "16"),
+        ("HERALD_DESTINATION_CONCURRENCY", "64"),
         ("HERALD_REQUEST_TIMEOUT", "10s"),
         ("HERALD_LEASE_DURATION", "60s"),
     ]);
