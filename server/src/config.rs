@@ -12,7 +12,10 @@ use clap::Args;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use crate::destinations::policy::{CircuitPolicy, Policy, Rate, RateLimit};
+use crate::{
+    destinations::policy::{CircuitPolicy, Policy, Rate, RateLimit},
+    secrets::SecretKeySettings,
+};
 
 /// Everything `herald serve` can be told. Durations take humantime values
 /// such as `500ms`, `30s` or `2h`. Serializes to the TOML a `--config` file
@@ -185,6 +188,11 @@ pub struct Config {
     /// one more answers RESOURCE_EXHAUSTED.
     #[arg(long, env = "HERALD_MAX_WATCHES_PER_TENANT", default_value_t = 64)]
     pub max_watches_per_tenant: usize,
+
+    /// The keys that seal signing secrets at rest.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub secret_keys: SecretKeySettings,
 
     /// Bounds on what one request may carry.
     #[command(flatten)]

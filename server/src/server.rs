@@ -22,7 +22,9 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
+    secrets::KeyError,
     store::{Store, StoreError},
+    tenants::{self, Keyring, Scope},
     transport::{HttpSender, TargetPolicy, TransportConfig},
 };
 
@@ -77,6 +79,9 @@ or listen on a loopback address such as 127.0.0.1:50051 for local development"
     /// The listener's certificate and key do not make a TLS configuration.
     #[error("listener TLS (HERALD_TLS_CERT, HERALD_TLS_KEY): {0}")]
     ListenerTls(#[source] tonic::transport::Error),
+    /// No key to seal signing secrets with, or a bad one.
+    #[error(transparent)]
+    SecretKey(#[from] KeyError),
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -145,7 +150,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     store.look_at_every_destination().await.map_err(database)?;
     let auth = Authenticator::new(store.clone(), config.credential_cache);
-    if !store.has_api_keys().await.map_err(database)? {
+    let open = !store.has_api_keys().await.map_err(database)?;
+    if open {
         if !config.listen_addr.ip().is_loopback() {
             return Err(StartError::Unprotected {
                 addr: config.listen_addr,
@@ -154,6 +160,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!(
             "RUNNING OPEN: no tenant exists, so every caller is the \"default\" tenant without an API key. \
 Fine for local development on loopback; create a tenant with `herald tenant create NAME` before anyone else can reach this server"
+        );
+    }
+    // Open on loopback, a SQLite database may get a local key; with
+    // tenants, a key must be configured.
+    let sealer = config
+        .secret_keys
+        .require_sealer(&config.database_url, open)?;
+    let sealed = tenants::reseal(&store, &sealer, Scope::Plain)
+        .await
+        .map_err(database)?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            key_id = sealer.current_id(),
+            "sealed the signing secrets stored in plain text"
         );
     }
     let tls = listener_tls(&config).await?;
@@ -206,15 +227,12 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         },
         targets.clone(),
     )?;
+    let keyring = Keyring::new(store.clone(), sealer, config.credential_cache);
     let (scheduler, scheduler_handle) = Scheduler::start(
         store.clone(),
         sender,
         feed.clone(),
-        RetryPolicy {
-            min_backoff: config.retry_min_backoff,
-            max_backoff: config.retry_max_backoff,
-            retry_after_cap: config.retry_after_cap,
-        },
+        keyring,
         SchedulerConfig {
             concurrency: config.concurrency,
             defaults: config.destination_policy(),
@@ -223,7 +241,11 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             lease_duration: config.lease_duration,
             poll_interval: config.poll_interval,
             shutdown_grace: config.shutdown_grace,
-            credential_cache: config.credential_cache,
+            retry: RetryPolicy {
+                min_backoff: config.retry_min_backoff,
+                max_backoff: config.retry_max_backoff,
+                retry_after_cap: config.retry_after_cap,
+            },
         },
         metrics.clone(),
         shutdown.child_token(),

@@ -32,10 +32,12 @@ pub fn herald_command(program: &str, settings: &[(&str, &str)], args: &[&str]) -
     stdout
 }
 
-/// Runs `program ARGS` with `settings` as environment, whatever it exits with.
+/// Runs `program ARGS` with `settings` as environment (and the tests'
+/// secret key unless `settings` names another), whatever it exits with.
 pub fn herald_output(program: &str, settings: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
+        .env("HERALD_SECRET_KEY", crate::TEST_SECRET_KEY)
         .envs(settings.iter().copied())
         .env("NO_COLOR", "1")
         .output()

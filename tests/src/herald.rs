@@ -9,7 +9,7 @@ use herald_proto::v1::{
     GetDeliveryRequest, Outcome, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse,
     delivery_service_client::DeliveryServiceClient,
 };
-use herald_server::{Config, RunningServer, config::InputLimits};
+use herald_server::{Config, RunningServer, config::InputLimits, secrets::SecretKeySettings};
 use tonic::transport::Channel;
 
 use crate::{Backend, PATIENCE, TestDb};
@@ -51,6 +51,10 @@ pub fn test_config(database_url: &str) -> Config {
         // Revocations and rotations take effect at once.
         credential_cache: Duration::ZERO,
         max_watches_per_tenant: 64,
+        secret_keys: SecretKeySettings {
+            secret_key: Some(crate::TEST_SECRET_KEY.parse().expect("a secret key")),
+            ..SecretKeySettings::default()
+        },
         limits: InputLimits {
             max_body_bytes: 64 * 1024,
             ..Config::default().limits

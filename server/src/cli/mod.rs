@@ -1,6 +1,7 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
 //! the schema and exits, `watch` prints outcomes as they happen, `tenant`
-//! and `key` manage who may call, `deliveries`, `dead-letters` and
+//! and `key` manage who may call, `secrets` makes and rotates the key
+//! that seals signing secrets, `deliveries`, `dead-letters` and
 //! `destinations` act on a running server, `config print` shows the
 //! effective configuration.
 //! `main.rs` only calls [`main`], so tests can build the very same entry
@@ -21,6 +22,7 @@ mod destinations;
 mod exit;
 mod operate;
 mod render;
+mod secrets;
 mod server_args;
 mod tenant;
 mod watch;
@@ -93,6 +95,13 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: tenant::KeyCommand,
+        #[command(flatten)]
+        database: tenant::DatabaseArgs,
+    },
+    /// Make a secret key, and re-seal stored signing secrets under new keys.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
         #[command(flatten)]
         database: tenant::DatabaseArgs,
     },
@@ -193,6 +202,7 @@ pub fn main() -> ExitCode {
             }
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,
+            Command::Secrets { command, database } => secrets::secrets(command, database).await,
         }
     });
     match result {

@@ -72,8 +72,8 @@ pub struct SchedulerConfig {
     pub poll_interval: Duration,
     /// How long in-flight attempts may take to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// How long a tenant's signing secrets are reused before rereading.
-    pub credential_cache: Duration,
+    /// Backoff bounds and the `Retry-After` cap.
+    pub retry: retry::RetryPolicy,
 }
 
 /// A running scheduler.
@@ -95,7 +95,7 @@ impl Scheduler {
         store: Store,
         sender: HttpSender,
         feed: OutcomeFeed,
-        policy: retry::RetryPolicy,
+        keyring: Keyring,
         config: SchedulerConfig,
         metrics: Metrics,
         shutdown: CancellationToken,
@@ -129,7 +129,6 @@ impl Scheduler {
             .run(upkeep_stop.clone()),
         );
         let permits = Arc::new(Semaphore::new(config.concurrency));
-        let keyring = Keyring::new(store.clone(), config.credential_cache);
         let hand_overs = Arc::new(HandOvers {
             store: store.clone(),
             permits: Arc::clone(&permits),
@@ -138,7 +137,13 @@ impl Scheduler {
             defaults: config.defaults,
             desks: Mutex::default(),
         });
-        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone(), hand_overs);
+        let executors = Executors::new(
+            sender,
+            config.retry,
+            metrics.clone(),
+            inbox.clone(),
+            hand_overs,
+        );
         let claimer = claimer::Claimer {
             keyring,
             store,

@@ -32,6 +32,7 @@ mod read;
 pub mod records;
 mod redrive;
 mod retention;
+mod sealed_secrets;
 mod sql;
 mod stranded;
 mod tenants;
@@ -57,6 +58,7 @@ pub use hand_over::HandOver;
 pub use notify::{Channel, Listener};
 pub use open::OpenError;
 pub use read::PageCursor;
+pub use sealed_secrets::StoredSecrets;
 pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
 
 /// Errors from the store, typed so that `api/` can map each once.
@@ -104,6 +106,9 @@ pub enum StoreError {
     /// password hidden).
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
+    /// A stored secret cannot be opened with the keys configured here.
+    #[error(transparent)]
+    Sealed(#[from] crate::secrets::OpenError),
     /// A row holds a value this build cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 use super::{Store, StoreError, millis};
-use crate::tenants::{SigningSecret, api_key::NewApiKey};
+use crate::{secrets::Sealed, tenants::api_key::NewApiKey};
 
 /// One row of `herald tenant list`.
 #[derive(Debug, Clone)]
@@ -65,16 +65,17 @@ UPDATE tenants SET \
 WHERE id = $1";
 
 impl Store {
-    /// Creates tenant `id` with its first API key and signing secret.
+    /// Creates tenant `id` with its first API key and its sealed signing
+    /// secret.
     pub async fn create_tenant(
         &self,
         id: &str,
         key: &NewApiKey,
-        secret: &SigningSecret,
+        secret: &Sealed,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
-        let values: Vec<Value> = vec![id.into(), secret.expose().into()];
+        let values: Vec<Value> = vec![id.into(), secret.as_stored().into()];
         let inserted = txn
             .execute_raw(self.statement(INSERT_TENANT, values))
             .await?;
@@ -182,10 +183,10 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The secrets that sign `tenant_id`'s deliveries now: the current one
-    /// and the previous one while its grace window lasts. Empty when the
-    /// tenant has no secret yet (or does not exist).
-    pub async fn signing_secrets(&self, tenant_id: &str) -> Result<Vec<SigningSecret>, StoreError> {
+    /// The sealed secrets that sign `tenant_id`'s deliveries now: the
+    /// current one and the previous one while its grace window lasts.
+    /// Empty when the tenant has no secret yet (or does not exist).
+    pub async fn signing_secrets(&self, tenant_id: &str) -> Result<Vec<Sealed>, StoreError> {
         let row = self
             .db
             .query_one_raw(self.statement(SIGNING_SECRETS, vec![tenant_id.into()]))
@@ -200,34 +201,34 @@ impl Store {
         };
         Ok(std::iter::once(current)
             .chain(previous)
-            .map(SigningSecret::from_stored)
+            .map(Sealed::from_stored)
             .collect())
     }
 
-    /// Gives `tenant_id` `secret` unless it already has one.
+    /// Gives `tenant_id` the sealed `secret` unless it already has one.
     pub async fn set_signing_secret_if_missing(
         &self,
         tenant_id: &str,
-        secret: &SigningSecret,
+        secret: &Sealed,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE tenants SET signing_secret = $2 WHERE id = $1 AND signing_secret IS NULL";
-        let values: Vec<Value> = vec![tenant_id.into(), secret.expose().into()];
+        let values: Vec<Value> = vec![tenant_id.into(), secret.as_stored().into()];
         let _turn = self.write_turn().await;
         self.db.execute_raw(self.statement(sql, values)).await?;
         Ok(())
     }
 
-    /// Makes `secret` `tenant_id`'s signing secret; the one it replaces
-    /// keeps signing too for `grace`.
+    /// Makes the sealed `secret` `tenant_id`'s signing secret; the one it
+    /// replaces keeps signing too for `grace`.
     pub async fn rotate_signing_secret(
         &self,
         tenant_id: &str,
-        secret: &SigningSecret,
+        secret: &Sealed,
         grace: Duration,
     ) -> Result<(), StoreError> {
         let values: Vec<Value> = vec![
             tenant_id.into(),
-            secret.expose().into(),
+            secret.as_stored().into(),
             millis(grace).into(),
         ];
         let _turn = self.write_turn().await;

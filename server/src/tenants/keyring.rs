@@ -8,7 +8,10 @@ use std::{
 };
 
 use super::{SigningKeys, SigningSecret};
-use crate::store::{Store, StoreError};
+use crate::{
+    secrets::Sealer,
+    store::{Store, StoreError},
+};
 
 /// Each tenant's keys, with when they were read.
 type Cache = HashMap<String, (Arc<SigningKeys>, Instant)>;
@@ -17,17 +20,19 @@ type Cache = HashMap<String, (Arc<SigningKeys>, Instant)>;
 #[derive(Clone)]
 pub struct Keyring {
     store: Store,
+    sealer: Sealer,
     ttl: Duration,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl Keyring {
-    /// A keyring over `store` that rereads a tenant's secrets once they
-    /// are `ttl` old; after `herald tenant rotate-secret`, signing follows
-    /// within `ttl`.
-    pub fn new(store: Store, ttl: Duration) -> Self {
+    /// A keyring over `store`, opening secrets with `sealer`, that rereads
+    /// a tenant's secrets once they are `ttl` old; after `herald tenant
+    /// rotate-secret`, signing follows within `ttl`.
+    pub fn new(store: Store, sealer: Sealer, ttl: Duration) -> Self {
         Self {
             store,
+            sealer,
             ttl,
             cache: Arc::default(),
         }
@@ -35,6 +40,8 @@ impl Keyring {
 
     /// The keys that sign `tenant_id`'s deliveries now. A tenant without a
     /// secret (the open-mode default before any rotation) gets one here.
+    /// A secret that cannot be opened is an error, not an unsigned
+    /// delivery.
     pub async fn keys(&self, tenant_id: &str) -> Result<Arc<SigningKeys>, StoreError> {
         if let Some((keys, loaded)) = self.lock().get(tenant_id)
             && loaded.elapsed() < self.ttl
@@ -43,12 +50,17 @@ impl Keyring {
         }
         let mut stored = self.store.signing_secrets(tenant_id).await?;
         if stored.is_empty() {
+            let secret = SigningSecret::generate().seal(&self.sealer, tenant_id);
             self.store
-                .set_signing_secret_if_missing(tenant_id, &SigningSecret::generate())
+                .set_signing_secret_if_missing(tenant_id, &secret)
                 .await?;
             stored = self.store.signing_secrets(tenant_id).await?;
         }
-        let keys = Arc::new(SigningKeys::new(tenant_id, stored));
+        let opened = stored
+            .iter()
+            .map(|sealed| SigningSecret::open(sealed, &self.sealer, tenant_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = Arc::new(SigningKeys::new(tenant_id, opened));
         self.lock()
             .insert(tenant_id.to_owned(), (Arc::clone(&keys), Instant::now()));
         Ok(keys)

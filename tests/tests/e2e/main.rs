@@ -21,6 +21,7 @@ mod operator_cli;
 mod outage;
 mod redrive;
 mod scheduling;
+mod secrets_at_rest;
 mod shutdown;
 mod ssrf;
 mod store;
