@@ -184,6 +184,11 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,
 
+    /// Most calls one client connection may have in progress at once;
+    /// more wait their turn.
+    #[arg(long, env = "HERALD_MAX_CALLS_PER_CONNECTION", default_value_t = 256)]
+    pub max_calls_per_connection: usize,
+
     /// Most `WatchOutcomes` streams one tenant may have open on a replica;
     /// one more answers RESOURCE_EXHAUSTED.
     #[arg(long, env = "HERALD_MAX_WATCHES_PER_TENANT", default_value_t = 64)]
@@ -259,7 +264,7 @@ impl InputLimits {
     }
 
     /// The largest Enqueue message these limits admit.
-    fn max_enqueue_bytes(&self) -> usize {
+    pub fn max_enqueue_bytes(&self) -> usize {
         self.max_body_bytes
             .saturating_add(self.max_header_bytes)
             // Each header costs a few bytes of framing besides its text.
@@ -365,6 +370,12 @@ impl Config {
         }
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.max_calls_per_connection == 0 {
+            return invalid(
+                "HERALD_MAX_CALLS_PER_CONNECTION",
+                "must be at least 1".to_owned(),
+            );
         }
         if self.max_watches_per_tenant == 0 {
             return invalid(

@@ -16,7 +16,10 @@ use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     Config,
-    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits, WatchCap},
+    api::{
+        self, Authenticator, DeliveryApi, DestinationApi, GateLayer, Limits, MessageLimits,
+        WatchCap,
+    },
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
     metrics::Metrics,
@@ -260,7 +263,6 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         store.clone(),
         feed.clone(),
         scheduler_handle.clone(),
-        auth.clone(),
         metrics.clone(),
         config.destination_policy(),
         limits.clone(),
@@ -270,10 +272,10 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         feed,
         scheduler_handle,
         limits,
-        auth,
         metrics,
         WatchCap::new(config.max_watches_per_tenant),
     );
+    let gate = GateLayer::new(auth, MessageLimits::new(&config.limits));
     let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,
@@ -291,6 +293,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         }
         let served = builder
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .concurrency_limit_per_connection(config.max_calls_per_connection)
             // Each call's span; the API records the caller's tenant (and an
             // enqueue's delivery id) on it.
             .trace_fn(|request| {
@@ -301,6 +304,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
                     delivery_id = tracing::field::Empty,
                 )
             })
+            .layer(gate)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
             .await;

@@ -50,6 +50,7 @@ pub fn test_config(database_url: &str) -> Config {
         tls_key: None,
         // Revocations and rotations take effect at once.
         credential_cache: Duration::ZERO,
+        max_calls_per_connection: 256,
         max_watches_per_tenant: 64,
         secret_keys: SecretKeySettings {
             secret_key: Some(crate::TEST_SECRET_KEY.parse().expect("a secret key")),

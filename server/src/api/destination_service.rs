@@ -12,7 +12,7 @@ use herald_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    auth::Authenticator,
+    auth::{Caller, authenticated},
     destination_convert::{self as convert, destination},
     error::ApiError,
     filters::page_size,
@@ -34,7 +34,6 @@ pub struct DestinationApi {
     store: Store,
     feed: OutcomeFeed,
     scheduler: SchedulerHandle,
-    auth: Authenticator,
     metrics: Metrics,
     /// The configured policy, for what destinations do not set.
     defaults: Policy,
@@ -43,14 +42,13 @@ pub struct DestinationApi {
 
 impl DestinationApi {
     /// A service over `store` that tells `scheduler` when work may start,
-    /// and `feed` and `metrics` of the events it records; `auth` finds
-    /// each caller's tenant, `defaults` is the configured policy and
+    /// and `feed` and `metrics` of the events it records (the gate found
+    /// each caller's tenant); `defaults` is the configured policy and
     /// `limits` bound page sizes.
     pub fn new(
         store: Store,
         feed: OutcomeFeed,
         scheduler: SchedulerHandle,
-        auth: Authenticator,
         metrics: Metrics,
         defaults: Policy,
         limits: Limits,
@@ -59,7 +57,6 @@ impl DestinationApi {
             store,
             feed,
             scheduler,
-            auth,
             metrics,
             defaults,
             limits,
@@ -94,7 +91,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<ListDestinationsRequest>,
     ) -> Result<Response<ListDestinationsResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let page_size = page_size(request.page_size, &self.limits);
         let status = convert::status_filter(request.state)?;
         // The one filter, which page tokens are bound to.
@@ -125,7 +122,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<GetDestinationRequest>,
     ) -> Result<Response<GetDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let (destination, _) = destination(&tenant, &request.destination)?;
         let record = self
             .store
@@ -144,7 +141,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<SetDestinationPolicyRequest>,
     ) -> Result<Response<SetDestinationPolicyResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let (destination, host) = destination(&tenant, &request.destination)?;
         let update = convert::policy_update(&request)?;
         let record = self
@@ -163,7 +160,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<PauseDestinationRequest>,
     ) -> Result<Response<PauseDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let reason = convert::pause_reason(&request.reason)?;
         let destination = self
             .change_state(
@@ -182,7 +179,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<ResumeDestinationRequest>,
     ) -> Result<Response<ResumeDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let destination = self
             .change_state(&tenant, &request.destination, StateChange::Resume, None)
             .await?;
@@ -195,7 +192,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<EnableDestinationRequest>,
     ) -> Result<Response<EnableDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let destination = self
             .change_state(&tenant, &request.destination, StateChange::Enable, None)
             .await?;

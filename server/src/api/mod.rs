@@ -1,6 +1,8 @@
 //! The gRPC edge: `herald.v1.DeliveryService`, `herald.v1.DestinationService`,
 //! the standard health service and server reflection (v1 and v1alpha, so
 //! older `grpcurl`s work too).
+//! Every call passes the [`GateLayer`] first: authentication and the
+//! method's message limit, before the message is decoded.
 //! Proto types stop here; everything behind speaks `domain` and `store`.
 
 mod auth;
@@ -10,7 +12,9 @@ mod destination_convert;
 mod destination_service;
 mod error;
 mod filters;
+mod gate;
 mod listing;
+mod message_limit;
 mod page_token;
 mod repeated;
 mod validate;
@@ -25,9 +29,11 @@ use herald_proto::{
 };
 use tonic::service::Routes;
 
-pub use auth::Authenticator;
+pub use auth::{Authenticator, Caller};
 pub use delivery_service::DeliveryApi;
 pub use destination_service::DestinationApi;
+pub use gate::{Gate, GateLayer};
+pub use message_limit::MessageLimits;
 pub use validate::Limits;
 pub use watch_cap::WatchCap;
 

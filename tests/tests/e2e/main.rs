@@ -11,6 +11,7 @@ mod destinations_api;
 mod enqueue;
 mod faults;
 mod feed;
+mod gate;
 mod grpcurl;
 mod isolation;
 mod limits;
