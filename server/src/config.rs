@@ -184,6 +184,17 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,
 
+    /// Failed authentications allowed per client address (an IPv6 client
+    /// by its /64) and per key id, on average: `10/s`, `300/min`. Beyond
+    /// it an address is refused without its key being looked up.
+    #[arg(long, env = "HERALD_AUTH_FAILURE_RATE", default_value = "10/s")]
+    #[serde(serialize_with = "displayed_one")]
+    pub auth_failure_rate: Rate,
+
+    /// Failed authentications allowed at once before the rate applies.
+    #[arg(long, env = "HERALD_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
+
     /// Most calls one client connection may have in progress at once;
     /// more wait their turn.
     #[arg(long, env = "HERALD_MAX_CALLS_PER_CONNECTION", default_value_t = 256)]
@@ -370,6 +381,12 @@ impl Config {
         }
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.auth_failure_rate.requests == 0 || self.auth_failure_burst == 0 {
+            return invalid(
+                "HERALD_AUTH_FAILURE_RATE",
+                "and HERALD_AUTH_FAILURE_BURST must be at least 1".to_owned(),
+            );
         }
         if self.max_calls_per_connection == 0 {
             return invalid(

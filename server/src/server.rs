@@ -17,8 +17,8 @@ use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 use crate::{
     Config,
     api::{
-        self, Authenticator, DeliveryApi, DestinationApi, GateLayer, Limits, MessageLimits,
-        WatchCap,
+        self, Authenticator, DeliveryApi, DestinationApi, FailureLimiter, GateLayer, Limits,
+        MessageLimits, WatchCap,
     },
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
@@ -272,10 +272,15 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         feed,
         scheduler_handle,
         limits,
-        metrics,
+        metrics.clone(),
         WatchCap::new(config.max_watches_per_tenant),
     );
-    let gate = GateLayer::new(auth, MessageLimits::new(&config.limits));
+    let gate = GateLayer::new(
+        auth,
+        FailureLimiter::new(config.auth_failure_rate, config.auth_failure_burst),
+        MessageLimits::new(&config.limits),
+        metrics,
+    );
     let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,

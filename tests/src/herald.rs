@@ -50,6 +50,10 @@ pub fn test_config(database_url: &str) -> Config {
         tls_key: None,
         // Revocations and rotations take effect at once.
         credential_cache: Duration::ZERO,
+        // A hundred failures a second, so a test can measure the slowing
+        // in a few seconds.
+        auth_failure_rate: "100/s".parse().expect("a rate"),
+        auth_failure_burst: 10,
         max_calls_per_connection: 256,
         max_watches_per_tenant: 64,
         secret_keys: SecretKeySettings {

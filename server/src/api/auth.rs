@@ -77,15 +77,6 @@ pub enum Refusal {
     Failed(ApiError),
 }
 
-impl From<Refusal> for ApiError {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::Unauthenticated { .. } => ApiError::Unauthenticated,
-            Refusal::Failed(error) => error,
-        }
-    }
-}
-
 impl Authenticator {
     /// An authenticator over `store` that trusts a lookup for `ttl`.
     pub fn new(store: Store, ttl: Duration) -> Self {

@@ -1,10 +1,13 @@
 //! The gate every call passes before its message is read: `herald.v1`
 //! calls are authenticated from their headers (a refused one is answered
-//! at once, its body never read), and every call's message is held to
-//! its method's size limit as it arrives. The [`Caller`] found travels to
-//! the handler in the request's extensions.
+//! without its body being read), and every call's message is held to its
+//! method's size limit as it arrives. The [`Caller`] found travels to the
+//! handler in the request's extensions.
 //!
-//! Health and reflection need no key.
+//! Failed authentications are slowed per client address and key id
+//! ([`FailureLimiter`]) and counted in the metrics; every refusal is the
+//! same UNAUTHENTICATED, whether the key was wrong, revoked, missing or
+//! not looked up at all. Health and reflection need no key.
 
 use std::{
     future::Future,
@@ -12,30 +15,77 @@ use std::{
     task::{Context, Poll},
 };
 
-use tonic::{Status, body::Body};
+use std::net::IpAddr;
+
+use tonic::{
+    Status,
+    body::Body,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    auth::{Authenticator, Caller},
+    auth::{Authenticator, Caller, Refusal},
     error::ApiError,
+    failure_limit::{FailureLimiter, Verdict},
     message_limit::{Limited, MessageLimits},
 };
+use crate::metrics::Metrics;
 
 /// The path prefix of the calls that need a key.
 const AUTHENTICATED_PREFIX: &str = "/herald.v1.";
 
-/// Puts a [`Gate`] in front of a service.
+/// What the gate checks with; cheap to clone.
 #[derive(Clone)]
 pub struct GateLayer {
     auth: Authenticator,
+    failures: FailureLimiter,
     limits: MessageLimits,
+    metrics: Metrics,
 }
 
 impl GateLayer {
-    /// A gate that authenticates with `auth` and holds messages to `limits`.
-    pub fn new(auth: Authenticator, limits: MessageLimits) -> Self {
-        Self { auth, limits }
+    /// A gate that authenticates with `auth`, slows failures with
+    /// `failures`, holds messages to `limits` and counts failures in
+    /// `metrics`.
+    pub fn new(
+        auth: Authenticator,
+        failures: FailureLimiter,
+        limits: MessageLimits,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            auth,
+            failures,
+            limits,
+            metrics,
+        }
+    }
+
+    /// The caller of a `herald.v1` call from `peer` with `headers`, or the
+    /// answer to give instead (after holding it as long as the failure
+    /// budgets ask).
+    async fn admit(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Caller, Status> {
+        let key_id = match self.failures.before_lookup(peer) {
+            Verdict::Refuse(wait) => {
+                self.metrics.authentication_failed();
+                tokio::time::sleep(wait).await;
+                return Err(ApiError::Unauthenticated.into());
+            }
+            Verdict::Check => match self.auth.caller(headers).await {
+                Ok(caller) => return Ok(caller),
+                Err(Refusal::Failed(error)) => return Err(error.into()),
+                Err(Refusal::Unauthenticated { key_id }) => key_id,
+            },
+        };
+        self.metrics.authentication_failed();
+        tokio::time::sleep(self.failures.failed(peer, key_id.as_deref())).await;
+        Err(ApiError::Unauthenticated.into())
     }
 }
 
@@ -45,8 +95,7 @@ impl<S> Layer<S> for GateLayer {
     fn layer(&self, inner: S) -> Gate<S> {
         Gate {
             inner,
-            auth: self.auth.clone(),
-            limits: self.limits,
+            layer: self.clone(),
         }
     }
 }
@@ -55,8 +104,7 @@ impl<S> Layer<S> for GateLayer {
 #[derive(Clone)]
 pub struct Gate<S> {
     inner: S,
-    auth: Authenticator,
-    limits: MessageLimits,
+    layer: GateLayer,
 }
 
 impl<S> Service<http::Request<Body>> for Gate<S>
@@ -76,19 +124,16 @@ where
         // The clone that was polled ready serves this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = self.auth.clone();
-        let limit = self.limits.for_path(request.uri().path());
+        let layer = self.layer.clone();
+        let limit = layer.limits.for_path(request.uri().path());
         Box::pin(async move {
             let mut request = request;
             if request.uri().path().starts_with(AUTHENTICATED_PREFIX) {
-                match auth.caller(request.headers()).await {
+                match layer.admit(request.headers(), peer(&request)).await {
                     Ok(caller) => {
                         request.extensions_mut().insert::<Caller>(caller);
                     }
-                    Err(refusal) => {
-                        let status = Status::from(ApiError::from(refusal));
-                        return Ok(status.into_http());
-                    }
+                    Err(status) => return Ok(status.into_http()),
                 }
             }
             inner
@@ -96,4 +141,18 @@ where
                 .await
         })
     }
+}
+
+/// The address the call came from, over TCP or TLS.
+fn peer<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .and_then(TcpConnectInfo::remote_addr)
+        .map(|addr| addr.ip())
 }

@@ -13,6 +13,7 @@ mod faults;
 mod feed;
 mod gate;
 mod grpcurl;
+mod guessing;
 mod isolation;
 mod limits;
 mod listings;
