@@ -179,7 +179,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 
     /// How long a replica reuses an API-key lookup or a tenant's signing
-    /// secrets: a revoked key or a rotated secret takes effect within this.
+    /// secrets. Revocations and rotations are announced and take effect
+    /// within about a second; this bounds what a missed one could cost.
     #[arg(long, env = "HERALD_CREDENTIAL_CACHE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,

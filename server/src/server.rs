@@ -231,6 +231,13 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         targets.clone(),
     )?;
     let keyring = Keyring::new(store.clone(), sealer, config.credential_cache);
+    api::revocations::follow(
+        store.clone(),
+        auth.clone(),
+        keyring.clone(),
+        shutdown.child_token(),
+    )
+    .await;
     let (scheduler, scheduler_handle) = Scheduler::start(
         store.clone(),
         sender,

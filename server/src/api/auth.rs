@@ -11,7 +11,8 @@
 //!
 //! Lookups are cached for the credential cache's time (the
 //! `HERALD_CREDENTIAL_CACHE` setting), so an enqueue costs no extra
-//! query; a revoked key stops working within that time. A key that was
+//! query; a revocation drops them at once ([`super::revocations`]), and
+//! the cache's time bounds what a missed one could cost. A key that was
 //! not found is remembered for a moment too, so repeating a wrong key
 //! does not cost a query each time. Both caches are bounded.
 
@@ -148,6 +149,15 @@ impl Authenticator {
             tenant,
             key_id: key_id.map(str::to_owned),
         })
+    }
+
+    /// Drops every cached lookup (a key was revoked or created somewhere).
+    /// A server once closed stays closed.
+    pub fn forget_all(&self) {
+        let mut cache = self.lock();
+        cache.keys.clear();
+        cache.failed.clear();
+        cache.open_checked = None;
     }
 
     /// Whether the database holds no API key (checked at most once per

@@ -18,6 +18,7 @@ mod listing;
 mod message_limit;
 mod page_token;
 mod repeated;
+pub mod revocations;
 mod validate;
 mod watch_cap;
 

@@ -153,9 +153,9 @@ pub async fn key(command: KeyCommand, database: DatabaseArgs) -> CliResult {
             }
         }
         KeyCommand::Revoke { id } => match store.revoke_api_key(&id).await? {
-            Revoked::Now => println!(
-                "revoked key {id}; callers using it are refused (within HERALD_CREDENTIAL_CACHE on running servers)"
-            ),
+            Revoked::Now => {
+                println!("revoked key {id}; running servers refuse it within about a second")
+            }
             Revoked::Already => println!("key {id} was already revoked"),
             Revoked::Unknown => {
                 return Err(format!(

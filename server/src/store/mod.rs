@@ -274,6 +274,12 @@ impl Store {
         }
     }
 
+    /// Whether other processes announce their changes (PostgreSQL's
+    /// `NOTIFY`); on SQLite they must be looked for.
+    pub fn announces(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
     /// On SQLite, waits for this store's turn to write, held until the
     /// guard drops; `None` (no wait) on PostgreSQL. SQLite takes one writer
     /// at a time, and a writer that finds the file locked sleeps in its busy

@@ -19,6 +19,9 @@ pub enum Channel {
     Work,
     /// New outcomes were committed: feed tailers should read.
     Outcomes,
+    /// An API key was revoked or a signing secret rotated: cached
+    /// credentials should be dropped.
+    Credentials,
 }
 
 impl Channel {
@@ -26,6 +29,7 @@ impl Channel {
         match self {
             Self::Work => "herald_work",
             Self::Outcomes => "herald_outcomes",
+            Self::Credentials => "herald_credentials",
         }
     }
 }
@@ -33,12 +37,22 @@ impl Channel {
 impl Store {
     /// Tells every replica listening on `channel`.
     pub async fn announce(&self, channel: Channel) -> Result<(), StoreError> {
+        self.announce_in(&self.db, channel).await
+    }
+
+    /// `NOTIFY` of `channel` within `txn`, sent when it commits; nothing
+    /// on SQLite.
+    pub(super) async fn announce_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        channel: Channel,
+    ) -> Result<(), StoreError> {
         if self.dialect == Dialect::Postgres {
             let notify = self.statement(
                 "SELECT pg_notify($1, $2)",
                 vec![channel.name().into(), self.origin.to_string().into()],
             );
-            self.db.execute_raw(notify).await?;
+            txn.execute_raw(notify).await?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
-use super::{Store, StoreError, millis};
+use super::{Channel, Store, StoreError, millis};
 use crate::{secrets::Sealed, tenants::api_key::NewApiKey};
 
 /// One row of `herald tenant list`.
@@ -136,17 +136,21 @@ impl Store {
             .collect()
     }
 
-    /// Revokes the key with public id `key_id`; it stops working at once
-    /// on replicas without a cached lookup, and within the credential
-    /// cache's time on the others.
+    /// Revokes the key with public id `key_id`; on PostgreSQL every
+    /// replica is told when it commits ([`Channel::Credentials`]), and
+    /// drops its cached lookups.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<Revoked, StoreError> {
         let sql = "UPDATE api_keys SET revoked_at_ms = {now} \
             WHERE id = $1 AND revoked_at_ms IS NULL";
         let turn = self.write_turn().await;
-        let updated = self
-            .db
+        let txn = self.db.begin().await?;
+        let updated = txn
             .execute_raw(self.statement(sql, vec![key_id.into()]))
             .await?;
+        if updated.rows_affected() > 0 {
+            self.announce_in(&txn, Channel::Credentials).await?;
+        }
+        txn.commit().await?;
         drop(turn);
         if updated.rows_affected() > 0 {
             return Ok(Revoked::Now);
@@ -171,6 +175,26 @@ impl Store {
             .query_one_raw(self.statement(TENANT_FOR_KEY, vec![key_hash.into()]))
             .await?;
         Ok(row.map(|row| row.try_get_by_index(0)).transpose()?)
+    }
+
+    /// A value that changes whenever a key is created or revoked or a
+    /// signing secret rotated: what a SQLite server, which hears no
+    /// `NOTIFY`, watches to drop its cached credentials.
+    pub async fn credentials_fingerprint(&self) -> Result<(i64, i64, i64), StoreError> {
+        let sql = "SELECT \
+                (SELECT COUNT(*) FROM api_keys), \
+                (SELECT COUNT(*) FROM api_keys WHERE revoked_at_ms IS NOT NULL), \
+                (SELECT CAST(COALESCE(SUM(previous_secret_expires_at_ms), 0) AS BIGINT) FROM tenants)";
+        let row = self
+            .db
+            .query_one_raw(self.statement(sql, vec![]))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no credentials fingerprint".to_owned()))?;
+        Ok((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+        ))
     }
 
     /// Whether any API key was ever created. Revoked keys count: revoking
@@ -219,7 +243,8 @@ impl Store {
     }
 
     /// Makes the sealed `secret` `tenant_id`'s signing secret; the one it
-    /// replaces keeps signing too for `grace`.
+    /// replaces keeps signing too for `grace`. Every replica is told, as
+    /// for a revocation.
     pub async fn rotate_signing_secret(
         &self,
         tenant_id: &str,
@@ -232,13 +257,16 @@ impl Store {
             millis(grace).into(),
         ];
         let _turn = self.write_turn().await;
-        let updated = self
-            .db
+        let txn = self.db.begin().await?;
+        let updated = txn
             .execute_raw(self.statement(ROTATE_SECRET, values))
             .await?;
         if updated.rows_affected() == 0 {
+            txn.rollback().await?;
             return Err(StoreError::TenantNotFound(tenant_id.to_owned()));
         }
+        self.announce_in(&txn, Channel::Credentials).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -27,8 +27,8 @@ pub struct Keyring {
 
 impl Keyring {
     /// A keyring over `store`, opening secrets with `sealer`, that rereads
-    /// a tenant's secrets once they are `ttl` old; after `herald tenant
-    /// rotate-secret`, signing follows within `ttl`.
+    /// a tenant's secrets once they are `ttl` old, or sooner when told of
+    /// a rotation ([`Keyring::forget_all`]).
     pub fn new(store: Store, sealer: Sealer, ttl: Duration) -> Self {
         Self {
             store,
@@ -64,6 +64,11 @@ impl Keyring {
         self.lock()
             .insert(tenant_id.to_owned(), (Arc::clone(&keys), Instant::now()));
         Ok(keys)
+    }
+
+    /// Drops every cached tenant's keys (a secret was rotated somewhere).
+    pub fn forget_all(&self) {
+        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {

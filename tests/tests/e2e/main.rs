@@ -22,6 +22,7 @@ mod operate;
 mod operator_cli;
 mod outage;
 mod redrive;
+mod revocation;
 mod scheduling;
 mod secrets_at_rest;
 mod shutdown;
