@@ -153,6 +153,11 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub retain_cancelled: Duration,
 
+    /// How long audit events (operator actions) are kept.
+    #[arg(long, env = "HERALD_AUDIT_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
+    pub audit_retention: Duration,
+
     /// On shutdown, how long in-flight attempts may take to finish, from
     /// the signal. The default leaves 10 s of Kubernetes' default
     /// termination period (30 s) to record results and give leases back.

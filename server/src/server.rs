@@ -17,8 +17,8 @@ use tonic::transport::{Identity, ServerTlsConfig, server::TcpIncoming};
 use crate::{
     Config,
     api::{
-        self, Authenticator, DeliveryApi, DestinationApi, FailureLimiter, GateLayer, Limits,
-        MessageLimits, WatchCap,
+        self, AuditApi, Authenticator, DeliveryApi, DestinationApi, FailureLimiter, GateLayer,
+        Limits, MessageLimits, WatchCap,
     },
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
@@ -219,6 +219,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             succeeded: config.retain_succeeded,
             dead_lettered: config.retain_dead_lettered,
             cancelled: config.retain_cancelled,
+            audit: config.audit_retention,
         },
     };
     tokio::spawn(janitor.run(shutdown.child_token()));
@@ -274,6 +275,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         config.destination_policy(),
         limits.clone(),
     );
+    let audit = AuditApi::new(store.clone(), limits.clone());
     let deliveries = DeliveryApi::new(
         store.clone(),
         feed,
@@ -288,7 +290,13 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         MessageLimits::new(&config.limits),
         metrics,
     );
-    let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
+    let routes = api::routes(
+        deliveries,
+        destinations,
+        audit,
+        config.limits.max_message_bytes(),
+    )
+    .await?;
     tracing::info!(
         %local_addr,
         metrics_addr = ?metrics_addr,

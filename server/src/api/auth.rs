@@ -26,7 +26,7 @@ use tonic::Request;
 
 use super::error::ApiError;
 use crate::{
-    store::Store,
+    store::{Actor, Store},
     tenants::{DEFAULT_TENANT, api_key},
 };
 
@@ -43,6 +43,16 @@ pub struct Caller {
     pub tenant: String,
     /// The id of the API key it sent; `None` while Herald runs open.
     pub key_id: Option<String>,
+}
+
+impl Caller {
+    /// The caller as the audit trail records it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            tenant_id: self.tenant.clone(),
+            key_id: self.key_id.clone(),
+        }
+    }
 }
 
 /// Finds the caller's tenant; cheap to clone (the cache is shared).

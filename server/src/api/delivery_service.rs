@@ -261,11 +261,12 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<CancelDeliveryRequest>,
     ) -> Result<Response<CancelDeliveryResponse>, Status> {
-        let (Caller { tenant, .. }, request) = authenticated(request)?;
+        let (caller, request) = authenticated(request)?;
+        let tenant = caller.tenant.clone();
         let id = delivery_id("id", &request.id)?;
         match self
             .scheduler
-            .cancel(&tenant, id)
+            .cancel(caller.actor(), id)
             .await
             .map_err(ApiError::from)?
         {
@@ -289,7 +290,8 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<RedriveDeadLettersRequest>,
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
-        let (Caller { tenant, .. }, request) = authenticated(request)?;
+        let (caller, request) = authenticated(request)?;
+        let actor = caller.actor();
         let selection = filters::redrive_selection(&request)?;
         // Spawned, so a caller that goes away does not stop a redrive
         // between two of its batches.
@@ -301,7 +303,7 @@ impl DeliveryService for DeliveryApi {
         );
         let report = tokio::spawn(async move {
             store
-                .redrive(&tenant, &selection, request.dry_run, |redriven| {
+                .redrive(&actor, &selection, request.dry_run, |redriven| {
                     if redriven.is_empty() {
                         return;
                     }

@@ -63,18 +63,24 @@ impl DestinationApi {
         }
     }
 
-    /// Makes `change` to the destination `raw` names for `tenant`.
+    /// Makes `change` to the destination `raw` names for `caller`'s tenant.
     async fn change_state(
         &self,
-        tenant: &str,
+        caller: &Caller,
         raw: &str,
         change: StateChange,
         reason: Option<&str>,
     ) -> Result<proto::Destination, ApiError> {
-        let (destination, _) = destination(tenant, raw)?;
+        let (destination, _) = destination(&caller.tenant, raw)?;
         let (record, event) = self
             .store
-            .change_destination_state(&destination, change, reason, &self.defaults)
+            .change_destination_state(
+                &caller.actor(),
+                &destination,
+                change,
+                reason,
+                &self.defaults,
+            )
             .await?;
         self.feed.committed();
         self.metrics.outcome(event.kind);
@@ -141,12 +147,18 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<SetDestinationPolicyRequest>,
     ) -> Result<Response<SetDestinationPolicyResponse>, Status> {
-        let (Caller { tenant, .. }, request) = authenticated(request)?;
-        let (destination, host) = destination(&tenant, &request.destination)?;
+        let (caller, request) = authenticated(request)?;
+        let (destination, host) = destination(&caller.tenant, &request.destination)?;
         let update = convert::policy_update(&request)?;
         let record = self
             .store
-            .set_destination_policy(&destination, &host, &update, &self.defaults)
+            .set_destination_policy(
+                &caller.actor(),
+                &destination,
+                &host,
+                &update,
+                &self.defaults,
+            )
             .await
             .map_err(ApiError::from)?;
         // A raised limit may let held work start.
@@ -160,11 +172,11 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<PauseDestinationRequest>,
     ) -> Result<Response<PauseDestinationResponse>, Status> {
-        let (Caller { tenant, .. }, request) = authenticated(request)?;
+        let (caller, request) = authenticated(request)?;
         let reason = convert::pause_reason(&request.reason)?;
         let destination = self
             .change_state(
-                &tenant,
+                &caller,
                 &request.destination,
                 StateChange::Pause,
                 Some(&reason),
@@ -179,9 +191,9 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<ResumeDestinationRequest>,
     ) -> Result<Response<ResumeDestinationResponse>, Status> {
-        let (Caller { tenant, .. }, request) = authenticated(request)?;
+        let (caller, request) = authenticated(request)?;
         let destination = self
-            .change_state(&tenant, &request.destination, StateChange::Resume, None)
+            .change_state(&caller, &request.destination, StateChange::Resume, None)
             .await?;
         Ok(Response::new(ResumeDestinationResponse {
             destination: Some(destination),
@@ -192,9 +204,9 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<EnableDestinationRequest>,
     ) -> Result<Response<EnableDestinationResponse>, Status> {
-        let (Caller { tenant, .. }, request) = authenticated(request)?;
+        let (caller, request) = authenticated(request)?;
         let destination = self
-            .change_state(&tenant, &request.destination, StateChange::Enable, None)
+            .change_state(&caller, &request.destination, StateChange::Enable, None)
             .await?;
         Ok(Response::new(EnableDestinationResponse {
             destination: Some(destination),

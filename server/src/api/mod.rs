@@ -5,6 +5,7 @@
 //! method's message limit, before the message is decoded.
 //! Proto types stop here; everything behind speaks `domain` and `store`.
 
+mod audit_service;
 mod auth;
 mod convert;
 mod delivery_service;
@@ -25,12 +26,13 @@ mod watch_cap;
 use herald_proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
-        delivery_service_server::DeliveryServiceServer,
+        audit_service_server::AuditServiceServer, delivery_service_server::DeliveryServiceServer,
         destination_service_server::DestinationServiceServer,
     },
 };
 use tonic::service::Routes;
 
+pub use audit_service::AuditApi;
 pub use auth::{Authenticator, Caller};
 pub use delivery_service::DeliveryApi;
 pub use destination_service::DestinationApi;
@@ -45,6 +47,7 @@ pub use watch_cap::WatchCap;
 pub async fn routes(
     deliveries: DeliveryApi,
     destinations: DestinationApi,
+    audit: AuditApi,
     max_message_bytes: usize,
 ) -> Result<Routes, tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -54,6 +57,7 @@ pub async fn routes(
     health
         .set_serving::<DestinationServiceServer<DestinationApi>>()
         .await;
+    health.set_serving::<AuditServiceServer<AuditApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -66,6 +70,7 @@ pub async fn routes(
         DeliveryServiceServer::new(deliveries).max_decoding_message_size(max_message_bytes);
     Ok(Routes::new(deliveries)
         .add_service(DestinationServiceServer::new(destinations))
+        .add_service(AuditServiceServer::new(audit))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))

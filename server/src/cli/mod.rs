@@ -2,7 +2,7 @@
 //! the schema and exits, `watch` prints outcomes as they happen, `tenant`
 //! and `key` manage who may call, `secrets` makes and rotates the key
 //! that seals signing secrets, `deliveries`, `dead-letters` and
-//! `destinations` act on a running server, `config print` shows the
+//! `destinations` act on a running server, `audit` lists what operators did, `config print` shows the
 //! effective configuration.
 //! `main.rs` only calls [`main`], so tests can build the very same entry
 //! point.
@@ -17,6 +17,7 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
+mod audit;
 mod destination_render;
 mod destinations;
 mod exit;
@@ -97,6 +98,13 @@ enum Command {
         command: tenant::KeyCommand,
         #[command(flatten)]
         database: tenant::DatabaseArgs,
+    },
+    /// List the audit trail of operator actions on a running server.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+        #[command(flatten)]
+        common: operate::Common,
     },
     /// Make a secret key, and re-seal stored signing secrets under new keys.
     Secrets {
@@ -203,6 +211,7 @@ pub fn main() -> ExitCode {
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,
             Command::Secrets { command, database } => secrets::secrets(command, database).await,
+            Command::Audit { command, common } => audit::audit(command, common).await,
         }
     });
     match result {

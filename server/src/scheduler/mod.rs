@@ -47,7 +47,7 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     signal::Signal,
-    store::{Channel, Store, StoreError, records::CancelResult},
+    store::{Actor, Channel, Store, StoreError, records::CancelResult},
     tenants::Keyring,
     transport::HttpSender,
 };
@@ -216,18 +216,15 @@ impl SchedulerHandle {
     /// the cancellation's outcome the way they record attempt outcomes
     /// (under the feed's lock, so the feed orders them by commit). A
     /// result of the delivery not yet written when the cancel commits is
-    /// discarded, like that of an attempt still in flight.
+    /// discarded, like that of an attempt still in flight. The
+    /// cancellation is audited as `actor`'s.
     pub async fn cancel(
         &self,
-        tenant_id: &str,
+        actor: Actor,
         id: Uuid,
     ) -> Result<Result<CancelResult, StoreError>, ShuttingDown> {
         let (reply, answer) = oneshot::channel();
-        let work = Work::Cancel {
-            tenant_id: tenant_id.to_owned(),
-            id,
-            reply,
-        };
+        let work = Work::Cancel { actor, id, reply };
         self.inbox.send(work).await.map_err(|_| ShuttingDown)?;
         answer.await.map_err(|_| ShuttingDown)
     }

@@ -11,6 +11,7 @@
 //! Times are Unix epoch milliseconds computed by the database, so replicas
 //! with skewed clocks still agree on what is due and which lease expired.
 
+mod audit;
 mod backlog;
 mod claim;
 mod complete;
@@ -48,6 +49,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
+pub use audit::{Actor, AuditCursor, AuditKind, AuditQuery, AuditRecord};
 pub use backlog::Backlog;
 pub use claim::{ClaimRequest, Claimed};
 pub use complete::{CircuitChange, DestinationChange};

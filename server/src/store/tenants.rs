@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
-use super::{Channel, Store, StoreError, millis};
+use super::{Actor, AuditKind, Channel, Store, StoreError, millis};
 use crate::{secrets::Sealed, tenants::api_key::NewApiKey};
 
 /// One row of `herald tenant list`.
@@ -41,6 +41,9 @@ pub enum Revoked {
     /// No key has that id.
     Unknown,
 }
+
+/// How the tenant commands' audit events say where they came from.
+const VIA_COMMAND_LINE: &str = "command line";
 
 const INSERT_TENANT: &str = "\
 INSERT INTO tenants (id, name, created_at_ms, signing_secret) VALUES ($1, $1, {now}, $2) \
@@ -85,6 +88,14 @@ impl Store {
         }
         txn.execute_raw(self.statement(INSERT_KEY, key_values(id, key)))
             .await?;
+        let details = serde_json::json!({ "first_key_id": key.id, "via": VIA_COMMAND_LINE });
+        self.record_audit(
+            &txn,
+            &Actor::command_line(id),
+            AuditKind::TenantCreated,
+            details,
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -110,9 +121,14 @@ impl Store {
     pub async fn create_api_key(&self, tenant_id: &str, key: &NewApiKey) -> Result<(), StoreError> {
         self.require_tenant(tenant_id).await?;
         let _turn = self.write_turn().await;
-        self.db
-            .execute_raw(self.statement(INSERT_KEY, key_values(tenant_id, key)))
+        let txn = self.db.begin().await?;
+        txn.execute_raw(self.statement(INSERT_KEY, key_values(tenant_id, key)))
             .await?;
+        let details = serde_json::json!({ "key_id": key.id, "via": VIA_COMMAND_LINE });
+        let actor = Actor::command_line(tenant_id);
+        self.record_audit(&txn, &actor, AuditKind::KeyCreated, details)
+            .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -141,18 +157,23 @@ impl Store {
     /// drops its cached lookups.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<Revoked, StoreError> {
         let sql = "UPDATE api_keys SET revoked_at_ms = {now} \
-            WHERE id = $1 AND revoked_at_ms IS NULL";
+            WHERE id = $1 AND revoked_at_ms IS NULL RETURNING tenant_id";
         let turn = self.write_turn().await;
         let txn = self.db.begin().await?;
-        let updated = txn
-            .execute_raw(self.statement(sql, vec![key_id.into()]))
+        let revoked = txn
+            .query_one_raw(self.statement(sql, vec![key_id.into()]))
             .await?;
-        if updated.rows_affected() > 0 {
+        if let Some(row) = &revoked {
+            let tenant_id: String = row.try_get_by_index(0)?;
+            let details = serde_json::json!({ "key_id": key_id, "via": VIA_COMMAND_LINE });
+            let actor = Actor::command_line(&tenant_id);
+            self.record_audit(&txn, &actor, AuditKind::KeyRevoked, details)
+                .await?;
             self.announce_in(&txn, Channel::Credentials).await?;
         }
         txn.commit().await?;
         drop(turn);
-        if updated.rows_affected() > 0 {
+        if revoked.is_some() {
             return Ok(Revoked::Now);
         }
         let exists = self
@@ -265,6 +286,10 @@ impl Store {
             txn.rollback().await?;
             return Err(StoreError::TenantNotFound(tenant_id.to_owned()));
         }
+        let details = serde_json::json!({ "grace_ms": millis(grace), "via": VIA_COMMAND_LINE });
+        let actor = Actor::command_line(tenant_id);
+        self.record_audit(&txn, &actor, AuditKind::SecretRotated, details)
+            .await?;
         self.announce_in(&txn, Channel::Credentials).await?;
         txn.commit().await?;
         Ok(())

@@ -1,6 +1,7 @@
 //! End-to-end: a real Herald over real gRPC, delivering to a real local
 //! HTTP receiver, on SQLite and on PostgreSQL.
 
+mod audit;
 mod batch;
 mod client;
 mod config_file;
