@@ -1,6 +1,7 @@
-//! Prompt revocation: when an API key is revoked or a signing secret
-//! rotated, every replica drops its cached credentials, instead of
-//! trusting them for the rest of the credential cache's time.
+//! Prompt revocation: when an API key is created or revoked or a signing
+//! secret rotated, every replica drops its cached credentials (an open
+//! server closes at its first key), instead of trusting them for the rest
+//! of the credential cache's time.
 //!
 //! On PostgreSQL the change's transaction sends `NOTIFY` and every
 //! replica listens ([`Channel::Credentials`]); a listener that lost its

@@ -19,8 +19,8 @@ pub enum Channel {
     Work,
     /// New outcomes were committed: feed tailers should read.
     Outcomes,
-    /// An API key was revoked or a signing secret rotated: cached
-    /// credentials should be dropped.
+    /// An API key was created or revoked, or a signing secret rotated:
+    /// cached credentials should be dropped.
     Credentials,
 }
 

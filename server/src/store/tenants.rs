@@ -69,7 +69,7 @@ WHERE id = $1";
 
 impl Store {
     /// Creates tenant `id` with its first API key and its sealed signing
-    /// secret.
+    /// secret; every replica is told (an open one closes).
     pub async fn create_tenant(
         &self,
         id: &str,
@@ -96,6 +96,8 @@ impl Store {
             details,
         )
         .await?;
+        // An open server closes at once.
+        self.announce_in(&txn, Channel::Credentials).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -128,6 +130,7 @@ impl Store {
         let actor = Actor::command_line(tenant_id);
         self.record_audit(&txn, &actor, AuditKind::KeyCreated, details)
             .await?;
+        self.announce_in(&txn, Channel::Credentials).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Revocation is prompt everywhere: with the credential cache at its
-//! default (10 s), a revoked key is refused, and a rotated secret signs,
-//! within 2 s on every replica: told by `NOTIFY` on PostgreSQL (here a
+//! default (10 s), an open server closes at the first tenant, a revoked
+//! key is refused, and a rotated secret signs, within 2 s on every replica: told by `NOTIFY` on PostgreSQL (here a
 //! second replica, which never saw the change), found by looking on
 //! SQLite.
 
@@ -56,7 +56,6 @@ async fn revocations_and_rotations_reach_every_replica_within_two_seconds(backen
         return;
     };
     let first = replica(db.url()).await;
-    let created = create_tenant(HERALD, db.url(), "alpha");
     // PostgreSQL: a second replica, which hears of changes only from the
     // database. SQLite has one server.
     let second = match backend {
@@ -64,11 +63,27 @@ async fn revocations_and_rotations_reach_every_replica_within_two_seconds(backen
         Backend::Sqlite => None,
     };
     let watched = second.as_ref().unwrap_or(&first);
-    let alpha = client(watched, &created.api_key).await;
+    let anonymous = Client::connect(format!("http://{}", watched.local_addr()))
+        .await
+        .expect("connect");
     let missing = uuid::Uuid::now_v7().to_string();
     let known = |result: Result<_, herald_client::Error>| {
         result.expect_err("no such delivery").code() == Some(Code::NotFound)
     };
+    // Open, and known to be for ten seconds; the first tenant closes it.
+    assert!(known(anonymous.get_delivery(&missing).await));
+    let created = create_tenant(HERALD, db.url(), "alpha");
+    let took = until(|| async {
+        let refused = anonymous.get_delivery(&missing).await.expect_err("refused");
+        refused.code() == Some(Code::Unauthenticated)
+    })
+    .await;
+    assert!(
+        took < PROMPT,
+        "the first tenant took {took:?} to close the server"
+    );
+
+    let alpha = client(watched, &created.api_key).await;
     // The key is looked up, and cached for ten seconds.
     assert!(known(alpha.get_delivery(&missing).await));
 
