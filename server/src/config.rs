@@ -154,7 +154,7 @@ pub struct Config {
     pub retain_cancelled: Duration,
 
     /// How long audit events (operator actions) are kept.
-    #[arg(long, env = "HERALD_AUDIT_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HERALD_AUDIT_RETENTION", default_value = "1year", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
     pub audit_retention: Duration,
 

@@ -43,7 +43,7 @@ pub fn test_config(database_url: &str) -> Config {
         retain_succeeded: Duration::from_secs(7 * 24 * 3600),
         retain_dead_lettered: Duration::from_secs(30 * 24 * 3600),
         retain_cancelled: Duration::from_secs(30 * 24 * 3600),
-        audit_retention: Duration::from_secs(90 * 24 * 3600),
+        audit_retention: Duration::from_secs(365 * 24 * 3600),
         shutdown_grace: Duration::from_secs(2),
         // The receivers of the tests listen on loopback.
         allow_target_cidrs: vec!["127.0.0.0/8".parse().expect("a CIDR")],
