@@ -73,6 +73,9 @@ struct Cache {
     open_checked: Option<Instant>,
     /// Some key exists: never open again.
     closed: bool,
+    /// Counts [`Authenticator::forget_all`]s: a lookup that began before
+    /// one is not cached, since it may have read what was then revoked.
+    generation: u64,
 }
 
 /// What `Authenticator::caller` could not accept.
@@ -120,7 +123,7 @@ impl Authenticator {
             .ok_or_else(|| failed(None))?;
         let key_id = api_key::id_of(key);
         let hash = api_key::hash(key);
-        {
+        let generation = {
             let cache = self.lock();
             if let Some((tenant, at)) = cache.keys.get(&hash)
                 && at.elapsed() < self.ttl
@@ -137,24 +140,30 @@ impl Authenticator {
             {
                 return Err(failed(key_id));
             }
-        }
+            cache.generation
+        };
         let found = self
             .store
             .tenant_for_key(&hash)
             .await
             .map_err(|error| Refusal::Failed(error.into()))?;
         let mut cache = self.lock();
+        let current = cache.generation == generation;
         let Some(tenant) = found else {
             if cache.failed.len() >= MAX_CACHED_KEYS {
                 cache.failed.clear();
             }
-            cache.failed.insert(hash, Instant::now());
+            if current {
+                cache.failed.insert(hash, Instant::now());
+            }
             return Err(failed(key_id));
         };
         if cache.keys.len() >= MAX_CACHED_KEYS {
             cache.keys.clear();
         }
-        cache.keys.insert(hash, (tenant.clone(), Instant::now()));
+        if current {
+            cache.keys.insert(hash, (tenant.clone(), Instant::now()));
+        }
         Ok(Caller {
             tenant,
             key_id: key_id.map(str::to_owned),
@@ -168,12 +177,13 @@ impl Authenticator {
         cache.keys.clear();
         cache.failed.clear();
         cache.open_checked = None;
+        cache.generation += 1;
     }
 
     /// Whether the database holds no API key (checked at most once per
     /// `ttl` while open; once closed, never again).
     pub async fn is_open(&self) -> Result<bool, ApiError> {
-        {
+        let generation = {
             let cache = self.lock();
             if cache.closed {
                 return Ok(false);
@@ -181,11 +191,14 @@ impl Authenticator {
             if cache.open_checked.is_some_and(|at| at.elapsed() < self.ttl) {
                 return Ok(true);
             }
-        }
+            cache.generation
+        };
         let open = !self.store.has_api_keys().await?;
         let mut cache = self.lock();
         if open {
-            cache.open_checked = Some(Instant::now());
+            if cache.generation == generation {
+                cache.open_checked = Some(Instant::now());
+            }
         } else {
             cache.closed = true;
         }

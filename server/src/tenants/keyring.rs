@@ -14,7 +14,13 @@ use crate::{
 };
 
 /// Each tenant's keys, with when they were read.
-type Cache = HashMap<String, (Arc<SigningKeys>, Instant)>;
+#[derive(Default)]
+struct Cache {
+    tenants: HashMap<String, (Arc<SigningKeys>, Instant)>,
+    /// Counts [`Keyring::forget_all`]s: keys read before one are not
+    /// cached, since they may be what was then rotated away.
+    generation: u64,
+}
 
 /// Cached keys per tenant; cheap to clone (the cache is shared).
 #[derive(Clone)]
@@ -43,11 +49,15 @@ impl Keyring {
     /// A secret that cannot be opened is an error, not an unsigned
     /// delivery.
     pub async fn keys(&self, tenant_id: &str) -> Result<Arc<SigningKeys>, StoreError> {
-        if let Some((keys, loaded)) = self.lock().get(tenant_id)
-            && loaded.elapsed() < self.ttl
-        {
-            return Ok(Arc::clone(keys));
-        }
+        let generation = {
+            let cache = self.lock();
+            if let Some((keys, loaded)) = cache.tenants.get(tenant_id)
+                && loaded.elapsed() < self.ttl
+            {
+                return Ok(Arc::clone(keys));
+            }
+            cache.generation
+        };
         let mut stored = self.store.signing_secrets(tenant_id).await?;
         if stored.is_empty() {
             let secret = SigningSecret::generate().seal(&self.sealer, tenant_id);
@@ -61,14 +71,20 @@ impl Keyring {
             .map(|sealed| SigningSecret::open(sealed, &self.sealer, tenant_id))
             .collect::<Result<Vec<_>, _>>()?;
         let keys = Arc::new(SigningKeys::new(tenant_id, opened));
-        self.lock()
-            .insert(tenant_id.to_owned(), (Arc::clone(&keys), Instant::now()));
+        let mut cache = self.lock();
+        if cache.generation == generation {
+            cache
+                .tenants
+                .insert(tenant_id.to_owned(), (Arc::clone(&keys), Instant::now()));
+        }
         Ok(keys)
     }
 
     /// Drops every cached tenant's keys (a secret was rotated somewhere).
     pub fn forget_all(&self) {
-        self.lock().clear();
+        let mut cache = self.lock();
+        cache.tenants.clear();
+        cache.generation += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
