@@ -79,7 +79,7 @@ async fn a_thousand_wrong_keys_are_slowed_and_a_right_key_is_not(backend: Backen
         assert_eq!(code, Code::Unauthenticated, "guess {guess}: {message}");
         messages.insert(message);
         took.push(duration);
-        if guess % 250 == 125 {
+        if guess % 100 == 50 {
             // The owner, from another address, in the middle of the flood.
             let (code, message, duration) = get_with(&mut owner, &created.api_key).await;
             assert_eq!(code, Code::NotFound, "the right key was refused: {message}");
@@ -93,8 +93,10 @@ async fn a_thousand_wrong_keys_are_slowed_and_a_right_key_is_not(backend: Backen
         later >= first * 3,
         "guessing was not slowed: the first ten took {first:?} each, the last hundred {later:?}"
     );
+    // Served, not refused, while its neighbour was being slowed; and not
+    // held like the guesses (only failures are).
     assert!(
-        median(&served) * 3 <= later,
+        median(&served) < later,
         "the right key waited like the guesses: {served:?} against {later:?}"
     );
     let metrics = scrape(herald.metrics_addr().expect("metrics on")).await;
