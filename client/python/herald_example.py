@@ -7,7 +7,14 @@ always matches the contract it sits beside.
 
     pip install -r client/python/requirements.txt
     python client/python/herald_example.py https://example.com/webhooks \\
-        --server localhost:50051 --api-key "$HERALD_API_KEY"
+        --server http://127.0.0.1:50051 --api-key "$HERALD_API_KEY"
+
+The server and the key come from ``--server``/``HERALD_SERVER`` and
+``--api-key``/``HERALD_API_KEY``, as for the ``herald`` commands: the server
+is ``http://host:port``, ``https://host:port`` for a TLS listener (trusting
+the system's certificate authorities), or a bare ``host:port`` (plain).
+A key is needed once the server has a tenant (``herald tenant create``
+prints one); a server still open (no tenant yet) takes calls without one.
 
 It prints each outcome as Herald records it and exits 0 once the delivery
 succeeded (1 if it was dead-lettered or cancelled).
@@ -57,6 +64,22 @@ def load_stubs(out_dir: str):
     return messages, outcomes, services
 
 
+def channel_target(server: str) -> tuple[str, bool]:
+    """The gRPC target in server (written as for the herald commands) and
+    whether it speaks TLS."""
+    if server.startswith("https://"):
+        return server.removeprefix("https://").rstrip("/"), True
+    return server.removeprefix("http://").rstrip("/"), False
+
+
+def open_channel(server: str) -> grpc.Channel:
+    """A channel to Herald at server (see channel_target)."""
+    target, tls = channel_target(server)
+    if tls:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials())
+    return grpc.insecure_channel(target)
+
+
 def deliver(server: str, url: str, payload: dict, api_key: str | None = None,
             timeout: float = 60.0) -> str:
     """Enqueues payload as JSON to url and follows it to a terminal outcome.
@@ -73,7 +96,7 @@ def deliver(server: str, url: str, payload: dict, api_key: str | None = None,
             outcomes.OUTCOME_KIND_DEAD_LETTERED,
             outcomes.OUTCOME_KIND_CANCELLED,
         }
-        with grpc.insecure_channel(server) as channel:
+        with open_channel(server) as channel:
             stub = services.DeliveryServiceStub(channel)
             enqueued = stub.Enqueue(
                 messages.EnqueueRequest(
@@ -114,16 +137,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="where Herald should deliver")
     parser.add_argument(
-        "--server", default=os.environ.get("HERALD_SERVER", "localhost:50051"),
-        help="Herald's gRPC address, host:port (HERALD_SERVER)",
+        "--server", default=os.environ.get("HERALD_SERVER", "http://127.0.0.1:50051"),
+        help="Herald's address: http://host:port, https://host:port or host:port "
+        "(HERALD_SERVER)",
     )
     parser.add_argument(
         "--api-key", default=os.environ.get("HERALD_API_KEY"),
-        help="the tenant's API key (HERALD_API_KEY)",
+        help="the tenant's API key (HERALD_API_KEY); needed once the server "
+        "has a tenant",
     )
     args = parser.parse_args()
-    server = args.server.removeprefix("http://")
-    kind = deliver(server, args.url, {"type": "example.ping"}, args.api_key)
+    kind = deliver(args.server, args.url, {"type": "example.ping"}, args.api_key)
     return 0 if kind == "OUTCOME_KIND_SUCCEEDED" else 1
 
 

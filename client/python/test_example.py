@@ -35,8 +35,12 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 def start_herald(binary: str, database_url: str) -> tuple[subprocess.Popen, str]:
     """Starts `herald serve` on `database_url`, with its defaults otherwise,
     and returns it with the address it serves on."""
+    # Only the settings named here: none of the caller's own HERALD_* ones.
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith("HERALD_")
+    }
     env = dict(
-        os.environ,
+        inherited,
         HERALD_LISTEN_ADDR="127.0.0.1:0",
         HERALD_DATABASE_URL=database_url,
         HERALD_ALLOW_TARGET_CIDRS="127.0.0.0/8",
@@ -57,13 +61,22 @@ def start_herald(binary: str, database_url: str) -> tuple[subprocess.Popen, str]
 
 def main() -> int:
     binary = sys.argv[1]
+    # HERALD_SERVER is written as for the herald commands.
+    assert herald_example.channel_target("http://127.0.0.1:50051") == ("127.0.0.1:50051", False)
+    assert herald_example.channel_target("localhost:50051") == ("localhost:50051", False)
+    assert herald_example.channel_target("https://herald.internal:50051/") == (
+        "herald.internal:50051",
+        True,
+    )
     receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{receiver.server_address[1]}/python"
     with tempfile.TemporaryDirectory() as directory:
         herald, address = start_herald(binary, f"sqlite://{directory}/herald.db")
         try:
-            kind = herald_example.deliver(address, url, {"from": "python"}, timeout=30)
+            kind = herald_example.deliver(
+                f"http://{address}", url, {"from": "python"}, timeout=30
+            )
         finally:
             herald.terminate()
             herald.wait(timeout=30)

@@ -8,14 +8,14 @@
 
 use futures::{Stream, stream::BoxStream};
 use herald_proto::v1::{
-    CancelDeliveryRequest, Delivery, DeliveryView, GetDeliveryRequest, ListDeadLettersRequest,
-    Outcome, delivery_service_client::DeliveryServiceClient,
+    CancelDeliveryRequest, DeliveryView, GetDeliveryRequest, ListDeadLettersRequest,
+    delivery_service_client::DeliveryServiceClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::pages::pages;
-use crate::{DeliveryQuery, EnqueueBuilder, Error, Redrive, WatchOptions};
+use crate::pages::{Page, pages};
+use crate::{Delivery, DeliveryQuery, EnqueueBuilder, Error, Outcome, Redrive, WatchOptions};
 
 /// How often an idle connection is pinged.
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -24,12 +24,23 @@ const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20
 
 /// The endpoint for `url`, with keepalive pings that keep idle outcome
 /// streams open through proxies and NATs, and notice a dead server
-/// without waiting for TCP.
-fn endpoint(url: &str) -> Result<Endpoint, Error> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|cause| Error::InvalidUrl {
+/// without waiting for TCP. An `https://` URL speaks TLS, trusting `ca_pem`
+/// when given, otherwise the system's certificate authorities.
+fn endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, Error> {
+    let invalid = |cause: tonic::transport::Error| Error::InvalidUrl {
         url: url.to_owned(),
-        cause,
-    })?;
+        cause: cause.into(),
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(invalid)?;
+    let tls = match ca_pem {
+        Some(ca_pem) => Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem))),
+        None => url
+            .starts_with("https://")
+            .then(|| ClientTlsConfig::new().with_native_roots()),
+    };
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+    }
     Ok(endpoint
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -50,17 +61,22 @@ pub struct Client {
     channel: Channel,
     /// `Bearer <api key>`, marked sensitive so it never shows in `Debug`.
     authorization: Option<MetadataValue<Ascii>>,
+    /// The W3C `traceparent` and `tracestate` sent with every call.
+    trace_context: Option<(MetadataValue<Ascii>, Option<MetadataValue<Ascii>>)>,
 }
 
 impl Client {
-    /// Connects to Herald at `url`, e.g. `http://127.0.0.1:50051`.
+    /// Connects to Herald at `url`, e.g. `http://127.0.0.1:50051`, or
+    /// `https://herald.example.com:50051` for a TLS listener whose
+    /// certificate a certificate authority of the system issued (the
+    /// platform's store; `SSL_CERT_FILE` or `SSL_CERT_DIR` name others).
     ///
     /// Fails with [`Error::InvalidUrl`] or [`Error::Connect`]; after a
     /// successful connect, a lost connection is re-established on the next
     /// call, and calls made while it is down fail with code `Unavailable`.
     pub async fn connect(url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
-        let endpoint = endpoint(&url)?;
+        let endpoint = endpoint(&url, None)?;
         Self::connect_endpoint(url, endpoint).await
     }
 
@@ -69,20 +85,17 @@ impl Client {
     /// certificate must name the URL's host.
     pub async fn connect_tls(url: impl Into<String>, ca_pem: &[u8]) -> Result<Self, Error> {
         let url = url.into();
-        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-        let endpoint = endpoint(&url)?
-            .tls_config(tls)
-            .map_err(|cause| Error::InvalidUrl {
-                url: url.clone(),
-                cause,
-            })?;
+        let endpoint = endpoint(&url, Some(ca_pem))?;
         Self::connect_endpoint(url, endpoint).await
     }
 
     async fn connect_endpoint(url: String, endpoint: Endpoint) -> Result<Self, Error> {
         match endpoint.connect().await {
             Ok(channel) => Ok(Self::from_channel(channel)),
-            Err(cause) => Err(Error::Connect { url, cause }),
+            Err(cause) => Err(Error::Connect {
+                url,
+                cause: cause.into(),
+            }),
         }
     }
 
@@ -92,6 +105,7 @@ impl Client {
         Self {
             channel,
             authorization: None,
+            trace_context: None,
         }
     }
 
@@ -113,6 +127,37 @@ impl Client {
         value.set_sensitive(true);
         self.authorization = Some(value);
         Ok(self)
+    }
+
+    /// A client that sends this W3C trace context (`traceparent`, and
+    /// `tracestate` if given) with every call, sharing this one's
+    /// connection: Herald passes it on to the receiver with every attempt
+    /// of what it enqueues, so the receiver's trace joins the caller's.
+    /// Make one per traced operation; it is cheap.
+    ///
+    /// ```no_run
+    /// # async fn example(client: herald_client::Client) -> Result<(), herald_client::Error> {
+    /// let traced = client.with_trace_context(
+    ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ///     None,
+    /// )?;
+    /// traced.enqueue("https://example.com/webhooks").send().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails with [`Error::InvalidTraceContext`] for a value that cannot
+    /// be a header; Herald ignores one that is not valid W3C trace context.
+    pub fn with_trace_context(
+        &self,
+        traceparent: &str,
+        tracestate: Option<&str>,
+    ) -> Result<Self, Error> {
+        let header = |value: &str| value.parse().map_err(|_| Error::InvalidTraceContext);
+        let tracestate = tracestate.map(header).transpose()?;
+        Ok(Self {
+            trace_context: Some((header(traceparent)?, tracestate)),
+            ..self.clone()
+        })
     }
 
     /// Starts an enqueue of a request to `url`; describe it on the returned
@@ -148,7 +193,10 @@ impl Client {
     pub async fn get_delivery(&self, id: &str) -> Result<Delivery, Error> {
         let request = self.request(GetDeliveryRequest { id: id.to_owned() });
         let response = self.grpc().get_delivery(request).await?.into_inner();
-        response.delivery.ok_or(Error::MissingField("delivery"))
+        response
+            .delivery
+            .map(Delivery::from)
+            .ok_or(Error::MissingField("delivery"))
     }
 
     /// Cancels the pending delivery `id` and returns it, now CANCELLED. A
@@ -157,7 +205,10 @@ impl Client {
     pub async fn cancel_delivery(&self, id: &str) -> Result<Delivery, Error> {
         let request = self.request(CancelDeliveryRequest { id: id.to_owned() });
         let response = self.grpc().cancel_delivery(request).await?.into_inner();
-        response.delivery.ok_or(Error::MissingField("delivery"))
+        response
+            .delivery
+            .map(Delivery::from)
+            .ok_or(Error::MissingField("delivery"))
     }
 
     /// Starts a redrive of dead letters; choose them on the returned
@@ -175,12 +226,26 @@ impl Client {
         let client = self.clone();
         pages(move |page_token| {
             let client = client.clone();
-            let request = client.request(query.request(page_token));
-            async move {
-                let page = client.grpc().list_deliveries(request).await?.into_inner();
-                Ok((page.deliveries, page.next_page_token))
-            }
+            let query = query.clone();
+            async move { client.deliveries_page(&query, &page_token).await }
         })
+    }
+
+    /// One page of the deliveries matching `query`: the first for an empty
+    /// `page_token`, otherwise the one a previous page's
+    /// [`Page::next_page_token`] (of the same query) names, so a listing
+    /// can resume where another request, or another process, left it.
+    pub async fn deliveries_page(
+        &self,
+        query: &DeliveryQuery,
+        page_token: &str,
+    ) -> Result<Page<Delivery>, Error> {
+        let request = self.request(query.request(page_token.to_owned()));
+        let page = self.grpc().list_deliveries(request).await?.into_inner();
+        Ok(Page::new(
+            page.deliveries.into_iter().map(Into::into).collect(),
+            page.next_page_token,
+        ))
     }
 
     /// Every dead letter, oldest first, fetched a page at a time (of the
@@ -200,22 +265,35 @@ impl Client {
         let client = self.clone();
         pages(move |page_token| {
             let client = client.clone();
-            let request = client.request(ListDeadLettersRequest {
-                page_size,
-                page_token,
-                view: DeliveryView::Basic.into(),
-            });
-            async move {
-                let page = client.grpc().list_dead_letters(request).await?.into_inner();
-                Ok((page.deliveries, page.next_page_token))
-            }
+            async move { client.dead_letters_page(page_size, &page_token).await }
         })
+    }
+
+    /// One page of dead letters (in the basic view), of `page_size` (0: the
+    /// server's default): the first for an empty `page_token`, otherwise
+    /// the one a previous page's [`Page::next_page_token`] names.
+    pub async fn dead_letters_page(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Page<Delivery>, Error> {
+        let request = self.request(ListDeadLettersRequest {
+            page_size,
+            page_token: page_token.to_owned(),
+            view: DeliveryView::Basic.into(),
+        });
+        let page = self.grpc().list_dead_letters(request).await?.into_inner();
+        Ok(Page::new(
+            page.deliveries.into_iter().map(Into::into).collect(),
+            page.next_page_token,
+        ))
     }
 
     /// Streams outcomes as Herald records them, from where `options` says
     /// (now, the oldest kept, or after a sequence) and filtered as it says.
-    /// The stream reconnects by itself when the connection drops or the
-    /// server restarts, resuming after the last outcome it yielded, so every
+    /// The stream reconnects by itself when the connection drops, the
+    /// server restarts or its database fails over (UNAVAILABLE or INTERNAL
+    /// answers), resuming after the last outcome it yielded, so every
     /// outcome is seen once, in order. It ends only with an error the
     /// request itself caused (e.g. `OutOfRange` for a cursor older than the
     /// server keeps) or when dropped. The stream is open when this returns,
@@ -241,13 +319,19 @@ impl Client {
         self.channel.clone()
     }
 
-    /// `message` as a request carrying the caller's credentials.
+    /// `message` as a request carrying the caller's credentials and trace
+    /// context.
     pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
         if let Some(authorization) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", authorization.clone());
+            metadata.insert("authorization", authorization.clone());
+        }
+        if let Some((traceparent, tracestate)) = &self.trace_context {
+            metadata.insert("traceparent", traceparent.clone());
+            if let Some(tracestate) = tracestate {
+                metadata.insert("tracestate", tracestate.clone());
+            }
         }
         request
     }

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use futures::Stream;
 use herald_proto::v1::{
-    CircuitPolicy, Destination, DestinationState, EnableDestinationRequest, GetDestinationRequest,
-    ListDestinationsRequest, PauseDestinationRequest, RateLimit, RatePeriod,
-    ResumeDestinationRequest, SetDestinationPolicyRequest,
+    CircuitPolicy, EnableDestinationRequest, GetDestinationRequest, ListDestinationsRequest,
+    PauseDestinationRequest, RateLimit, ResumeDestinationRequest, SetDestinationPolicyRequest,
     destination_service_client::DestinationServiceClient,
 };
 use tonic::transport::Channel;
 
-use crate::{Client, Error, pages::pages};
+use crate::{
+    Client, Destination, DestinationState, Error, RatePeriod,
+    pages::{Page, pages},
+};
 
 impl Client {
     /// The caller's destinations matching `query`, in the order of their
@@ -28,20 +30,33 @@ impl Client {
         let client = self.clone();
         pages(move |page_token| {
             let client = client.clone();
-            let request = client.request(ListDestinationsRequest {
-                page_size: query.page_size,
-                page_token,
-                state: query.state.unwrap_or_default().into(),
-            });
-            async move {
-                let page = client
-                    .destination_grpc()
-                    .list_destinations(request)
-                    .await?
-                    .into_inner();
-                Ok((page.destinations, page.next_page_token))
-            }
+            let query = query.clone();
+            async move { client.destinations_page(&query, &page_token).await }
         })
+    }
+
+    /// One page of the caller's destinations matching `query`: the first
+    /// for an empty `page_token`, otherwise the one a previous page's
+    /// [`Page::next_page_token`] (of the same query) names.
+    pub async fn destinations_page(
+        &self,
+        query: &DestinationQuery,
+        page_token: &str,
+    ) -> Result<Page<Destination>, Error> {
+        let request = self.request(ListDestinationsRequest {
+            page_size: query.page_size,
+            page_token: page_token.to_owned(),
+            state: query.state.map_or(0, DestinationState::number),
+        });
+        let page = self
+            .destination_grpc()
+            .list_destinations(request)
+            .await?
+            .into_inner();
+        Ok(Page::new(
+            page.destinations.into_iter().map(Into::into).collect(),
+            page.next_page_token,
+        ))
     }
 
     /// The destination `destination` names, with its state, circuit,
@@ -56,9 +71,7 @@ impl Client {
             .get_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// Starts a change of `destination`'s own policy; describe it on the
@@ -103,9 +116,7 @@ impl Client {
             .pause_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// Resumes a paused destination: its held deliveries are sent again.
@@ -119,9 +130,7 @@ impl Client {
             .resume_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// Enables a disabled destination: it takes deliveries again, its
@@ -136,9 +145,7 @@ impl Client {
             .enable_destination(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     /// A handle on the generated destination client for one call.
@@ -194,7 +201,7 @@ impl PolicyUpdate {
             .rate_limit
             .get_or_insert_with(RateLimit::default);
         limit.requests = requests;
-        limit.period = period.into();
+        limit.period = period.number();
         self
     }
 
@@ -252,9 +259,7 @@ impl PolicyUpdate {
             .set_destination_policy(request)
             .await?
             .into_inner();
-        response
-            .destination
-            .ok_or(Error::MissingField("destination"))
+        answered(response.destination)
     }
 
     fn circuit(&mut self) -> &mut CircuitPolicy {
@@ -270,4 +275,11 @@ fn proto_duration(duration: Duration) -> prost_types::Duration {
         seconds: i64::MAX,
         nanos: 0,
     })
+}
+
+/// The destination an answer carries.
+fn answered(destination: Option<herald_proto::v1::Destination>) -> Result<Destination, Error> {
+    destination
+        .map(Destination::from)
+        .ok_or(Error::MissingField("destination"))
 }

@@ -6,10 +6,10 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{EnqueueBatchRequest, EnqueueRequest, Header, HttpMethod};
+use herald_proto::v1::{EnqueueBatchRequest, EnqueueRequest, Header};
 use serde::Serialize;
 
-use crate::{Client, Error};
+use crate::{Client, Code, Error, HttpMethod};
 
 /// A delivery being described; send it with [`EnqueueBuilder::send`].
 #[derive(Debug)]
@@ -22,6 +22,7 @@ pub struct EnqueueBuilder {
 
 /// An accepted delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Enqueued {
     /// Herald's id for the delivery, also sent to the receiver as `webhook-id`.
     pub id: String,
@@ -37,7 +38,7 @@ impl EnqueueBuilder {
                 url,
                 // Explicit rather than UNSPECIFIED, so the request on the wire
                 // says what the receiver will see.
-                method: HttpMethod::Post.into(),
+                method: HttpMethod::Post.number(),
                 ..Default::default()
             },
             json_error: None,
@@ -46,7 +47,7 @@ impl EnqueueBuilder {
 
     /// The HTTP method; POST unless set.
     pub fn method(mut self, method: HttpMethod) -> Self {
-        self.request.method = method.into();
+        self.request.method = method.number();
         self
     }
 
@@ -113,11 +114,6 @@ impl EnqueueBuilder {
         self
     }
 
-    /// The request as it will be sent.
-    pub fn request(&self) -> &EnqueueRequest {
-        &self.request
-    }
-
     /// Sends the enqueue; once this returns `Ok`, Herald holds the delivery
     /// durably.
     pub async fn send(self) -> Result<Enqueued, Error> {
@@ -144,10 +140,11 @@ impl EnqueueBuilder {
 /// Why Herald refused one delivery of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code:?}: {message}")]
+#[non_exhaustive]
 pub struct Refused {
     /// The code Enqueue would have answered with (`InvalidArgument`,
     /// `AlreadyExists`).
-    pub code: tonic::Code,
+    pub code: Code,
     /// Why, e.g. "url: is required".
     pub message: String,
 }
@@ -172,7 +169,7 @@ pub(crate) async fn batch(
                 created: accepted.created,
             }),
             None => Err(Refused {
-                code: tonic::Code::from_i32(result.code),
+                code: Code::from_number(result.code),
                 message: result.error,
             }),
         })

@@ -3,12 +3,9 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{
-    DeliveryState, DeliveryView, ListDeliveriesRequest, RedriveDeadLettersRequest,
-    RedriveDeadLettersResponse,
-};
+use herald_proto::v1::{DeliveryView, ListDeliveriesRequest, RedriveDeadLettersRequest};
 
-use crate::{Client, Error};
+use crate::{Client, DeliveryState, Error, RedriveReport};
 
 /// A redrive being described; finish with [`Redrive::send`]. Select by ids,
 /// or by any of the filters (not both).
@@ -66,10 +63,10 @@ impl Redrive {
     /// Sends the redrive; returns the whole answer: how many dead letters
     /// were (or would be) redriven, and which of the named ids were not,
     /// each with why (not found, or not dead-lettered and in which state).
-    pub async fn report(self) -> Result<RedriveDeadLettersResponse, Error> {
+    pub async fn report(self) -> Result<RedriveReport, Error> {
         let request = self.client.request(self.request);
         let response = self.client.grpc().redrive_dead_letters(request).await?;
-        Ok(response.into_inner())
+        Ok(response.into_inner().into())
     }
 }
 
@@ -125,7 +122,7 @@ impl DeliveryQuery {
 
     pub(crate) fn request(&self, page_token: String) -> ListDeliveriesRequest {
         ListDeliveriesRequest {
-            state: self.state.unwrap_or_default().into(),
+            state: self.state.map_or(0, DeliveryState::number),
             destination_host: self.destination_host.clone(),
             created_after_time: self.created_after.map(Into::into),
             created_before_time: self.created_before.map(Into::into),

@@ -1,5 +1,6 @@
 //! A resuming outcome stream: it reconnects by itself when the connection
-//! drops, the server answers UNAVAILABLE or ends the stream (a restart),
+//! drops, the server answers UNAVAILABLE or INTERNAL (its database failing
+//! over) or ends the stream (a restart),
 //! and resumes after the last sequence it yielded, so the caller sees every
 //! outcome once, in order. Before the first outcome, a stream opened "now"
 //! resumes from where the server said "now" was
@@ -13,11 +14,11 @@ use futures::{
 };
 use herald_proto::{
     WATCH_AFTER_SEQUENCE,
-    v1::{OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse},
+    v1::{WatchOutcomesRequest, WatchOutcomesResponse},
 };
-use tonic::{Code, Response, Streaming};
+use tonic::{Response, Streaming};
 
-use crate::{Client, Error, Outcome};
+use crate::{Client, Code, Error, Outcome, OutcomeKind};
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -80,17 +81,21 @@ impl WatchOptions {
             after_sequence: last.or(self.after_sequence),
             from_oldest: last.is_none() && self.from_oldest,
             delivery_ids: self.delivery_ids.clone(),
-            kinds: self.kinds.iter().map(|&kind| kind.into()).collect(),
+            kinds: self.kinds.iter().map(|&kind| kind.number()).collect(),
             destination_host: self.destination_host.clone(),
         }
     }
 }
 
 /// Whether a failure is worth reconnecting over (the server or the network
-/// went away) rather than reporting (the request itself is wrong).
+/// went away, or its database did: during a failover the server answers
+/// UNAVAILABLE or INTERNAL until the new primary takes over) rather than
+/// reporting (the request itself is wrong).
 fn resumable(error: &Error) -> bool {
     match error.code() {
-        Some(Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted) => true,
+        Some(
+            Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled | Code::Aborted,
+        ) => true,
         Some(_) => false,
         None => matches!(error, Error::Connect { .. }),
     }
@@ -152,7 +157,7 @@ impl State {
                     };
                     self.last = Some(outcome.sequence);
                     self.backoff = MIN_BACKOFF;
-                    return Some(Ok(outcome));
+                    return Some(Ok(outcome.into()));
                 }
                 Some(Err(status)) => {
                     let error = Error::from(status);
@@ -222,7 +227,10 @@ mod tests {
         let again = options.request(Some(41));
         assert!(!again.from_oldest);
         assert_eq!(again.after_sequence, Some(41));
-        assert_eq!(again.kinds, [i32::from(OutcomeKind::DeadLettered)]);
+        assert_eq!(
+            again.kinds,
+            [i32::from(herald_proto::v1::OutcomeKind::DeadLettered)]
+        );
         assert_eq!(again.destination_host, "example.com");
     }
 
@@ -242,6 +250,9 @@ mod tests {
     #[test]
     fn only_lost_connections_are_retried() {
         assert!(resumable(&Error::from(tonic::Status::unavailable("down"))));
+        assert!(resumable(&Error::from(tonic::Status::internal(
+            "the database failed over"
+        ))));
         assert!(!resumable(&Error::from(tonic::Status::out_of_range(
             "pruned"
         ))));

@@ -333,14 +333,20 @@ pub enum ConfigError {
 }
 
 impl Default for Config {
-    /// The documented defaults, with any `HERALD_*` environment variables applied.
+    /// The documented defaults, whatever the environment holds: `HERALD_*`
+    /// variables are read only by the command line's parsing, so they
+    /// cannot change what code (and tests) built on the defaults see.
     fn default() -> Self {
         #[derive(clap::Parser)]
         struct Defaults {
             #[command(flatten)]
             config: Config,
         }
-        <Defaults as clap::Parser>::parse_from(["herald"]).config
+        let command = <Defaults as clap::CommandFactory>::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["herald"]);
+        <Defaults as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the defaults parse")
+            .config
     }
 }
 

@@ -279,12 +279,34 @@ pub struct Destination {
 impl Destination {
     /// The destination of an absolute http(s) URL; `None` without a host.
     pub fn of(url: &url::Url) -> Option<Self> {
+        // The URL parser already wrote its host in the form
+        // [`Destination::host_named`] gives: punycode, brackets, lower case.
         let host = url.host_str()?.to_ascii_lowercase();
         let port = url.port_or_known_default()?;
         Some(Self {
             key: format!("{}://{host}:{port}", url.scheme()),
             host,
         })
+    }
+}
+
+impl Destination {
+    /// The host a person names (in a listing's, redrive's or watch's
+    /// filter) in the form [`Destination::of`] stores it: an IDN as
+    /// punycode, lower case, an IPv6 address in brackets (given with or
+    /// without them) and shortened, an IPv4 address in dotted decimal.
+    /// `None` when `raw` is not a host alone (a port, a path, a scheme or
+    /// a character no host may hold).
+    pub fn host_named(raw: &str) -> Option<String> {
+        let bracketed;
+        let raw = if raw.parse::<std::net::Ipv6Addr>().is_ok() {
+            bracketed = format!("[{raw}]");
+            &bracketed
+        } else {
+            raw
+        };
+        let host = url::Host::parse(raw).ok()?;
+        Some(host.to_string().to_ascii_lowercase())
     }
 }
 
@@ -365,6 +387,41 @@ mod tests {
         );
         assert_eq!(of("http://[::1]/").host, "[::1]");
         assert_eq!(of("http://a.example/"), of("http://a.example:80/y?z"));
+    }
+
+    #[test]
+    fn a_named_host_takes_the_form_destinations_store() {
+        let stored = |raw: &str| {
+            Destination::of(&url::Url::parse(raw).unwrap())
+                .unwrap()
+                .host
+        };
+        for (named, url) in [
+            ("API.Example.com", "https://api.example.com/x"),
+            ("BÜCHER.example", "https://bücher.example/"),
+            ("xn--bcher-kva.example", "https://Bücher.example:8443/"),
+            ("::1", "http://[::1]:8080/"),
+            ("[0:0::1]", "http://[::1]/"),
+            ("[2001:DB8::1]", "https://[2001:db8:0::1]/"),
+            ("0x7f.0.0.1", "http://127.0.0.1/"),
+            ("example.com.", "http://example.com./"),
+        ] {
+            assert_eq!(
+                Destination::host_named(named).as_deref(),
+                Some(stored(url).as_str()),
+                "{named}"
+            );
+        }
+        for not_a_host in [
+            "",
+            "example.com:443",
+            "https://example.com",
+            "a/b",
+            "a b",
+            "[::1",
+        ] {
+            assert_eq!(Destination::host_named(not_a_host), None, "{not_a_host:?}");
+        }
     }
 
     #[test]

@@ -250,6 +250,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             disable_after: config.disable_after(),
             claim_batch: CLAIM_BATCH.min(config.concurrency),
             lease_duration: config.lease_duration,
+            request_timeout: config.request_timeout,
             poll_interval: config.poll_interval,
             shutdown_grace: config.shutdown_grace,
             retry: RetryPolicy {

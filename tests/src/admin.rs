@@ -1,13 +1,18 @@
 //! The `herald` one-shot commands (tenant, key, deliveries, dead-letters),
 //! run as real processes, and what they print.
 
-use std::process::{Command, Output};
+use std::{
+    ffi::OsString,
+    process::{Command, Output},
+};
 
 /// What `herald tenant create` printed.
 #[derive(Debug, Clone)]
 pub struct CreatedTenant {
     /// The API key, shown once.
     pub api_key: String,
+    /// The key's id, which `herald key revoke` takes.
+    pub key_id: String,
     /// The signing secret, `whsec_...`.
     pub signing_secret: String,
 }
@@ -32,10 +37,29 @@ pub fn herald_command(program: &str, settings: &[(&str, &str)], args: &[&str]) -
     stdout
 }
 
+/// `program` (a `herald` binary) as a command that inherits no `HERALD_*`
+/// variable from the caller's environment: a test names every setting it
+/// relies on, so a developer's own settings cannot change what it sees.
+pub fn herald_process(program: &str) -> Command {
+    let mut command = Command::new(program);
+    for name in herald_variables(std::env::vars_os()) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// The names of the `HERALD_*` variables in `environment`.
+fn herald_variables(environment: impl Iterator<Item = (OsString, OsString)>) -> Vec<OsString> {
+    environment
+        .map(|(name, _)| name)
+        .filter(|name| name.to_string_lossy().starts_with("HERALD_"))
+        .collect()
+}
+
 /// Runs `program ARGS` with `settings` as environment (and the tests'
 /// secret key unless `settings` names another), whatever it exits with.
 pub fn herald_output(program: &str, settings: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(program)
+    herald_process(program)
         .args(args)
         .env("HERALD_SECRET_KEY", crate::TEST_SECRET_KEY)
         .envs(settings.iter().copied())
@@ -49,6 +73,7 @@ pub fn create_tenant(program: &str, database_url: &str, name: &str) -> CreatedTe
     let printed = herald_admin(program, database_url, &["tenant", "create", name]);
     CreatedTenant {
         api_key: printed_value(&printed, "api key:"),
+        key_id: printed_value(&printed, "key id:"),
         signing_secret: printed_value(&printed, "signing secret:"),
     }
 }
@@ -61,4 +86,24 @@ pub fn printed_value(printed: &str, label: &str) -> String {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no {label:?} line in: {printed}"))
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_herald_variable_of_the_caller_reaches_a_child() {
+        let environment = [
+            ("HERALD_API_KEY", "hk_mine"),
+            ("PATH", "/usr/bin"),
+            ("HERALD_DATABASE_URL", "postgres://mine"),
+            ("NO_COLOR", "1"),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        assert_eq!(
+            herald_variables(environment.into_iter()),
+            ["HERALD_API_KEY", "HERALD_DATABASE_URL"]
+        );
+    }
 }

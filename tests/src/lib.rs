@@ -20,7 +20,8 @@ mod proxy;
 mod receiver;
 
 pub use admin::{
-    CreatedTenant, create_tenant, herald_admin, herald_command, herald_output, printed_value,
+    CreatedTenant, create_tenant, herald_admin, herald_command, herald_output, herald_process,
+    printed_value,
 };
 pub use db::{Backend, TestDb};
 pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};

@@ -27,7 +27,7 @@ impl HeraldProcess {
     /// Starts `program serve` (the binary under test) on `database_url`
     /// with `settings` as extra environment, and waits until it serves.
     pub async fn spawn(program: &str, database_url: &str, settings: &[(&str, String)]) -> Self {
-        let mut child = Command::new(program)
+        let mut child = Command::from(crate::herald_process(program))
             .arg("serve")
             .env("HERALD_LISTEN_ADDR", "127.0.0.1:0")
             .env("HERALD_DATABASE_URL", database_url)

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
-use herald_client::proto::delivery_service_server::{DeliveryService, DeliveryServiceServer};
-use herald_client::proto::*;
+use herald_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
+use herald_proto::v1::*;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -23,7 +23,8 @@ pub struct Script {
     /// GetDelivery answers these by id; other ids are NOT_FOUND, and the id
     /// "hollow" gets a response without a delivery.
     pub deliveries: Vec<Delivery>,
-    /// ListDeadLetters pages by request token: (items, next token).
+    /// ListDeadLetters and ListDeliveries pages by request token: (items,
+    /// next token).
     pub dead_letter_pages: HashMap<String, (Vec<Delivery>, String)>,
     /// What WatchOutcomes streams; the stream ends when the sender is dropped.
     /// Without it, WatchOutcomes answers OUT_OF_RANGE.
@@ -36,9 +37,12 @@ pub struct Seen {
     pub enqueues: Vec<EnqueueRequest>,
     pub gets: Vec<GetDeliveryRequest>,
     pub dead_letter_pages: Vec<ListDeadLettersRequest>,
+    pub delivery_pages: Vec<ListDeliveriesRequest>,
     pub watches: Vec<WatchOutcomesRequest>,
     /// The `authorization` header of every call, whatever the RPC.
     pub authorizations: Vec<Option<String>>,
+    /// The `traceparent` and `tracestate` headers of every call.
+    pub trace_contexts: Vec<(Option<String>, Option<String>)>,
 }
 
 struct Fake {
@@ -97,13 +101,20 @@ pub async fn start(script: Script) -> Running {
 }
 
 impl Fake {
-    /// Records the call's credentials and returns the message.
+    /// Records the call's credentials and trace context and returns the
+    /// message.
     fn record<T>(&self, request: Request<T>) -> T {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .map(|value| value.to_str().unwrap().to_owned());
-        self.seen.lock().unwrap().authorizations.push(authorization);
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        let mut seen = self.seen.lock().unwrap();
+        seen.authorizations.push(header("authorization"));
+        seen.trace_contexts
+            .push((header("traceparent"), header("tracestate")));
+        drop(seen);
         request.into_inner()
     }
 }
@@ -220,9 +231,23 @@ impl DeliveryService for Fake {
 
     async fn list_deliveries(
         &self,
-        _: Request<ListDeliveriesRequest>,
+        request: Request<ListDeliveriesRequest>,
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
-        Err(Status::unimplemented("not in the fake"))
+        let request = self.record(request);
+        self.seen
+            .lock()
+            .unwrap()
+            .delivery_pages
+            .push(request.clone());
+        match self.dead_letter_pages.get(&request.page_token) {
+            Some((deliveries, next)) => Ok(Response::new(ListDeliveriesResponse {
+                deliveries: deliveries.clone(),
+                next_page_token: next.clone(),
+            })),
+            None => Err(Status::invalid_argument(
+                "page_token: not one this server gave",
+            )),
+        }
     }
 }
 

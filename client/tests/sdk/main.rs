@@ -8,13 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use fake::{Script, delivery};
 use futures::{StreamExt, TryStreamExt};
-use herald_client::proto::{
-    EnqueueRequest, EnqueueResponse, Header, ListDeadLettersRequest, WatchOutcomesRequest,
-    WatchOutcomesResponse,
+use herald_client::{
+    Client, Code, Delivery, Error, HttpMethod, Outcome, OutcomeKind, WatchOptions,
 };
-use herald_client::{Client, Delivery, Error, HttpMethod, Outcome, OutcomeKind, WatchOptions};
+use herald_proto::v1::{
+    self as wire, EnqueueRequest, EnqueueResponse, Header, ListDeadLettersRequest,
+    WatchOutcomesRequest, WatchOutcomesResponse,
+};
 use tokio::sync::mpsc;
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// A safety net, not a wait: a stream that fails to yield must fail the test
 /// rather than hang it.
@@ -79,7 +81,7 @@ async fn enqueue_sends_exactly_the_fields_set() {
         sent,
         [EnqueueRequest {
             url: "https://example.com/hook".into(),
-            method: HttpMethod::Put.into(),
+            method: HttpMethod::Put.number(),
             headers: vec![header("x-a", "1"), header("x-b", "2"), header("x-a", "3")],
             body: br#"{"type":"order.created","id":42}"#.to_vec(),
             content_type: "application/json".into(),
@@ -115,12 +117,12 @@ async fn enqueue_defaults_to_post_and_sends_nothing_unset() {
         [
             EnqueueRequest {
                 url: "https://example.com/a".into(),
-                method: HttpMethod::Post.into(),
+                method: HttpMethod::Post.number(),
                 ..Default::default()
             },
             EnqueueRequest {
                 url: "https://example.com/b".into(),
-                method: HttpMethod::Post.into(),
+                method: HttpMethod::Post.number(),
                 body: b"\x00raw\xff".to_vec(),
                 content_type: "application/octet-stream".into(),
                 ..Default::default()
@@ -162,7 +164,7 @@ async fn an_enqueue_the_server_refuses_keeps_its_code_and_message() {
 
     assert_eq!(error.code(), Some(Code::InvalidArgument), "{error}");
     assert_eq!(
-        error.status().map(Status::message),
+        error.status().map(|status| status.message.as_str()),
         Some("url: scheme must be http or https")
     );
     assert_eq!(
@@ -191,18 +193,13 @@ async fn a_batch_answers_each_delivery_in_order() {
         .await
         .unwrap();
 
+    assert_eq!(results.len(), 2, "{results:?}");
+    let accepted = results[0].as_ref().expect("accepted");
+    assert_eq!((accepted.id.as_str(), accepted.created), ("d1", true));
+    let refused = results[1].as_ref().expect_err("refused");
     assert_eq!(
-        results,
-        [
-            Ok(herald_client::Enqueued {
-                id: "d1".into(),
-                created: true,
-            }),
-            Err(herald_client::Refused {
-                code: Code::InvalidArgument,
-                message: "url: scheme must be http or https".into(),
-            }),
-        ]
+        (refused.code, refused.message.as_str()),
+        (Code::InvalidArgument, "url: scheme must be http or https")
     );
     let bodies = fake.seen(|seen| {
         seen.enqueues
@@ -213,7 +210,7 @@ async fn a_batch_answers_each_delivery_in_order() {
     assert_eq!(bodies, [b"1".to_vec()]);
 }
 
-fn three_pages() -> HashMap<String, (Vec<Delivery>, String)> {
+fn three_pages() -> HashMap<String, (Vec<wire::Delivery>, String)> {
     HashMap::from([
         (
             String::new(),
@@ -247,7 +244,7 @@ async fn dead_letters_follow_every_page_and_yield_each_item_once() {
     let page = |page_token: &str| ListDeadLettersRequest {
         page_size: 2,
         page_token: page_token.into(),
-        view: herald_client::DeliveryView::Basic.into(),
+        view: wire::DeliveryView::Basic.into(),
     };
     assert_eq!(
         fake.seen(|seen| seen.dead_letter_pages.clone()),
@@ -267,11 +264,11 @@ async fn dead_letters_leave_the_page_size_to_the_server_and_fetch_lazily() {
 
     let first_two: Vec<Delivery> = client.dead_letters().take(2).try_collect().await.unwrap();
 
-    assert_eq!(first_two, [delivery("a"), delivery("b")]);
+    assert_eq!(first_two, [sdk(delivery("a")), sdk(delivery("b"))]);
     assert_eq!(
         fake.seen(|seen| seen.dead_letter_pages.clone()),
         [ListDeadLettersRequest {
-            view: herald_client::DeliveryView::Basic.into(),
+            view: wire::DeliveryView::Basic.into(),
             ..Default::default()
         }],
         "page size 0 (server default); no second page fetched for two items"
@@ -302,9 +299,67 @@ async fn a_failed_page_ends_the_listing_with_its_error() {
 }
 
 #[tokio::test]
+async fn a_listing_resumes_from_a_page_token() {
+    let fake = fake::start(Script {
+        dead_letter_pages: three_pages(),
+        ..Default::default()
+    })
+    .await;
+    let client = connect(&fake).await;
+
+    let page = client.dead_letters_page(2, "p2").await.unwrap();
+    assert_eq!(page.items, [sdk(delivery("c")), sdk(delivery("d"))]);
+    assert_eq!(page.next_page_token, "p3");
+    let query = herald_client::DeliveryQuery::default()
+        .state(herald_client::DeliveryState::DeadLettered)
+        .page_size(2);
+    let page = client
+        .deliveries_page(&query, &page.next_page_token)
+        .await
+        .unwrap();
+    assert_eq!(page.items, [sdk(delivery("e"))]);
+    assert_eq!(page.next_page_token, "", "the last page");
+
+    let sent = fake.seen(|seen| seen.delivery_pages.clone());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].page_token, "p3");
+    assert_eq!(sent[0].page_size, 2);
+    assert_eq!(
+        sent[0].state,
+        herald_client::DeliveryState::DeadLettered.number()
+    );
+}
+
+#[tokio::test]
+async fn a_traced_client_sends_its_trace_context_with_every_call() {
+    let fake = fake::start(Script::default()).await;
+    let client = connect(&fake).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let traced = client
+        .with_trace_context(traceparent, Some("vendor=1"))
+        .unwrap();
+    traced.enqueue("https://example.com").send().await.unwrap();
+    traced
+        .enqueue_batch([traced.enqueue("https://example.com")])
+        .await
+        .unwrap();
+    client.enqueue("https://example.com").send().await.unwrap();
+
+    let sent = (Some(traceparent.to_owned()), Some("vendor=1".to_owned()));
+    assert_eq!(
+        fake.seen(|seen| seen.trace_contexts.clone()),
+        [sent.clone(), sent, (None, None)],
+        "the traced client's calls carry it; the original's do not"
+    );
+    let bad = client.with_trace_context("00-\n", None).unwrap_err();
+    assert!(matches!(bad, Error::InvalidTraceContext), "{bad:?}");
+}
+
+#[tokio::test]
 async fn get_delivery_returns_it_and_not_found_keeps_its_code() {
     let mut known = delivery("d-7");
-    known.attempts = vec![herald_client::Attempt {
+    known.attempts = vec![wire::Attempt {
         number: 1,
         status_code: 503,
         ..Default::default()
@@ -316,12 +371,12 @@ async fn get_delivery_returns_it_and_not_found_keeps_its_code() {
     .await;
     let client = connect(&fake).await;
 
-    assert_eq!(client.get_delivery("d-7").await.unwrap(), known);
+    assert_eq!(client.get_delivery("d-7").await.unwrap(), sdk(known));
 
     let missing = client.get_delivery("d-404").await.unwrap_err();
     assert_eq!(missing.code(), Some(Code::NotFound), "{missing}");
     assert_eq!(
-        missing.status().map(Status::message),
+        missing.status().map(|status| status.message.as_str()),
         Some("no delivery d-404")
     );
     assert!(matches!(missing, Error::Rpc(_)), "{missing:?}");
@@ -337,20 +392,30 @@ async fn get_delivery_returns_it_and_not_found_keeps_its_code() {
     assert_eq!(asked, ["d-7", "d-404", "hollow"]);
 }
 
-fn outcome(sequence: u64) -> Outcome {
-    Outcome {
+/// A delivery as the SDK gives it back.
+fn sdk(delivery: wire::Delivery) -> Delivery {
+    delivery.into()
+}
+
+fn wire_outcome(sequence: u64) -> wire::Outcome {
+    wire::Outcome {
         sequence,
         delivery_id: format!("d-{sequence}"),
-        kind: OutcomeKind::Succeeded.into(),
+        kind: wire::OutcomeKind::Succeeded.into(),
         attempt_number: 1,
         status_code: 204,
         ..Default::default()
     }
 }
 
+/// The outcome `sequence` as the SDK yields it.
+fn outcome(sequence: u64) -> Outcome {
+    wire_outcome(sequence).into()
+}
+
 fn response(sequence: u64) -> Result<WatchOutcomesResponse, Status> {
     Ok(WatchOutcomesResponse {
-        outcome: Some(outcome(sequence)),
+        outcome: Some(wire_outcome(sequence)),
     })
 }
 
@@ -445,6 +510,48 @@ async fn an_unavailable_watch_reconnects_but_a_broken_answer_ends_it() {
 }
 
 #[tokio::test]
+async fn a_watch_resumes_after_an_internal_answer_as_a_database_fails_over() {
+    let (feed, watch_feed) = mpsc::channel(8);
+    let fake = fake::start(Script {
+        watch_feed: Some(watch_feed),
+        ..Default::default()
+    })
+    .await;
+    let client = connect(&fake).await;
+
+    let outcomes = client
+        .watch_outcomes(WatchOptions::default().after(4))
+        .await
+        .unwrap();
+    feed.send(response(5)).await.unwrap();
+    feed.send(Err(Status::internal("the database failed over")))
+        .await
+        .unwrap();
+    let items: Vec<Result<Outcome, Error>> = soon(outcomes.collect()).await;
+
+    // The fake has one feed: the reconnect after 5 is answered OUT_OF_RANGE.
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0].as_ref().unwrap(), &outcome(5));
+    assert_eq!(
+        items[1].as_ref().unwrap_err().code(),
+        Some(Code::OutOfRange)
+    );
+    assert_eq!(
+        fake.seen(|seen| seen.watches.clone()),
+        [
+            WatchOutcomesRequest {
+                after_sequence: Some(4),
+                ..Default::default()
+            },
+            WatchOutcomesRequest {
+                after_sequence: Some(5),
+                ..Default::default()
+            },
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_watch_the_server_refuses_fails_at_once() {
     let fake = fake::start(Script::default()).await;
     let client = connect(&fake).await;
@@ -482,8 +589,8 @@ async fn a_filtered_watch_sends_exactly_its_filters() {
                 from_oldest: true,
                 delivery_ids: vec!["d-1".into(), "d-2".into()],
                 kinds: vec![
-                    OutcomeKind::DeadLettered.into(),
-                    OutcomeKind::Cancelled.into()
+                    OutcomeKind::DeadLettered.number(),
+                    OutcomeKind::Cancelled.number()
                 ],
                 destination_host: "api.example.com".into(),
             },

@@ -82,6 +82,7 @@ impl DestinationApi {
                 &self.defaults,
             )
             .await?;
+        self.scheduler.destination_changed();
         self.feed.committed();
         self.metrics.outcome(event.kind);
         if change.to() == DestinationStatus::Active {
@@ -161,6 +162,7 @@ impl DestinationService for DestinationApi {
             )
             .await
             .map_err(ApiError::from)?;
+        self.scheduler.destination_changed();
         // A raised limit may let held work start.
         self.scheduler.work_added();
         Ok(Response::new(SetDestinationPolicyResponse {

@@ -2,9 +2,12 @@
 //! deliberately small; internal failures are logged once with their cause
 //! and answered with an opaque message.
 
-use tonic::Status;
+use std::collections::HashMap;
 
-use crate::store::StoreError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{outcomes::WatchError, store::StoreError};
 
 /// Why a request failed, before it becomes a [`Status`].
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +21,13 @@ pub enum ApiError {
         message: String,
     },
     /// No valid API key came with the request. Deliberately says nothing
-    /// about which tenants or keys exist.
+    /// about which tenants or keys exist; it warns that creating a tenant
+    /// closes a server that runs open.
     #[error(
-        "missing or invalid API key: send `authorization: Bearer <key>` with a key from `herald tenant create` or `herald key create`"
+        "missing or invalid API key: send `authorization: Bearer <key>` with a key from \
+         `herald key create <tenant>`; a server with no tenant yet runs open and takes calls \
+         with no key at all, and the first `herald tenant create` closes it for good (every \
+         call needs a key from then on)"
     )]
     Unauthenticated,
     /// The thing asked for does not exist (for this caller).
@@ -59,47 +66,189 @@ impl ApiError {
     }
 }
 
-impl From<ApiError> for Status {
+/// The `domain` of the `google.rpc.ErrorInfo` every error status carries:
+/// with its `reason`, what a program matches on instead of the message.
+pub const ERROR_DOMAIN: &str = "herald";
+
+/// An error as the caller receives it: a code and a message for people,
+/// a reason (and facts) for programs, and the field at fault, if any.
+struct Answer {
+    code: Code,
+    message: String,
+    /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable across releases.
+    reason: &'static str,
+    /// `ErrorInfo.metadata`.
+    metadata: HashMap<String, String>,
+    /// A `BadRequest` field violation: the field and what is wrong with it.
+    violation: Option<(&'static str, String)>,
+}
+
+impl Answer {
+    fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            reason,
+            metadata: HashMap::new(),
+            violation: None,
+        }
+    }
+
+    /// An INVALID_ARGUMENT for `field`, with `problem` as its violation.
+    fn invalid(field: &'static str, problem: String) -> Self {
+        Self {
+            violation: Some((field, problem.clone())),
+            ..Self::new(
+                Code::InvalidArgument,
+                "INVALID_FIELD",
+                format!("{field}: {problem}"),
+            )
+        }
+    }
+
+    fn with(mut self, key: &str, value: impl ToString) -> Self {
+        self.metadata.insert(key.to_owned(), value.to_string());
+        self
+    }
+}
+
+impl From<ApiError> for Answer {
     fn from(error: ApiError) -> Self {
+        let message = error.to_string();
         match error {
-            ApiError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
-            ApiError::Unauthenticated => Status::unauthenticated(error.to_string()),
-            ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
-            ApiError::ShuttingDown(_) => Status::unavailable(error.to_string()),
-            ApiError::TooManyWatches { .. } => Status::resource_exhausted(error.to_string()),
-            ApiError::Watch(crate::outcomes::WatchError::OutOfRange { .. }) => {
-                Status::out_of_range(error.to_string())
+            ApiError::InvalidArgument { field, message } => Self::invalid(field, message),
+            ApiError::Unauthenticated => {
+                Self::new(Code::Unauthenticated, "API_KEY_INVALID", message)
             }
-            ApiError::Watch(crate::outcomes::WatchError::Store(store)) => {
-                ApiError::Store(store).into()
+            ApiError::NotFound(_) => Self::new(Code::NotFound, "NOT_FOUND", message),
+            ApiError::FailedPrecondition(_) => {
+                Self::new(Code::FailedPrecondition, "WRONG_STATE", message)
             }
+            ApiError::ShuttingDown(_) => Self::new(Code::Unavailable, "SHUTTING_DOWN", message),
+            ApiError::Store(StoreError::ShuttingDown) => Self::new(
+                Code::Unavailable,
+                "SHUTTING_DOWN",
+                "the server is shutting down; retry against another replica",
+            ),
+            ApiError::TooManyWatches { limit } => {
+                Self::new(Code::ResourceExhausted, "TOO_MANY_WATCHES", message).with("limit", limit)
+            }
+            ApiError::Watch(WatchError::OutOfRange {
+                after,
+                pruned_through,
+            }) => Self::new(Code::OutOfRange, "CURSOR_PRUNED", message)
+                .with("after_sequence", after)
+                .with("resume_after_sequence", pruned_through),
+            ApiError::Watch(WatchError::Store(store)) => ApiError::Store(store).into(),
             ApiError::Store(StoreError::IdempotencyConflict { .. }) => {
-                Status::already_exists(error.to_string())
+                Self::new(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", message)
             }
-            ApiError::Store(
-                StoreError::DestinationDisabled { .. } | StoreError::DestinationState(_),
-            ) => Status::failed_precondition(error.to_string()),
+            ApiError::Store(StoreError::DestinationDisabled { .. }) => {
+                Self::new(Code::FailedPrecondition, "DESTINATION_DISABLED", message)
+            }
+            ApiError::Store(StoreError::DestinationState(_)) => {
+                Self::new(Code::FailedPrecondition, "WRONG_STATE", message)
+            }
             ApiError::Store(StoreError::DestinationNotFound(_)) => {
-                Status::not_found(error.to_string())
+                Self::new(Code::NotFound, "NOT_FOUND", message)
             }
-            ApiError::Store(StoreError::InvalidPolicy(_)) => {
-                Status::invalid_argument(error.to_string())
+            ApiError::Store(StoreError::InvalidPolicy(policy)) => {
+                Self::invalid(policy.field, policy.problem)
             }
             ApiError::Store(StoreError::ListingTimedOut(_)) => {
-                Status::deadline_exceeded(error.to_string())
-            }
-            ApiError::Store(StoreError::ShuttingDown) => {
-                Status::unavailable("the server is shutting down; retry against another replica")
+                Self::new(Code::DeadlineExceeded, "LISTING_TIMED_OUT", message)
             }
             ApiError::Store(ref cause) if cause.is_unavailable() => {
                 tracing::error!(error = %cause, "database unavailable");
-                Status::unavailable("the database is unavailable; retry shortly")
+                Self::new(
+                    Code::Unavailable,
+                    "DATABASE_UNAVAILABLE",
+                    "the database is unavailable; retry shortly",
+                )
             }
             ApiError::Store(other) => {
                 tracing::error!(error = %other, "request failed");
-                Status::internal("internal error; the server log has the cause")
+                Self::new(
+                    Code::Internal,
+                    "INTERNAL",
+                    "internal error; the server log has the cause",
+                )
             }
         }
+    }
+}
+
+impl From<ApiError> for Status {
+    /// The status with its details: an `ErrorInfo` (reason, [`ERROR_DOMAIN`]
+    /// and facts such as the cursor to resume a pruned watch from) always,
+    /// and a `BadRequest` naming the field for INVALID_ARGUMENT.
+    fn from(error: ApiError) -> Self {
+        let answer = Answer::from(error);
+        let mut details =
+            ErrorDetails::with_error_info(answer.reason, ERROR_DOMAIN, answer.metadata);
+        if let Some((field, problem)) = answer.violation {
+            details.add_bad_request_violation(field, problem);
+        }
+        Status::with_error_details(answer.code, answer.message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    #[test]
+    fn an_invalid_field_is_named_in_a_bad_request() {
+        let status = Status::from(ApiError::invalid("page_token", "was altered"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "page_token: was altered");
+        let details = status.get_error_details();
+        let violations = &details
+            .bad_request()
+            .expect("a BadRequest")
+            .field_violations;
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "page_token");
+        assert_eq!(violations[0].description, "was altered");
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("INVALID_FIELD", ERROR_DOMAIN)
+        );
+    }
+
+    #[test]
+    fn a_pruned_cursor_names_where_to_resume() {
+        let status = Status::from(ApiError::Watch(WatchError::OutOfRange {
+            after: 3,
+            pruned_through: 41,
+        }));
+        assert_eq!(status.code(), Code::OutOfRange);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "CURSOR_PRUNED");
+        assert_eq!(info.metadata["resume_after_sequence"], "41");
+        assert_eq!(info.metadata["after_sequence"], "3");
+        assert!(details.bad_request().is_none());
+    }
+
+    #[test]
+    fn every_error_carries_a_reason() {
+        let status = Status::from(ApiError::Unauthenticated);
+        let details = status.get_error_details();
+        assert_eq!(
+            details.error_info().expect("an ErrorInfo").reason,
+            "API_KEY_INVALID"
+        );
+        let status = Status::from(ApiError::TooManyWatches { limit: 64 });
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("an ErrorInfo");
+        assert_eq!(info.reason, "TOO_MANY_WATCHES");
+        assert_eq!(info.metadata["limit"], "64");
     }
 }

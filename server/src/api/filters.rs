@@ -15,7 +15,7 @@ use super::{
     validate::time_ms,
 };
 use crate::{
-    domain::OutcomeKind,
+    domain::{Destination, OutcomeKind},
     outcomes::Cursor,
     store::records::{DeliveryFilter, DeliveryView, OutcomeFilter, RedriveSelection},
 };
@@ -44,8 +44,21 @@ pub fn delivery_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a delivery id (a UUID)")))
 }
 
-fn host(raw: &str) -> Option<String> {
-    (!raw.is_empty()).then(|| raw.to_ascii_lowercase())
+/// The `destination_host` filter in the form stored hosts take (see
+/// [`Destination::host_named`]); `None` when not given.
+fn host(raw: &str) -> Result<Option<String>, ApiError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    Destination::host_named(raw).map(Some).ok_or_else(|| {
+        ApiError::invalid(
+            "destination_host",
+            format!(
+                "{raw:?} is not a host: give the host alone, without scheme, port or path, \
+                 e.g. api.example.com, bücher.example or [2001:db8::1]"
+            ),
+        )
+    })
 }
 
 /// Which dead letters a redrive selects: ids, or filters, never both.
@@ -60,7 +73,7 @@ pub fn redrive_selection(
         "dead_lettered_before_time",
         request.dead_lettered_before_time.as_ref(),
     )?;
-    let host = host(&request.destination_host);
+    let host = host(&request.destination_host)?;
     let filtered = after_ms.is_some() || before_ms.is_some() || host.is_some();
     if request.ids.is_empty() {
         if !filtered {
@@ -98,7 +111,7 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
     })?;
     Ok(DeliveryFilter {
         state,
-        host: host(&request.destination_host),
+        host: host(&request.destination_host)?,
         created_after_ms: time_ms("created_after_time", request.created_after_time.as_ref())?,
         created_before_ms: time_ms("created_before_time", request.created_before_time.as_ref())?,
     })
@@ -180,7 +193,7 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
         OutcomeFilter {
             delivery_ids: distinct(delivery_ids),
             kinds: distinct(kinds),
-            host: host(&request.destination_host),
+            host: host(&request.destination_host)?,
         },
     ))
 }
@@ -248,6 +261,11 @@ mod tests {
         assert_eq!(cursor, Cursor::Oldest);
         assert_eq!(filter.kinds, [OutcomeKind::DeadLettered]);
         assert_eq!(filter.host.as_deref(), Some("example.com"));
+        let with_port = WatchOutcomesRequest {
+            destination_host: "example.com:443".into(),
+            ..Default::default()
+        };
+        assert_eq!(field(watch(&with_port).unwrap_err()), "destination_host");
     }
 
     #[test]

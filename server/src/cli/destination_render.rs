@@ -7,20 +7,15 @@ use std::time::Duration;
 use herald_client::{Destination, DestinationPolicy, RateLimit};
 use serde_json::{Value, json};
 
-use super::render::{enum_name, or_dash, time};
+use super::render::{or_dash, time};
 
-/// A proto duration as a std one (`None` when unset or negative).
-fn duration(value: Option<&prost_types::Duration>) -> Option<Duration> {
-    Duration::try_from(*value?).ok()
-}
-
-fn millis(value: Option<&prost_types::Duration>) -> Option<u128> {
-    duration(value).map(|value| value.as_millis())
+fn millis(value: Option<Duration>) -> Option<u128> {
+    value.map(|value| value.as_millis())
 }
 
 /// A duration for people: `1s`, `1m 30s`, `35ms`.
-fn humane(value: Option<&prost_types::Duration>) -> String {
-    or_dash(duration(value).map(|value| {
+fn humane(value: Option<Duration>) -> String {
+    or_dash(value.map(|value| {
         // Whole milliseconds: microseconds would only clutter.
         let ms = Duration::from_millis(u64::try_from(value.as_millis()).unwrap_or(u64::MAX));
         humantime::format_duration(ms).to_string()
@@ -28,15 +23,15 @@ fn humane(value: Option<&prost_types::Duration>) -> String {
 }
 
 fn state(destination: &Destination) -> String {
-    enum_name(destination.state().as_str_name(), "DESTINATION_STATE_")
+    destination.state.as_str().to_owned()
 }
 
 fn circuit(destination: &Destination) -> String {
-    enum_name(destination.circuit().as_str_name(), "CIRCUIT_STATE_")
+    destination.circuit.as_str().to_owned()
 }
 
-fn period(limit: &RateLimit) -> String {
-    enum_name(limit.period().as_str_name(), "RATE_PERIOD_")
+fn period(limit: &RateLimit) -> &'static str {
+    limit.period.as_str()
 }
 
 /// A rate limit in a few characters: `50/s`, `3000/min`, `-` for none.
@@ -75,9 +70,9 @@ pub fn destination_json(destination: &Destination) -> Value {
         "host": destination.host,
         "state": state(destination),
         "state_reason": destination.state_reason,
-        "state_change_time": time(destination.state_change_time.as_ref()),
+        "state_change_time": time(destination.state_change_time),
         "circuit": circuit(destination),
-        "next_probe_time": time(destination.next_probe_time.as_ref()),
+        "next_probe_time": time(destination.next_probe_time),
         "policy": {
             "max_in_flight": policy.map(|policy| policy.max_in_flight),
             "rate_limit": policy.and_then(|policy| policy.rate_limit.as_ref()).map(|limit| json!({
@@ -86,28 +81,28 @@ pub fn destination_json(destination: &Destination) -> Value {
                 "burst": limit.burst,
             })),
             "circuit": {
-                "failure_threshold": circuit_policy.and_then(|circuit| circuit.failure_threshold),
-                "cooldown_ms": millis(circuit_policy.and_then(|circuit| circuit.cooldown.as_ref())),
-                "cooldown_max_ms": millis(circuit_policy.and_then(|circuit| circuit.cooldown_max.as_ref())),
+                "failure_threshold": circuit_policy.map(|circuit| circuit.failure_threshold),
+                "cooldown_ms": millis(circuit_policy.and_then(|circuit| circuit.cooldown)),
+                "cooldown_max_ms": millis(circuit_policy.and_then(|circuit| circuit.cooldown_max)),
             },
         },
         "policy_overrides": destination.policy_overrides,
         "in_flight": destination.in_flight,
         "consecutive_failures": destination.consecutive_failures,
-        "last_success_time": time(destination.last_success_time.as_ref()),
-        "last_failure_time": time(destination.last_failure_time.as_ref()),
-        "failing_since_time": time(destination.failing_since_time.as_ref()),
-        "hold_until_time": time(destination.hold_until_time.as_ref()),
+        "last_success_time": time(destination.last_success_time),
+        "last_failure_time": time(destination.last_failure_time),
+        "failing_since_time": time(destination.failing_since_time),
+        "hold_until_time": time(destination.hold_until_time),
         "recent": {
-            "window_ms": millis(recent.and_then(|recent| recent.window.as_ref())),
+            "window_ms": millis(recent.and_then(|recent| recent.window)),
             "attempts": recent.map_or(0, |recent| recent.attempts),
             "success_ratio": recent.and_then(|recent| recent.success_ratio),
             "mean_latency_ms": recent
-                .and_then(|recent| duration(recent.mean_latency.as_ref()))
+                .and_then(|recent| recent.mean_latency)
                 .map(|latency| latency.as_secs_f64() * 1e3),
         },
-        "create_time": time(destination.create_time.as_ref()),
-        "update_time": time(destination.update_time.as_ref()),
+        "create_time": time(destination.create_time),
+        "update_time": time(destination.update_time),
     })
 }
 
@@ -165,7 +160,7 @@ pub fn destination_detail(destination: &Destination) -> String {
         state_line.push_str(&format!(" ({})", destination.state_reason));
     }
     let mut circuit_line = circuit(destination);
-    if let Some(probe) = time(destination.next_probe_time.as_ref()) {
+    if let Some(probe) = time(destination.next_probe_time) {
         circuit_line.push_str(&format!(", next probe {probe}"));
     }
     let rate_line = match policy.and_then(|policy| policy.rate_limit.as_ref()) {
@@ -174,11 +169,9 @@ pub fn destination_detail(destination: &Destination) -> String {
     };
     let breaker = format!(
         "opens after {} failures in a row; probes after {}, up to {}",
-        circuit_policy
-            .and_then(|circuit| circuit.failure_threshold)
-            .unwrap_or_default(),
-        humane(circuit_policy.and_then(|circuit| circuit.cooldown.as_ref())),
-        humane(circuit_policy.and_then(|circuit| circuit.cooldown_max.as_ref())),
+        circuit_policy.map_or(0, |circuit| circuit.failure_threshold),
+        humane(circuit_policy.and_then(|circuit| circuit.cooldown)),
+        humane(circuit_policy.and_then(|circuit| circuit.cooldown_max)),
     );
     let overrides = if destination.policy_overrides.is_empty() {
         "none: the server's defaults".to_owned()
@@ -186,13 +179,13 @@ pub fn destination_detail(destination: &Destination) -> String {
         destination.policy_overrides.join(", ")
     };
     let recent = destination.recent.as_ref();
-    let window = humane(recent.and_then(|recent| recent.window.as_ref()));
+    let window = humane(recent.and_then(|recent| recent.window));
     let recent_line = match recent.map_or(0, |recent| recent.attempts) {
         0 => format!("no attempts in the last {window}"),
         attempts => format!(
             "{attempts} attempts in the last {window}, {} succeeded, mean {}",
             success(destination),
-            humane(recent.and_then(|recent| recent.mean_latency.as_ref())),
+            humane(recent.and_then(|recent| recent.mean_latency)),
         ),
     };
     let max = policy.map_or(0, |policy| policy.max_in_flight);
@@ -212,20 +205,11 @@ pub fn destination_detail(destination: &Destination) -> String {
         ),
         (
             "failing since",
-            or_dash(time(destination.failing_since_time.as_ref())),
+            or_dash(time(destination.failing_since_time)),
         ),
-        (
-            "last success",
-            or_dash(time(destination.last_success_time.as_ref())),
-        ),
-        (
-            "last failure",
-            or_dash(time(destination.last_failure_time.as_ref())),
-        ),
-        (
-            "holding until",
-            or_dash(time(destination.hold_until_time.as_ref())),
-        ),
+        ("last success", or_dash(time(destination.last_success_time))),
+        ("last failure", or_dash(time(destination.last_failure_time))),
+        ("holding until", or_dash(time(destination.hold_until_time))),
     ] {
         text.push_str(&format!("{label:<13} {value}\n"));
     }
@@ -234,21 +218,22 @@ pub fn destination_detail(destination: &Destination) -> String {
 
 #[cfg(test)]
 mod tests {
+    use herald_proto::v1 as proto;
+
     use super::*;
-    use herald_client::{CircuitState, DestinationState, RatePeriod, proto};
 
     fn destination() -> Destination {
-        Destination {
+        Destination::from(proto::Destination {
             destination: "https://api.example.com:443".into(),
             host: "api.example.com".into(),
-            state: DestinationState::Paused.into(),
+            state: proto::DestinationState::Paused.into(),
             state_reason: "deploy".into(),
-            circuit: CircuitState::Closed.into(),
-            policy: Some(DestinationPolicy {
+            circuit: proto::CircuitState::Closed.into(),
+            policy: Some(proto::DestinationPolicy {
                 max_in_flight: 4,
-                rate_limit: Some(RateLimit {
+                rate_limit: Some(proto::RateLimit {
                     requests: 3000,
-                    period: RatePeriod::Minute.into(),
+                    period: proto::RatePeriod::Minute.into(),
                     burst: 5,
                 }),
                 circuit: Some(proto::CircuitPolicy {
@@ -278,7 +263,7 @@ mod tests {
                 }),
             }),
             ..Default::default()
-        }
+        })
     }
 
     #[test]

@@ -171,10 +171,8 @@ fn show(destination: &Destination, json: bool) {
 
 /// A state filter as typed: `active`, `paused` or `disabled`.
 fn parse_state(text: &str) -> Result<DestinationState, String> {
-    let upper = format!("DESTINATION_STATE_{}", text.to_ascii_uppercase());
-    DestinationState::from_str_name(&upper)
-        .filter(|state| *state != DestinationState::Unspecified)
-        .ok_or_else(|| format!("unknown state {text:?}: use active, paused or disabled"))
+    text.parse()
+        .map_err(|error: herald_client::UnknownName| error.to_string())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! (`database_url` for `tenant`, `key` and `migrate`); `HERALD_*` variables
 //! override it, flags override both.
 
-use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+use std::{ffi::OsString, io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
@@ -171,13 +171,21 @@ pub fn main() -> ExitCode {
     let default_filter = if narrates { "info,sqlx=warn" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let writer = if narrates {
-        BoxMakeWriter::new(std::io::stdout)
+    // Colour only for a person at a terminal: piped output stays plain.
+    let (writer, terminal) = if narrates {
+        (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )
     } else {
-        BoxMakeWriter::new(std::io::stderr)
+        (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(writer);
     // One JSON object per line, with the current span's fields, for log
     // shippers; human-readable lines otherwise.

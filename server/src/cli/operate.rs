@@ -9,7 +9,7 @@ use herald_client::{Delivery, DeliveryQuery, NotRedriven, NotRedrivenReason};
 use serde_json::json;
 
 use super::{
-    render::{delivery_detail, delivery_json, delivery_table, enum_name, parse_state},
+    render::{delivery_detail, delivery_json, delivery_table, parse_state},
     server_args::ServerArgs,
 };
 
@@ -74,9 +74,15 @@ pub enum DeadLettersCommand {
     },
     /// Send dead letters again with a fresh attempt budget: name them with
     /// --id, or select them with --after/--before/--host.
+    #[command(group(
+        clap::ArgGroup::new("selection")
+            .required(true)
+            .multiple(true)
+            .args(["ids", "after", "before", "host"])
+    ))]
     Redrive {
         /// This dead letter (repeat for several).
-        #[arg(long = "id")]
+        #[arg(long = "id", conflicts_with_all = ["after", "before", "host"])]
         ids: Vec<String>,
         /// Dead-lettered at or after this time (RFC 3339).
         #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
@@ -188,29 +194,21 @@ pub async fn dead_letters(command: DeadLettersCommand, common: Common) -> CliRes
 /// A named id that was not redriven, as JSON: `{"id", "reason", "state"}`
 /// (`state` only when the delivery exists).
 fn skip_json(skipped: &NotRedriven) -> serde_json::Value {
-    let reason = enum_name(skipped.reason().as_str_name(), "NOT_REDRIVEN_REASON_");
-    match skipped.reason() {
-        NotRedrivenReason::NotDeadLettered => json!({
-            "id": skipped.id,
-            "reason": reason,
-            "state": enum_name(skipped.state().as_str_name(), "DELIVERY_STATE_"),
-        }),
-        _ => json!({ "id": skipped.id, "reason": reason }),
+    let reason = skipped.reason.as_str();
+    match skipped.state {
+        Some(state) => json!({ "id": skipped.id, "reason": reason, "state": state.as_str() }),
+        None => json!({ "id": skipped.id, "reason": reason }),
     }
 }
 
 /// A named id that was not redriven, and why, for people.
 fn skip_line(skipped: &NotRedriven) -> String {
-    match skipped.reason() {
-        NotRedrivenReason::NotFound => format!("{}: no such delivery", skipped.id),
-        NotRedrivenReason::NotDeadLettered => format!(
-            "{}: is {}, not dead-lettered",
-            skipped.id,
-            enum_name(skipped.state().as_str_name(), "DELIVERY_STATE_")
-        ),
-        NotRedrivenReason::Unspecified => {
-            format!("{}: for a reason this build does not know", skipped.id)
+    match (skipped.reason, skipped.state) {
+        (NotRedrivenReason::NotFound, _) => format!("{}: no such delivery", skipped.id),
+        (NotRedrivenReason::NotDeadLettered, Some(state)) => {
+            format!("{}: is {state}, not dead-lettered", skipped.id)
         }
+        _ => format!("{}: for a reason this build does not know", skipped.id),
     }
 }
 

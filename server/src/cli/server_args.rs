@@ -13,7 +13,8 @@ use tonic::{
 /// Where the server is and how to call it.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Herald's gRPC address; `https://...` for a TLS listener.
+    /// Herald's gRPC address: `http://host:port`, `https://host:port` for
+    /// a TLS listener, or `host:port` (plain http).
     #[arg(
         long,
         env = "HERALD_SERVER",
@@ -67,6 +68,11 @@ pub enum ConnectError {
 }
 
 impl ServerArgs {
+    /// The server's URL: as given, or `host:port` as `http://host:port`.
+    fn url(&self) -> String {
+        with_scheme(&self.server)
+    }
+
     /// A channel to the server, for the services the client crate does
     /// not wrap, and `request` carrying the API key, if one was given.
     pub async fn channel<T>(
@@ -74,10 +80,10 @@ impl ServerArgs {
         request: T,
     ) -> Result<(Channel, tonic::Request<T>), ConnectError> {
         let address = |source| ConnectError::Address {
-            url: self.server.clone(),
+            url: self.url(),
             source,
         };
-        let mut endpoint = Endpoint::from_shared(self.server.clone()).map_err(address)?;
+        let mut endpoint = Endpoint::from_shared(self.url()).map_err(address)?;
         if let Some(path) = &self.tls_ca {
             let ca = tokio::fs::read(path)
                 .await
@@ -92,7 +98,7 @@ impl ServerArgs {
             .connect()
             .await
             .map_err(|source| ConnectError::Unreachable {
-                url: self.server.clone(),
+                url: self.url(),
                 source,
             })?;
         let mut request = tonic::Request::new(request);
@@ -115,13 +121,38 @@ impl ServerArgs {
                         path: path.clone(),
                         source,
                     })?;
-                Client::connect_tls(self.server.clone(), &ca).await?
+                Client::connect_tls(self.url(), &ca).await?
             }
-            None => Client::connect(self.server.clone()).await?,
+            None => Client::connect(self.url()).await?,
         };
         Ok(match &self.api_key {
             Some(key) => client.with_api_key(key)?,
             None => client,
         })
+    }
+}
+
+/// `server` with `http://` in front when it names no scheme, as gRPC tools
+/// (grpcurl, the Python example) take a bare `host:port`.
+fn with_scheme(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_address_is_plain_http() {
+        assert_eq!(with_scheme("localhost:50051"), "http://localhost:50051");
+        assert_eq!(with_scheme("[::1]:50051"), "http://[::1]:50051");
+        assert_eq!(
+            with_scheme("https://herald.internal:50051"),
+            "https://herald.internal:50051"
+        );
     }
 }

@@ -97,6 +97,7 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
                 "api key:        {}  (shown once: Herald keeps only its hash)",
                 key.key
             );
+            println!("key id:         {}  (for `herald key revoke`)", key.id);
             println!(
                 "signing secret: {}  (receivers verify webhook-signature with it)",
                 secret.expose()
@@ -105,12 +106,13 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
         TenantCommand::List => {
             println!("{:<24} {:>11}  CREATED", "TENANT", "ACTIVE KEYS");
             for tenant in store.list_tenants().await? {
-                println!(
-                    "{:<24} {:>11}  {}",
-                    tenant.id,
-                    tenant.active_keys,
+                // The default tenant comes with the schema, not from a command.
+                let created = if tenant.created_at_ms == 0 {
+                    "built in".to_owned()
+                } else {
                     time(tenant.created_at_ms)
-                );
+                };
+                println!("{:<24} {:>11}  {created}", tenant.id, tenant.active_keys);
             }
         }
         TenantCommand::RotateSecret { name, grace } => {

@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use clap::{Args, ValueEnum};
@@ -130,7 +130,7 @@ fn kind_name(kind: OutcomeKind) -> &'static str {
         OutcomeKind::DestinationDisabled => "disabled",
         OutcomeKind::DestinationEnabled => "enabled",
         OutcomeKind::Redriven => "redriven",
-        OutcomeKind::Unspecified => "unknown",
+        _ => "unknown",
     }
 }
 
@@ -144,13 +144,10 @@ fn finishes(kind: OutcomeKind) -> bool {
 
 /// One aligned line for `outcome`.
 fn line(outcome: &Outcome) -> String {
-    let time = outcome
-        .create_time
-        .and_then(|time| SystemTime::try_from(time).ok())
-        .map_or_else(
-            || "-".to_owned(),
-            |time| humantime::format_rfc3339_millis(time).to_string(),
-        );
+    let time = outcome.create_time.map_or_else(
+        || "-".to_owned(),
+        |time| humantime::format_rfc3339_millis(time).to_string(),
+    );
     let result = match (outcome.status_code, outcome.error_message.as_str()) {
         (0, "") => String::new(),
         (0, message) => message.to_owned(),
@@ -159,14 +156,13 @@ fn line(outcome: &Outcome) -> String {
     };
     let retry = outcome
         .next_attempt_time
-        .and_then(|time| SystemTime::try_from(time).ok())
         .map(|time| format!(" (next {})", humantime::format_rfc3339_millis(time)))
         .unwrap_or_default();
     format!(
         "{:>10}  {:<24}  {:<15}  {:<36}  {:>7}  {result}{retry}",
         outcome.sequence,
         time,
-        kind_name(outcome.kind()),
+        kind_name(outcome.kind),
         if outcome.delivery_id.is_empty() {
             &outcome.destination
         } else {
@@ -195,8 +191,8 @@ impl Default for Summary {
 
 impl Summary {
     fn count(&mut self, outcome: &Outcome) {
-        *self.kinds.entry(kind_name(outcome.kind())).or_default() += 1;
-        if finishes(outcome.kind()) {
+        *self.kinds.entry(kind_name(outcome.kind)).or_default() += 1;
+        if finishes(outcome.kind) {
             self.finished_since += 1;
         }
     }
@@ -223,13 +219,15 @@ impl Summary {
 
 #[cfg(test)]
 mod tests {
+    use herald_proto::v1 as wire;
+
     use super::*;
 
     fn outcome(kind: OutcomeKind, status_code: u32, error_message: &str) -> Outcome {
-        Outcome {
+        Outcome::from(wire::Outcome {
             sequence: 42,
             delivery_id: "019ab2c4-0000-7000-8000-000000000000".into(),
-            kind: kind.into(),
+            kind: kind.number(),
             attempt_number: 2,
             status_code,
             error_message: error_message.into(),
@@ -238,7 +236,7 @@ mod tests {
                 nanos: 5_000_000,
             }),
             ..Default::default()
-        }
+        })
     }
 
     #[test]

@@ -27,6 +27,7 @@
 
 pub mod admission;
 pub mod breaker;
+pub mod changes;
 pub mod health;
 pub mod limiter;
 pub mod policy;
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{metrics::Metrics, outcomes::OutcomeFeed, store::Store};
 
-use self::health::Health;
+use self::{changes::Changes, health::Health};
 
 /// Stranded deliveries dead-lettered per transaction.
 const STRANDED_BATCH: u64 = 500;
@@ -60,6 +61,8 @@ pub struct Upkeep {
     pub period: Duration,
     /// Failing without a success this long disables a destination.
     pub disable_after: Option<Duration>,
+    /// Told when a destination is disabled.
+    pub changes: Changes,
 }
 
 impl Upkeep {
@@ -113,6 +116,7 @@ impl Upkeep {
                     self.metrics.outcome(event.kind);
                 }
                 if !disabled.is_empty() {
+                    self.changes.changed();
                     self.feed.committed();
                 }
             }

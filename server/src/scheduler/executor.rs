@@ -27,7 +27,12 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use super::{completer::Work, hand_over::HandOvers, in_flight::Slot, retry::RetryPolicy};
+use super::{
+    completer::Work,
+    hand_over::{Ahead, HandOvers},
+    in_flight::Slot,
+    retry::RetryPolicy,
+};
 use crate::{
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
@@ -113,16 +118,23 @@ impl Executors {
         let attempts = async move {
             let mut delivery = delivery;
             let mut slot = slot;
+            // Whether the slot came to this delivery from a success at its
+            // destination: only then is the next one leased ahead.
+            let mut chained = false;
             loop {
                 let span = attempt_span(&delivery);
                 let lease = delivery.lease();
                 let may_hand_over = delivery.may_hand_over;
                 let lease_ends = delivery.lease_ends;
                 let threshold = delivery.failure_threshold;
-                let completion = shared
+                let attempt = shared
                     .attempt(delivery, Arc::clone(&signing))
-                    .instrument(span)
-                    .await;
+                    .instrument(span);
+                let (completion, ahead) = if may_hand_over && chained {
+                    tokio::join!(attempt, shared.lease_ahead(&slot, threshold))
+                } else {
+                    (attempt.await, None)
+                };
                 let succeeded = completion.decision == Decision::Succeeded;
                 // The slot passes on before its attempt counts as finished
                 // and before the result goes to be written: until the next
@@ -130,10 +142,15 @@ impl Executors {
                 // flight, for this replica's claims and in the database for
                 // other replicas', so no claim sees the destination's count
                 // dip below what is in flight and takes the difference.
-                let next = if succeeded && may_hand_over {
-                    shared.next_for(&slot, threshold).await
-                } else {
-                    None
+                let (next, void) = match ahead {
+                    Some(ahead) if succeeded && shared.hand_overs.may_start(&ahead) => {
+                        (Some(ahead.delivery), None)
+                    }
+                    Some(ahead) => (None, Some(ahead.delivery)),
+                    None if succeeded && may_hand_over && !chained => {
+                        (shared.next_for(&slot, threshold).await, None)
+                    }
+                    None => (None, None),
                 };
                 slot.recording();
                 // The completer outlives every executor, so this only fails if
@@ -149,30 +166,42 @@ impl Executors {
                     .is_ok();
                 // Whether the next delivery goes ahead: not once shutdown has
                 // begun, nor without a completer (it is given back at once,
-                // its attempt uncounted).
+                // its attempt uncounted, as is one leased ahead that may not
+                // start).
                 let (next, unstarted) = {
                     let mut running = lock(&shared.running);
                     running.leases.remove(&lease);
-                    match next {
+                    let mut unstarted = Vec::new();
+                    if let Some(void) = void {
+                        running.leases.remove(&void.lease());
+                        unstarted.push((void.lease(), void.destination_ref()));
+                    }
+                    let next = match next {
                         Some(next) if handed && !running.draining => {
                             running.leases.insert(next.lease(), next.destination_ref());
-                            (Some(next), None)
+                            Some(next)
                         }
-                        Some(next) => (None, Some((next.lease(), next.destination_ref()))),
-                        None => (None, None),
-                    }
+                        Some(next) => {
+                            running.leases.remove(&next.lease());
+                            unstarted.push((next.lease(), next.destination_ref()));
+                            None
+                        }
+                        None => None,
+                    };
+                    (next, unstarted)
                 };
+                if !unstarted.is_empty()
+                    && let Err(error) = shared.hand_overs.store.release(&unstarted, true).await
+                {
+                    tracing::warn!(%error, "could not give back deliveries; their leases will expire");
+                }
                 if let Some(next) = next {
                     slot.pass_to(next.lease());
                     delivery = next;
+                    chained = true;
                     continue;
                 }
                 slot.finished();
-                if let Some(unstarted) = unstarted
-                    && let Err(error) = shared.hand_overs.store.release(&[unstarted], true).await
-                {
-                    tracing::warn!(%error, "could not give back a delivery; its lease will expire");
-                }
                 break;
             }
             drop(permit);
@@ -232,6 +261,23 @@ impl Shared {
         self.hand_overs
             .next_for(slot.destination(), failure_threshold)
             .await
+    }
+
+    /// The destination's next due delivery, leased for `slot` while its
+    /// attempt is in flight, unless shutdown has begun; kept among the
+    /// leases shutdown gives back.
+    async fn lease_ahead(&self, slot: &Slot, failure_threshold: u32) -> Option<Ahead> {
+        if lock(&self.running).draining {
+            return None;
+        }
+        let ahead = self
+            .hand_overs
+            .lease_ahead(slot.destination(), failure_threshold)
+            .await?;
+        lock(&self.running)
+            .leases
+            .insert(ahead.delivery.lease(), ahead.delivery.destination_ref());
+        Some(ahead)
     }
 }
 

@@ -2,6 +2,20 @@
 //! straight to its next due deliveries ([`Store::hand_over`]) instead of
 //! going back for a claim.
 //!
+//! A slot that came to its delivery this way (its destination's last
+//! attempt there succeeded) leases the next one while its attempt is in
+//! flight ([`HandOvers::lease_ahead`]), so that when the attempt succeeds
+//! the next starts at once, without a statement between them: at a
+//! destination answering in 20 ms, a statement between attempts was a
+//! twentieth of every slot's time. The destination's policy is checked
+//! when the lease is taken; the delivery starts only if the attempt
+//! succeeded, no destination changed since ([`Changes`]: a pause or a
+//! lowered limit reaches it as it reaches a delivery not yet leased), and
+//! its lease outlasts a whole attempt. Otherwise it is given back,
+//! uncounted. Leased ahead, it counts as in flight in the database, so
+//! other replicas and this replica's claims see the destination a little
+//! fuller than it is, never emptier.
+//!
 //! Slots that finish at one destination while its statement runs wait at
 //! its desk, and the next statement leases one row for each of them: a
 //! destination whose receiver answers at once has many slots finishing
@@ -19,11 +33,13 @@ use std::{
     time::Duration,
 };
 
+use tokio::time::Instant;
+
 use tokio::sync::{Semaphore, oneshot};
 
 use super::in_flight::InFlight;
 use crate::{
-    destinations::policy::Policy,
+    destinations::{changes::Changes, policy::Policy},
     store::{
         HandOver, Store,
         records::{ClaimedDelivery, DestinationRef},
@@ -47,8 +63,12 @@ pub(super) struct HandOvers {
     pub in_flight: InFlight,
     /// How long a lease lasts.
     pub lease: Duration,
+    /// The longest an attempt may take.
+    pub attempt_timeout: Duration,
     /// Every destination's policy unless it sets its own.
     pub defaults: Policy,
+    /// Destination changes, which void what was leased ahead.
+    pub changes: Changes,
     /// Slots waiting at each destination with statements running.
     pub desks: Mutex<HashMap<DestinationRef, Desk>>,
 }
@@ -62,6 +82,14 @@ pub(super) struct Desk {
 
 /// A slot waiting for its destination's next delivery.
 pub(super) type Waiting = oneshot::Sender<Option<ClaimedDelivery>>;
+
+/// A delivery leased while the attempt before it was in flight.
+pub(super) struct Ahead {
+    /// The delivery, leased.
+    pub delivery: ClaimedDelivery,
+    /// Destination changes counted before its lease was taken.
+    changes: u64,
+}
 
 impl HandOvers {
     /// `destination`'s next due delivery for a slot there whose attempt
@@ -91,6 +119,29 @@ impl HandOvers {
             tokio::spawn(Arc::clone(self).serve(destination.clone(), failure_threshold));
         }
         answer.await.ok().flatten()
+    }
+
+    /// `destination`'s next due delivery, leased for a slot whose attempt
+    /// there is in flight, on the same terms as [`HandOvers::next_for`].
+    pub async fn lease_ahead(
+        self: &Arc<Self>,
+        destination: &DestinationRef,
+        failure_threshold: u32,
+    ) -> Option<Ahead> {
+        let changes = self.changes.count();
+        let delivery = self.next_for(destination, failure_threshold).await?;
+        Some(Ahead { delivery, changes })
+    }
+
+    /// Whether `ahead` may start now: no destination changed since it was
+    /// leased, and its lease outlasts a whole attempt.
+    pub fn may_start(&self, ahead: &Ahead) -> bool {
+        ahead.changes == self.changes.count()
+            && ahead
+                .delivery
+                .lease_ends
+                .saturating_duration_since(Instant::now())
+                > self.attempt_timeout
     }
 
     /// Runs statements for `destination`, each for all the slots waiting

@@ -8,7 +8,8 @@
 //!   [`retry`], what follows; it never writes results to the database.
 //!   Each attempt is a task of its own, tracked for shutdown; at a full
 //!   destination, a task whose attempt succeeded takes the destination's
-//!   next delivery itself ([`hand_over`]);
+//!   next delivery itself, and from then on leases it while its attempt
+//!   is in flight ([`hand_over`]);
 //! - [`completer`] persists results in batches, fenced by lease token,
 //!   with what they change at their destinations (circuits, holds), and
 //!   publishes the committed outcomes to the feed;
@@ -43,7 +44,7 @@ use uuid::Uuid;
 
 use self::{completer::Work, executor::Executors, hand_over::HandOvers, in_flight::InFlight};
 use crate::{
-    destinations::{Upkeep, health::Health, policy::Policy},
+    destinations::{Upkeep, changes::Changes, health::Health, policy::Policy},
     metrics::Metrics,
     outcomes::OutcomeFeed,
     signal::Signal,
@@ -68,6 +69,9 @@ pub struct SchedulerConfig {
     pub claim_batch: usize,
     /// How long a claim leases a row.
     pub lease_duration: Duration,
+    /// The longest an attempt may take: a delivery leased ahead starts
+    /// only while its lease outlasts this.
+    pub request_timeout: Duration,
     /// Safety-net poll interval.
     pub poll_interval: Duration,
     /// How long in-flight attempts may take to finish on shutdown.
@@ -86,6 +90,7 @@ pub struct Scheduler {
 pub struct SchedulerHandle {
     wakeup: Signal,
     inbox: mpsc::Sender<Work>,
+    changes: Changes,
 }
 
 impl Scheduler {
@@ -101,6 +106,7 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) -> (Self, SchedulerHandle) {
         let wakeup = Signal::start(&store, Channel::Work, &shutdown).await;
+        let changes = Changes::start(&store, &shutdown).await;
         let (inbox, completer_inbox) = mpsc::channel(completer::MAX_BATCH * 2);
         let health = Health::default();
         let in_flight = InFlight::new(wakeup.clone());
@@ -125,6 +131,7 @@ impl Scheduler {
                 metrics: metrics.clone(),
                 period: HEALTH_PERIOD,
                 disable_after: config.disable_after,
+                changes: changes.clone(),
             }
             .run(upkeep_stop.clone()),
         );
@@ -134,7 +141,9 @@ impl Scheduler {
             permits: Arc::clone(&permits),
             in_flight: in_flight.clone(),
             lease: config.lease_duration,
+            attempt_timeout: config.request_timeout,
             defaults: config.defaults,
+            changes: changes.clone(),
             desks: Mutex::default(),
         });
         let executors = Executors::new(
@@ -188,7 +197,11 @@ impl Scheduler {
                 tracing::error!(%error, "the destinations' upkeep failed");
             }
         });
-        let handle = SchedulerHandle { wakeup, inbox };
+        let handle = SchedulerHandle {
+            wakeup,
+            inbox,
+            changes,
+        };
         (Self { task }, handle)
     }
 
@@ -210,6 +223,13 @@ impl SchedulerHandle {
     /// New work is due now (an enqueue, a redrive): wake every replica.
     pub fn work_added(&self) {
         self.wakeup.raise();
+    }
+
+    /// A destination's policy or state changed (paused, resumed, enabled,
+    /// given a new policy): deliveries leased ahead on any replica, under
+    /// the policy as it was, are given back instead of started.
+    pub fn destination_changed(&self) {
+        self.changes.changed();
     }
 
     /// Cancels a delivery through the completer, whose writers record

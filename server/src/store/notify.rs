@@ -19,6 +19,9 @@ pub enum Channel {
     Work,
     /// New outcomes were committed: feed tailers should read.
     Outcomes,
+    /// A destination's policy or state changed (a pause, a new limit, a
+    /// disable): deliveries leased ahead for it should not start.
+    Destinations,
     /// An API key was created or revoked, or a signing secret rotated:
     /// cached credentials should be dropped.
     Credentials,
@@ -29,6 +32,7 @@ impl Channel {
         match self {
             Self::Work => "herald_work",
             Self::Outcomes => "herald_outcomes",
+            Self::Destinations => "herald_destinations",
             Self::Credentials => "herald_credentials",
         }
     }

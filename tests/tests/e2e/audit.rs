@@ -107,7 +107,7 @@ async fn each_operator_action_is_recorded_once_with_its_key(backend: Backend) {
     tokio::time::timeout(PATIENCE, async {
         use futures::StreamExt;
         while let Some(outcome) = outcomes.next().await {
-            if outcome.expect("outcome").kind == i32::from(OutcomeKind::DeadLettered) {
+            if outcome.expect("outcome").kind == OutcomeKind::DeadLettered {
                 return;
             }
         }

@@ -58,7 +58,7 @@ async fn sdk_enqueues_reads_pages_and_watches(backend: Backend) {
     tokio::time::timeout(PATIENCE, async {
         while finished.len() < 6 {
             let outcome = outcomes.next().await.unwrap().unwrap();
-            assert_ne!(outcome.kind(), OutcomeKind::RetryScheduled, "{outcome:?}");
+            assert_ne!(outcome.kind, OutcomeKind::RetryScheduled, "{outcome:?}");
             finished.insert(outcome.delivery_id);
         }
     })
@@ -66,7 +66,7 @@ async fn sdk_enqueues_reads_pages_and_watches(backend: Backend) {
     .expect("six outcomes");
 
     let delivery = client.get_delivery(&enqueued.id).await.unwrap();
-    assert_eq!(delivery.state(), DeliveryState::Succeeded);
+    assert_eq!(delivery.state, DeliveryState::Succeeded);
     assert_eq!(delivery.attempts.len(), 1);
 
     let listed: HashSet<String> = client
@@ -84,7 +84,11 @@ async fn sdk_enqueues_reads_pages_and_watches(backend: Backend) {
         .get_delivery(&uuid::Uuid::now_v7().to_string())
         .await
         .unwrap_err();
-    assert_eq!(missing.code(), Some(tonic::Code::NotFound), "{missing}");
+    assert_eq!(
+        missing.code(),
+        Some(herald_client::Code::NotFound),
+        "{missing}"
+    );
     let invalid = client
         .enqueue("ftp://example.com")
         .send()
@@ -92,9 +96,14 @@ async fn sdk_enqueues_reads_pages_and_watches(backend: Backend) {
         .unwrap_err();
     assert_eq!(
         invalid.code(),
-        Some(tonic::Code::InvalidArgument),
+        Some(herald_client::Code::InvalidArgument),
         "{invalid}"
     );
+    // The details a program acts on, in the SDK's own types.
+    let status = invalid.status().expect("Herald's answer");
+    assert_eq!(status.reason, "INVALID_FIELD");
+    assert_eq!(status.field_violations.len(), 1, "{status:?}");
+    assert_eq!(status.field_violations[0].field, "url");
     herald.stop().await;
 }
 

@@ -30,7 +30,7 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
     std::fs::write(
         &file,
         "# Give up after one attempt.\nmax_attempts = 1\nrequest_timeout = \"4s\"\nlease_duration = \"30s\"\n\
-         database_url = \"postgres://herald:hunter2@db.internal/herald\"\n",
+         database_url = \"postgres://herald:hunter2@db.internal/herald?sslmode=require&password=s3cret\"\n",
     )
     .expect("write the file");
     let path = file.to_str().expect("a UTF-8 path");
@@ -51,11 +51,14 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
         "max_attempts = 1\n",
         "request_timeout = \"5s\"\n",
         "lease_duration = \"40s\"\n",
-        "database_url = \"postgres://herald:***@db.internal/herald\"\n",
+        "database_url = \"postgres://herald:***@db.internal/herald?sslmode=require&password=***\"\n",
     ] {
         assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
     }
-    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("s3cret"),
+        "{printed}"
+    );
 
     std::fs::write(dir.path().join("bad.toml"), "max_atempts = 1\n").expect("write");
     let refused = herald_output(
@@ -152,7 +155,7 @@ async fn half_a_tls_pair_stops_the_start_from_a_file_or_the_environment() {
 /// server that starts instead is killed and fails the test); returns
 /// what it wrote to stderr.
 async fn refused_start(settings: &[(&str, &str)], args: &[&str]) -> String {
-    let child = tokio::process::Command::new(HERALD)
+    let child = tokio::process::Command::from(herald_tests::herald_process(HERALD))
         .args(args)
         .envs(settings.iter().copied())
         .env("NO_COLOR", "1")
@@ -188,13 +191,10 @@ async fn operator_commands_act_on_the_files_database(backend: Backend) {
     .expect("write the file");
     let path = file.to_str().expect("a UTF-8 path");
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(HERALD)
+        let output = herald_tests::herald_process(HERALD)
             .args(args)
             .args(["--config", path])
             .current_dir(dir.path())
-            .env_remove("HERALD_DATABASE_URL")
-            .env_remove("HERALD_CONFIG")
-            .env_remove("HERALD_SECRET_KEY")
             .env("NO_COLOR", "1")
             .output()
             .expect("run the herald binary");
@@ -233,7 +233,7 @@ async fn a_start_without_its_database_says_what_to_do() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port");
-    let postgres = format!("postgres://herald:hunter2@{closed}/herald");
+    let postgres = format!("postgres://herald:hunter2@{closed}/herald?password=s3cret");
     let said = refused_start(
         &[
             ("HERALD_DATABASE_URL", postgres.as_str()),
@@ -244,11 +244,14 @@ async fn a_start_without_its_database_says_what_to_do() {
     .await;
     assert!(
         said.contains(&format!(
-            "cannot reach the database at postgres://herald:***@{closed}/herald"
+            "cannot reach the database at postgres://herald:***@{closed}/herald?password=***"
         )),
         "{said}"
     );
-    assert!(!said.contains("hunter2"), "{said}");
+    assert!(
+        !said.contains("hunter2") && !said.contains("s3cret"),
+        "{said}"
+    );
 }
 
 #[tokio::test]

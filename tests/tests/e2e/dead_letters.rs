@@ -2,12 +2,13 @@
 
 use std::collections::HashSet;
 
-use herald_proto::v1::{DeliveryState, ListDeadLettersRequest};
+use herald_proto::v1::{DeliveryState, ListDeadLettersRequest, RedriveDeadLettersRequest};
 use herald_tests::{Backend, Receiver, Reply, TestHerald, on_both_backends};
 use tonic::Code;
 
 on_both_backends!(
     pagination_returns_every_dead_letter_once,
+    dead_letters_are_listed_oldest_first,
     bad_page_token_is_invalid
 );
 
@@ -60,6 +61,60 @@ async fn pagination_returns_every_dead_letter_once(backend: Backend) {
     assert_eq!(pages, 4);
     assert_eq!(seen.len(), 25, "every dead letter exactly once");
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), expected);
+    herald.stop().await;
+}
+
+/// The listing's order is the order of dead-lettering, not of creation:
+/// three deliveries dead-lettered one after another, then the first one
+/// redriven and dead-lettered again, come back second, third, first, across
+/// pages.
+async fn dead_letters_are_listed_oldest_first(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.script("/reject", vec![Reply::Status(422); 4]);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = herald
+            .post(receiver.url("/reject"), format!("{n}").as_bytes())
+            .await;
+        herald.wait_terminal(&id).await;
+        ids.push(id);
+    }
+    let redriven = herald
+        .client()
+        .redrive_dead_letters(RedriveDeadLettersRequest {
+            ids: vec![ids[0].clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("redrive")
+        .into_inner();
+    assert_eq!(redriven.count, 1);
+    let again = herald.wait_terminal(&ids[0]).await;
+    assert_eq!(again.state, i32::from(DeliveryState::DeadLettered));
+
+    let mut client = herald.client();
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_dead_letters(ListDeadLettersRequest {
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        listed.extend(page.deliveries.into_iter().map(|d| d.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(listed, [ids[1].clone(), ids[2].clone(), ids[0].clone()]);
     herald.stop().await;
 }
 

@@ -4,8 +4,9 @@
 //! slows its whole destination; one that fails for too long is disabled;
 //! one tenant's flood does not hold up another; a busy destination's
 //! slots, passed from each delivery to the next, keep to its limit and
-//! heed a lowered limit or a pause; and on PostgreSQL two
-//! replicas share every limit and the circuit.
+//! heed a lowered limit or a pause, which also reaches the deliveries
+//! they leased ahead; and on PostgreSQL two replicas share every limit,
+//! the circuit, and a pause that reaches what either leased ahead.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -14,7 +15,7 @@ use herald_client::{Client, WatchOptions};
 use herald_proto::v1::{DeliveryState, EnqueueRequest, Outcome, OutcomeKind};
 use herald_tests::{
     Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
-    next_outcomes, on_both_backends,
+    next_outcomes, on_both_backends, test_config,
 };
 use tonic::Code;
 
@@ -32,6 +33,7 @@ on_both_backends!(
     one_tenants_flood_does_not_hold_up_another,
     a_busy_destination_stays_within_its_limit_as_slots_pass_on,
     a_lowered_limit_and_a_pause_reach_slots_that_pass_on,
+    a_pause_reaches_deliveries_leased_ahead,
 );
 
 /// Enqueues `count` deliveries to `url` in one batch; their ids in order.
@@ -245,6 +247,77 @@ async fn a_lowered_limit_and_a_pause_reach_slots_that_pass_on(backend: Backend) 
         assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
     }
     herald.stop().await;
+}
+
+/// Slots that came to their deliveries from a success lease the next one
+/// while their attempts are in flight; a pause landing then gives those
+/// back instead of sending them, their attempts uncounted.
+async fn a_pause_reaches_deliveries_leased_ahead(backend: Backend) {
+    let Some(herald) = TestHerald::start_with(backend, |c| c.destination_concurrency = 4).await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/busy");
+    receiver.slow("/busy", Duration::from_millis(150));
+    let ids_in_order = enqueue(&herald, &url, 40, 1).await;
+    // The third round is in flight, its slots with the fourth leased.
+    receiver.wait_for("/busy", 12).await;
+    let client = sdk(&herald).await;
+    client
+        .pause_destination(&url, "deploy")
+        .await
+        .expect("pause");
+    pause_is_kept(&herald, &client, &receiver, &ids_in_order).await;
+    herald.stop().await;
+}
+
+/// After a pause through `operator` of the destination `receiver`'s
+/// `/busy` stands for: what was in flight finishes, at most one more
+/// (passed on as the pause landed) is sent, nothing else is, and what
+/// waits has used no attempts; after a resume, every delivery of
+/// `ids_in_order` succeeds. `watcher` is any replica.
+async fn pause_is_kept(
+    watcher: &TestHerald,
+    operator: &Client,
+    receiver: &Receiver,
+    ids_in_order: &[String],
+) {
+    let at_pause = ids(&receiver.requests("/busy"));
+    for id in &at_pause {
+        watcher.wait_terminal(id).await;
+    }
+    // A delivery elsewhere gives every slot time to act on the pause.
+    let other = Receiver::start().await;
+    let marker = watcher.post(other.url("/marker"), b"{}").await;
+    watcher.wait_terminal(&marker).await;
+    for id in ids(&receiver.requests("/busy")) {
+        watcher.wait_terminal(&id).await;
+    }
+    let marker = watcher.post(other.url("/marker"), b"{}").await;
+    watcher.wait_terminal(&marker).await;
+    let sent = ids(&receiver.requests("/busy"));
+    assert!(
+        sent.len() <= at_pause.len() + 1,
+        "{} sent after the pause",
+        sent.len() - at_pause.len()
+    );
+    for id in ids_in_order.iter().filter(|id| !sent.contains(id)) {
+        assert_eq!(
+            watcher.get(id).await.attempt_count,
+            0,
+            "waiting, or leased ahead and given back, uses no attempts"
+        );
+    }
+    operator
+        .resume_destination(&receiver.url("/busy"))
+        .await
+        .expect("resume");
+    for id in ids_in_order {
+        let delivery = watcher.wait_terminal(id).await;
+        assert_eq!(delivery.state, i32::from(DeliveryState::Succeeded));
+        assert_eq!(delivery.attempt_count, 1, "sent once");
+    }
 }
 
 async fn a_rate_limit_spaces_a_destination_out(backend: Backend) {
@@ -561,6 +634,40 @@ async fn two_replicas_share_a_destinations_limits() {
     assert!(most_within(&arrived, Duration::from_secs(1)) <= 7);
 }
 
+/// A pause through one replica reaches the deliveries another leased
+/// ahead for its busy slots (told through the database): they are given
+/// back, not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_replica_reaches_what_another_leased_ahead() {
+    let Some(herald) =
+        TestHerald::start_with(Backend::Postgres, |c| c.destination_concurrency = 4).await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/busy");
+    receiver.slow("/busy", Duration::from_millis(150));
+    let ids_in_order = enqueue(&herald, &url, 60, 1).await;
+    // The third round is in flight, its slots with the fourth leased.
+    receiver.wait_for("/busy", 12).await;
+    // The second replica finds the destination full, and takes the pause.
+    let mut config = test_config(herald.database_url());
+    config.destination_concurrency = 4;
+    let operator = herald_server::start(config)
+        .await
+        .expect("a second replica starts");
+    let client = Client::connect(format!("http://{}", operator.local_addr()))
+        .await
+        .expect("connect");
+    client
+        .pause_destination(&url, "deploy")
+        .await
+        .expect("pause");
+    pause_is_kept(&herald, &client, &receiver, &ids_in_order).await;
+    operator.shutdown().await.expect("the second replica stops");
+    herald.stop().await;
+}
+
 /// One replica's failures open the circuit for both: while it is open,
 /// neither sends anything but the probes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +696,7 @@ async fn two_replicas_share_a_circuit() {
     let mut kinds = HashMap::new();
     let opened_at = loop {
         let outcome = next_kind(&mut outcomes).await;
-        if outcome.kind() == herald_client::OutcomeKind::CircuitOpened {
+        if outcome.kind == herald_client::OutcomeKind::CircuitOpened {
             break receiver.requests("/down").len();
         }
     };
@@ -597,8 +704,8 @@ async fn two_replicas_share_a_circuit() {
     enqueue_many(&b.client().await, &receiver.url("/down"), 4, 1).await;
     loop {
         let outcome = next_kind(&mut outcomes).await;
-        *kinds.entry(outcome.kind()).or_insert(0) += 1;
-        if outcome.kind() == herald_client::OutcomeKind::CircuitClosed {
+        *kinds.entry(outcome.kind).or_insert(0) += 1;
+        if outcome.kind == herald_client::OutcomeKind::CircuitClosed {
             break;
         }
     }

@@ -11,9 +11,11 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt};
 use herald_client::{
-    Client, Destination, DestinationQuery, DestinationState, Outcome, OutcomeKind, RatePeriod,
-    WatchOptions, proto::ListDestinationsRequest,
-    proto::destination_service_client::DestinationServiceClient,
+    Client, Code, Destination, DestinationQuery, DestinationState, Outcome, OutcomeKind,
+    RatePeriod, WatchOptions,
+};
+use herald_proto::v1::{
+    ListDestinationsRequest, destination_service_client::DestinationServiceClient,
 };
 use herald_server::destinations::state::StateChange;
 use herald_server::store::Actor;
@@ -34,7 +36,6 @@ use herald_tests::{
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::Value;
-use tonic::Code;
 
 use crate::HERALD;
 
@@ -64,7 +65,7 @@ async fn sdk(herald: &TestHerald, api_key: Option<&str>) -> Client {
 fn refusal<T: std::fmt::Debug>(result: Result<T, herald_client::Error>) -> (Code, String) {
     let error = result.expect_err("the call is refused");
     let status = error.status().expect("an answer from Herald");
-    (status.code(), status.message().to_owned())
+    (status.code, status.message.clone())
 }
 
 /// The destination's `scheme://host:port` for one of `receiver`'s URLs.
@@ -158,7 +159,7 @@ async fn policies_are_checked_shown_and_reset(backend: Backend) {
         .expect("a policy in range");
     assert_eq!(set.destination, "https://policy.example.test:443");
     assert_eq!(set.host, "policy.example.test");
-    assert_eq!(set.state(), DestinationState::Active);
+    assert_eq!(set.state, DestinationState::Active);
     assert_eq!(set.policy_overrides, ["max_in_flight", "rate_limit"]);
     let shown = client
         .get_destination("https://policy.example.test:443/any/path")
@@ -167,7 +168,7 @@ async fn policies_are_checked_shown_and_reset(backend: Backend) {
     assert_eq!(policy_of(&shown).max_in_flight, 3);
     let rate = policy_of(&shown).rate_limit.as_ref().expect("a rate limit");
     assert_eq!(
-        (rate.requests, rate.period(), rate.burst),
+        (rate.requests, rate.period, rate.burst),
         (50, RatePeriod::Second, 5)
     );
     assert_eq!(shown.in_flight, 0);
@@ -221,10 +222,10 @@ async fn pause_holds_deliveries_until_resumed(backend: Backend) {
         .await
         .expect("pause");
     assert_eq!(paused.destination, key);
-    assert_eq!(paused.state(), DestinationState::Paused);
+    assert_eq!(paused.state, DestinationState::Paused);
     assert_eq!(paused.state_reason, "deploy");
     let event = next_event(&mut events).await;
-    assert_eq!(event.kind(), OutcomeKind::DestinationPaused);
+    assert_eq!(event.kind, OutcomeKind::DestinationPaused);
     assert_eq!(
         (event.destination.as_str(), event.delivery_id.as_str()),
         (key.as_str(), "")
@@ -247,12 +248,12 @@ async fn pause_holds_deliveries_until_resumed(backend: Backend) {
     assert_eq!(waiting.attempt_count, 0, "held deliveries use no attempts");
 
     let resumed = client.resume_destination(&key).await.expect("resume");
-    assert_eq!(resumed.state(), DestinationState::Active);
+    assert_eq!(resumed.state, DestinationState::Active);
     assert_eq!(resumed.state_reason, "");
     receiver.wait_for("/held", 1).await;
     wait_success(&client, &held.id).await;
     let event = next_event(&mut events).await;
-    assert_eq!(event.kind(), OutcomeKind::DestinationResumed);
+    assert_eq!(event.kind, OutcomeKind::DestinationResumed);
     assert_eq!(event.destination, key);
     let (code, message) = refusal(client.resume_destination(&key).await);
     assert_eq!(code, Code::FailedPrecondition);
@@ -315,6 +316,23 @@ async fn listing_pages_through_destinations(backend: Backend) {
         .await
         .expect("list");
     assert_eq!(all.len(), 5);
+    // A page at a time, resumed from a token kept in between.
+    let query = DestinationQuery::default().page_size(3);
+    let first = client.destinations_page(&query, "").await.expect("a page");
+    assert_eq!(first.items.len(), 3);
+    let rest = client
+        .destinations_page(&query, &first.next_page_token)
+        .await
+        .expect("the next page");
+    assert_eq!(rest.items.len(), 2);
+    assert!(rest.next_page_token.is_empty(), "the last page");
+    let paged: HashSet<String> = first
+        .items
+        .into_iter()
+        .chain(rest.items)
+        .map(|destination| destination.destination)
+        .collect();
+    assert_eq!(paged, names);
     let paused: Vec<Destination> = client
         .destinations(DestinationQuery::default().state(DestinationState::Paused))
         .try_collect()
@@ -404,7 +422,7 @@ async fn a_disabled_destination_refuses_work_until_enabled(backend: Backend) {
         "{message}"
     );
     let disabled = client.get_destination(&key).await.expect("get");
-    assert_eq!(disabled.state(), DestinationState::Disabled);
+    assert_eq!(disabled.state, DestinationState::Disabled);
     assert_eq!(disabled.state_reason, "it kept failing");
     let (code, message) = refusal(client.resume_destination(&key).await);
     assert_eq!(code, Code::FailedPrecondition);
@@ -415,7 +433,7 @@ async fn a_disabled_destination_refuses_work_until_enabled(backend: Backend) {
         .await
         .expect("watch");
     let enabled = client.enable_destination(&key).await.expect("enable");
-    assert_eq!(enabled.state(), DestinationState::Active);
+    assert_eq!(enabled.state, DestinationState::Active);
     assert_eq!(enabled.failing_since_time, None);
     let event = next_event(&mut events).await;
     assert_eq!(event.destination, key);

@@ -95,7 +95,7 @@ async fn two_replicas_committing_at_once_give_a_watcher_every_outcome_once() {
     );
     let succeeded: HashSet<&str> = seen
         .iter()
-        .filter(|o| o.kind() == Kind::Succeeded)
+        .filter(|o| o.kind == Kind::Succeeded)
         .map(|o| o.delivery_id.as_str())
         .collect();
     assert_eq!(succeeded.len(), 600);
@@ -259,7 +259,11 @@ async fn a_pruned_cursor_is_out_of_range(backend: Backend) {
     else {
         panic!("a cursor before the pruned outcomes must be refused");
     };
-    assert_eq!(error.code(), Some(Code::OutOfRange), "{error}");
+    assert_eq!(
+        error.code(),
+        Some(herald_client::Code::OutOfRange),
+        "{error}"
+    );
     let newest_pruned = old[2].sequence.to_string();
     assert!(
         error.to_string().contains(&newest_pruned),
@@ -334,7 +338,7 @@ async fn herald_watch_prints_aligned_outcomes() {
     herald.wait_terminal(&ok).await;
     herald.wait_terminal(&rejected).await;
 
-    let mut watch = tokio::process::Command::new(HERALD)
+    let mut watch = tokio::process::Command::from(herald_tests::herald_process(HERALD))
         .args([
             "watch",
             "--server",

@@ -12,6 +12,7 @@ use tonic::Code;
 
 on_both_backends!(
     every_field_at_its_limit_fits_the_message_limit,
+    a_message_over_the_message_limit_is_refused,
     secret_looking_headers_are_refused_over_grpc,
     repeated_fields_are_bounded_and_repeats_count_once,
 );
@@ -57,6 +58,35 @@ async fn every_field_at_its_limit_fits_the_message_limit(backend: Backend) {
         "{}",
         refused.message()
     );
+    herald.stop().await;
+}
+
+/// A message larger than the gRPC message limit is refused by its length
+/// alone, before it is decoded, with the limit in the answer.
+async fn a_message_over_the_message_limit_is_refused(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let limit = herald_tests::test_config("sqlite::memory:")
+        .limits
+        .max_message_bytes();
+    let receiver = Receiver::start().await;
+    let over = EnqueueRequest {
+        url: receiver.url("/too-large"),
+        // With its field's framing the message is a few bytes over.
+        body: vec![b'x'; limit],
+        ..Default::default()
+    };
+    let refused = herald.client().enqueue(over).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("the limit is: {limit} bytes")),
+        "{}",
+        refused.message()
+    );
+    assert!(receiver.requests("/too-large").is_empty());
     herald.stop().await;
 }
 

@@ -27,6 +27,7 @@ on_both_backends!(
     a_listing_of_large_bodies_pages_by_bytes_and_lists_each_once,
     the_basic_view_leaves_out_bodies_and_the_full_view_has_them,
     the_client_takes_a_delivery_larger_than_grpcs_default_limit,
+    a_host_filter_matches_the_host_however_it_is_written,
 );
 
 /// Most encoded bytes of a listing page.
@@ -321,5 +322,57 @@ async fn the_client_takes_a_delivery_larger_than_grpcs_default_limit(backend: Ba
         .expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(&listed[0].body, body);
+    herald.stop().await;
+}
+
+/// A host filter finds a destination's deliveries however a person writes
+/// the host (any case, an IDN or its punycode, IPv6 with or without
+/// brackets), as destinations store it; one with a port is refused with
+/// the field in the error's details.
+async fn a_host_filter_matches_the_host_however_it_is_written(backend: Backend) {
+    use tonic_types::StatusExt;
+
+    let Some(herald) = TestHerald::start_with(backend, |config| {
+        config
+            .allow_target_cidrs
+            .push("::1/128".parse().expect("a CIDR"));
+    })
+    .await
+    else {
+        return;
+    };
+    enqueue_pending(&herald, "bücher.example", 1).await;
+    enqueue_pending(&herald, "[::1]", 2).await;
+    let mut client = herald.client();
+    for (filter, expected) in [
+        ("BÜCHER.example", 1),
+        ("xn--bcher-kva.example", 1),
+        ("::1", 2),
+        ("[0:0::1]", 2),
+    ] {
+        let page = client
+            .list_deliveries(pending(filter, 10, String::new()))
+            .await
+            .unwrap_or_else(|status| panic!("{filter}: {status:?}"))
+            .into_inner();
+        assert_eq!(page.deliveries.len(), expected, "{filter}");
+    }
+
+    let refused = client
+        .list_deliveries(pending("bücher.example:443", 10, String::new()))
+        .await
+        .expect_err("a port is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let details = refused.get_error_details();
+    let violations = &details
+        .bad_request()
+        .expect("a BadRequest detail")
+        .field_violations;
+    assert_eq!(violations[0].field, "destination_host");
+    let info = details.error_info().expect("an ErrorInfo detail");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("INVALID_FIELD", "herald")
+    );
     herald.stop().await;
 }

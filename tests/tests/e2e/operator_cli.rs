@@ -56,7 +56,7 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
     wait_finished(&client, &delivered).await;
     let dead_lettered = json(&["deliveries", "get", &dead, "--json"]);
     assert_eq!(dead_lettered["id"], dead.as_str());
-    assert_eq!(dead_lettered["state"], "dead_lettered");
+    assert_eq!(dead_lettered["state"], "dead-lettered");
     assert_eq!(dead_lettered["attempts"][0]["status_code"], 400);
 
     // deliveries list: a table, and JSON filtered by state.
@@ -77,7 +77,7 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
     // deliveries get: the detail, with the attempt.
     let detail = herald_cli(&["deliveries", "get", &dead]);
     assert!(
-        detail.contains("dead_lettered") && detail.contains("400"),
+        detail.contains("dead-lettered") && detail.contains("400"),
         "{detail}"
     );
 
@@ -173,6 +173,51 @@ fn failures_go_to_stderr_with_an_exit_code_for_each_kind() {
     assert_eq!(failure(&bad_flag, "lost"), 2);
 }
 
+/// What a script that pipes the commands' stderr reads: plain text, no
+/// colour or log framing, whatever the log filter; a server given as
+/// `host:port` (as gRPC tools take it) is the same as `http://host:port`;
+/// a redrive without a selection names the flags that make one.
+#[test]
+fn piped_failures_are_plain_and_name_the_flags() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    // NO_COLOR unset: stderr being a pipe must be enough.
+    let unreachable = herald_tests::herald_process(HERALD)
+        .args(["deliveries", "list"])
+        .env("HERALD_SERVER", closed.to_string())
+        .env("HERALD_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run herald");
+    let said = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!said.contains('\x1b'), "colour in: {said:?}");
+    assert_eq!(
+        failure(
+            &unreachable,
+            &format!("error: cannot connect to Herald at http://{closed}")
+        ),
+        3
+    );
+    let error = said
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .expect("an error line");
+    assert_eq!(
+        error.matches("refused").count(),
+        1,
+        "the cause is said once: {error}"
+    );
+
+    let unselected = herald_output(HERALD, &[], &["dead-letters", "redrive"]);
+    assert_eq!(failure(&unselected, "--id"), 2);
+    let said = String::from_utf8_lossy(&unselected.stderr);
+    assert!(
+        said.contains("--host") && !said.contains("destination_host"),
+        "{said}"
+    );
+}
+
 /// Waits until `id` is no longer pending, by its outcome stream.
 async fn wait_finished(client: &Client, id: &str) {
     use futures::StreamExt;
@@ -187,7 +232,7 @@ async fn wait_finished(client: &Client, id: &str) {
     tokio::time::timeout(herald_tests::PATIENCE, async {
         loop {
             let delivery = client.get_delivery(id).await.expect("get");
-            if delivery.state != i32::from(DeliveryState::Pending) {
+            if delivery.state != DeliveryState::Pending {
                 return;
             }
             outcomes

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use herald_client::{
-    Client,
+    Client, Code,
     webhook::{self, Secret},
 };
 use herald_server::RunningServer;
@@ -15,7 +15,6 @@ use herald_tests::{
     Backend, PATIENCE, Receiver, TestDb, create_tenant, herald_admin, on_both_backends,
     printed_value, test_config,
 };
-use tonic::Code;
 
 use crate::HERALD;
 

@@ -8,21 +8,23 @@
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
+use herald_client::Code;
 use herald_client::{
     Client, DeliveryQuery, DeliveryState, Outcome, OutcomeKind, WatchOptions,
     webhook::{self, Secret},
 };
 use herald_tests::{
     Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
-    herald_admin, herald_command, herald_output, on_both_backends, printed_value,
+    herald_admin, herald_command, herald_output, herald_process, on_both_backends, printed_value,
 };
-use tonic::Code;
 
 use crate::HERALD;
 
 on_both_backends!(
     tenants_are_walled_off_from_each_other,
     wrong_and_revoked_keys_are_refused,
+    revoking_every_key_does_not_reopen_the_server,
+    health_and_reflection_need_no_key_once_tenants_exist,
     deliveries_are_signed_and_rotation_signs_with_both,
     refuses_to_listen_publicly_without_tenants,
     tenant_commands_name_their_database_and_neither_create_nor_migrate_it
@@ -51,7 +53,7 @@ async fn outcome(client: &Client, id: &str, kind: OutcomeKind) -> Outcome {
                 .await
                 .expect("stream open")
                 .expect("outcome");
-            if outcome.kind == i32::from(kind) {
+            if outcome.kind == kind {
                 return outcome;
             }
         }
@@ -150,7 +152,7 @@ async fn tenants_are_walled_off_from_each_other(backend: Backend) {
     // Alpha's own view is intact.
     assert_eq!(
         alpha.get_delivery(&dead.id).await.expect("get").state,
-        i32::from(DeliveryState::DeadLettered)
+        DeliveryState::DeadLettered
     );
     assert_eq!(
         alpha
@@ -158,7 +160,7 @@ async fn tenants_are_walled_off_from_each_other(backend: Backend) {
             .await
             .expect("alpha cancels its own")
             .state,
-        i32::from(DeliveryState::Cancelled)
+        DeliveryState::Cancelled
     );
     let alphas: Vec<String> = alpha
         .deliveries(DeliveryQuery::default())
@@ -181,6 +183,15 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
     assert_eq!(
         code(anonymous.get_delivery(&missing).await),
         Some(Code::NotFound)
+    );
+    // A key the open server does not know is refused, and the advice warns
+    // that creating a tenant closes the server.
+    let unknown = client(&herald, Some("hk_nope_nope")).await;
+    let refused = unknown.get_delivery(&missing).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated));
+    assert!(
+        refused.to_string().contains("closes it for good"),
+        "{refused}"
     );
 
     let created = create_tenant(HERALD, herald.database_url(), "alpha");
@@ -207,11 +218,7 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
     let printed = herald_admin(HERALD, herald.database_url(), &["key", "create", "alpha"]);
     let second = client(&herald, Some(&printed_value(&printed, "api key:"))).await;
     let listed = herald_admin(HERALD, herald.database_url(), &["key", "list", "alpha"]);
-    let first_id = created
-        .api_key
-        .strip_prefix("hk_")
-        .and_then(|rest| rest.split('_').next())
-        .expect("hk_<id>_<secret>");
+    let first_id = key_id(&created.api_key);
     assert!(listed.contains(first_id), "{listed}");
     herald_admin(HERALD, herald.database_url(), &["key", "revoke", first_id]);
     assert_eq!(
@@ -221,6 +228,110 @@ async fn wrong_and_revoked_keys_are_refused(backend: Backend) {
     assert_eq!(
         code(second.get_delivery(&missing).await),
         Some(Code::NotFound)
+    );
+    herald.stop().await;
+}
+
+/// The key id of `api_key` (`hk_<id>_<secret>`), which `herald key revoke` takes.
+fn key_id(api_key: &str) -> &str {
+    api_key
+        .strip_prefix("hk_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("hk_<id>_<secret>")
+}
+
+/// Every key revoked, before the server ever saw one: it stays closed, so
+/// a caller without a key is still refused.
+async fn revoking_every_key_does_not_reopen_the_server(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let created = create_tenant(HERALD, herald.database_url(), "alpha");
+    assert_eq!(created.key_id, key_id(&created.api_key), "the id printed");
+    let listed = herald_admin(HERALD, herald.database_url(), &["tenant", "list"]);
+    let default = listed
+        .lines()
+        .find(|line| line.starts_with("default "))
+        .unwrap_or_else(|| panic!("no default tenant in: {listed}"));
+    assert!(default.ends_with("built in"), "{listed}");
+    herald_admin(
+        HERALD,
+        herald.database_url(),
+        &["key", "revoke", &created.key_id],
+    );
+    let missing = uuid::Uuid::now_v7().to_string();
+    let anonymous = client(&herald, None).await;
+    assert_eq!(
+        code(anonymous.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
+    );
+    let revoked = client(&herald, Some(&created.api_key)).await;
+    assert_eq!(
+        code(revoked.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
+    );
+    herald.stop().await;
+}
+
+/// Health and reflection answer a caller without a key on a server with
+/// tenants and keys, while its own services refuse that caller.
+async fn health_and_reflection_need_no_key_once_tenants_exist(backend: Backend) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    create_tenant(HERALD, herald.database_url(), "alpha");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", herald.addr()))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connect");
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "herald.v1.DeliveryService".into(),
+        })
+        .await
+        .expect("health answers without a key")
+        .into_inner();
+    assert_eq!(health.status, i32::from(ServingStatus::Serving));
+
+    let list = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let answer = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([list]))
+        .await
+        .expect("reflection answers without a key")
+        .into_inner()
+        .message()
+        .await
+        .expect("a reflection answer")
+        .and_then(|response| response.message_response);
+    let Some(MessageResponse::ListServicesResponse(services)) = answer else {
+        panic!("not a list of services: {answer:?}");
+    };
+    assert!(
+        services
+            .service
+            .iter()
+            .any(|service| service.name == "herald.v1.DeliveryService"),
+        "{services:?}"
+    );
+
+    let anonymous = client(&herald, None).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        code(anonymous.get_delivery(&missing).await),
+        Some(Code::Unauthenticated)
     );
     herald.stop().await;
 }
@@ -293,7 +404,7 @@ async fn refuses_to_listen_publicly_without_tenants(backend: Backend) {
     };
     let refused = tokio::time::timeout(
         PATIENCE,
-        tokio::process::Command::new(HERALD)
+        tokio::process::Command::from(herald_process(HERALD))
             .arg("serve")
             .env("HERALD_LISTEN_ADDR", "0.0.0.0:0")
             .env("HERALD_DATABASE_URL", db.url())

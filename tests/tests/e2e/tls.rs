@@ -1,9 +1,13 @@
 //! The gRPC listener over TLS, with a certificate generated for the test:
-//! a client that trusts it enqueues and reads; a plaintext client cannot;
-//! an unreadable certificate stops the start with the path in the error.
+//! a client that trusts it enqueues and reads, whether given the
+//! certificate or finding it among the system's authorities; a plaintext
+//! client cannot; an unreadable certificate stops the start with the path
+//! in the error.
 
 use herald_client::Client;
-use herald_tests::{Backend, Receiver, TestDb, on_both_backends, test_config};
+use herald_tests::{Backend, Receiver, TestDb, herald_command, on_both_backends, test_config};
+
+use crate::HERALD;
 
 on_both_backends!(a_tls_listener_serves_clients_that_trust_it);
 
@@ -56,6 +60,21 @@ async fn a_tls_listener_serves_clients_that_trust_it(backend: Backend) {
         Err(error) => Some(error),
     };
     assert!(plaintext.is_some(), "a plaintext client was served");
+
+    // An https:// server with no CA given is checked against the system's
+    // authorities, which SSL_CERT_FILE stands in for here (in a process of
+    // its own: the herald command, which connects through the SDK).
+    let server_url = format!("https://localhost:{port}");
+    let cert_file = dir.path().join("herald.crt");
+    let shown = herald_command(
+        HERALD,
+        &[
+            ("HERALD_SERVER", server_url.as_str()),
+            ("SSL_CERT_FILE", cert_file.to_str().expect("a UTF-8 path")),
+        ],
+        &["deliveries", "get", &enqueued.id, "--json"],
+    );
+    assert!(shown.contains(&enqueued.id), "{shown}");
 
     server.shutdown().await.expect("clean shutdown");
     db.drop_database().await;

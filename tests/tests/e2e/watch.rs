@@ -181,7 +181,7 @@ async fn a_stream_started_now_misses_nothing_recorded_while_it_was_down(backend:
                 .await
                 .expect("stream open")
                 .expect("outcome");
-            assert_eq!(outcome.kind, i32::from(OutcomeKind::Succeeded));
+            assert_eq!(outcome.kind, herald_client::OutcomeKind::Succeeded);
             seen.push(outcome.delivery_id);
         }
     })

@@ -46,6 +46,7 @@
 //!   destination for `--duration`: the rate delivered and the most
 //!   requests in any one second.
 
+mod precise_timer;
 mod receiver;
 mod report;
 mod scenarios;

@@ -22,10 +22,12 @@ use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{net::TcpListener, sync::Notify};
 
+use crate::precise_timer;
+
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Behaviour {
-    /// Added before every answer.
+    /// From a request's arrival to its answer.
     pub delay: Duration,
     /// Answer 503 to every n-th request (0: never).
     pub fail_every: u64,
@@ -169,7 +171,7 @@ impl State {
         // Read the body, as a real receiver would.
         let _ = request.into_body().collect().await;
         if !self.behaviour.delay.is_zero() {
-            tokio::time::sleep(self.behaviour.delay).await;
+            precise_timer::sleep_until(now + self.behaviour.delay).await;
         }
         let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
         let failing = self.behaviour.fail_until.is_some_and(|until| now < until)

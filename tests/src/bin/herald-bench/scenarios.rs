@@ -165,7 +165,7 @@ async fn await_finished(client: &Client, after: u64, count: u64) -> Finished {
             .await
             .expect("stream open")
             .expect("outcome");
-        if outcome.kind() == OutcomeKind::Succeeded {
+        if outcome.kind == OutcomeKind::Succeeded {
             finished.succeeded += 1;
         } else {
             finished.dead_lettered += 1;
