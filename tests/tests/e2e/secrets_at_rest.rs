@@ -271,11 +271,9 @@ async fn without_a_key_only_an_open_sqlite_server_makes_one(backend: Backend) {
     server.shutdown().await.expect("clean shutdown");
 
     // The tenant command finds the same key beside the database.
-    let output = std::process::Command::new(HERALD)
+    let output = herald_tests::herald_process(HERALD)
         .args(["tenant", "create", "alpha"])
         .env("HERALD_DATABASE_URL", db.url())
-        .env_remove("HERALD_SECRET_KEY")
-        .env_remove("HERALD_SECRET_KEY_FILE")
         .output()
         .expect("run herald");
     assert!(output.status.success(), "{output:?}");
