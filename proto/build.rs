@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "herald/v1/delivery_service.proto",
     "herald/v1/destination.proto",
     "herald/v1/destination_service.proto",
+    "herald/v1/audit_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

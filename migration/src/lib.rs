@@ -15,6 +15,7 @@ mod m20261130_000004_keyed_idempotency;
 mod m20261201_000005_destinations;
 mod m20261202_000006_resend;
 mod m20261203_000007_listing_indexes;
+mod m20261204_000008_audit_events;
 
 mod concurrent_index;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_destinations::Migration),
             Box::new(m20261202_000006_resend::Migration),
             Box::new(m20261203_000007_listing_indexes::Migration),
+            Box::new(m20261204_000008_audit_events::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ use serde::{Serialize, Serializer};
 
 use crate::{
     destinations::policy::{CircuitPolicy, Policy, Rate, RateLimit},
+    secrets::SecretKeySettings,
     web::CorsOrigin,
 };
 
@@ -167,6 +168,11 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub retain_cancelled: Duration,
 
+    /// How long audit events (operator actions) are kept.
+    #[arg(long, env = "HERALD_AUDIT_RETENTION", default_value = "1year", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
+    pub audit_retention: Duration,
+
     /// On shutdown, how long in-flight attempts may take to finish, from
     /// the signal. The default leaves 10 s of Kubernetes' default
     /// termination period (30 s) to record results and give leases back.
@@ -193,15 +199,37 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 
     /// How long a replica reuses an API-key lookup or a tenant's signing
-    /// secrets: a revoked key or a rotated secret takes effect within this.
+    /// secrets. Revocations and rotations are announced and take effect
+    /// within about a second; this bounds what a missed one could cost.
     #[arg(long, env = "HERALD_CREDENTIAL_CACHE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
     pub credential_cache: Duration,
+
+    /// Failed authentications allowed per client address (an IPv6 client
+    /// by its /64) and per key id, on average: `10/s`, `300/min`. Beyond
+    /// it an address is refused without its key being looked up.
+    #[arg(long, env = "HERALD_AUTH_FAILURE_RATE", default_value = "10/s")]
+    #[serde(serialize_with = "displayed_one")]
+    pub auth_failure_rate: Rate,
+
+    /// Failed authentications allowed at once before the rate applies.
+    #[arg(long, env = "HERALD_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
+
+    /// Most calls one client connection may have in progress at once;
+    /// more wait their turn.
+    #[arg(long, env = "HERALD_MAX_CALLS_PER_CONNECTION", default_value_t = 256)]
+    pub max_calls_per_connection: usize,
 
     /// Most `WatchOutcomes` streams one tenant may have open on a replica;
     /// one more answers RESOURCE_EXHAUSTED.
     #[arg(long, env = "HERALD_MAX_WATCHES_PER_TENANT", default_value_t = 64)]
     pub max_watches_per_tenant: usize,
+
+    /// The keys that seal signing secrets at rest.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub secret_keys: SecretKeySettings,
 
     /// Bounds on what one request may carry.
     #[command(flatten)]
@@ -268,7 +296,7 @@ impl InputLimits {
     }
 
     /// The largest Enqueue message these limits admit.
-    fn max_enqueue_bytes(&self) -> usize {
+    pub fn max_enqueue_bytes(&self) -> usize {
         self.max_body_bytes
             .saturating_add(self.max_header_bytes)
             // Each header costs a few bytes of framing besides its text.
@@ -380,6 +408,18 @@ impl Config {
         }
         if self.concurrency == 0 {
             return invalid("HERALD_CONCURRENCY", "must be at least 1".to_owned());
+        }
+        if self.auth_failure_rate.requests == 0 || self.auth_failure_burst == 0 {
+            return invalid(
+                "HERALD_AUTH_FAILURE_RATE",
+                "and HERALD_AUTH_FAILURE_BURST must be at least 1".to_owned(),
+            );
+        }
+        if self.max_calls_per_connection == 0 {
+            return invalid(
+                "HERALD_MAX_CALLS_PER_CONNECTION",
+                "must be at least 1".to_owned(),
+            );
         }
         if self.max_watches_per_tenant == 0 {
             return invalid(

@@ -1,7 +1,7 @@
 //! The janitor keeps the database from growing without end: outcomes older
 //! than their window leave the feed, destinations' stats older than an
 //! hour go, and finished deliveries (with their attempts) are deleted after
-//! the window of their state. Pending work is
+//! the window of their state, and audit events after theirs. Pending work is
 //! never touched. Everything goes in small batches, each its own short
 //! statement, so no lock is held for long; every replica may run one.
 
@@ -32,6 +32,8 @@ pub struct RetentionWindows {
     pub dead_lettered: Duration,
     /// Cancelled deliveries, from when they were cancelled.
     pub cancelled: Duration,
+    /// Audit events, from when they were recorded.
+    pub audit: Duration,
 }
 
 impl RetentionWindows {
@@ -43,6 +45,7 @@ impl RetentionWindows {
             self.succeeded,
             self.dead_lettered,
             self.cancelled,
+            self.audit,
         ]
         .into_iter()
         .min()
@@ -81,6 +84,15 @@ impl Janitor {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned outcomes past the retention window"),
             Err(error) => tracing::warn!(%error, "pruning old outcomes failed"),
+        }
+        match self
+            .store
+            .prune_audit_events(cutoff_ms(self.windows.audit), BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned audit events past the audit retention"),
+            Err(error) => tracing::warn!(%error, "pruning old audit events failed"),
         }
         if let Err(error) = self.store.prune_destination_stats().await {
             tracing::warn!(%error, "pruning old destination stats failed");
@@ -133,6 +145,7 @@ mod tests {
             succeeded: 7 * day,
             dead_lettered: 30 * day,
             cancelled: 30 * day,
+            audit: 90 * day,
         };
         assert_eq!(windows.period(), MAX_PERIOD);
         let short = RetentionWindows {

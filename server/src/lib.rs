@@ -16,6 +16,7 @@ pub mod janitor;
 pub mod metrics;
 pub mod outcomes;
 pub mod scheduler;
+pub mod secrets;
 mod server;
 pub mod signal;
 pub mod store;

@@ -131,6 +131,7 @@ pub struct Metrics {
     dead_lettered: Counter,
     cancelled: Counter,
     redriven: Counter,
+    authentication_failures: Counter,
     attempt_duration: Histogram,
     first_attempt_latency: Histogram,
     in_flight: Gauge,
@@ -197,6 +198,7 @@ impl Default for Metrics {
             dead_lettered: Counter::default(),
             cancelled: Counter::default(),
             redriven: Counter::default(),
+            authentication_failures: Counter::default(),
             // 1 ms to about 65 s.
             attempt_duration: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             // 1 ms to about 9 h: first attempts wait for not_before too.
@@ -233,6 +235,11 @@ impl Default for Metrics {
                 "deliveries_dead_lettered",
                 "Deliveries dead-lettered",
                 &metrics.dead_lettered,
+            ),
+            (
+                "authentication_failures",
+                "Calls refused UNAUTHENTICATED (a missing, wrong or revoked key, or a client over its failure budget)",
+                &metrics.authentication_failures,
             ),
             (
                 "deliveries_cancelled",
@@ -321,6 +328,11 @@ impl Metrics {
     /// `count` deliveries were accepted.
     pub fn enqueued(&self, count: u64) {
         self.enqueued.inc_by(count);
+    }
+
+    /// A call was refused UNAUTHENTICATED.
+    pub fn authentication_failed(&self) {
+        self.authentication_failures.inc();
     }
 
     /// A probe went to a destination whose circuit was half-open.

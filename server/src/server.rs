@@ -17,13 +17,18 @@ use tonic_web::GrpcWebLayer;
 
 use crate::{
     Config,
-    api::{self, Authenticator, DeliveryApi, DestinationApi, Limits, WatchCap},
+    api::{
+        self, AuditApi, Authenticator, DeliveryApi, DestinationApi, FailureLimiter, GateLayer,
+        Limits, MessageLimits, WatchCap,
+    },
     config::ConfigError,
     janitor::{Janitor, RetentionWindows},
     metrics::Metrics,
     outcomes::OutcomeFeed,
     scheduler::{Scheduler, SchedulerConfig, retry::RetryPolicy},
+    secrets::KeyError,
     store::{Store, StoreError},
+    tenants::{self, Keyring, Scope},
     transport::{HttpSender, TargetPolicy, TransportConfig},
     web,
 };
@@ -79,6 +84,9 @@ or listen on a loopback address such as 127.0.0.1:50051 for local development"
     /// The listener's certificate and key do not make a TLS configuration.
     #[error("listener TLS (HERALD_TLS_CERT, HERALD_TLS_KEY): {0}")]
     ListenerTls(#[source] tonic::transport::Error),
+    /// No key to seal signing secrets with, or a bad one.
+    #[error(transparent)]
+    SecretKey(#[from] KeyError),
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -153,7 +161,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     store.look_at_every_destination().await.map_err(database)?;
     let auth = Authenticator::new(store.clone(), config.credential_cache);
-    if !store.has_api_keys().await.map_err(database)? {
+    let open = !store.has_api_keys().await.map_err(database)?;
+    if open {
         let exposed = std::iter::once(config.listen_addr)
             .chain(config.dashboard_addr)
             .find(|addr| !addr.ip().is_loopback());
@@ -163,6 +172,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!(
             "RUNNING OPEN: no tenant exists, so every caller is the \"default\" tenant without an API key. \
 Fine for local development on loopback; create a tenant with `herald tenant create NAME` before anyone else can reach this server"
+        );
+    }
+    // Open on loopback, a SQLite database may get a local key; with
+    // tenants, a key must be configured.
+    let sealer = config
+        .secret_keys
+        .require_sealer(&config.database_url, open)?;
+    let sealed = tenants::reseal(&store, &sealer, Scope::Plain)
+        .await
+        .map_err(database)?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            key_id = sealer.current_id(),
+            "sealed the signing secrets stored in plain text"
         );
     }
     let tls = listener_tls(&config).await?;
@@ -211,6 +235,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             succeeded: config.retain_succeeded,
             dead_lettered: config.retain_dead_lettered,
             cancelled: config.retain_cancelled,
+            audit: config.audit_retention,
         },
     };
     tokio::spawn(janitor.run(shutdown.child_token()));
@@ -222,15 +247,19 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         },
         targets.clone(),
     )?;
+    let keyring = Keyring::new(store.clone(), sealer, config.credential_cache);
+    api::revocations::follow(
+        store.clone(),
+        auth.clone(),
+        keyring.clone(),
+        shutdown.child_token(),
+    )
+    .await;
     let (scheduler, scheduler_handle) = Scheduler::start(
         store.clone(),
         sender,
         feed.clone(),
-        RetryPolicy {
-            min_backoff: config.retry_min_backoff,
-            max_backoff: config.retry_max_backoff,
-            retry_after_cap: config.retry_after_cap,
-        },
+        keyring,
         SchedulerConfig {
             concurrency: config.concurrency,
             defaults: config.destination_policy(),
@@ -240,7 +269,11 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
             request_timeout: config.request_timeout,
             poll_interval: config.poll_interval,
             shutdown_grace: config.shutdown_grace,
-            credential_cache: config.credential_cache,
+            retry: RetryPolicy {
+                min_backoff: config.retry_min_backoff,
+                max_backoff: config.retry_max_backoff,
+                retry_after_cap: config.retry_after_cap,
+            },
         },
         metrics.clone(),
         shutdown.child_token(),
@@ -255,21 +288,33 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         store.clone(),
         feed.clone(),
         scheduler_handle.clone(),
-        auth.clone(),
         metrics.clone(),
         config.destination_policy(),
         limits.clone(),
     );
+    let audit = AuditApi::new(store.clone(), limits.clone());
     let deliveries = DeliveryApi::new(
         store.clone(),
         feed,
         scheduler_handle,
         limits,
-        auth,
-        metrics,
+        metrics.clone(),
         WatchCap::new(config.max_watches_per_tenant),
     );
-    let routes = api::routes(deliveries, destinations, config.limits.max_message_bytes()).await?;
+    let gate = GateLayer::new(
+        auth,
+        FailureLimiter::new(config.auth_failure_rate, config.auth_failure_burst),
+        MessageLimits::new(&config.limits),
+        metrics,
+    );
+    let routes = api::routes(
+        &gate,
+        deliveries,
+        destinations,
+        audit,
+        config.limits.max_message_bytes(),
+    )
+    .await?;
     tracing::info!(
         %local_addr,
         metrics_addr = ?metrics_addr,
@@ -280,10 +325,11 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
     );
 
     let cors = web::cors_layer(&config.cors_origins);
+    let calls_per_connection = config.max_calls_per_connection;
     let stop = shutdown.clone();
     let failed = shutdown.clone();
     let task = tokio::spawn(async move {
-        let grpc = server_builder(tls.clone()).map(|builder| {
+        let grpc = server_builder(tls.clone(), calls_per_connection).map(|builder| {
             builder
                 .layer(cors)
                 .layer(GrpcWebLayer::new())
@@ -291,7 +337,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
                 .serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned())
         });
         let dashboard = dashboard_listener.map(|listener| {
-            server_builder(tls).map(|mut builder| {
+            server_builder(tls, calls_per_connection).map(|mut builder| {
                 builder
                     .add_routes(web::dashboard_routes(routes))
                     .serve_with_incoming_shutdown(incoming(listener), stop.cancelled_owned())
@@ -342,7 +388,10 @@ async fn stop_on_error(
 /// A server with Herald's settings, before its layers and routes: TLS
 /// when configured, HTTP/1.1 besides HTTP/2 (gRPC-web from browsers
 /// without TLS comes over HTTP/1.1), keepalive pings and each call's span.
-fn server_builder(tls: Option<ServerTlsConfig>) -> Result<Server, tonic::transport::Error> {
+fn server_builder(
+    tls: Option<ServerTlsConfig>,
+    calls_per_connection: usize,
+) -> Result<Server, tonic::transport::Error> {
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -350,6 +399,7 @@ fn server_builder(tls: Option<ServerTlsConfig>) -> Result<Server, tonic::transpo
     Ok(builder
         .accept_http1(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .concurrency_limit_per_connection(calls_per_connection)
         // Each call's span; the API records the caller's tenant (and an
         // enqueue's delivery id) on it.
         .trace_fn(|request| {

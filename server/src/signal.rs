@@ -3,9 +3,12 @@
 //! A [`Signal`] is raised locally (waking this replica's waiter at once)
 //! and, on PostgreSQL, announced to the other replicas with `NOTIFY`,
 //! debounced so a burst costs one notification per window; a listener turns
-//! other replicas' announcements into local wake-ups. Two channels use it:
-//! new work for the claimers ([`Channel::Work`]) and new outcomes for the
-//! feed tailers ([`Channel::Outcomes`]). Storage stays the source of truth:
+//! other replicas' announcements into local wake-ups, and wakes once more
+//! whenever it listens again after losing its connection (what was
+//! announced meanwhile is lost). Three channels use it: new work for the
+//! claimers ([`Channel::Work`]), new outcomes for the feed tailers
+//! ([`Channel::Outcomes`]) and changed credentials for the caches of API
+//! keys and signing secrets ([`Channel::Credentials`]). Storage stays the source of truth:
 //! waiters keep a poll as the safety net for anything missed.
 
 use std::{sync::Arc, time::Duration};
@@ -114,7 +117,13 @@ async fn listen(
     loop {
         let connected = match first.take() {
             Some(listener) => Ok(Some(listener)),
-            None => store.listen(channel).await,
+            None => store.listen(channel).await.inspect(|listening| {
+                // Listening again after a failure: whatever was announced
+                // meanwhile is lost, so look as if told.
+                if listening.is_some() {
+                    local.notify_one();
+                }
+            }),
         };
         let mut listener = match connected {
             Ok(Some(listener)) => listener,

@@ -56,10 +56,12 @@ fn herald_variables(environment: impl Iterator<Item = (OsString, OsString)>) -> 
         .collect()
 }
 
-/// Runs `program ARGS` with `settings` as environment, whatever it exits with.
+/// Runs `program ARGS` with `settings` as environment (and the tests'
+/// secret key unless `settings` names another), whatever it exits with.
 pub fn herald_output(program: &str, settings: &[(&str, &str)], args: &[&str]) -> Output {
     herald_process(program)
         .args(args)
+        .env("HERALD_SECRET_KEY", crate::TEST_SECRET_KEY)
         .envs(settings.iter().copied())
         .env("NO_COLOR", "1")
         .output()

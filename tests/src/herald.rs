@@ -9,7 +9,7 @@ use herald_proto::v1::{
     GetDeliveryRequest, Outcome, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse,
     delivery_service_client::DeliveryServiceClient,
 };
-use herald_server::{Config, RunningServer, config::InputLimits};
+use herald_server::{Config, RunningServer, config::InputLimits, secrets::SecretKeySettings};
 use tonic::transport::Channel;
 
 use crate::{Backend, PATIENCE, TestDb};
@@ -45,6 +45,7 @@ pub fn test_config(database_url: &str) -> Config {
         retain_succeeded: Duration::from_secs(7 * 24 * 3600),
         retain_dead_lettered: Duration::from_secs(30 * 24 * 3600),
         retain_cancelled: Duration::from_secs(30 * 24 * 3600),
+        audit_retention: Duration::from_secs(365 * 24 * 3600),
         shutdown_grace: Duration::from_secs(2),
         // The receivers of the tests listen on loopback.
         allow_target_cidrs: vec!["127.0.0.0/8".parse().expect("a CIDR")],
@@ -52,7 +53,16 @@ pub fn test_config(database_url: &str) -> Config {
         tls_key: None,
         // Revocations and rotations take effect at once.
         credential_cache: Duration::ZERO,
+        // A hundred failures a second, so a test can measure the slowing
+        // in a few seconds.
+        auth_failure_rate: "100/s".parse().expect("a rate"),
+        auth_failure_burst: 10,
+        max_calls_per_connection: 256,
         max_watches_per_tenant: 64,
+        secret_keys: SecretKeySettings {
+            secret_key: Some(crate::TEST_SECRET_KEY.parse().expect("a secret key")),
+            ..SecretKeySettings::default()
+        },
         limits: InputLimits {
             max_body_bytes: 64 * 1024,
             ..Config::default().limits

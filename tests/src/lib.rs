@@ -32,6 +32,11 @@ pub use process::HeraldProcess;
 pub use proxy::FaultProxy;
 pub use receiver::{Receiver, Recorded, Reply};
 
+/// The key that seals signing secrets in every test's database, given
+/// to the server ([`test_config`]), its processes ([`HeraldProcess`]) and
+/// the admin commands ([`herald_output`]) alike.
+pub const TEST_SECRET_KEY: &str = "dGVzdC1zZWNyZXQta2V5LW9mLTMyLWJ5dGVzLWxvbmc=";
+
 /// How long any wait in a test may take before it fails: a guard against
 /// hangs, never a pacing device.
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);

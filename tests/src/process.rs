@@ -37,6 +37,7 @@ impl HeraldProcess {
             .env("HERALD_ALLOW_TARGET_CIDRS", "127.0.0.0/8")
             // What the process did is read from its metrics, not its log.
             .env("HERALD_METRICS_ADDR", "127.0.0.1:0")
+            .env("HERALD_SECRET_KEY", crate::TEST_SECRET_KEY)
             .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

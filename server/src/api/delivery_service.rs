@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use super::{
-    auth::Authenticator,
+    auth::{Caller, authenticated},
     convert,
     error::ApiError,
     filters::{self, delivery_id, page_size},
@@ -46,7 +46,6 @@ pub struct DeliveryApi {
     feed: OutcomeFeed,
     scheduler: SchedulerHandle,
     limits: Limits,
-    auth: Authenticator,
     metrics: Metrics,
     enqueues: GroupCommit,
     watches: WatchCap,
@@ -54,7 +53,7 @@ pub struct DeliveryApi {
 
 impl DeliveryApi {
     /// A service over `store` and `feed` that tells `scheduler` about new
-    /// work and routes cancellations through it; `auth` finds each
+    /// work and routes cancellations through it; the gate found each
     /// caller's tenant. Unary enqueues share commits ([`GroupCommit`]);
     /// `watches` caps each tenant's open outcome streams.
     pub fn new(
@@ -62,7 +61,6 @@ impl DeliveryApi {
         feed: OutcomeFeed,
         scheduler: SchedulerHandle,
         limits: Limits,
-        auth: Authenticator,
         metrics: Metrics,
         watches: WatchCap,
     ) -> Self {
@@ -73,7 +71,6 @@ impl DeliveryApi {
             feed,
             scheduler,
             limits,
-            auth,
             metrics,
         }
     }
@@ -133,7 +130,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<EnqueueRequest>,
     ) -> Result<Response<EnqueueResponse>, Status> {
         let trace = validate::trace_context(request.metadata());
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let delivery = validate::enqueue(request, &tenant, trace, &self.limits)?;
         let enqueued = self
             .enqueues
@@ -150,7 +147,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<EnqueueBatchRequest>,
     ) -> Result<Response<EnqueueBatchResponse>, Status> {
         let trace = validate::trace_context(request.metadata());
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let max = self.limits.input.max_batch_size;
         let count = request.deliveries.len();
         if count == 0 || count > max {
@@ -198,7 +195,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<GetDeliveryRequest>,
     ) -> Result<Response<GetDeliveryResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let id = delivery_id("id", &request.id)?;
         Ok(Response::new(GetDeliveryResponse {
             delivery: Some(self.delivery(&tenant, id).await?),
@@ -209,7 +206,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let page_size = page_size(request.page_size, &self.limits);
         let view = filters::view(request.view)?;
         let cursor = page_token::decode(Listing::DeadLetters, "", &request.page_token)?;
@@ -233,7 +230,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<WatchOutcomesRequest>,
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let (cursor, filter) = filters::watch(&request)?;
         let slot = self.watches.take(&tenant)?;
         let watch = self
@@ -264,11 +261,12 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<CancelDeliveryRequest>,
     ) -> Result<Response<CancelDeliveryResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (caller, request) = authenticated(request)?;
+        let tenant = caller.tenant.clone();
         let id = delivery_id("id", &request.id)?;
         match self
             .scheduler
-            .cancel(&tenant, id)
+            .cancel(caller.actor(), id)
             .await
             .map_err(ApiError::from)?
         {
@@ -292,7 +290,8 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<RedriveDeadLettersRequest>,
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (caller, request) = authenticated(request)?;
+        let actor = caller.actor();
         let selection = filters::redrive_selection(&request)?;
         // Spawned, so a caller that goes away does not stop a redrive
         // between two of its batches.
@@ -304,7 +303,7 @@ impl DeliveryService for DeliveryApi {
         );
         let report = tokio::spawn(async move {
             store
-                .redrive(&tenant, &selection, request.dry_run, |redriven| {
+                .redrive(&actor, &selection, request.dry_run, |redriven| {
                     if redriven.is_empty() {
                         return;
                     }
@@ -330,7 +329,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<ListDeliveriesRequest>,
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let filter = filters::delivery_filter(&request)?;
         let page_size = page_size(request.page_size, &self.limits);
         let view = filters::view(request.view)?;
@@ -359,7 +358,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<GetBacklogRequest>,
     ) -> Result<Response<GetBacklogResponse>, Status> {
-        let (tenant, _) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, _) = authenticated(request)?;
         let backlog = self
             .store
             .tenant_backlog(&tenant)

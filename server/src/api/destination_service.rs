@@ -12,7 +12,7 @@ use herald_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    auth::Authenticator,
+    auth::{Caller, authenticated},
     destination_convert::{self as convert, destination},
     error::ApiError,
     filters::page_size,
@@ -34,7 +34,6 @@ pub struct DestinationApi {
     store: Store,
     feed: OutcomeFeed,
     scheduler: SchedulerHandle,
-    auth: Authenticator,
     metrics: Metrics,
     /// The configured policy, for what destinations do not set.
     defaults: Policy,
@@ -43,14 +42,13 @@ pub struct DestinationApi {
 
 impl DestinationApi {
     /// A service over `store` that tells `scheduler` when work may start,
-    /// and `feed` and `metrics` of the events it records; `auth` finds
-    /// each caller's tenant, `defaults` is the configured policy and
+    /// and `feed` and `metrics` of the events it records (the gate found
+    /// each caller's tenant); `defaults` is the configured policy and
     /// `limits` bound page sizes.
     pub fn new(
         store: Store,
         feed: OutcomeFeed,
         scheduler: SchedulerHandle,
-        auth: Authenticator,
         metrics: Metrics,
         defaults: Policy,
         limits: Limits,
@@ -59,25 +57,30 @@ impl DestinationApi {
             store,
             feed,
             scheduler,
-            auth,
             metrics,
             defaults,
             limits,
         }
     }
 
-    /// Makes `change` to the destination `raw` names for `tenant`.
+    /// Makes `change` to the destination `raw` names for `caller`'s tenant.
     async fn change_state(
         &self,
-        tenant: &str,
+        caller: &Caller,
         raw: &str,
         change: StateChange,
         reason: Option<&str>,
     ) -> Result<proto::Destination, ApiError> {
-        let (destination, _) = destination(tenant, raw)?;
+        let (destination, _) = destination(&caller.tenant, raw)?;
         let (record, event) = self
             .store
-            .change_destination_state(&destination, change, reason, &self.defaults)
+            .change_destination_state(
+                &caller.actor(),
+                &destination,
+                change,
+                reason,
+                &self.defaults,
+            )
             .await?;
         self.scheduler.destination_changed();
         self.feed.committed();
@@ -95,7 +98,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<ListDestinationsRequest>,
     ) -> Result<Response<ListDestinationsResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let page_size = page_size(request.page_size, &self.limits);
         let status = convert::status_filter(request.state)?;
         // The one filter, which page tokens are bound to.
@@ -126,7 +129,7 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<GetDestinationRequest>,
     ) -> Result<Response<GetDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (Caller { tenant, .. }, request) = authenticated(request)?;
         let (destination, _) = destination(&tenant, &request.destination)?;
         let record = self
             .store
@@ -145,12 +148,18 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<SetDestinationPolicyRequest>,
     ) -> Result<Response<SetDestinationPolicyResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
-        let (destination, host) = destination(&tenant, &request.destination)?;
+        let (caller, request) = authenticated(request)?;
+        let (destination, host) = destination(&caller.tenant, &request.destination)?;
         let update = convert::policy_update(&request)?;
         let record = self
             .store
-            .set_destination_policy(&destination, &host, &update, &self.defaults)
+            .set_destination_policy(
+                &caller.actor(),
+                &destination,
+                &host,
+                &update,
+                &self.defaults,
+            )
             .await
             .map_err(ApiError::from)?;
         self.scheduler.destination_changed();
@@ -165,11 +174,11 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<PauseDestinationRequest>,
     ) -> Result<Response<PauseDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (caller, request) = authenticated(request)?;
         let reason = convert::pause_reason(&request.reason)?;
         let destination = self
             .change_state(
-                &tenant,
+                &caller,
                 &request.destination,
                 StateChange::Pause,
                 Some(&reason),
@@ -184,9 +193,9 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<ResumeDestinationRequest>,
     ) -> Result<Response<ResumeDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (caller, request) = authenticated(request)?;
         let destination = self
-            .change_state(&tenant, &request.destination, StateChange::Resume, None)
+            .change_state(&caller, &request.destination, StateChange::Resume, None)
             .await?;
         Ok(Response::new(ResumeDestinationResponse {
             destination: Some(destination),
@@ -197,9 +206,9 @@ impl DestinationService for DestinationApi {
         &self,
         request: Request<EnableDestinationRequest>,
     ) -> Result<Response<EnableDestinationResponse>, Status> {
-        let (tenant, request) = self.auth.authenticate(request).await?;
+        let (caller, request) = authenticated(request)?;
         let destination = self
-            .change_state(&tenant, &request.destination, StateChange::Enable, None)
+            .change_state(&caller, &request.destination, StateChange::Enable, None)
             .await?;
         Ok(Response::new(EnableDestinationResponse {
             destination: Some(destination),

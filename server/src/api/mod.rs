@@ -1,41 +1,57 @@
 //! The gRPC edge: `herald.v1.DeliveryService`, `herald.v1.DestinationService`,
 //! the standard health service and server reflection (v1 and v1alpha, so
 //! older `grpcurl`s work too).
+//! Every call passes the [`GateLayer`] first: authentication and the
+//! method's message limit, before the message is decoded.
 //! Proto types stop here; everything behind speaks `domain` and `store`.
 
+mod audit_service;
 mod auth;
 mod convert;
 mod delivery_service;
 mod destination_convert;
 mod destination_service;
 mod error;
+mod failure_limit;
 mod filters;
+mod gate;
 mod listing;
+mod message_limit;
 mod page_token;
 mod repeated;
+pub mod revocations;
 mod validate;
 mod watch_cap;
 
 use herald_proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
-        delivery_service_server::DeliveryServiceServer,
+        audit_service_server::AuditServiceServer, delivery_service_server::DeliveryServiceServer,
         destination_service_server::DestinationServiceServer,
     },
 };
 use tonic::service::Routes;
+use tower_layer::Layer;
 
-pub use auth::Authenticator;
+pub use audit_service::AuditApi;
+pub use auth::{Authenticator, Caller};
 pub use delivery_service::DeliveryApi;
 pub use destination_service::DestinationApi;
+pub use failure_limit::FailureLimiter;
+pub use gate::{Gate, GateLayer};
+pub use message_limit::MessageLimits;
 pub use validate::Limits;
 pub use watch_cap::WatchCap;
 
-/// Builds the routes Herald serves; `max_message_bytes` bounds a decoded
-/// delivery request (it must admit the largest body plus headers).
+/// Builds the routes Herald serves, each service behind `gate`, so every
+/// listener and protocol (gRPC, gRPC-web) passes it; `max_message_bytes`
+/// bounds a decoded delivery request (it must admit the largest body plus
+/// headers).
 pub async fn routes(
+    gate: &GateLayer,
     deliveries: DeliveryApi,
     destinations: DestinationApi,
+    audit: AuditApi,
     max_message_bytes: usize,
 ) -> Result<Routes, tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -45,6 +61,7 @@ pub async fn routes(
     health
         .set_serving::<DestinationServiceServer<DestinationApi>>()
         .await;
+    health.set_serving::<AuditServiceServer<AuditApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -55,9 +72,10 @@ pub async fn routes(
         .build_v1alpha()?;
     let deliveries =
         DeliveryServiceServer::new(deliveries).max_decoding_message_size(max_message_bytes);
-    Ok(Routes::new(deliveries)
-        .add_service(DestinationServiceServer::new(destinations))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+    Ok(Routes::new(gate.layer(deliveries))
+        .add_service(gate.layer(DestinationServiceServer::new(destinations)))
+        .add_service(gate.layer(AuditServiceServer::new(audit)))
+        .add_service(gate.layer(health_service))
+        .add_service(gate.layer(reflection_v1))
+        .add_service(gate.layer(reflection_v1alpha)))
 }

@@ -1,6 +1,6 @@
 //! Opaque page tokens. Callers pass back what they were given; the format
 //! (base64url of `<listing tag>:<check>:<position>`, the position `<ms>:<id>`
-//! for deliveries and a destination's name for destinations) is free to
+//! for deliveries and audit events and a destination's name for destinations) is free to
 //! change behind them, and a token of one listing is refused by another.
 //!
 //! A token is bound to the filters of the listing that returned it (AIP-158):
@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::store::PageCursor;
+use crate::store::{AuditCursor, PageCursor};
 
 /// Which listing a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub enum Listing {
     Deliveries,
     /// `ListDestinations`.
     Destinations,
+    /// `ListAuditEvents`.
+    AuditEvents,
 }
 
 impl Listing {
@@ -40,6 +42,7 @@ impl Listing {
             Self::DeadLetters => "d1",
             Self::Deliveries => "l1",
             Self::Destinations => "n1",
+            Self::AuditEvents => "a1",
         }
     }
 
@@ -48,6 +51,7 @@ impl Listing {
             Self::DeadLetters => "ListDeadLetters",
             Self::Deliveries => "ListDeliveries",
             Self::Destinations => "ListDestinations",
+            Self::AuditEvents => "ListAuditEvents",
         }
     }
 }
@@ -71,6 +75,21 @@ impl Position for PageCursor {
         Some(Self {
             at_ms: millis.parse().ok()?,
             id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// Audit events: `<ms>:<id>`.
+impl Position for AuditCursor {
+    fn to_text(&self) -> String {
+        format!("{}:{}", self.at_ms, self.id)
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        let (millis, id) = text.split_once(':')?;
+        Some(Self {
+            at_ms: millis.parse().ok()?,
+            id: id.parse().ok()?,
         })
     }
 }

@@ -30,9 +30,15 @@ impl Failure {
         }
         if let Some(error) = error.downcast_ref::<ConnectError>() {
             return match error {
-                ConnectError::CaFile { .. } => Self::BadInput,
+                ConnectError::CaFile { .. }
+                | ConnectError::Address { .. }
+                | ConnectError::ApiKey => Self::BadInput,
+                ConnectError::Unreachable { .. } => Self::Unreachable,
                 ConnectError::Client(error) => Self::of_client(error),
             };
+        }
+        if error.is::<tonic::Status>() {
+            return Self::Refused;
         }
         if error.is::<ConfigError>() || error.is::<InvalidTenantName>() || error.is::<clap::Error>()
         {

@@ -1,7 +1,8 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
 //! the schema and exits, `watch` prints outcomes as they happen, `tenant`
-//! and `key` manage who may call, `deliveries`, `dead-letters` and
-//! `destinations` act on a running server, `config print` shows the
+//! and `key` manage who may call, `secrets` makes and rotates the key
+//! that seals signing secrets, `deliveries`, `dead-letters` and
+//! `destinations` act on a running server, `audit` lists what operators did, `config print` shows the
 //! effective configuration.
 //! `main.rs` only calls [`main`], so tests can build the very same entry
 //! point.
@@ -16,11 +17,13 @@ use std::{ffi::OsString, io::IsTerminal, path::PathBuf, process::ExitCode};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
+mod audit;
 mod destination_render;
 mod destinations;
 mod exit;
 mod operate;
 mod render;
+mod secrets;
 mod server_args;
 mod tenant;
 mod watch;
@@ -93,6 +96,20 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: tenant::KeyCommand,
+        #[command(flatten)]
+        database: tenant::DatabaseArgs,
+    },
+    /// List the audit trail of operator actions on a running server.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+        #[command(flatten)]
+        common: operate::Common,
+    },
+    /// Make a secret key, and re-seal stored signing secrets under new keys.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
         #[command(flatten)]
         database: tenant::DatabaseArgs,
     },
@@ -201,6 +218,8 @@ pub fn main() -> ExitCode {
             }
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,
+            Command::Secrets { command, database } => secrets::secrets(command, database).await,
+            Command::Audit { command, common } => audit::audit(command, common).await,
         }
     });
     match result {

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use herald_client::Client;
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
 
 /// Where the server is and how to call it.
 #[derive(Debug, Args)]
@@ -42,12 +46,69 @@ pub enum ConnectError {
     /// The connection or the API key failed.
     #[error(transparent)]
     Client(#[from] herald_client::Error),
+    /// The server address is not a URL a channel can take.
+    #[error("invalid server address {url:?}: {source}")]
+    Address {
+        /// The address given.
+        url: String,
+        /// Why not.
+        source: tonic::transport::Error,
+    },
+    /// Nothing answered at the server address.
+    #[error("cannot reach Herald at {url}: {source}")]
+    Unreachable {
+        /// The address given.
+        url: String,
+        /// What the attempt met.
+        source: tonic::transport::Error,
+    },
+    /// The API key cannot be sent in a header.
+    #[error("the API key is not valid header text")]
+    ApiKey,
 }
 
 impl ServerArgs {
     /// The server's URL: as given, or `host:port` as `http://host:port`.
     fn url(&self) -> String {
         with_scheme(&self.server)
+    }
+
+    /// A channel to the server, for the services the client crate does
+    /// not wrap, and `request` carrying the API key, if one was given.
+    pub async fn channel<T>(
+        &self,
+        request: T,
+    ) -> Result<(Channel, tonic::Request<T>), ConnectError> {
+        let address = |source| ConnectError::Address {
+            url: self.url(),
+            source,
+        };
+        let mut endpoint = Endpoint::from_shared(self.url()).map_err(address)?;
+        if let Some(path) = &self.tls_ca {
+            let ca = tokio::fs::read(path)
+                .await
+                .map_err(|source| ConnectError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            endpoint = endpoint.tls_config(tls).map_err(address)?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ConnectError::Unreachable {
+                url: self.url(),
+                source,
+            })?;
+        let mut request = tonic::Request::new(request);
+        if let Some(key) = &self.api_key {
+            let value: MetadataValue<_> = format!("Bearer {key}")
+                .parse()
+                .map_err(|_| ConnectError::ApiKey)?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok((channel, request))
     }
 
     /// A connected client carrying the API key, if one was given.

@@ -2,7 +2,8 @@
 //! API keys, rotate signing secrets. These act on the database directly
 //! (`HERALD_DATABASE_URL`), not through a running server; they neither
 //! create nor migrate it, and name it on stderr. Keys and secrets are
-//! printed once, to stdout, and never logged.
+//! printed once, to stdout, and never logged. Signing secrets are stored
+//! sealed under the secret key `herald serve` uses (the same settings).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand};
 
 use crate::{
     config::redact_url,
+    secrets::SecretKeySettings,
     store::{Revoked, Store},
     tenants::{SigningSecret, api_key::NewApiKey, tenant_name},
 };
@@ -24,7 +26,10 @@ pub struct DatabaseArgs {
         default_value = "sqlite://herald.db",
         global = true
     )]
-    database_url: String,
+    pub(super) database_url: String,
+    /// The key that seals signing secrets.
+    #[command(flatten)]
+    pub(super) secret_keys: SecretKeySettings,
 }
 
 /// `herald tenant ...`
@@ -76,9 +81,17 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
     match command {
         TenantCommand::Create { name } => {
             let name = tenant_name(&name)?;
+            // The first tenant of a SQLite database may bring its local key
+            // into being, as an open `serve` would have.
+            let first = !store.has_api_keys().await?;
+            let sealer = database
+                .secret_keys
+                .require_sealer(&database.database_url, first)?;
             let key = NewApiKey::generate();
             let secret = SigningSecret::generate();
-            store.create_tenant(name, &key, &secret).await?;
+            store
+                .create_tenant(name, &key, &secret.seal(&sealer, name))
+                .await?;
             println!("tenant:         {name}");
             println!(
                 "api key:        {}  (shown once: Herald keeps only its hash)",
@@ -103,8 +116,13 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
             }
         }
         TenantCommand::RotateSecret { name, grace } => {
+            let sealer = database
+                .secret_keys
+                .require_sealer(&database.database_url, false)?;
             let secret = SigningSecret::generate();
-            store.rotate_signing_secret(&name, &secret, grace).await?;
+            store
+                .rotate_signing_secret(&name, &secret.seal(&sealer, &name), grace)
+                .await?;
             println!("signing secret: {}  (signs from now on)", secret.expose());
             println!(
                 "the previous secret keeps signing alongside it for {}",
@@ -137,9 +155,9 @@ pub async fn key(command: KeyCommand, database: DatabaseArgs) -> CliResult {
             }
         }
         KeyCommand::Revoke { id } => match store.revoke_api_key(&id).await? {
-            Revoked::Now => println!(
-                "revoked key {id}; callers using it are refused (within HERALD_CREDENTIAL_CACHE on running servers)"
-            ),
+            Revoked::Now => {
+                println!("revoked key {id}; running servers refuse it within about a second")
+            }
             Revoked::Already => println!("key {id} was already revoked"),
             Revoked::Unknown => {
                 return Err(format!(
@@ -157,7 +175,7 @@ pub async fn key(command: KeyCommand, database: DatabaseArgs) -> CliResult {
 /// the wrong directory or with the wrong URL shows it at once). It must
 /// exist and be migrated: creating or upgrading it is for `herald migrate`
 /// and `herald serve`.
-async fn open(database: &DatabaseArgs) -> Result<Store, Box<dyn std::error::Error>> {
+pub(super) async fn open(database: &DatabaseArgs) -> Result<Store, Box<dyn std::error::Error>> {
     eprintln!("database: {}", redact_url(&database.database_url));
     Ok(Store::open_existing(&database.database_url).await?)
 }

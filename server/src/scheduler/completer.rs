@@ -49,7 +49,7 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     store::{
-        CircuitChange, Store, StoreError,
+        Actor, CircuitChange, Store, StoreError,
         records::{CancelResult, Completion, CompletionResult, DestinationRef, Lease},
     },
 };
@@ -76,8 +76,8 @@ pub enum Work {
     },
     /// An operator's cancellation, answered on `reply`.
     Cancel {
-        /// The caller's tenant.
-        tenant_id: String,
+        /// The caller: its tenant and API key.
+        actor: Actor,
         /// The delivery to cancel.
         id: Uuid,
         /// Where the result goes.
@@ -142,11 +142,7 @@ async fn run(writer: Writer, inbox: Arc<Mutex<mpsc::Receiver<Work>>>) {
                     batch.push(*completion);
                     lease_ends.push(ends);
                 }
-                Work::Cancel {
-                    tenant_id,
-                    id,
-                    reply,
-                } => cancels.push((tenant_id, id, reply)),
+                Work::Cancel { actor, id, reply } => cancels.push((actor, id, reply)),
             }
         }
         if !batch.is_empty() {
@@ -161,8 +157,8 @@ async fn run(writer: Writer, inbox: Arc<Mutex<mpsc::Receiver<Work>>>) {
             batch.clear();
             lease_ends.clear();
         }
-        for (tenant_id, id, reply) in cancels {
-            let result = store.cancel(&tenant_id, id).await;
+        for (actor, id, reply) in cancels {
+            let result = store.cancel(&actor, id).await;
             if let Ok(CancelResult::Cancelled(_)) = &result {
                 metrics.outcome(OutcomeKind::Cancelled);
                 feed.committed();

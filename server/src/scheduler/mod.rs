@@ -48,7 +48,7 @@ use crate::{
     metrics::Metrics,
     outcomes::OutcomeFeed,
     signal::Signal,
-    store::{Channel, Store, StoreError, records::CancelResult},
+    store::{Actor, Channel, Store, StoreError, records::CancelResult},
     tenants::Keyring,
     transport::HttpSender,
 };
@@ -76,8 +76,8 @@ pub struct SchedulerConfig {
     pub poll_interval: Duration,
     /// How long in-flight attempts may take to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// How long a tenant's signing secrets are reused before rereading.
-    pub credential_cache: Duration,
+    /// Backoff bounds and the `Retry-After` cap.
+    pub retry: retry::RetryPolicy,
 }
 
 /// A running scheduler.
@@ -100,7 +100,7 @@ impl Scheduler {
         store: Store,
         sender: HttpSender,
         feed: OutcomeFeed,
-        policy: retry::RetryPolicy,
+        keyring: Keyring,
         config: SchedulerConfig,
         metrics: Metrics,
         shutdown: CancellationToken,
@@ -136,7 +136,6 @@ impl Scheduler {
             .run(upkeep_stop.clone()),
         );
         let permits = Arc::new(Semaphore::new(config.concurrency));
-        let keyring = Keyring::new(store.clone(), config.credential_cache);
         let hand_overs = Arc::new(HandOvers {
             store: store.clone(),
             permits: Arc::clone(&permits),
@@ -147,7 +146,13 @@ impl Scheduler {
             changes: changes.clone(),
             desks: Mutex::default(),
         });
-        let executors = Executors::new(sender, policy, metrics.clone(), inbox.clone(), hand_overs);
+        let executors = Executors::new(
+            sender,
+            config.retry,
+            metrics.clone(),
+            inbox.clone(),
+            hand_overs,
+        );
         let claimer = claimer::Claimer {
             keyring,
             store,
@@ -231,18 +236,15 @@ impl SchedulerHandle {
     /// the cancellation's outcome the way they record attempt outcomes
     /// (under the feed's lock, so the feed orders them by commit). A
     /// result of the delivery not yet written when the cancel commits is
-    /// discarded, like that of an attempt still in flight.
+    /// discarded, like that of an attempt still in flight. The
+    /// cancellation is audited as `actor`'s.
     pub async fn cancel(
         &self,
-        tenant_id: &str,
+        actor: Actor,
         id: Uuid,
     ) -> Result<Result<CancelResult, StoreError>, ShuttingDown> {
         let (reply, answer) = oneshot::channel();
-        let work = Work::Cancel {
-            tenant_id: tenant_id.to_owned(),
-            id,
-            reply,
-        };
+        let work = Work::Cancel { actor, id, reply };
         self.inbox.send(work).await.map_err(|_| ShuttingDown)?;
         answer.await.map_err(|_| ShuttingDown)
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait, Value};
 
 use super::{
-    Dialect, Store, StoreError,
+    Actor, AuditKind, Dialect, Store, StoreError,
     destinations::{
         CANDIDATE_COLUMNS, NewDestination, candidate, override_values, policy_overrides,
     },
@@ -137,6 +137,7 @@ impl Store {
     /// afterwards (over `defaults`) is within range.
     pub async fn set_destination_policy(
         &self,
+        actor: &Actor,
         destination: &DestinationRef,
         host: &str,
         update: &PolicyUpdate,
@@ -162,17 +163,24 @@ impl Store {
         let mut values = key_values(destination);
         values.extend(override_values(&overrides));
         txn.execute_raw(self.statement(SET_POLICY, values)).await?;
+        let details = serde_json::json!({
+            "destination": destination.destination,
+            "change": format!("{update:?}"),
+        });
+        self.record_audit(&txn, actor, AuditKind::DestinationPolicySet, details)
+            .await?;
         let record = self.changed(&txn, destination, defaults).await?;
         txn.commit().await?;
         Ok(record)
     }
 
     /// Makes `change` to `destination` (with `reason` to show, for a
-    /// pause) and records its event, if the destination is in the state
+    /// pause) and records its event and `actor`'s audit event, if the destination is in the state
     /// the change starts from; returns the destination as changed and the
     /// event, recorded in the feed.
     pub async fn change_destination_state(
         &self,
+        actor: &Actor,
         destination: &DestinationRef,
         change: StateChange,
         reason: Option<&str>,
@@ -220,6 +228,16 @@ impl Store {
             next_attempt_at_ms: None,
             created_at_ms: changed.try_get_by_index(1)?,
         };
+        let kind = match change {
+            StateChange::Pause => AuditKind::DestinationPaused,
+            StateChange::Resume => AuditKind::DestinationResumed,
+            StateChange::Enable => AuditKind::DestinationEnabled,
+        };
+        let details = serde_json::json!({
+            "destination": destination.destination,
+            "reason": reason,
+        });
+        self.record_audit(&txn, actor, kind, details).await?;
         let event = self.record_outcome(&txn, event).await?;
         txn.commit().await?;
         Ok((record, event))

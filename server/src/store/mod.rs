@@ -11,6 +11,7 @@
 //! Times are Unix epoch milliseconds computed by the database, so replicas
 //! with skewed clocks still agree on what is due and which lease expired.
 
+mod audit;
 mod backlog;
 mod claim;
 mod complete;
@@ -32,6 +33,7 @@ mod read;
 pub mod records;
 mod redrive;
 mod retention;
+mod sealed_secrets;
 mod sql;
 mod stranded;
 mod tenants;
@@ -47,6 +49,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
+pub use audit::{Actor, AuditCursor, AuditKind, AuditQuery, AuditRecord};
 pub use backlog::Backlog;
 pub use claim::{ClaimRequest, Claimed};
 pub use complete::{CircuitChange, DestinationChange};
@@ -57,6 +60,7 @@ pub use hand_over::HandOver;
 pub use notify::{Channel, Listener};
 pub use open::OpenError;
 pub use read::PageCursor;
+pub use sealed_secrets::StoredSecrets;
 pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
 
 /// Errors from the store, typed so that `api/` can map each once.
@@ -104,6 +108,9 @@ pub enum StoreError {
     /// password hidden).
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
+    /// A stored secret cannot be opened with the keys configured here.
+    #[error(transparent)]
+    Sealed(#[from] crate::secrets::OpenError),
     /// A row holds a value this build cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -271,6 +278,12 @@ impl Store {
             Dialect::Sqlite => 1,
             Dialect::Postgres => 2,
         }
+    }
+
+    /// Whether other processes announce their changes (PostgreSQL's
+    /// `NOTIFY`); on SQLite they must be looked for.
+    pub fn announces(&self) -> bool {
+        self.dialect == Dialect::Postgres
     }
 
     /// On SQLite, waits for this store's turn to write, held until the

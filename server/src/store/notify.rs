@@ -22,6 +22,9 @@ pub enum Channel {
     /// A destination's policy or state changed (a pause, a new limit, a
     /// disable): deliveries leased ahead for it should not start.
     Destinations,
+    /// An API key was created or revoked, or a signing secret rotated:
+    /// cached credentials should be dropped.
+    Credentials,
 }
 
 impl Channel {
@@ -30,6 +33,7 @@ impl Channel {
             Self::Work => "herald_work",
             Self::Outcomes => "herald_outcomes",
             Self::Destinations => "herald_destinations",
+            Self::Credentials => "herald_credentials",
         }
     }
 }
@@ -37,12 +41,22 @@ impl Channel {
 impl Store {
     /// Tells every replica listening on `channel`.
     pub async fn announce(&self, channel: Channel) -> Result<(), StoreError> {
+        self.announce_in(&self.db, channel).await
+    }
+
+    /// `NOTIFY` of `channel` within `txn`, sent when it commits; nothing
+    /// on SQLite.
+    pub(super) async fn announce_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        channel: Channel,
+    ) -> Result<(), StoreError> {
         if self.dialect == Dialect::Postgres {
             let notify = self.statement(
                 "SELECT pg_notify($1, $2)",
                 vec![channel.name().into(), self.origin.to_string().into()],
             );
-            self.db.execute_raw(notify).await?;
+            txn.execute_raw(notify).await?;
         }
         Ok(())
     }

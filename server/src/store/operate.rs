@@ -7,7 +7,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Store, StoreError,
+    Actor, AuditKind, Store, StoreError,
     entity::deliveries,
     records::{CancelResult, OutcomeRecord},
     unsigned,
@@ -27,8 +27,10 @@ WHERE id = $1 AND tenant_id = $2 AND state = 'pending' \
 RETURNING attempt_count, updated_at_ms, host, destination";
 
 impl Store {
-    /// Cancels `tenant_id`'s pending delivery `id` and records the outcome.
-    pub async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<CancelResult, StoreError> {
+    /// Cancels `actor`'s tenant's pending delivery `id` and records the
+    /// outcome and the audit event.
+    pub async fn cancel(&self, actor: &Actor, id: Uuid) -> Result<CancelResult, StoreError> {
+        let tenant_id = actor.tenant_id.as_str();
         let turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let values: Vec<Value> = vec![id.into(), tenant_id.into()];
@@ -62,6 +64,9 @@ impl Store {
             next_attempt_at_ms: None,
             created_at_ms: row.try_get_by_index(1)?,
         };
+        let details = serde_json::json!({ "delivery_id": id.to_string() });
+        self.record_audit(&txn, actor, AuditKind::DeliveryCancelled, details)
+            .await?;
         let outcome = self.record_outcome(&txn, outcome).await?;
         txn.commit().await?;
         Ok(CancelResult::Cancelled(outcome))

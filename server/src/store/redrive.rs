@@ -22,7 +22,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Store, StoreError,
+    Actor, AuditKind, Store, StoreError,
     destinations::Wake,
     entity::deliveries,
     records::{DestinationRef, NotRedriven, OutcomeRecord, RedriveReport, RedriveSelection},
@@ -54,18 +54,48 @@ SELECT id FROM deliveries \
 WHERE tenant_id = $1 AND state = 'dead_lettered' AND finished_at_ms < $3 {filters} \
 ORDER BY finished_at_ms, id LIMIT $2";
 
+/// A redrive's audit event, until it is recorded.
+struct Audit<'a> {
+    actor: &'a Actor,
+    details: serde_json::Value,
+}
+
+/// What a redrive selected, for its audit event.
+fn audit_details(selection: &RedriveSelection) -> serde_json::Value {
+    match selection {
+        RedriveSelection::Ids(ids) => serde_json::json!({
+            "ids": ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        RedriveSelection::Filter {
+            after_ms,
+            before_ms,
+            host,
+        } => serde_json::json!({
+            "finished_after_ms": after_ms,
+            "finished_before_ms": before_ms,
+            "destination_host": host,
+        }),
+    }
+}
+
 impl Store {
-    /// Redrives the dead letters of `tenant_id` that `selection` picks,
+    /// Redrives the dead letters of `actor`'s tenant that `selection` picks,
     /// a batch per transaction, handing each batch's recorded outcomes to
     /// `redriven` once it commits. With `dry_run`, only counts them. Named
     /// ids that are not (or would not be) redriven are reported with why.
     pub async fn redrive(
         &self,
-        tenant_id: &str,
+        actor: &Actor,
         selection: &RedriveSelection,
         dry_run: bool,
         mut redriven: impl FnMut(&[OutcomeRecord]),
     ) -> Result<RedriveReport, StoreError> {
+        let tenant_id = actor.tenant_id.as_str();
+        // Recorded once, with the first batch that redrives anything.
+        let mut audit = Some(Audit {
+            actor,
+            details: audit_details(selection),
+        });
         match selection {
             RedriveSelection::Ids(ids) => {
                 let mut count = 0;
@@ -75,7 +105,9 @@ impl Store {
                         let mut values: Vec<Value> = vec![tenant_id.into()];
                         values.extend(chunk.iter().map(|&id| Value::from(id)));
                         let pick = PICK_IDS.replace("{ids}", &list(chunk.len(), 2));
-                        let outcomes = self.redrive_batch(tenant_id, &pick, values).await?;
+                        let outcomes = self
+                            .redrive_batch(tenant_id, &mut audit, &pick, values)
+                            .await?;
                         done.extend(outcomes.iter().filter_map(|outcome| outcome.delivery_id));
                         count += outcomes.len() as u64;
                         redriven(&outcomes);
@@ -141,7 +173,9 @@ impl Store {
                 let pick = PICK_FILTERED.replace("{filters}", &filters);
                 let mut count = 0;
                 loop {
-                    let outcomes = self.redrive_batch(tenant_id, &pick, values.clone()).await?;
+                    let outcomes = self
+                        .redrive_batch(tenant_id, &mut audit, &pick, values.clone())
+                        .await?;
                     count += outcomes.len() as u64;
                     redriven(&outcomes);
                     if outcomes.len() < REDRIVE_BATCH {
@@ -156,10 +190,12 @@ impl Store {
     }
 
     /// Redrives the dead letters `pick` selects (bound by `values`) in one
-    /// transaction, with their outcomes.
+    /// transaction, with their outcomes, and `audit`'s event if it is
+    /// still to be recorded and this batch redrives anything.
     async fn redrive_batch(
         &self,
         tenant_id: &str,
+        audit: &mut Option<Audit<'_>>,
         pick: &str,
         values: Vec<Value>,
     ) -> Result<Vec<OutcomeRecord>, StoreError> {
@@ -211,6 +247,10 @@ impl Store {
             }
         }
         self.wake(&txn, &wakes).await?;
+        if let Some(Audit { actor, details }) = audit.take() {
+            self.record_audit(&txn, actor, AuditKind::DeadLettersRedriven, details)
+                .await?;
+        }
         let outcomes = self.record_outcomes(&txn, outcomes).await?;
         txn.commit().await?;
         Ok(outcomes)

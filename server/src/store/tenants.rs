@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
-use super::{Store, StoreError, millis};
-use crate::tenants::{SigningSecret, api_key::NewApiKey};
+use super::{Actor, AuditKind, Channel, Store, StoreError, millis};
+use crate::{secrets::Sealed, tenants::api_key::NewApiKey};
 
 /// One row of `herald tenant list`.
 #[derive(Debug, Clone)]
@@ -42,6 +42,9 @@ pub enum Revoked {
     Unknown,
 }
 
+/// How the tenant commands' audit events say where they came from.
+const VIA_COMMAND_LINE: &str = "command line";
+
 const INSERT_TENANT: &str = "\
 INSERT INTO tenants (id, name, created_at_ms, signing_secret) VALUES ($1, $1, {now}, $2) \
 ON CONFLICT (id) DO NOTHING";
@@ -65,16 +68,17 @@ UPDATE tenants SET \
 WHERE id = $1";
 
 impl Store {
-    /// Creates tenant `id` with its first API key and signing secret.
+    /// Creates tenant `id` with its first API key and its sealed signing
+    /// secret; every replica is told (an open one closes).
     pub async fn create_tenant(
         &self,
         id: &str,
         key: &NewApiKey,
-        secret: &SigningSecret,
+        secret: &Sealed,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
-        let values: Vec<Value> = vec![id.into(), secret.expose().into()];
+        let values: Vec<Value> = vec![id.into(), secret.as_stored().into()];
         let inserted = txn
             .execute_raw(self.statement(INSERT_TENANT, values))
             .await?;
@@ -84,6 +88,16 @@ impl Store {
         }
         txn.execute_raw(self.statement(INSERT_KEY, key_values(id, key)))
             .await?;
+        let details = serde_json::json!({ "first_key_id": key.id, "via": VIA_COMMAND_LINE });
+        self.record_audit(
+            &txn,
+            &Actor::command_line(id),
+            AuditKind::TenantCreated,
+            details,
+        )
+        .await?;
+        // An open server closes at once.
+        self.announce_in(&txn, Channel::Credentials).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -109,9 +123,15 @@ impl Store {
     pub async fn create_api_key(&self, tenant_id: &str, key: &NewApiKey) -> Result<(), StoreError> {
         self.require_tenant(tenant_id).await?;
         let _turn = self.write_turn().await;
-        self.db
-            .execute_raw(self.statement(INSERT_KEY, key_values(tenant_id, key)))
+        let txn = self.db.begin().await?;
+        txn.execute_raw(self.statement(INSERT_KEY, key_values(tenant_id, key)))
             .await?;
+        let details = serde_json::json!({ "key_id": key.id, "via": VIA_COMMAND_LINE });
+        let actor = Actor::command_line(tenant_id);
+        self.record_audit(&txn, &actor, AuditKind::KeyCreated, details)
+            .await?;
+        self.announce_in(&txn, Channel::Credentials).await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -135,19 +155,28 @@ impl Store {
             .collect()
     }
 
-    /// Revokes the key with public id `key_id`; it stops working at once
-    /// on replicas without a cached lookup, and within the credential
-    /// cache's time on the others.
+    /// Revokes the key with public id `key_id`; on PostgreSQL every
+    /// replica is told when it commits ([`Channel::Credentials`]), and
+    /// drops its cached lookups.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<Revoked, StoreError> {
         let sql = "UPDATE api_keys SET revoked_at_ms = {now} \
-            WHERE id = $1 AND revoked_at_ms IS NULL";
+            WHERE id = $1 AND revoked_at_ms IS NULL RETURNING tenant_id";
         let turn = self.write_turn().await;
-        let updated = self
-            .db
-            .execute_raw(self.statement(sql, vec![key_id.into()]))
+        let txn = self.db.begin().await?;
+        let revoked = txn
+            .query_one_raw(self.statement(sql, vec![key_id.into()]))
             .await?;
+        if let Some(row) = &revoked {
+            let tenant_id: String = row.try_get_by_index(0)?;
+            let details = serde_json::json!({ "key_id": key_id, "via": VIA_COMMAND_LINE });
+            let actor = Actor::command_line(&tenant_id);
+            self.record_audit(&txn, &actor, AuditKind::KeyRevoked, details)
+                .await?;
+            self.announce_in(&txn, Channel::Credentials).await?;
+        }
+        txn.commit().await?;
         drop(turn);
-        if updated.rows_affected() > 0 {
+        if revoked.is_some() {
             return Ok(Revoked::Now);
         }
         let exists = self
@@ -172,6 +201,26 @@ impl Store {
         Ok(row.map(|row| row.try_get_by_index(0)).transpose()?)
     }
 
+    /// A value that changes whenever a key is created or revoked or a
+    /// signing secret rotated: what a SQLite server, which hears no
+    /// `NOTIFY`, watches to drop its cached credentials.
+    pub async fn credentials_fingerprint(&self) -> Result<(i64, i64, i64), StoreError> {
+        let sql = "SELECT \
+                (SELECT COUNT(*) FROM api_keys), \
+                (SELECT COUNT(*) FROM api_keys WHERE revoked_at_ms IS NOT NULL), \
+                (SELECT CAST(COALESCE(SUM(previous_secret_expires_at_ms), 0) AS BIGINT) FROM tenants)";
+        let row = self
+            .db
+            .query_one_raw(self.statement(sql, vec![]))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no credentials fingerprint".to_owned()))?;
+        Ok((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+        ))
+    }
+
     /// Whether any API key was ever created. Revoked keys count: revoking
     /// every key must not reopen the server.
     pub async fn has_api_keys(&self) -> Result<bool, StoreError> {
@@ -182,10 +231,10 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The secrets that sign `tenant_id`'s deliveries now: the current one
-    /// and the previous one while its grace window lasts. Empty when the
-    /// tenant has no secret yet (or does not exist).
-    pub async fn signing_secrets(&self, tenant_id: &str) -> Result<Vec<SigningSecret>, StoreError> {
+    /// The sealed secrets that sign `tenant_id`'s deliveries now: the
+    /// current one and the previous one while its grace window lasts.
+    /// Empty when the tenant has no secret yet (or does not exist).
+    pub async fn signing_secrets(&self, tenant_id: &str) -> Result<Vec<Sealed>, StoreError> {
         let row = self
             .db
             .query_one_raw(self.statement(SIGNING_SECRETS, vec![tenant_id.into()]))
@@ -200,44 +249,52 @@ impl Store {
         };
         Ok(std::iter::once(current)
             .chain(previous)
-            .map(SigningSecret::from_stored)
+            .map(Sealed::from_stored)
             .collect())
     }
 
-    /// Gives `tenant_id` `secret` unless it already has one.
+    /// Gives `tenant_id` the sealed `secret` unless it already has one.
     pub async fn set_signing_secret_if_missing(
         &self,
         tenant_id: &str,
-        secret: &SigningSecret,
+        secret: &Sealed,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE tenants SET signing_secret = $2 WHERE id = $1 AND signing_secret IS NULL";
-        let values: Vec<Value> = vec![tenant_id.into(), secret.expose().into()];
+        let values: Vec<Value> = vec![tenant_id.into(), secret.as_stored().into()];
         let _turn = self.write_turn().await;
         self.db.execute_raw(self.statement(sql, values)).await?;
         Ok(())
     }
 
-    /// Makes `secret` `tenant_id`'s signing secret; the one it replaces
-    /// keeps signing too for `grace`.
+    /// Makes the sealed `secret` `tenant_id`'s signing secret; the one it
+    /// replaces keeps signing too for `grace`. Every replica is told, as
+    /// for a revocation.
     pub async fn rotate_signing_secret(
         &self,
         tenant_id: &str,
-        secret: &SigningSecret,
+        secret: &Sealed,
         grace: Duration,
     ) -> Result<(), StoreError> {
         let values: Vec<Value> = vec![
             tenant_id.into(),
-            secret.expose().into(),
+            secret.as_stored().into(),
             millis(grace).into(),
         ];
         let _turn = self.write_turn().await;
-        let updated = self
-            .db
+        let txn = self.db.begin().await?;
+        let updated = txn
             .execute_raw(self.statement(ROTATE_SECRET, values))
             .await?;
         if updated.rows_affected() == 0 {
+            txn.rollback().await?;
             return Err(StoreError::TenantNotFound(tenant_id.to_owned()));
         }
+        let details = serde_json::json!({ "grace_ms": millis(grace), "via": VIA_COMMAND_LINE });
+        let actor = Actor::command_line(tenant_id);
+        self.record_audit(&txn, &actor, AuditKind::SecretRotated, details)
+            .await?;
+        self.announce_in(&txn, Channel::Credentials).await?;
+        txn.commit().await?;
         Ok(())
     }
 

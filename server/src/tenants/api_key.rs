@@ -50,6 +50,12 @@ impl NewApiKey {
     }
 }
 
+/// The id a key claims (`hk_<id>_...`), if it has the form of one.
+pub fn id_of(key: &str) -> Option<&str> {
+    let (id, _) = key.strip_prefix(PREFIX)?.split_once('_')?;
+    (id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(id)
+}
+
 /// Hex SHA-256 of `key`, the form keys are stored and looked up in.
 pub fn hash(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -69,5 +75,15 @@ mod tests {
         assert_eq!(a.hash().len(), 64);
         assert_eq!(a.hash(), hash(&a.key));
         assert!(!format!("{a:?}").contains(&a.key), "Debug hides the key");
+        assert_eq!(id_of(&a.key), Some(a.id.as_str()));
+        for not_a_key in [
+            "",
+            "hk_",
+            "hk_short_x",
+            "xx_k3x9a0b1c2d4_x",
+            "hk_k3x9a0b1c2d4",
+        ] {
+            assert_eq!(id_of(not_a_key), None, "{not_a_key:?}");
+        }
     }
 }

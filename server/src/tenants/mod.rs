@@ -2,13 +2,16 @@
 //! hash is stored) and the signing secrets every delivery is signed with
 //! (Standard Webhooks). `api/` authenticates with [`api_key`]; the
 //! scheduler signs with the secrets the [`Keyring`] holds; `cli/` creates
-//! and rotates both.
+//! and rotates both. Signing secrets are stored sealed (see
+//! [`crate::secrets`]), and [`reseal`] rewrites them under new keys.
 
 pub mod api_key;
 mod keyring;
+mod reseal;
 mod signing_secret;
 
 pub use keyring::Keyring;
+pub use reseal::{Scope, reseal};
 pub use signing_secret::{SigningKeys, SigningSecret};
 
 /// The tenant of every caller while Herald runs open (no API key exists

@@ -5,6 +5,8 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use herald_client::webhook::Secret;
 use rand::Rng;
 
+use crate::secrets::{OpenError, Sealed, Sealer};
+
 /// A signing secret as stored and shown: `whsec_...`. Its `Debug` never
 /// shows the value, so it cannot reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -24,15 +26,32 @@ impl SigningSecret {
         Self(format!("whsec_{}", STANDARD.encode(bytes)))
     }
 
-    /// Wraps a stored secret.
-    pub fn from_stored(value: String) -> Self {
-        Self(value)
+    /// The secret sealed for storage as `tenant_id`'s.
+    pub fn seal(&self, sealer: &Sealer, tenant_id: &str) -> Sealed {
+        sealer.seal(&self.0, &context(tenant_id))
+    }
+
+    /// A known secret, for tests that check signatures against it.
+    #[cfg(test)]
+    pub(crate) fn from_text(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    /// `tenant_id`'s stored secret, opened.
+    pub fn open(stored: &Sealed, sealer: &Sealer, tenant_id: &str) -> Result<Self, OpenError> {
+        sealer.open(stored, &context(tenant_id)).map(Self)
     }
 
     /// The `whsec_...` text, for storing and for showing once.
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// What a tenant's signing secret is sealed for: the tenant, so a sealed
+/// secret copied to another tenant's row does not open.
+fn context(tenant_id: &str) -> String {
+    format!("tenants.signing_secret:{tenant_id}")
 }
 
 /// The secrets a tenant's deliveries are signed with right now: the
@@ -84,6 +103,19 @@ mod tests {
         let signature = keys.signature("id", 1, b"{}").unwrap();
         assert!(signature.starts_with("v1,"), "{signature}");
         assert!(!signature.contains(' '), "one secret, one signature");
+    }
+
+    #[test]
+    fn a_secret_opens_only_as_its_own_tenants() {
+        let sealer = Sealer::new(crate::secrets::SecretKey::generate(), vec![]);
+        let secret = SigningSecret::generate();
+        let sealed = secret.seal(&sealer, "acme");
+        assert!(!sealed.as_stored().contains(secret.expose()));
+        assert_eq!(
+            SigningSecret::open(&sealed, &sealer, "acme").unwrap(),
+            secret
+        );
+        assert!(SigningSecret::open(&sealed, &sealer, "other").is_err());
     }
 
     #[test]

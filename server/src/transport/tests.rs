@@ -118,10 +118,7 @@ fn request(url: String) -> OutboundRequest {
             traceparent: TRACEPARENT.to_owned(),
             tracestate: Some("vendor=1".to_owned()),
         }),
-        signing: Arc::new(SigningKeys::new(
-            "test",
-            [SigningSecret::from_stored(SECRET.to_owned())],
-        )),
+        signing: Arc::new(SigningKeys::new("test", [SigningSecret::from_text(SECRET)])),
     }
 }
 

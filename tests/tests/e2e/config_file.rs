@@ -10,8 +10,8 @@ use herald_proto::v1::{
     DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
 };
 use herald_tests::{
-    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TestDb, herald_admin, herald_command,
-    herald_output, on_both_backends,
+    Backend, HeraldProcess, PATIENCE, Receiver, Reply, TEST_SECRET_KEY, TestDb, herald_admin,
+    herald_command, herald_output, on_both_backends,
 };
 
 use crate::{HERALD, faults::settings};
@@ -180,7 +180,15 @@ async fn operator_commands_act_on_the_files_database(backend: Backend) {
     // would appear.
     let dir = tempfile::tempdir().expect("a directory");
     let file = dir.path().join("herald.toml");
-    std::fs::write(&file, format!("database_url = {:?}\n", db.url())).expect("write the file");
+    // The file's secret key seals the new tenant's signing secret.
+    std::fs::write(
+        &file,
+        format!(
+            "database_url = {:?}\nsecret_key = {TEST_SECRET_KEY:?}\n",
+            db.url()
+        ),
+    )
+    .expect("write the file");
     let path = file.to_str().expect("a UTF-8 path");
     let run = |args: &[&str]| {
         let output = herald_tests::herald_process(HERALD)

@@ -18,6 +18,7 @@ use herald_proto::v1::{
     ListDestinationsRequest, destination_service_client::DestinationServiceClient,
 };
 use herald_server::destinations::state::StateChange;
+use herald_server::store::Actor;
 use herald_server::{
     destinations::{
         health::Snapshot,
@@ -674,7 +675,13 @@ async fn an_enabled_destination_is_not_disabled_again_by_failures_from_before(ba
         .expect("health written");
     assert_eq!(disabled.len(), 1, "failing since 1970 disables it");
     let (enabled, event) = store
-        .change_destination_state(&reference, StateChange::Enable, None, &defaults())
+        .change_destination_state(
+            &Actor::command_line(&reference.tenant_id),
+            &reference,
+            StateChange::Enable,
+            None,
+            &defaults(),
+        )
         .await
         .expect("enable");
     assert_eq!(

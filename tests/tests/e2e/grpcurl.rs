@@ -48,6 +48,7 @@ async fn grpcurl_lists_describes_and_enqueues_with_reflection_only() {
     for service in [
         "herald.v1.DeliveryService",
         "herald.v1.DestinationService",
+        "herald.v1.AuditService",
         "grpc.health.v1.Health",
         "grpc.reflection.",
     ] {

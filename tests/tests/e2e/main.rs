@@ -1,6 +1,7 @@
 //! End-to-end: a real Herald over real gRPC, delivering to a real local
 //! HTTP receiver, on SQLite and on PostgreSQL.
 
+mod audit;
 mod backlog;
 mod batch;
 mod client;
@@ -12,8 +13,10 @@ mod destinations_api;
 mod enqueue;
 mod faults;
 mod feed;
+mod gate;
 mod grpc_web;
 mod grpcurl;
+mod guessing;
 mod isolation;
 mod limits;
 mod listings;
@@ -22,7 +25,9 @@ mod operate;
 mod operator_cli;
 mod outage;
 mod redrive;
+mod revocation;
 mod scheduling;
+mod secrets_at_rest;
 mod shutdown;
 mod ssrf;
 mod store;

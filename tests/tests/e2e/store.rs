@@ -10,7 +10,7 @@ use herald_server::{
     destinations::policy::{CircuitPolicy, Policy},
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest, OutcomeKind},
     store::{
-        Channel, ClaimRequest, Store, StoreError,
+        Actor, Channel, ClaimRequest, Store, StoreError,
         records::{
             AttemptRecord, ClaimedDelivery, Completion, CompletionResult, DestinationRef, Enqueued,
             Lease, NewDelivery, RedriveSelection,
@@ -305,7 +305,10 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
         .collect();
     complete(&store, &finished).await;
     for id in &ids[4..] {
-        store.cancel("default", *id).await.unwrap();
+        store
+            .cancel(&Actor::command_line("default"), *id)
+            .await
+            .unwrap();
     }
     // Pending work, however old, is never touched.
     let pending = enqueue(&store, delivery(6)).await.id;
@@ -352,6 +355,7 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
             succeeded: 7 * day,
             dead_lettered: 30 * day,
             cancelled: 30 * day,
+            audit: 90 * day,
         },
     }
     .round()
@@ -698,7 +702,7 @@ async fn a_redrive_wakes_its_parked_destination(backend: Backend) {
     assert_eq!(store.next_due_in(&[]).await.unwrap(), None, "parked");
     let report = store
         .redrive(
-            "default",
+            &Actor::command_line("default"),
             &RedriveSelection::Ids(vec![claimed[0].id]),
             false,
             |_| {},

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
 use herald_server::store::Store;
-use herald_tests::{Backend, TestDb, create_tenant};
+use herald_tests::{Backend, TEST_SECRET_KEY, TestDb, create_tenant};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, Statement};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -197,6 +197,8 @@ impl BenchServer {
             .env("HERALD_ALLOW_TARGET_CIDRS", "127.0.0.0/8")
             .env("HERALD_LOG", server_log())
             .env("NO_COLOR", "1")
+            // The key the tenant commands seal with too.
+            .env("HERALD_SECRET_KEY", TEST_SECRET_KEY)
             .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .kill_on_drop(true)
