@@ -79,6 +79,7 @@ pub struct DeliveryQuery {
     created_before: Option<SystemTime>,
     page_size: u32,
     full: bool,
+    idempotency_key: String,
 }
 
 impl DeliveryQuery {
@@ -91,6 +92,12 @@ impl DeliveryQuery {
     /// Only deliveries whose URL has this host.
     pub fn destination_host(mut self, host: impl Into<String>) -> Self {
         self.destination_host = host.into();
+        self
+    }
+
+    /// Only the delivery enqueued with idempotency key `key`.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = key.into();
         self
     }
 
@@ -128,6 +135,7 @@ impl DeliveryQuery {
             created_before_time: self.created_before.map(Into::into),
             page_size: self.page_size,
             page_token,
+            idempotency_key: self.idempotency_key.clone(),
             view: if self.full {
                 DeliveryView::Full
             } else {

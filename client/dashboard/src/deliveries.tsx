@@ -4,14 +4,12 @@ import { useEffect, useState } from "preact/hooks";
 
 import { DeliveryState, type Delivery } from "@herald/client";
 import { localTime } from "./filters";
-import { count, stateName, time } from "./format";
+import { stateName, time } from "./format";
 import { href } from "./route";
 import { useReport, useSession } from "./session";
 import { ErrorLine, Pager, usePages } from "./widgets";
 
 const PAGE_SIZE = 50;
-/** Pages of 1000 an idempotency-key search reads, newest first. */
-const KEY_SEARCH_PAGES = 20;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 interface Filters {
@@ -86,7 +84,7 @@ export function Deliveries() {
   const [page, setPage] = useState<{ deliveries: Delivery[]; next: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [search, setSearch] = useState("");
-  const [found, setFound] = useState<{ key: string; deliveries: Delivery[]; read: number } | null>(null);
+  const [found, setFound] = useState<{ key: string; deliveries: Delivery[] } | null>(null);
 
   useEffect(() => {
     let current = true;
@@ -123,20 +121,10 @@ export function Deliveries() {
       window.location.hash = href("deliveries", text.toLowerCase());
       return;
     }
-    // The API lists by state, host and time; a key is matched here, over
-    // the newest deliveries.
-    const matches: Delivery[] = [];
-    let read = 0;
-    let pageToken = "";
     try {
-      for (let pages = 0; pages < KEY_SEARCH_PAGES; pages += 1) {
-        const response = await herald.deliveries.listDeliveries({ pageSize: 1000, pageToken });
-        read += response.deliveries.length;
-        matches.push(...response.deliveries.filter((delivery) => delivery.idempotencyKey === text));
-        pageToken = response.nextPageToken;
-        if (!pageToken) break;
-      }
-      setFound({ key: text, deliveries: matches, read });
+      // A key names at most one delivery of the tenant.
+      const response = await herald.deliveries.listDeliveries({ idempotencyKey: text, pageSize: 1 });
+      setFound({ key: text, deliveries: response.deliveries });
     } catch (failure) {
       setError(report(failure));
     }
@@ -154,7 +142,7 @@ export function Deliveries() {
         <div class="found" aria-live="polite">
           <p>
             {found.deliveries.length === 0
-              ? `No delivery with idempotency key “${found.key}” among the newest ${count(found.read)}.`
+              ? `No delivery with idempotency key “${found.key}”.`
               : `Idempotency key “${found.key}”:`}
           </p>
           {found.deliveries.length > 0 && <DeliveryTable deliveries={found.deliveries} />}

@@ -114,7 +114,29 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
         host: host(&request.destination_host)?,
         created_after_ms: time_ms("created_after_time", request.created_after_time.as_ref())?,
         created_before_ms: time_ms("created_before_time", request.created_before_time.as_ref())?,
+        idempotency_key: key_filter(&request.idempotency_key)?,
     })
+}
+
+/// Longest idempotency key a listing filter takes: longer than any key
+/// the server stores.
+const MAX_KEY_FILTER_BYTES: usize = 4096;
+
+/// The idempotency key a listing is narrowed to, if any.
+fn key_filter(raw: &str) -> Result<Option<String>, ApiError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > MAX_KEY_FILTER_BYTES {
+        return Err(ApiError::invalid(
+            "idempotency_key",
+            format!(
+                "is {} bytes; no stored key is longer than {MAX_KEY_FILTER_BYTES}",
+                raw.len()
+            ),
+        ));
+    }
+    Ok(Some(raw.to_owned()))
 }
 
 /// How much of each delivery a listing returns: the basic view unless the
@@ -138,6 +160,7 @@ pub fn delivery_filter_text(filter: &DeliveryFilter) -> String {
         filter.host,
         filter.created_after_ms,
         filter.created_before_ms,
+        filter.idempotency_key,
     ])
     .to_string()
 }

@@ -42,6 +42,9 @@ pub enum DeliveriesCommand {
         /// Only deliveries to this URL host.
         #[arg(long)]
         host: Option<String>,
+        /// Only the delivery enqueued with this idempotency key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
         /// Created at or after this time (RFC 3339).
         #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
         created_after: Option<SystemTime>,
@@ -109,6 +112,7 @@ pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult
         DeliveriesCommand::List {
             state,
             host,
+            idempotency_key,
             created_after,
             created_before,
             limit,
@@ -123,6 +127,9 @@ pub async fn deliveries(command: DeliveriesCommand, common: Common) -> CliResult
             }
             if let Some(host) = host {
                 query = query.destination_host(host);
+            }
+            if let Some(key) = idempotency_key {
+                query = query.idempotency_key(key);
             }
             if let Some(after) = created_after {
                 query = query.created_after(after);

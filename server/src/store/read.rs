@@ -235,6 +235,12 @@ fn deliveries_listing(
             filter
                 .created_before_ms
                 .map(|ms| deliveries::Column::CreatedAtMs.lt(ms)),
+        )
+        .add_option(
+            filter
+                .idempotency_key
+                .as_ref()
+                .map(|key| deliveries::Column::IdempotencyKey.eq(key.as_str())),
         );
     (condition, (deliveries::Column::CreatedAtMs, Order::Desc))
 }

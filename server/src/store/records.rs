@@ -390,6 +390,8 @@ pub struct DeliveryFilter {
     pub created_after_ms: Option<i64>,
     /// Created before this, Unix ms.
     pub created_before_ms: Option<i64>,
+    /// Only the delivery enqueued with this idempotency key.
+    pub idempotency_key: Option<String>,
 }
 
 /// What persisting one completion did.

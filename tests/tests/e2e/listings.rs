@@ -28,6 +28,7 @@ on_both_backends!(
     the_basic_view_leaves_out_bodies_and_the_full_view_has_them,
     the_client_takes_a_delivery_larger_than_grpcs_default_limit,
     a_host_filter_matches_the_host_however_it_is_written,
+    a_listing_by_idempotency_key_finds_that_delivery_alone,
 );
 
 /// Most encoded bytes of a listing page.
@@ -373,6 +374,70 @@ async fn a_host_filter_matches_the_host_however_it_is_written(backend: Backend) 
     assert_eq!(
         (info.reason.as_str(), info.domain.as_str()),
         ("INVALID_FIELD", "herald")
+    );
+    herald.stop().await;
+}
+
+/// An idempotency key narrows a listing to the delivery enqueued with it,
+/// and its page tokens are bound to it like every other filter's.
+async fn a_listing_by_idempotency_key_finds_that_delivery_alone(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for key in ["order-1", "order-2", ""] {
+        ids.push(
+            herald
+                .enqueue(EnqueueRequest {
+                    url: "https://keys.example/hook".into(),
+                    idempotency_key: key.into(),
+                    not_before_time: in_a_year(),
+                    ..Default::default()
+                })
+                .await,
+        );
+    }
+    let mut client = herald.client();
+    let by_key = |key: &str, page_token: String| ListDeliveriesRequest {
+        idempotency_key: key.into(),
+        page_token,
+        ..Default::default()
+    };
+    let found = client
+        .list_deliveries(by_key("order-2", String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let found: Vec<&str> = found.deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(found, [ids[1].as_str()], "the delivery with that key alone");
+    let none = client
+        .list_deliveries(by_key("order-3", String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.deliveries.is_empty(), "no delivery has that key");
+    // A token from the listing of everything does not serve the key's.
+    let everything = client
+        .list_deliveries(ListDeliveriesRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = client
+        .list_deliveries(by_key("order-1", everything.next_page_token))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let too_long = client
+        .list_deliveries(by_key(&"k".repeat(5000), String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(too_long.code(), Code::InvalidArgument);
+    assert!(
+        too_long.message().starts_with("idempotency_key"),
+        "{too_long:?}"
     );
     herald.stop().await;
 }

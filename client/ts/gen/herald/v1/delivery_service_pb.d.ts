@@ -588,6 +588,14 @@ export declare type ListDeliveriesRequest = Message<"herald.v1.ListDeliveriesReq
    * @generated from field: herald.v1.DeliveryView view = 7;
    */
   view: DeliveryView;
+
+  /**
+   * Only the delivery enqueued with this idempotency key (at most one: a
+   * key names one delivery per tenant); any when empty.
+   *
+   * @generated from field: string idempotency_key = 8;
+   */
+  idempotencyKey: string;
 };
 
 /**
