@@ -330,7 +330,8 @@ impl DeliveryService for DeliveryApi {
         request: Request<ListDeliveriesRequest>,
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
         let (Caller { tenant, .. }, request) = authenticated(request)?;
-        let filter = filters::delivery_filter(&request)?;
+        let filter =
+            filters::delivery_filter(&request, self.limits.input.max_idempotency_key_bytes)?;
         let page_size = page_size(request.page_size, &self.limits);
         let view = filters::view(request.view)?;
         let filters = filters::delivery_filter_text(&filter);

@@ -12,7 +12,7 @@ use super::{
     convert::{UnknownState, state_filter},
     error::ApiError,
     repeated::{at_most, distinct},
-    validate::time_ms,
+    validate::{self, time_ms},
 };
 use crate::{
     domain::{Destination, OutcomeKind},
@@ -105,7 +105,12 @@ pub fn redrive_selection(
 }
 
 /// The filters of a delivery listing.
-pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter, ApiError> {
+/// `max_key_bytes` is the longest idempotency key an enqueue takes: no
+/// stored delivery has a longer one.
+pub fn delivery_filter(
+    request: &ListDeliveriesRequest,
+    max_key_bytes: usize,
+) -> Result<DeliveryFilter, ApiError> {
     let state = state_filter(request.state).map_err(|UnknownState(raw)| {
         ApiError::invalid("state", format!("{raw} is not a delivery state"))
     })?;
@@ -114,29 +119,11 @@ pub fn delivery_filter(request: &ListDeliveriesRequest) -> Result<DeliveryFilter
         host: host(&request.destination_host)?,
         created_after_ms: time_ms("created_after_time", request.created_after_time.as_ref())?,
         created_before_ms: time_ms("created_before_time", request.created_before_time.as_ref())?,
-        idempotency_key: key_filter(&request.idempotency_key)?,
+        idempotency_key: Some(&request.idempotency_key)
+            .filter(|key| !key.is_empty())
+            .map(|key| validate::idempotency_key(key.clone(), max_key_bytes))
+            .transpose()?,
     })
-}
-
-/// Longest idempotency key a listing filter takes: longer than any key
-/// the server stores.
-const MAX_KEY_FILTER_BYTES: usize = 4096;
-
-/// The idempotency key a listing is narrowed to, if any.
-fn key_filter(raw: &str) -> Result<Option<String>, ApiError> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    if raw.len() > MAX_KEY_FILTER_BYTES {
-        return Err(ApiError::invalid(
-            "idempotency_key",
-            format!(
-                "is {} bytes; no stored key is longer than {MAX_KEY_FILTER_BYTES}",
-                raw.len()
-            ),
-        ));
-    }
-    Ok(Some(raw.to_owned()))
 }
 
 /// How much of each delivery a listing returns: the basic view unless the

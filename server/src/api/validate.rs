@@ -298,7 +298,8 @@ fn looks_secret(name: &str) -> bool {
     SECRET_HEADERS.contains(&name) || SECRET_WORDS.iter().any(|word| name.contains(word))
 }
 
-fn idempotency_key(key: String, max_bytes: usize) -> Result<String, ApiError> {
+/// `key` as an idempotency key of at most `max_bytes`, or why not.
+pub(super) fn idempotency_key(key: String, max_bytes: usize) -> Result<String, ApiError> {
     if key.len() > max_bytes {
         return Err(ApiError::invalid(
             "idempotency_key",

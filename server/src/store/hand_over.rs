@@ -123,6 +123,9 @@ const SQLITE_PARTS: [(&str, &str); 5] = [
     ("{was}", ""),
 ];
 
+/// Where `next.was` comes back on PostgreSQL: after [`LEASED_COLUMNS`].
+const WAS_COLUMN: usize = 15;
+
 /// How long a destination's front is trusted before a statement scans its
 /// due rows from the start again.
 const FRONT_LIFETIME: Duration = Duration::from_secs(1);
@@ -245,10 +248,9 @@ impl Store {
         let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
         drop(turn);
         if let (Some(fronts), Some(bound)) = (&self.fronts, bound) {
-            let was = LEASED_COLUMNS.split(',').count();
             let oldest = rows
                 .iter()
-                .filter_map(|row| row.try_get_by_index::<i64>(was).ok())
+                .filter_map(|row| row.try_get_by_index::<i64>(WAS_COLUMN).ok())
                 .min();
             fronts.found(request.destination, bound, oldest);
         }
@@ -272,6 +274,11 @@ mod tests {
             tenant_id: "default".into(),
             destination: "https://hooks.example.com:443".into(),
         }
+    }
+
+    #[test]
+    fn the_due_time_a_row_had_follows_the_leased_columns() {
+        assert_eq!(LEASED_COLUMNS.split(',').count(), WAS_COLUMN);
     }
 
     #[tokio::test(start_paused = true)]
