@@ -12,6 +12,9 @@ const PROTOS: &[&str] = &[
     "herald/v1/destination.proto",
     "herald/v1/destination_service.proto",
     "herald/v1/audit_service.proto",
+    "herald/v1/endpoint.proto",
+    "herald/v1/endpoint_service.proto",
+    "herald/v1/event_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

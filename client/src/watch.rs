@@ -34,6 +34,8 @@ pub struct WatchOptions {
     delivery_ids: Vec<String>,
     kinds: Vec<OutcomeKind>,
     destination_host: String,
+    endpoint_id: String,
+    event_type: String,
 }
 
 impl WatchOptions {
@@ -69,6 +71,18 @@ impl WatchOptions {
         self
     }
 
+    /// Only outcomes of deliveries to this endpoint (made by publishing).
+    pub fn endpoint_id(mut self, id: impl Into<String>) -> Self {
+        self.endpoint_id = id.into();
+        self
+    }
+
+    /// Only outcomes of deliveries of events of this type.
+    pub fn event_type(mut self, name: impl Into<String>) -> Self {
+        self.event_type = name.into();
+        self
+    }
+
     /// Whether the stream starts now (neither after a sequence nor from
     /// the oldest outcome).
     fn starts_now(&self) -> bool {
@@ -83,6 +97,8 @@ impl WatchOptions {
             delivery_ids: self.delivery_ids.clone(),
             kinds: self.kinds.iter().map(|&kind| kind.number()).collect(),
             destination_host: self.destination_host.clone(),
+            endpoint_id: self.endpoint_id.clone(),
+            event_type: self.event_type.clone(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod m20261201_000005_destinations;
 mod m20261202_000006_resend;
 mod m20261203_000007_listing_indexes;
 mod m20261204_000008_audit_events;
+mod m20261205_000009_endpoints;
 
 mod concurrent_index;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_resend::Migration),
             Box::new(m20261203_000007_listing_indexes::Migration),
             Box::new(m20261204_000008_audit_events::Migration),
+            Box::new(m20261205_000009_endpoints::Migration),
         ]
     }
 }

@@ -603,6 +603,7 @@ mod tests {
             not_before_ms: None,
             deadline_ms: None,
             trace: None,
+            event: None,
         };
         store.enqueue_batch(&[delivery]).await.unwrap();
         let cached = metrics.render(&store).await;

@@ -18,10 +18,11 @@ use tonic_web::GrpcWebLayer;
 use crate::{
     Config,
     api::{
-        self, AuditApi, Authenticator, DeliveryApi, DestinationApi, FailureLimiter, GateLayer,
-        Limits, MessageLimits, WatchCap,
+        self, AuditApi, Authenticator, DeliveryApi, DestinationApi, EndpointApi, EventApi,
+        FailureLimiter, GateLayer, Limits, MessageLimits, WatchCap,
     },
     config::ConfigError,
+    endpoints::SchemaCache,
     janitor::{Janitor, RetentionWindows},
     metrics::Metrics,
     outcomes::OutcomeFeed,
@@ -247,7 +248,7 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         },
         targets.clone(),
     )?;
-    let keyring = Keyring::new(store.clone(), sealer, config.credential_cache);
+    let keyring = Keyring::new(store.clone(), sealer.clone(), config.credential_cache);
     api::revocations::follow(
         store.clone(),
         auth.clone(),
@@ -293,6 +294,22 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         limits.clone(),
     );
     let audit = AuditApi::new(store.clone(), limits.clone());
+    let endpoints = EndpointApi::new(
+        store.clone(),
+        sealer,
+        feed.clone(),
+        scheduler_handle.clone(),
+        metrics.clone(),
+        config.destination_policy(),
+        limits.clone(),
+    );
+    let events = EventApi::new(
+        store.clone(),
+        SchemaCache::new(store.clone(), config.credential_cache),
+        scheduler_handle.clone(),
+        metrics.clone(),
+        limits.clone(),
+    );
     let deliveries = DeliveryApi::new(
         store.clone(),
         feed,
@@ -307,14 +324,14 @@ Fine for local development on loopback; create a tenant with `herald tenant crea
         MessageLimits::new(&config.limits),
         metrics,
     );
-    let routes = api::routes(
-        &gate,
+    let services = api::Services {
         deliveries,
         destinations,
+        endpoints,
+        events,
         audit,
-        config.limits.max_message_bytes(),
-    )
-    .await?;
+    };
+    let routes = api::routes(&gate, services, config.limits.max_message_bytes()).await?;
     tracing::info!(
         %local_addr,
         metrics_addr = ?metrics_addr,

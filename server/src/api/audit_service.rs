@@ -60,6 +60,14 @@ fn domain_kind(kind: AuditEventKind) -> AuditKind {
         AuditEventKind::DestinationPaused => AuditKind::DestinationPaused,
         AuditEventKind::DestinationResumed => AuditKind::DestinationResumed,
         AuditEventKind::DestinationEnabled => AuditKind::DestinationEnabled,
+        AuditEventKind::EndpointCreated => AuditKind::EndpointCreated,
+        AuditEventKind::EndpointUpdated => AuditKind::EndpointUpdated,
+        AuditEventKind::EndpointDeleted => AuditKind::EndpointDeleted,
+        AuditEventKind::EndpointSecretRotated => AuditKind::EndpointSecretRotated,
+        AuditEventKind::EventTypeSaved => AuditKind::EventTypeSaved,
+        AuditEventKind::EventTypeDeleted => AuditKind::EventTypeDeleted,
+        AuditEventKind::EventReplayed => AuditKind::EventReplayed,
+        AuditEventKind::EndpointRecovered => AuditKind::EndpointRecovered,
     }
 }
 
@@ -75,6 +83,14 @@ fn proto_kind(kind: AuditKind) -> AuditEventKind {
         AuditKind::DestinationPaused => AuditEventKind::DestinationPaused,
         AuditKind::DestinationResumed => AuditEventKind::DestinationResumed,
         AuditKind::DestinationEnabled => AuditEventKind::DestinationEnabled,
+        AuditKind::EndpointCreated => AuditEventKind::EndpointCreated,
+        AuditKind::EndpointUpdated => AuditEventKind::EndpointUpdated,
+        AuditKind::EndpointDeleted => AuditEventKind::EndpointDeleted,
+        AuditKind::EndpointSecretRotated => AuditEventKind::EndpointSecretRotated,
+        AuditKind::EventTypeSaved => AuditEventKind::EventTypeSaved,
+        AuditKind::EventTypeDeleted => AuditEventKind::EventTypeDeleted,
+        AuditKind::EventReplayed => AuditEventKind::EventReplayed,
+        AuditKind::EndpointRecovered => AuditEventKind::EndpointRecovered,
     }
 }
 

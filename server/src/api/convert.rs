@@ -68,7 +68,8 @@ pub fn state_filter(raw: i32) -> Result<Option<DeliveryState>, UnknownState> {
 #[derive(Debug)]
 pub struct UnknownState(pub i32);
 
-fn state(state: DeliveryState) -> proto::DeliveryState {
+/// A delivery state as the API shows it.
+pub fn state(state: DeliveryState) -> proto::DeliveryState {
     match state {
         DeliveryState::Pending => proto::DeliveryState::Pending,
         DeliveryState::Succeeded => proto::DeliveryState::Succeeded,
@@ -107,6 +108,7 @@ fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
 /// A stored delivery as the API shows it.
 pub fn delivery(record: DeliveryRecord) -> proto::Delivery {
     let request = record.request;
+    let event = record.event;
     proto::Delivery {
         id: record.id.to_string(),
         url: request.url,
@@ -130,6 +132,15 @@ pub fn delivery(record: DeliveryRecord) -> proto::Delivery {
         finish_time: record.finished_at_ms.map(timestamp),
         attempts: record.attempts.into_iter().map(attempt).collect(),
         deadline_time: record.deadline_at_ms.map(timestamp),
+        event_id: event
+            .as_ref()
+            .map(|event| event.event_id.to_string())
+            .unwrap_or_default(),
+        endpoint_id: event
+            .as_ref()
+            .map(|event| event.endpoint_id.to_string())
+            .unwrap_or_default(),
+        event_type: event.map(|event| event.event_type).unwrap_or_default(),
     }
 }
 
@@ -161,6 +172,11 @@ pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
         next_attempt_time: record.next_attempt_at_ms.map(timestamp),
         create_time: Some(timestamp(record.created_at_ms)),
         destination: record.destination.unwrap_or_default(),
+        endpoint_id: record
+            .endpoint_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        event_type: record.event_type.unwrap_or_default(),
     }
 }
 

@@ -134,7 +134,7 @@ impl DeliveryService for DeliveryApi {
         let delivery = validate::enqueue(request, &tenant, trace, &self.limits)?;
         let enqueued = self
             .enqueues
-            .enqueue(delivery)
+            .write(delivery)
             .await
             .map_err(ApiError::from)?;
         tracing::Span::current().record("delivery_id", tracing::field::display(enqueued.id));

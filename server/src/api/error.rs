@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The thing asked for does not exist (for this caller).
     #[error("{0}")]
     NotFound(String),
+    /// What the request would create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The request is valid but the resource is in the wrong state for it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -121,6 +124,7 @@ impl From<ApiError> for Answer {
                 Self::new(Code::Unauthenticated, "API_KEY_INVALID", message)
             }
             ApiError::NotFound(_) => Self::new(Code::NotFound, "NOT_FOUND", message),
+            ApiError::AlreadyExists(_) => Self::new(Code::AlreadyExists, "ALREADY_EXISTS", message),
             ApiError::FailedPrecondition(_) => {
                 Self::new(Code::FailedPrecondition, "WRONG_STATE", message)
             }

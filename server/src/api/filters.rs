@@ -15,6 +15,7 @@ use super::{
     validate::{self, time_ms},
 };
 use crate::{
+    endpoints::EventTypeName,
     domain::{Destination, OutcomeKind},
     outcomes::Cursor,
     store::records::{DeliveryFilter, DeliveryView, OutcomeFilter, RedriveSelection},
@@ -40,8 +41,13 @@ pub fn page_size(requested: u32, limits: &Limits) -> u32 {
 
 /// A delivery id from the API.
 pub fn delivery_id(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
+    uuid_field(field, raw, "a delivery id")
+}
+
+/// An id from the API (`what` says whose, for the error).
+pub fn uuid_field(field: &'static str, raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
-        .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a delivery id (a UUID)")))
+        .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not {what} (a UUID)")))
 }
 
 /// The `destination_host` filter in the form stored hosts take (see
@@ -204,6 +210,16 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
             delivery_ids: distinct(delivery_ids),
             kinds: distinct(kinds),
             host: host(&request.destination_host)?,
+            endpoint_id: (!request.endpoint_id.is_empty())
+                .then(|| uuid_field("endpoint_id", &request.endpoint_id, "an endpoint id"))
+                .transpose()?,
+            event_type: (!request.event_type.is_empty())
+                .then(|| {
+                    EventTypeName::parse(&request.event_type)
+                        .map(|name| name.as_str().to_owned())
+                        .map_err(|problem| ApiError::invalid("event_type", problem.to_string()))
+                })
+                .transpose()?,
         },
     ))
 }

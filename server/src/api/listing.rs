@@ -101,6 +101,7 @@ mod tests {
             updated_at_ms: 1_795_000_000_000,
             finished_at_ms: None,
             deadline_at_ms: None,
+            event: None,
             attempts: Vec::new(),
         }
     }

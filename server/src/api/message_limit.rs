@@ -1,8 +1,9 @@
 //! Per-method message size limits, enforced on the gRPC frame header as
 //! the body arrives: a message declared larger than its method allows is
 //! refused (RESOURCE_EXHAUSTED) before any of it is buffered or decoded.
-//! Only `EnqueueBatch` may carry the large batch limit; `Enqueue` may
-//! carry one delivery at its limits; everything else is small.
+//! Only `EnqueueBatch` may carry the large batch limit; `Enqueue` and
+//! `Publish` may carry one delivery's worth at its limits; an event type
+//! may carry its JSON Schema; everything else is small.
 
 use std::{
     pin::Pin,
@@ -18,6 +19,9 @@ use crate::config::InputLimits;
 /// The largest message of any method but the two enqueues: a redrive or
 /// a watch naming 1,000 delivery ids (about 38 KiB) fits with room.
 const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
+/// The largest message that creates or changes an event type: its schema
+/// and room for the rest.
+const SCHEMA_MESSAGE_BYTES: usize = crate::endpoints::schema::MAX_SCHEMA_BYTES + SMALL_MESSAGE_BYTES;
 /// Bytes of a gRPC frame header: a compression flag and a length.
 const FRAME_HEADER_BYTES: usize = 5;
 
@@ -41,7 +45,12 @@ impl MessageLimits {
     pub fn for_path(&self, path: &str) -> usize {
         match path {
             "/herald.v1.DeliveryService/EnqueueBatch" => self.batch,
-            "/herald.v1.DeliveryService/Enqueue" => self.enqueue,
+            "/herald.v1.DeliveryService/Enqueue" | "/herald.v1.EventService/Publish" => {
+                self.enqueue
+            }
+            "/herald.v1.EventService/CreateEventType" | "/herald.v1.EventService/UpdateEventType" => {
+                SCHEMA_MESSAGE_BYTES
+            }
             _ => SMALL_MESSAGE_BYTES,
         }
     }

@@ -1,7 +1,7 @@
 //! Opaque page tokens. Callers pass back what they were given; the format
 //! (base64url of `<listing tag>:<check>:<position>`, the position `<ms>:<id>`
-//! for deliveries and audit events and a destination's name for destinations) is free to
-//! change behind them, and a token of one listing is refused by another.
+//! for deliveries, events and audit events, an id for endpoints, and a
+//! name for destinations and event types) is free to change behind them, and a token of one listing is refused by another.
 //!
 //! A token is bound to the filters of the listing that returned it (AIP-158):
 //! `<check>` is a SHA-256 digest, cut to 128 bits, of the listing, its
@@ -34,6 +34,12 @@ pub enum Listing {
     Destinations,
     /// `ListAuditEvents`.
     AuditEvents,
+    /// `ListEndpoints`.
+    Endpoints,
+    /// `ListEvents`.
+    Events,
+    /// `ListEventTypes`.
+    EventTypes,
 }
 
 impl Listing {
@@ -43,6 +49,9 @@ impl Listing {
             Self::Deliveries => "l1",
             Self::Destinations => "n1",
             Self::AuditEvents => "a1",
+            Self::Endpoints => "e1",
+            Self::Events => "v1",
+            Self::EventTypes => "t1",
         }
     }
 
@@ -52,6 +61,9 @@ impl Listing {
             Self::Deliveries => "ListDeliveries",
             Self::Destinations => "ListDestinations",
             Self::AuditEvents => "ListAuditEvents",
+            Self::Endpoints => "ListEndpoints",
+            Self::Events => "ListEvents",
+            Self::EventTypes => "ListEventTypes",
         }
     }
 }
@@ -95,6 +107,16 @@ impl Position for AuditCursor {
 }
 
 /// Destinations: the name of the last one.
+impl Position for Uuid {
+    fn to_text(&self) -> String {
+        self.to_string()
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok()
+    }
+}
+
 impl Position for String {
     fn to_text(&self) -> String {
         self.clone()

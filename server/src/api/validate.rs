@@ -78,42 +78,12 @@ pub fn enqueue(
             .collect(),
         input,
     )?;
-    if request.body.len() > input.max_body_bytes {
-        return Err(ApiError::invalid(
-            "body",
-            format!(
-                "is {} bytes; the limit is {} bytes (HERALD_MAX_BODY_BYTES)",
-                request.body.len(),
-                input.max_body_bytes
-            ),
-        ));
-    }
-    let content_type = non_empty(request.content_type)
-        .map(|value| {
-            HeaderValue::from_str(&value).map(|_| value).map_err(|_| {
-                ApiError::invalid(
-                    "content_type",
-                    "must be visible ASCII, e.g. application/json",
-                )
-            })
-        })
-        .transpose()?;
+    body_size("body", request.body.len(), input)?;
+    let content_type = content_type(request.content_type)?;
     let idempotency_key = non_empty(request.idempotency_key)
         .map(|key| idempotency_key(key, input.max_idempotency_key_bytes))
         .transpose()?;
-    let max_attempts = match request.max_attempts {
-        None => limits.default_max_attempts,
-        Some(n) if (1..=input.max_attempts_limit).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::invalid(
-                "max_attempts",
-                format!(
-                    "is {n}; it must be between 1 and {} (HERALD_MAX_ATTEMPTS_LIMIT)",
-                    input.max_attempts_limit
-                ),
-            ));
-        }
-    };
+    let max_attempts = max_attempts(request.max_attempts, limits)?;
     let not_before_ms = time_ms("not_before_time", request.not_before_time.as_ref())?;
     let deadline_ms = time_ms("deadline_time", request.deadline_time.as_ref())?;
     let now_ms = unix_ms(std::time::SystemTime::now());
@@ -141,6 +111,7 @@ pub fn enqueue(
         not_before_ms,
         deadline_ms,
         trace,
+        event: None,
     })
 }
 
@@ -162,11 +133,55 @@ pub fn time_ms(
     .transpose()
 }
 
-fn non_empty(value: String) -> Option<String> {
+/// The attempts a request asks for, or the server's default.
+pub(super) fn max_attempts(requested: Option<u32>, limits: &Limits) -> Result<u32, ApiError> {
+    let most = limits.input.max_attempts_limit;
+    match requested {
+        None => Ok(limits.default_max_attempts),
+        Some(n) if (1..=most).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(
+            "max_attempts",
+            format!("is {n}; it must be between 1 and {most} (HERALD_MAX_ATTEMPTS_LIMIT)"),
+        )),
+    }
+}
+
+/// `raw` as a content type (visible ASCII), `None` when empty.
+pub(super) fn content_type(raw: String) -> Result<Option<String>, ApiError> {
+    non_empty(raw)
+        .map(|value| {
+            HeaderValue::from_str(&value).map(|_| value).map_err(|_| {
+                ApiError::invalid(
+                    "content_type",
+                    "must be visible ASCII, e.g. application/json",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A body (or payload) of at most the configured size, or why not.
+pub(super) fn body_size(field: &'static str, len: usize, input: &InputLimits) -> Result<(), ApiError> {
+    if len > input.max_body_bytes {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "is {len} bytes; the limit is {} bytes (HERALD_MAX_BODY_BYTES)",
+                input.max_body_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `value`, unless it is empty.
+pub(super) fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-fn url(raw: &str, limits: &Limits) -> Result<(String, Destination), ApiError> {
+/// `raw` as a destination URL (normalised) and its destination, or why
+/// not (for the field `url`).
+pub(super) fn url(raw: &str, limits: &Limits) -> Result<(String, Destination), ApiError> {
     let invalid = |message: &str| ApiError::invalid("url", message.to_owned());
     if raw.is_empty() {
         return Err(invalid("is required, e.g. https://example.com/webhooks"));
@@ -236,7 +251,9 @@ fn method(raw: i32) -> Result<HttpMethod, ApiError> {
     }
 }
 
-fn headers(
+/// `headers` checked: no names Herald sets, no credentials, within the
+/// limits; names lower-cased.
+pub(super) fn headers(
     headers: Vec<(String, String)>,
     limits: &InputLimits,
 ) -> Result<Vec<(String, String)>, ApiError> {

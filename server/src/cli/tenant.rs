@@ -13,7 +13,7 @@ use crate::{
     config::redact_url,
     secrets::SecretKeySettings,
     store::{Revoked, Store},
-    tenants::{SigningSecret, api_key::NewApiKey, tenant_name},
+    tenants::{Signer, SigningSecret, api_key::NewApiKey, tenant_name},
 };
 
 /// Where the tenants live.
@@ -90,7 +90,7 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
             let key = NewApiKey::generate();
             let secret = SigningSecret::generate();
             store
-                .create_tenant(name, &key, &secret.seal(&sealer, name))
+                .create_tenant(name, &key, &secret.seal(&sealer, &Signer::Tenant(name.to_owned())))
                 .await?;
             println!("tenant:         {name}");
             println!(
@@ -121,7 +121,7 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
                 .require_sealer(&database.database_url, false)?;
             let secret = SigningSecret::generate();
             store
-                .rotate_signing_secret(&name, &secret.seal(&sealer, &name), grace)
+                .rotate_signing_secret(&name, &secret.seal(&sealer, &Signer::Tenant(name.clone())), grace)
                 .await?;
             println!("signing secret: {}  (signs from now on)", secret.expose());
             println!(

@@ -13,7 +13,6 @@
 //! or shutdown.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,7 +36,6 @@ use crate::{
         ClaimRequest, Claimed, Store, StoreError,
         records::{ClaimedDelivery, DestinationRef, Lease},
     },
-    tenants::{Keyring, SigningKeys},
 };
 
 /// Longest wait after a failed claim before trying again.
@@ -64,7 +62,6 @@ enum Outcome {
 /// The claim loop.
 pub struct Claimer {
     pub(super) store: Store,
-    pub(super) keyring: Keyring,
     pub(super) config: SchedulerConfig,
     pub(super) wakeup: Signal,
     /// Attempts in flight on this replica, at most `config.concurrency`.
@@ -201,18 +198,9 @@ impl Claimer {
             }
         };
         let got = deliveries.len();
-        let signing = match self.signing_keys(&deliveries).await {
-            Ok(signing) => signing,
-            Err(error) => {
-                tracing::error!(%error, "reading signing secrets failed; giving the claimed rows back");
-                give_back(&self.store, &deliveries).await;
-                return Outcome::Failed;
-            }
-        };
         let mut unstarted = Vec::new();
         for delivery in deliveries {
             let permit = held.pop().expect("one permit per claimed row");
-            let keys = Arc::clone(&signing[&delivery.tenant_id]);
             if delivery.probe {
                 self.metrics.probe_sent();
             }
@@ -220,7 +208,7 @@ impl Claimer {
                 .in_flight
                 .start(delivery.destination_ref(), delivery.lease());
             let kept = (delivery.lease(), delivery.destination_ref());
-            if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
+            if let Err(Draining) = self.executors.start(delivery, permit, slot) {
                 unstarted.push(kept);
             }
         }
@@ -238,21 +226,6 @@ impl Claimer {
         } else {
             Outcome::Full
         }
-    }
-
-    /// The signing keys of every tenant in `claimed`.
-    async fn signing_keys(
-        &self,
-        claimed: &[ClaimedDelivery],
-    ) -> Result<HashMap<String, Arc<SigningKeys>>, StoreError> {
-        let mut keys = HashMap::new();
-        for delivery in claimed {
-            if !keys.contains_key(&delivery.tenant_id) {
-                let tenant_keys = self.keyring.keys(&delivery.tenant_id).await?;
-                keys.insert(delivery.tenant_id.clone(), tenant_keys);
-            }
-        }
-        Ok(keys)
     }
 
     /// Sleeps until work may be due. Returns true on shutdown.

@@ -14,6 +14,12 @@
 //! dead-lettered unsent, and so is one whose attempts ran past its budget.
 //! A resend is exempt from both: it makes again an attempt that was
 //! already allowed, whose result was lost (invariant I4).
+//!
+//! Each attempt is signed with its own signer's keys (its tenant's, or its
+//! endpoint's: one destination may serve several endpoints), from the
+//! [`Keyring`]'s cache. A delivery whose endpoint was deleted meanwhile is
+//! dead-lettered unsent; one whose secrets cannot be read now is tried
+//! again a moment later, its attempt uncounted.
 
 use std::{
     collections::HashMap,
@@ -37,7 +43,7 @@ use crate::{
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
     store::records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
-    tenants::SigningKeys,
+    tenants::{Keyring, Signer, SigningKeys},
     transport::{
         AttemptReport, HttpSender, OutboundRequest, TransportError,
         classify::{classify, describe},
@@ -46,6 +52,10 @@ use crate::{
 
 /// How long a destination holds off after a 429 that did not say how long.
 const DEFAULT_SLOW_DOWN: Duration = Duration::from_secs(1);
+
+/// How soon a delivery whose signing secrets could not be read is tried
+/// again (uncounted).
+const UNSIGNED_RETRY: Duration = Duration::from_secs(1);
 
 /// The attempts in flight on this replica, each a task that holds its
 /// global permit and destination slot until its completion is handed to
@@ -57,6 +67,7 @@ pub(super) struct Executors {
 
 struct Shared {
     sender: HttpSender,
+    keyring: Keyring,
     policy: RetryPolicy,
     metrics: Metrics,
     completions: mpsc::Sender<Work>,
@@ -79,10 +90,11 @@ struct Running {
 pub(super) struct Draining;
 
 impl Executors {
-    /// Attempts through `sender`, decided by `policy`, their completions
-    /// sent to `completions`.
+    /// Attempts through `sender`, signed with `keyring`'s keys, decided by
+    /// `policy`, their completions sent to `completions`.
     pub(super) fn new(
         sender: HttpSender,
+        keyring: Keyring,
         policy: RetryPolicy,
         metrics: Metrics,
         completions: mpsc::Sender<Work>,
@@ -90,6 +102,7 @@ impl Executors {
     ) -> Self {
         let shared = Shared {
             sender,
+            keyring,
             policy,
             metrics,
             completions,
@@ -108,7 +121,6 @@ impl Executors {
     pub(super) fn start(
         &self,
         delivery: ClaimedDelivery,
-        signing: Arc<SigningKeys>,
         permit: OwnedSemaphorePermit,
         slot: Slot,
     ) -> Result<(), Draining> {
@@ -127,9 +139,7 @@ impl Executors {
                 let may_hand_over = delivery.may_hand_over;
                 let lease_ends = delivery.lease_ends;
                 let threshold = delivery.failure_threshold;
-                let attempt = shared
-                    .attempt(delivery, Arc::clone(&signing))
-                    .instrument(span);
+                let attempt = shared.attempt(delivery).instrument(span);
                 let (completion, ahead) = if may_hand_over && chained {
                     tokio::join!(attempt, shared.lease_ahead(&slot, threshold))
                 } else {
@@ -253,9 +263,37 @@ impl Executors {
 }
 
 impl Shared {
-    /// One attempt on `delivery`, counted in flight while it runs.
-    async fn attempt(&self, delivery: ClaimedDelivery, signing: Arc<SigningKeys>) -> Completion {
+    /// One attempt on `delivery`, signed with its signer's keys, counted
+    /// in flight while it runs.
+    async fn attempt(&self, delivery: ClaimedDelivery) -> Completion {
         let _in_flight = self.metrics.in_flight();
+        let signer = match delivery.endpoint_id {
+            Some(id) => Signer::Endpoint {
+                tenant_id: delivery.tenant_id.clone(),
+                id,
+            },
+            None => Signer::Tenant(delivery.tenant_id.clone()),
+        };
+        let signing = match self.keyring.keys(&signer).await {
+            Ok(Some(keys)) => keys,
+            Ok(None) => {
+                return unsent(
+                    delivery,
+                    Decision::DeadLetter,
+                    "its endpoint was deleted".into(),
+                );
+            }
+            Err(error) => {
+                tracing::error!(delivery_id = %delivery.id, %signer, %error, "reading signing secrets failed; the attempt waits");
+                return unsent(
+                    delivery,
+                    Decision::Retry {
+                        delay: UNSIGNED_RETRY,
+                    },
+                    format!("its signing secrets could not be read ({error}); trying again"),
+                );
+            }
+        };
         execute(&self.sender, &self.policy, &self.metrics, delivery, signing).await
     }
 
@@ -315,30 +353,20 @@ pub async fn execute(
 ) -> Completion {
     let now_ms = unix_ms(SystemTime::now());
     let attempt_number = delivery.attempt_number;
-    let unsent = |reason: String| Completion {
-        delivery_id: delivery.id,
-        tenant_id: delivery.tenant_id.clone(),
-        lease_token: delivery.lease_token,
-        attempt_number,
-        destination: delivery.destination.clone(),
-        probe: delivery.probe,
-        failure_threshold: delivery.failure_threshold,
-        attempt: None,
-        reason: Some(reason),
-        decision: Decision::DeadLetter,
-        slow_down: None,
-    };
     if !delivery.resend {
         if delivery
             .deadline_at_ms
             .is_some_and(|deadline| now_ms >= deadline)
         {
-            return unsent(format!(
-                "the deadline passed before attempt {attempt_number}"
-            ));
+            return unsent(
+                delivery,
+                Decision::DeadLetter,
+                format!("the deadline passed before attempt {attempt_number}"),
+            );
         }
         if attempt_number > delivery.max_attempts {
-            return unsent(format!("all {} attempts were used", delivery.max_attempts));
+            let reason = format!("all {} attempts were used", delivery.max_attempts);
+            return unsent(delivery, Decision::DeadLetter, reason);
         }
     }
     let until_deadline = delivery
@@ -350,6 +378,7 @@ pub async fn execute(
         http: delivery.request,
         trace: delivery.trace,
         signing,
+        event_type: delivery.event_type,
     };
     let report = sender.send(&request).await;
     let verdict = classify(&report.result);
@@ -379,6 +408,24 @@ pub async fn execute(
         reason: None,
         decision,
         slow_down,
+    }
+}
+
+/// What Herald decided about `delivery` without sending it, and why; the
+/// claim's count is given back.
+fn unsent(delivery: ClaimedDelivery, decision: Decision, reason: String) -> Completion {
+    Completion {
+        delivery_id: delivery.id,
+        tenant_id: delivery.tenant_id,
+        lease_token: delivery.lease_token,
+        attempt_number: delivery.attempt_number,
+        destination: delivery.destination,
+        probe: delivery.probe,
+        failure_threshold: delivery.failure_threshold,
+        attempt: None,
+        reason: Some(reason),
+        decision,
+        slow_down: None,
     }
 }
 
@@ -456,6 +503,8 @@ mod tests {
             lease_ends: tokio::time::Instant::now(),
             trace: None,
             created_at_ms: 0,
+            endpoint_id: None,
+            event_type: None,
         }
     }
 

@@ -148,13 +148,13 @@ impl Scheduler {
         });
         let executors = Executors::new(
             sender,
+            keyring,
             config.retry,
             metrics.clone(),
             inbox.clone(),
             hand_overs,
         );
         let claimer = claimer::Claimer {
-            keyring,
             store,
             config,
             permits,

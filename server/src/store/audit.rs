@@ -31,11 +31,27 @@ pub enum AuditKind {
     DestinationResumed,
     /// A disabled destination enabled.
     DestinationEnabled,
+    /// An endpoint created.
+    EndpointCreated,
+    /// An endpoint changed.
+    EndpointUpdated,
+    /// An endpoint deleted (its pending deliveries cancelled).
+    EndpointDeleted,
+    /// An endpoint's signing secret rotated.
+    EndpointSecretRotated,
+    /// An event type added to the catalogue or changed.
+    EventTypeSaved,
+    /// An event type removed from the catalogue.
+    EventTypeDeleted,
+    /// An event sent again.
+    EventReplayed,
+    /// An endpoint's failed deliveries sent again.
+    EndpointRecovered,
 }
 
 impl AuditKind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 18] = [
         Self::TenantCreated,
         Self::KeyCreated,
         Self::KeyRevoked,
@@ -46,6 +62,14 @@ impl AuditKind {
         Self::DestinationPaused,
         Self::DestinationResumed,
         Self::DestinationEnabled,
+        Self::EndpointCreated,
+        Self::EndpointUpdated,
+        Self::EndpointDeleted,
+        Self::EndpointSecretRotated,
+        Self::EventTypeSaved,
+        Self::EventTypeDeleted,
+        Self::EventReplayed,
+        Self::EndpointRecovered,
     ];
 
     /// The name stored and shown.
@@ -61,6 +85,14 @@ impl AuditKind {
             Self::DestinationPaused => "destination_paused",
             Self::DestinationResumed => "destination_resumed",
             Self::DestinationEnabled => "destination_enabled",
+            Self::EndpointCreated => "endpoint_created",
+            Self::EndpointUpdated => "endpoint_updated",
+            Self::EndpointDeleted => "endpoint_deleted",
+            Self::EndpointSecretRotated => "endpoint_secret_rotated",
+            Self::EventTypeSaved => "event_type_saved",
+            Self::EventTypeDeleted => "event_type_deleted",
+            Self::EventReplayed => "event_replayed",
+            Self::EndpointRecovered => "endpoint_recovered",
         }
     }
 }

@@ -131,7 +131,7 @@ ORDER BY x.next_attempt_at_ms, x.id LIMIT $3";
 /// The columns of a leased row that [`claimed`] reads.
 pub(super) const LEASED_COLUMNS: &str = "id, tenant_id, url, method, headers, body, content_type, \
     attempt_count, max_attempts, destination, deadline_at_ms, traceparent, tracestate, \
-    created_at_ms, resend";
+    created_at_ms, resend, endpoint_id, event_type";
 
 /// How a lease counts its attempt, in the `SET` of every statement that
 /// leases a row (a claim, a hand-over). A row still carrying a token (an
@@ -822,5 +822,7 @@ pub(super) fn claimed(
             }),
         created_at_ms: row.try_get_by_index(13)?,
         resend: row.try_get_by_index(14)?,
+        endpoint_id: row.try_get_by_index(15)?,
+        event_type: row.try_get_by_index(16)?,
     })
 }

@@ -278,6 +278,8 @@ impl Store {
                     error_message: Some(message),
                     next_attempt_at_ms: next,
                     created_at_ms: now_ms,
+                    endpoint_id: None,
+                    event_type: None,
                 });
             }
             if changed.differs(&current) {
@@ -420,6 +422,8 @@ fn outcome_of(completion: &Completion, row: &UpdatedRow) -> OutcomeRecord {
         error_message: completion.error_message().map(str::to_owned),
         next_attempt_at_ms: row.next_attempt_at_ms,
         created_at_ms: row.now_ms,
+        endpoint_id: None,
+        event_type: None,
     }
 }
 

@@ -227,6 +227,8 @@ impl Store {
             error_message: reason.map(str::to_owned),
             next_attempt_at_ms: None,
             created_at_ms: changed.try_get_by_index(1)?,
+            endpoint_id: None,
+            event_type: None,
         };
         let kind = match change {
             StateChange::Pause => AuditKind::DestinationPaused,

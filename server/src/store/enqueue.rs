@@ -27,14 +27,15 @@ use super::{
     records::{DestinationRef, Enqueued, NewDelivery},
 };
 
-/// Deliveries per `INSERT` (16 values each, well under either backend's
+/// Deliveries per `INSERT` (19 values each, well under either backend's
 /// limit on bound values).
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// The columns of a delivery row, in [`row`]'s order.
 const COLUMNS: &str = "id, tenant_id, url, destination, host, method, headers, body, content_type, \
     idempotency_key, request_hash, state, attempt_count, max_attempts, attempt_budget, \
-    deadline_at_ms, next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate";
+    deadline_at_ms, next_attempt_at_ms, created_at_ms, updated_at_ms, traceparent, tracestate, \
+    event_id, event_type, endpoint_id";
 
 /// Inserts the rows of `{rows}` whose destination is not disabled.
 const INSERT: &str = "\
@@ -62,7 +63,7 @@ fn row(first: usize) -> String {
     let n = |i: usize| format!("${}", first + i);
     format!(
         "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, \
-         COALESCE({}, {{now}}), {{now}}, {{now}}, {}, {})",
+         COALESCE({}, {{now}}), {{now}}, {{now}}, {}, {}, {}, {}, {})",
         n(0),
         n(1),
         n(2),
@@ -79,7 +80,10 @@ fn row(first: usize) -> String {
         n(12),
         n(13),
         n(14),
-        n(15)
+        n(15),
+        n(16),
+        n(17),
+        n(18)
     )
 }
 
@@ -108,7 +112,7 @@ impl Store {
 
     /// `deliveries` through `db`, a statement per [`ROWS_PER_STATEMENT`];
     /// results in order.
-    async fn insert_all(
+    pub(super) async fn insert_all(
         &self,
         db: &impl ConnectionTrait,
         deliveries: &[NewDelivery],
@@ -116,7 +120,7 @@ impl Store {
         let mut results = Vec::with_capacity(deliveries.len());
         for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
             let (destinations, wakes) = destinations_of(chunk);
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 16);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 19);
             let mut rows = Vec::with_capacity(chunk.len());
             let mut made = Vec::with_capacity(chunk.len());
             for delivery in chunk {
@@ -245,8 +249,9 @@ fn destinations_of(deliveries: &[NewDelivery]) -> (Vec<NewDestination>, Vec<Wake
     (destinations, wakes)
 }
 
-/// The sixteen bound values of one row, numbered as [`row`] places them.
-fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16], StoreError> {
+/// The nineteen bound values of one row, numbered as [`row`] places them.
+fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 19], StoreError> {
+    let event = delivery.event.as_ref();
     let request = &delivery.request;
     let trace = delivery.trace.as_ref();
     let headers = serde_json::to_string(&request.headers)
@@ -270,6 +275,9 @@ fn row_values(delivery: &NewDelivery, id: Uuid, hash: &str) -> Result<[Value; 16
         delivery.not_before_ms.into(),
         trace.map(|trace| trace.traceparent.clone()).into(),
         trace.and_then(|trace| trace.tracestate.clone()).into(),
+        event.map(|event| event.event_id).into(),
+        event.map(|event| event.event_type.clone()).into(),
+        event.map(|event| event.endpoint_id).into(),
     ])
 }
 
@@ -335,6 +343,7 @@ mod tests {
             not_before_ms: None,
             deadline_ms: None,
             trace: None,
+            event: None,
         }
     }
 

@@ -15,12 +15,22 @@ use super::{
 };
 
 /// Appends to the outcome feed, with each delivery's host and destination
-/// for filters. A destination's event has the nil delivery id.
+/// for filters, and its endpoint and event type from its row. A
+/// destination's event has the nil delivery id.
 const INSERT_OUTCOMES: &str = "\
+WITH v (tenant_id, delivery_id, host, destination, kind, attempt_number, status_code, \
+    error_kind, error_message, next_attempt_at_ms, created_at_ms) AS (VALUES {rows}) \
 INSERT INTO outcomes (tenant_id, delivery_id, host, destination, kind, attempt_number, status_code, \
-    error_kind, error_message, next_attempt_at_ms, created_at_ms) \
-VALUES {rows} \
-RETURNING sequence, delivery_id, kind, destination";
+    error_kind, error_message, next_attempt_at_ms, created_at_ms, endpoint_id, event_type) \
+SELECT v.tenant_id, v.delivery_id, v.host, v.destination, v.kind, v.attempt_number, \
+    v.status_code, v.error_kind, v.error_message, v.next_attempt_at_ms, v.created_at_ms, \
+    d.endpoint_id, d.event_type \
+FROM v LEFT JOIN deliveries d ON d.id = v.delivery_id \
+RETURNING sequence, delivery_id, kind, destination, endpoint_id, event_type";
+
+/// What the insert gives each outcome: its sequence, and its delivery's
+/// endpoint and event type.
+type Assigned = (i64, Option<Uuid>, Option<String>);
 
 impl Store {
     /// Appends `outcome` to the feed inside `txn`; returns it with its sequence.
@@ -68,7 +78,7 @@ impl Store {
         let sql = INSERT_OUTCOMES.replace("{rows}", &placeholders(outcomes.len(), 11, 1, tuple));
         let returned = txn.query_all_raw(self.statement(&sql, values)).await?;
         // A delivery has one outcome per statement, a destination one event.
-        let mut assigned: HashMap<(Uuid, String, Option<String>), i64> =
+        let mut assigned: HashMap<(Uuid, String, Option<String>), Assigned> =
             HashMap::with_capacity(returned.len());
         for row in &returned {
             let key = (
@@ -76,7 +86,12 @@ impl Store {
                 row.try_get_by_index(2)?,
                 row.try_get_by_index(3)?,
             );
-            assigned.insert(key, row.try_get_by_index(0)?);
+            let assignment = (
+                row.try_get_by_index(0)?,
+                row.try_get_by_index(4)?,
+                row.try_get_by_index(5)?,
+            );
+            assigned.insert(key, assignment);
         }
         for outcome in &mut outcomes {
             let key = (
@@ -84,9 +99,12 @@ impl Store {
                 outcome.kind.as_str().to_owned(),
                 outcome.destination.clone(),
             );
-            outcome.sequence = assigned
+            let (sequence, endpoint_id, event_type) = assigned
                 .remove(&key)
                 .ok_or_else(|| StoreError::Corrupt(format!("no sequence came back for {key:?}")))?;
+            outcome.sequence = sequence;
+            outcome.endpoint_id = endpoint_id;
+            outcome.event_type = event_type;
         }
         Ok(outcomes)
     }

@@ -124,7 +124,7 @@ const SQLITE_PARTS: [(&str, &str); 5] = [
 ];
 
 /// Where `next.was` comes back on PostgreSQL: after [`LEASED_COLUMNS`].
-const WAS_COLUMN: usize = 15;
+const WAS_COLUMN: usize = 17;
 
 /// How long a destination's front is trusted before a statement scans its
 /// due rows from the start again.

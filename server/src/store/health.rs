@@ -207,6 +207,8 @@ impl Store {
                     )),
                     next_attempt_at_ms: None,
                     created_at_ms: now_ms,
+                    endpoint_id: None,
+                    event_type: None,
                 })
             })
             .collect()

@@ -18,8 +18,11 @@ mod complete;
 mod destination_admin;
 mod destinations;
 mod dialect;
+mod endpoints;
 mod enqueue;
 mod entity;
+mod event_types;
+mod events;
 mod feed_append;
 mod group_commit;
 mod hand_over;
@@ -29,6 +32,7 @@ mod notify;
 mod open;
 mod operate;
 mod outcomes;
+mod publish;
 mod read;
 pub mod records;
 mod redrive;
@@ -54,6 +58,10 @@ pub use backlog::Backlog;
 pub use claim::{ClaimRequest, Claimed};
 pub use complete::{CircuitChange, DestinationChange};
 pub use destination_admin::DestinationPage;
+pub use endpoints::{EndpointChange, EndpointPage, EndpointRecord, NewEndpoint};
+pub use event_types::{EventTypeChange, EventTypeRecord};
+pub use events::{EventDelivery, EventPage, MAX_EVENT_DELIVERIES};
+pub use publish::{EndpointDelivery, EventRecord, NewEvent, Published, Skipped};
 use dialect::Dialect;
 pub use group_commit::GroupCommit;
 pub use hand_over::HandOver;
@@ -116,7 +124,7 @@ pub enum StoreError {
     Corrupt(String),
     /// The transaction holding this enqueue and others failed; nothing of
     /// it was stored.
-    #[error("storing a group of enqueues failed: {message}")]
+    #[error("storing a group of enqueues or publishes failed: {message}")]
     GroupFailed {
         /// The database's error, as text (it is shared by the group).
         message: String,

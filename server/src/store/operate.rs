@@ -63,6 +63,8 @@ impl Store {
             error_message: None,
             next_attempt_at_ms: None,
             created_at_ms: row.try_get_by_index(1)?,
+            endpoint_id: None,
+            event_type: None,
         };
         let details = serde_json::json!({ "delivery_id": id.to_string() });
         self.record_audit(&txn, actor, AuditKind::DeliveryCancelled, details)

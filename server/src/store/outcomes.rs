@@ -53,6 +53,17 @@ impl Store {
                         .host
                         .as_ref()
                         .map(|host| outcomes::Column::Host.eq(host.as_str())),
+                )
+                .add_option(
+                    filter
+                        .endpoint_id
+                        .map(|id| outcomes::Column::EndpointId.eq(id)),
+                )
+                .add_option(
+                    filter
+                        .event_type
+                        .as_ref()
+                        .map(|name| outcomes::Column::EventType.eq(name.as_str())),
                 );
         // The semaphore is never closed.
         let _turn = self.replay_reads.acquire().await.ok();
@@ -170,5 +181,7 @@ fn outcome_record(model: outcomes::Model) -> Result<OutcomeRecord, StoreError> {
         error_message: model.error_message,
         next_attempt_at_ms: model.next_attempt_at_ms,
         created_at_ms: model.created_at_ms,
+        endpoint_id: model.endpoint_id,
+        event_type: model.event_type,
     })
 }

@@ -29,7 +29,7 @@ use super::{
     Store, StoreError,
     entity::{attempts, deliveries},
     http_request,
-    records::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryView},
+    records::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryView, EventOrigin},
     status_code, unsigned,
 };
 use crate::domain::DeliveryState;
@@ -308,6 +308,14 @@ fn delivery_record(model: deliveries::Model) -> Result<DeliveryRecord, StoreErro
         updated_at_ms: model.updated_at_ms,
         finished_at_ms: model.finished_at_ms,
         deadline_at_ms: model.deadline_at_ms,
+        event: match (model.event_id, model.event_type, model.endpoint_id) {
+            (Some(event_id), Some(event_type), Some(endpoint_id)) => Some(EventOrigin {
+                event_id,
+                event_type,
+                endpoint_id,
+            }),
+            _ => None,
+        },
         attempts: Vec::new(),
     })
 }

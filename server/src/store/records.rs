@@ -42,6 +42,9 @@ pub struct NewDelivery {
     /// The caller's trace context, forwarded on every attempt. Not part of
     /// the idempotency hash: a retried enqueue comes with a new span.
     pub trace: Option<TraceContext>,
+    /// For a delivery made by publishing an event: the event, its type and
+    /// the endpoint.
+    pub event: Option<EventOrigin>,
 }
 
 impl NewDelivery {
@@ -157,8 +160,22 @@ pub struct DeliveryRecord {
     pub finished_at_ms: Option<i64>,
     /// No attempt starts after this, Unix ms.
     pub deadline_at_ms: Option<i64>,
+    /// For a delivery made by publishing an event: the event, its type and
+    /// the endpoint.
+    pub event: Option<EventOrigin>,
     /// Recorded attempts, oldest first (empty in listings).
     pub attempts: Vec<AttemptRecord>,
+}
+
+/// Where a delivery made by publishing an event came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOrigin {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its type.
+    pub event_type: String,
+    /// The endpoint it was delivered to.
+    pub endpoint_id: Uuid,
 }
 
 /// One recorded send.
@@ -210,6 +227,11 @@ pub struct OutcomeRecord {
     pub next_attempt_at_ms: Option<i64>,
     /// When it was recorded, Unix ms.
     pub created_at_ms: i64,
+    /// The endpoint of a delivery made by publishing an event; filled in
+    /// from the delivery's row when the outcome is recorded.
+    pub endpoint_id: Option<Uuid>,
+    /// The event type of such a delivery, likewise.
+    pub event_type: Option<String>,
 }
 
 /// A delivery leased to this replica for one attempt. Every write about it
@@ -254,6 +276,11 @@ pub struct ClaimedDelivery {
     pub trace: Option<TraceContext>,
     /// When the delivery was enqueued, Unix ms.
     pub created_at_ms: i64,
+    /// The endpoint it was published to, whose secrets sign it; `None`
+    /// for a delivery enqueued with a URL (its tenant's secrets sign it).
+    pub endpoint_id: Option<Uuid>,
+    /// The type of the event it carries, sent as `herald-event-type`.
+    pub event_type: Option<String>,
 }
 
 impl ClaimedDelivery {
@@ -413,6 +440,10 @@ pub struct OutcomeFilter {
     pub kinds: Vec<OutcomeKind>,
     /// Only deliveries to this URL host.
     pub host: Option<String>,
+    /// Only deliveries to this endpoint.
+    pub endpoint_id: Option<Uuid>,
+    /// Only deliveries of events of this type.
+    pub event_type: Option<String>,
 }
 
 impl OutcomeFilter {
@@ -425,5 +456,12 @@ impl OutcomeFilter {
                 .is_some_and(|id| self.delivery_ids.contains(&id)))
             && (self.kinds.is_empty() || self.kinds.contains(&outcome.kind))
             && self.host.as_ref().is_none_or(|host| *host == outcome.host)
+            && self
+                .endpoint_id
+                .is_none_or(|id| outcome.endpoint_id == Some(id))
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|name| outcome.event_type.as_ref() == Some(name))
     }
 }

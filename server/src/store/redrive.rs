@@ -223,6 +223,8 @@ impl Store {
                 error_message: None,
                 next_attempt_at_ms: Some(at),
                 created_at_ms: at,
+                endpoint_id: None,
+                event_type: None,
             });
         }
         // A destination parked with nothing due would not look at its

@@ -99,6 +99,8 @@ impl Store {
                 error_message: Some(reason.to_owned()),
                 next_attempt_at_ms: None,
                 created_at_ms: row.try_get_by_index(5)?,
+                endpoint_id: None,
+                event_type: None,
             });
         }
         let outcomes = self.record_outcomes(&txn, outcomes).await?;

@@ -1,5 +1,6 @@
-//! [`Keyring`]: each tenant's signing keys, read from the database and
-//! kept for a short while, so claiming a batch costs no extra query.
+//! [`Keyring`]: the signing keys of each tenant and endpoint, read from
+//! the database and kept for a short while, so an attempt costs no extra
+//! query.
 
 use std::{
     collections::HashMap,
@@ -7,22 +8,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{SigningKeys, SigningSecret};
+use super::{Signer, SigningKeys, SigningSecret};
 use crate::{
     secrets::Sealer,
     store::{Store, StoreError},
 };
 
-/// Each tenant's keys, with when they were read.
+/// Cached signers before the cache starts over (a bound, since endpoints
+/// come and go).
+const MAX_CACHED: usize = 100_000;
+
+/// Each signer's keys, with when they were read.
 #[derive(Default)]
 struct Cache {
-    tenants: HashMap<String, (Arc<SigningKeys>, Instant)>,
+    signers: HashMap<Signer, (Arc<SigningKeys>, Instant)>,
     /// Counts [`Keyring::forget_all`]s: keys read before one are not
     /// cached, since they may be what was then rotated away.
     generation: u64,
 }
 
-/// Cached keys per tenant; cheap to clone (the cache is shared).
+/// Cached keys per signer; cheap to clone (the cache is shared).
 #[derive(Clone)]
 pub struct Keyring {
     store: Store,
@@ -44,46 +49,61 @@ impl Keyring {
         }
     }
 
-    /// The keys that sign `tenant_id`'s deliveries now. A tenant without a
-    /// secret (the open-mode default before any rotation) gets one here.
-    /// A secret that cannot be opened is an error, not an unsigned
-    /// delivery.
-    pub async fn keys(&self, tenant_id: &str) -> Result<Arc<SigningKeys>, StoreError> {
+    /// The keys that sign `signer`'s deliveries now; `None` for an
+    /// endpoint that no longer exists. A tenant without a secret (the
+    /// open-mode default before any rotation) gets one here. A secret that
+    /// cannot be opened is an error, not an unsigned delivery.
+    pub async fn keys(&self, signer: &Signer) -> Result<Option<Arc<SigningKeys>>, StoreError> {
         let generation = {
             let cache = self.lock();
-            if let Some((keys, loaded)) = cache.tenants.get(tenant_id)
+            if let Some((keys, loaded)) = cache.signers.get(signer)
                 && loaded.elapsed() < self.ttl
             {
-                return Ok(Arc::clone(keys));
+                return Ok(Some(Arc::clone(keys)));
             }
             cache.generation
         };
-        let mut stored = self.store.signing_secrets(tenant_id).await?;
-        if stored.is_empty() {
-            let secret = SigningSecret::generate().seal(&self.sealer, tenant_id);
-            self.store
-                .set_signing_secret_if_missing(tenant_id, &secret)
-                .await?;
-            stored = self.store.signing_secrets(tenant_id).await?;
-        }
+        let stored = match signer {
+            Signer::Tenant(tenant_id) => {
+                let mut stored = self.store.signing_secrets(tenant_id).await?;
+                if stored.is_empty() {
+                    let secret = SigningSecret::generate().seal(&self.sealer, signer);
+                    self.store
+                        .set_signing_secret_if_missing(tenant_id, &secret)
+                        .await?;
+                    stored = self.store.signing_secrets(tenant_id).await?;
+                }
+                stored
+            }
+            Signer::Endpoint { tenant_id, id } => {
+                match self.store.endpoint_signing_secrets(tenant_id, *id).await? {
+                    Some(stored) => stored,
+                    None => return Ok(None),
+                }
+            }
+        };
         let opened = stored
             .iter()
-            .map(|sealed| SigningSecret::open(sealed, &self.sealer, tenant_id))
+            .map(|sealed| SigningSecret::open(sealed, &self.sealer, signer))
             .collect::<Result<Vec<_>, _>>()?;
-        let keys = Arc::new(SigningKeys::new(tenant_id, opened));
+        let keys = Arc::new(SigningKeys::new(signer, opened));
         let mut cache = self.lock();
         if cache.generation == generation {
+            if cache.signers.len() >= MAX_CACHED {
+                cache.signers.clear();
+            }
             cache
-                .tenants
-                .insert(tenant_id.to_owned(), (Arc::clone(&keys), Instant::now()));
+                .signers
+                .insert(signer.clone(), (Arc::clone(&keys), Instant::now()));
         }
-        Ok(keys)
+        Ok(Some(keys))
     }
 
-    /// Drops every cached tenant's keys (a secret was rotated somewhere).
+    /// Drops every cached signer's keys (a secret was rotated somewhere,
+    /// or an endpoint deleted).
     pub fn forget_all(&self) {
         let mut cache = self.lock();
-        cache.tenants.clear();
+        cache.signers.clear();
         cache.generation += 1;
     }
 

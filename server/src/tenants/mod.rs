@@ -1,6 +1,7 @@
 //! Tenants and their credentials: the API keys callers present (only a
 //! hash is stored) and the signing secrets every delivery is signed with
-//! (Standard Webhooks). `api/` authenticates with [`api_key`]; the
+//! (Standard Webhooks): the tenant's, or its endpoint's for a delivery
+//! made by publishing an event. `api/` authenticates with [`api_key`]; the
 //! scheduler signs with the secrets the [`Keyring`] holds; `cli/` creates
 //! and rotates both. Signing secrets are stored sealed (see
 //! [`crate::secrets`]), and [`reseal`] rewrites them under new keys.
@@ -12,7 +13,7 @@ mod signing_secret;
 
 pub use keyring::Keyring;
 pub use reseal::{Scope, reseal};
-pub use signing_secret::{SigningKeys, SigningSecret};
+pub use signing_secret::{Signer, SigningKeys, SigningSecret};
 
 /// The tenant of every caller while Herald runs open (no API key exists
 /// yet); `herald key create default` gives it a key.

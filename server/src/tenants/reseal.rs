@@ -38,8 +38,8 @@ pub async fn reseal(store: &Store, sealer: &Sealer, scope: Scope) -> Result<usiz
                 match stored {
                     Some(sealed) if selected(sealed) => {
                         count += 1;
-                        let secret = SigningSecret::open(sealed, sealer, &row.tenant_id)?;
-                        Ok(Some(secret.seal(sealer, &row.tenant_id)))
+                        let secret = SigningSecret::open(sealed, sealer, &row.signer)?;
+                        Ok(Some(secret.seal(sealer, &row.signer)))
                     }
                     other => Ok(other.clone()),
                 }

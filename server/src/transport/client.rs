@@ -182,6 +182,9 @@ fn build_request(
         }
     }
     headers.insert("herald-attempt", HeaderValue::from(outbound.attempt_number));
+    if let Some(Ok(value)) = outbound.event_type.as_deref().map(HeaderValue::try_from) {
+        headers.insert("herald-event-type", value);
+    }
 
     let mut built = Request::builder()
         .method(request.method.to_http())

@@ -67,8 +67,11 @@ pub struct OutboundRequest {
     pub http: HttpRequest,
     /// The caller's trace context, sent as `traceparent`/`tracestate`.
     pub trace: Option<TraceContext>,
-    /// The tenant's secrets, which sign the attempt (`webhook-signature`).
+    /// The secrets that sign the attempt (`webhook-signature`): its
+    /// tenant's, or its endpoint's.
     pub signing: std::sync::Arc<SigningKeys>,
+    /// The type of the event it carries, sent as `herald-event-type`.
+    pub event_type: Option<String>,
 }
 
 /// What happened on one attempt.

@@ -118,7 +118,11 @@ fn request(url: String) -> OutboundRequest {
             traceparent: TRACEPARENT.to_owned(),
             tracestate: Some("vendor=1".to_owned()),
         }),
-        signing: Arc::new(SigningKeys::new("test", [SigningSecret::from_text(SECRET)])),
+        signing: Arc::new(SigningKeys::new(
+            &crate::tenants::Signer::Tenant("test".into()),
+            [SigningSecret::from_text(SECRET)],
+        )),
+        event_type: Some("order.created".into()),
     }
 }
 
@@ -148,6 +152,7 @@ async fn sends_method_body_and_headers_byte_for_byte() {
         request.delivery_id.hyphenated().to_string().as_str()
     );
     assert_eq!(seen.headers["herald-attempt"], "2");
+    assert_eq!(seen.headers["herald-event-type"], "order.created");
     assert_eq!(seen.headers["traceparent"], TRACEPARENT);
     assert_eq!(seen.headers["tracestate"], "vendor=1");
     assert_eq!(
@@ -174,7 +179,7 @@ async fn rotation_signs_with_both_secrets() {
     let old = SigningSecret::generate();
     let new = SigningSecret::generate();
     let mut request = request(format!("http://{addr}/"));
-    request.signing = Arc::new(SigningKeys::new("test", [new.clone(), old.clone()]));
+    request.signing = Arc::new(SigningKeys::new(&crate::tenants::Signer::Tenant("test".into()), [new.clone(), old.clone()]));
     sender(Duration::from_secs(5))
         .send(&request)
         .await

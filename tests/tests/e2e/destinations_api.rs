@@ -579,6 +579,7 @@ async fn store_with_deliveries(backend: Backend) -> Option<(TestDb, Store, Desti
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
+        event: None,
     };
     store
         .enqueue_batch(&[delivery(1), delivery(2)])

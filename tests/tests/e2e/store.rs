@@ -72,6 +72,7 @@ pub(crate) fn delivery(n: usize) -> NewDelivery {
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
+        event: None,
     }
 }
 

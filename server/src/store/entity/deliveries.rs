@@ -31,6 +31,9 @@ pub struct Model {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    pub endpoint_id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub event_type: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

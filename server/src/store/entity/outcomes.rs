@@ -19,6 +19,8 @@ pub struct Model {
     pub error_message: Option<String>,
     pub next_attempt_at_ms: Option<i64>,
     pub created_at_ms: i64,
+    pub endpoint_id: Option<Uuid>,
+    pub event_type: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

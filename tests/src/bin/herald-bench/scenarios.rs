@@ -74,6 +74,7 @@ fn delivery(url: &str) -> NewDelivery {
         not_before_ms: None,
         deadline_ms: None,
         trace: None,
+        event: None,
     }
 }
 
