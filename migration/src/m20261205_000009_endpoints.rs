@@ -75,7 +75,7 @@ const TABLES: [&str; 4] = [
 ];
 
 /// Indexes of the new tables, built with them.
-const TABLE_INDEXES: [&str; 5] = [
+const TABLE_INDEXES: [&str; 6] = [
     // Listing a tenant's endpoints in id order.
     "CREATE INDEX IF NOT EXISTS endpoints_tenant_idx ON endpoints (tenant_id, id)",
     // Fan-out: a tenant's subscriptions by pattern.
@@ -89,6 +89,8 @@ const TABLE_INDEXES: [&str; 5] = [
     // Listing a tenant's events of one type newest first.
     "CREATE INDEX IF NOT EXISTS events_type_created_idx \
      ON events (tenant_id, event_type, created_at_ms, id)",
+    // Retention: the oldest first, whatever the tenant.
+    "CREATE INDEX IF NOT EXISTS events_age_idx ON events (created_at_ms)",
 ];
 
 /// New nullable columns, with `{uuid}` the backend's type.

@@ -1,8 +1,10 @@
 //! The janitor keeps the database from growing without end: outcomes older
 //! than their window leave the feed, destinations' stats older than an
 //! hour go, and finished deliveries (with their attempts) are deleted after
-//! the window of their state, and audit events after theirs. Pending work is
-//! never touched. Everything goes in small batches, each its own short
+//! the window of their state, and audit events after theirs. An event goes
+//! once none of its deliveries is left and it is older than the succeeded
+//! window (so one that reached no endpoint is kept that long). Pending
+//! work is never touched. Everything goes in small batches, each its own short
 //! statement, so no lock is held for long; every replica may run one.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::{DeliveryState, unix_ms},
-    store::Store,
+    store::{Store, StoreError},
 };
 
 /// Rows deleted per statement: short locks, steady progress.
@@ -110,20 +112,42 @@ impl Janitor {
                 Err(error) => tracing::warn!(%error, %state, "deleting old deliveries failed"),
             }
         }
+        match self.prune_events().await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, "deleted events none of whose deliveries is left")
+            }
+            Err(error) => tracing::warn!(%error, "deleting old events failed"),
+        }
+    }
+
+    async fn prune_events(&self) -> Result<u64, StoreError> {
+        let cutoff = cutoff_ms(self.windows.succeeded);
+        in_batches(|| self.store.prune_events(cutoff, BATCH)).await
     }
 
     async fn delete_finished(
         &self,
         state: DeliveryState,
         window: Duration,
-    ) -> Result<u64, crate::store::StoreError> {
-        let mut deleted = 0;
-        loop {
-            let removed = self.store.delete_finished(state, window, BATCH).await?;
-            deleted += removed;
-            if removed < BATCH {
-                return Ok(deleted);
-            }
+    ) -> Result<u64, StoreError> {
+        in_batches(|| self.store.delete_finished(state, window, BATCH)).await
+    }
+}
+
+/// Runs `batch` (which deletes at most [`BATCH`] rows) until it deletes
+/// fewer; how many it deleted in all.
+async fn in_batches<F, Batch>(mut batch: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Batch,
+    Batch: Future<Output = Result<u64, StoreError>>,
+{
+    let mut deleted = 0;
+    loop {
+        let removed = batch().await?;
+        deleted += removed;
+        if removed < BATCH {
+            return Ok(deleted);
         }
     }
 }

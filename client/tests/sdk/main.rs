@@ -575,7 +575,9 @@ async fn a_filtered_watch_sends_exactly_its_filters() {
         .from_oldest()
         .delivery_ids(["d-1", "d-2"])
         .kinds([OutcomeKind::DeadLettered, OutcomeKind::Cancelled])
-        .destination_host("api.example.com");
+        .destination_host("api.example.com")
+        .endpoint_id("e-1")
+        .event_type("order.created");
     let _ = client.watch_outcomes(options).await;
     let _ = client
         .watch_outcomes(WatchOptions::default().from_oldest().after(9))
@@ -593,6 +595,8 @@ async fn a_filtered_watch_sends_exactly_its_filters() {
                     OutcomeKind::Cancelled.number()
                 ],
                 destination_host: "api.example.com".into(),
+                endpoint_id: "e-1".into(),
+                event_type: "order.created".into(),
             },
             WatchOutcomesRequest {
                 after_sequence: Some(9),

@@ -20,10 +20,7 @@ pub fn description(field: &'static str, raw: String) -> Result<String, ApiError>
     if raw.len() > MAX_DESCRIPTION_BYTES {
         return Err(ApiError::invalid(
             field,
-            format!(
-                "is {} bytes; at most {MAX_DESCRIPTION_BYTES}",
-                raw.len()
-            ),
+            format!("is {} bytes; at most {MAX_DESCRIPTION_BYTES}", raw.len()),
         ));
     }
     if raw.chars().any(char::is_control) {
@@ -43,7 +40,8 @@ pub fn event_type_name(field: &'static str, raw: &str) -> Result<EventTypeName, 
 /// The subscription `raw` patterns describe.
 pub fn subscription(raw: &[String]) -> Result<Subscription, ApiError> {
     at_most("event_types", raw.len(), MAX_PATTERNS)?;
-    Subscription::parse(raw).map_err(|problem| ApiError::invalid("event_types", problem.to_string()))
+    Subscription::parse(raw)
+        .map_err(|problem| ApiError::invalid("event_types", problem.to_string()))
 }
 
 /// A JSON Schema as given, checked; `None` when empty.
@@ -162,8 +160,15 @@ mod tests {
     #[test]
     fn schemas_are_checked_and_empty_means_none() {
         assert_eq!(json_schema(String::new()).unwrap(), None);
-        assert!(json_schema(r#"{"type": "object"}"#.into()).unwrap().is_some());
+        assert!(
+            json_schema(r#"{"type": "object"}"#.into())
+                .unwrap()
+                .is_some()
+        );
         let refused = json_schema("{".into()).unwrap_err();
-        assert!(refused.to_string().starts_with("event_type.json_schema: "), "{refused}");
+        assert!(
+            refused.to_string().starts_with("event_type.json_schema: "),
+            "{refused}"
+        );
     }
 }

@@ -30,7 +30,9 @@ use crate::{
     outcomes::OutcomeFeed,
     scheduler::SchedulerHandle,
     secrets::Sealer,
-    store::{EndpointChange, EndpointPage, EndpointRecord, NewEndpoint, Store, records::DestinationRef},
+    store::{
+        EndpointChange, EndpointPage, EndpointRecord, NewEndpoint, Store, records::DestinationRef,
+    },
     tenants::{Signer, SigningSecret},
 };
 
@@ -254,7 +256,10 @@ impl EndpointService for EndpointApi {
         let (caller, request) = authenticated(request)?;
         let endpoint = request.endpoint.unwrap_or_default();
         let id = uuid_field("endpoint.id", &endpoint.id, "an endpoint id")?;
-        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
         if paths.is_empty() && request.policy.is_none() {
             return Err(ApiError::invalid(
                 "update_mask",
@@ -270,8 +275,10 @@ impl EndpointService for EndpointApi {
             match path.as_str() {
                 "url" => change.url = Some(validate::url(&endpoint.url, &self.limits)?),
                 "description" => {
-                    change.description =
-                        Some(description("endpoint.description", endpoint.description.clone())?);
+                    change.description = Some(description(
+                        "endpoint.description",
+                        endpoint.description.clone(),
+                    )?);
                 }
                 "event_types" => change.subscription = Some(subscription(&endpoint.event_types)?),
                 "headers" => {
@@ -360,9 +367,8 @@ impl EndpointService for EndpointApi {
         let grace = match request.grace {
             None => DEFAULT_GRACE,
             Some(grace) => {
-                let grace = Duration::try_from(grace).map_err(|_| {
-                    ApiError::invalid("grace", "must not be negative")
-                })?;
+                let grace = Duration::try_from(grace)
+                    .map_err(|_| ApiError::invalid("grace", "must not be negative"))?;
                 if grace > MAX_GRACE {
                     return Err(ApiError::invalid("grace", "may be at most 30 days").into());
                 }

@@ -24,9 +24,7 @@ use crate::{
     endpoints::SchemaCache,
     metrics::Metrics,
     scheduler::SchedulerHandle,
-    store::{
-        EventPage, EventTypeChange, GroupCommit, NewEvent, PageCursor, Published, Store,
-    },
+    store::{EventPage, EventTypeChange, GroupCommit, NewEvent, PageCursor, Published, Store},
 };
 
 /// The payload's content type when the request gives none.
@@ -103,9 +101,7 @@ impl EventService for EventApi {
         let content_type = validate::content_type(request.content_type)?
             .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
         let idempotency_key = validate::non_empty(request.idempotency_key)
-            .map(|key| {
-                validate::idempotency_key(key, self.limits.input.max_idempotency_key_bytes)
-            })
+            .map(|key| validate::idempotency_key(key, self.limits.input.max_idempotency_key_bytes))
             .transpose()?;
         let max_attempts = validate::max_attempts(request.max_attempts, &self.limits)?;
         if let Some(schema) = self
@@ -135,8 +131,16 @@ impl EventService for EventApi {
         Ok(Response::new(PublishResponse {
             event_id: published.event_id.to_string(),
             created: published.created,
-            deliveries: published.deliveries.into_iter().map(convert::made).collect(),
-            skipped: published.skipped.into_iter().map(convert::skipped).collect(),
+            deliveries: published
+                .deliveries
+                .into_iter()
+                .map(convert::made)
+                .collect(),
+            skipped: published
+                .skipped
+                .into_iter()
+                .map(convert::skipped)
+                .collect(),
         }))
     }
 
@@ -223,15 +227,23 @@ impl EventService for EventApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| match endpoint {
-                Some(endpoint) => ApiError::NotFound(format!(
-                    "event {id} or endpoint {endpoint} not found"
-                )),
+                Some(endpoint) => {
+                    ApiError::NotFound(format!("event {id} or endpoint {endpoint} not found"))
+                }
                 None => no_event(id),
             })?;
         self.made(&published);
         Ok(Response::new(ReplayEventResponse {
-            deliveries: published.deliveries.into_iter().map(convert::made).collect(),
-            skipped: published.skipped.into_iter().map(convert::skipped).collect(),
+            deliveries: published
+                .deliveries
+                .into_iter()
+                .map(convert::made)
+                .collect(),
+            skipped: published
+                .skipped
+                .into_iter()
+                .map(convert::skipped)
+                .collect(),
         }))
     }
 
@@ -246,7 +258,12 @@ impl EventService for EventApi {
         let schema = json_schema(given.json_schema)?;
         let record = self
             .store
-            .create_event_type(&caller.actor(), name.as_str(), &described, schema.as_deref())
+            .create_event_type(
+                &caller.actor(),
+                name.as_str(),
+                &described,
+                schema.as_deref(),
+            )
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| {
@@ -305,7 +322,10 @@ impl EventService for EventApi {
         let (caller, request) = authenticated(request)?;
         let given = request.event_type.unwrap_or_default();
         let name = event_type_name("event_type.name", &given.name)?;
-        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
         if paths.is_empty() {
             return Err(ApiError::invalid(
                 "update_mask",
@@ -317,8 +337,10 @@ impl EventService for EventApi {
         for path in &paths {
             match path.as_str() {
                 "description" => {
-                    change.description =
-                        Some(description("event_type.description", given.description.clone())?);
+                    change.description = Some(description(
+                        "event_type.description",
+                        given.description.clone(),
+                    )?);
                 }
                 "json_schema" => change.json_schema = Some(json_schema(given.json_schema.clone())?),
                 other => {

@@ -15,8 +15,8 @@ use super::{
     validate::{self, time_ms},
 };
 use crate::{
-    endpoints::EventTypeName,
     domain::{Destination, OutcomeKind},
+    endpoints::EventTypeName,
     outcomes::Cursor,
     store::records::{DeliveryFilter, DeliveryView, OutcomeFilter, RedriveSelection},
 };

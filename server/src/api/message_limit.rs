@@ -21,7 +21,8 @@ use crate::config::InputLimits;
 const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
 /// The largest message that creates or changes an event type: its schema
 /// and room for the rest.
-const SCHEMA_MESSAGE_BYTES: usize = crate::endpoints::schema::MAX_SCHEMA_BYTES + SMALL_MESSAGE_BYTES;
+const SCHEMA_MESSAGE_BYTES: usize =
+    crate::endpoints::schema::MAX_SCHEMA_BYTES + SMALL_MESSAGE_BYTES;
 /// Bytes of a gRPC frame header: a compression flag and a length.
 const FRAME_HEADER_BYTES: usize = 5;
 
@@ -48,9 +49,8 @@ impl MessageLimits {
             "/herald.v1.DeliveryService/Enqueue" | "/herald.v1.EventService/Publish" => {
                 self.enqueue
             }
-            "/herald.v1.EventService/CreateEventType" | "/herald.v1.EventService/UpdateEventType" => {
-                SCHEMA_MESSAGE_BYTES
-            }
+            "/herald.v1.EventService/CreateEventType"
+            | "/herald.v1.EventService/UpdateEventType" => SCHEMA_MESSAGE_BYTES,
             _ => SMALL_MESSAGE_BYTES,
         }
     }

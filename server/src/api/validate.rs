@@ -161,7 +161,11 @@ pub(super) fn content_type(raw: String) -> Result<Option<String>, ApiError> {
 }
 
 /// A body (or payload) of at most the configured size, or why not.
-pub(super) fn body_size(field: &'static str, len: usize, input: &InputLimits) -> Result<(), ApiError> {
+pub(super) fn body_size(
+    field: &'static str,
+    len: usize,
+    input: &InputLimits,
+) -> Result<(), ApiError> {
     if len > input.max_body_bytes {
         return Err(ApiError::invalid(
             field,

@@ -19,5 +19,5 @@ pub mod schema;
 pub mod subscription;
 
 pub use event_type::{EventTypeName, InvalidName};
-pub use schema::{PayloadSchema, PayloadRefused, SchemaCache, SchemaError};
+pub use schema::{PayloadRefused, PayloadSchema, SchemaCache, SchemaError};
 pub use subscription::{InvalidPattern, Pattern, Subscription};

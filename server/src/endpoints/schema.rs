@@ -64,8 +64,9 @@ impl PayloadSchema {
         }
         let schema: serde_json::Value = serde_json::from_str(text)
             .map_err(|error| SchemaError(format!("is not JSON: {error}")))?;
-        let validator = jsonschema::validator_for(&schema)
-            .map_err(|error| SchemaError(format!("is not a JSON Schema Herald can use: {error}")))?;
+        let validator = jsonschema::validator_for(&schema).map_err(|error| {
+            SchemaError(format!("is not a JSON Schema Herald can use: {error}"))
+        })?;
         Ok(Self { validator })
     }
 
@@ -144,8 +145,7 @@ impl SchemaCache {
 
     /// Drops `tenant_id`'s cached schema of `name` (it changed here).
     pub fn forget(&self, tenant_id: &str, name: &str) {
-        self.lock()
-            .remove(&(tenant_id.to_owned(), name.to_owned()));
+        self.lock().remove(&(tenant_id.to_owned(), name.to_owned()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Cached>> {

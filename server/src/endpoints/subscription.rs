@@ -166,7 +166,11 @@ mod tests {
     #[test]
     fn repeats_count_once_and_display_round_trips() {
         let subscription = Subscription::parse(&["b.*", "a", "b.*"]).unwrap();
-        let shown: Vec<String> = subscription.patterns().iter().map(ToString::to_string).collect();
+        let shown: Vec<String> = subscription
+            .patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(shown, ["a", "b.*"]);
         for pattern in subscription.patterns() {
             let (text, prefix) = pattern.stored();

@@ -471,8 +471,9 @@ impl Store {
             }
             for (record, all) in &mut records {
                 if !*all {
-                    record.subscription =
-                        Subscription::from_patterns(patterns.remove(&record.id).unwrap_or_default());
+                    record.subscription = Subscription::from_patterns(
+                        patterns.remove(&record.id).unwrap_or_default(),
+                    );
                 }
             }
         }

@@ -108,8 +108,7 @@ struct Subscriber {
     headers: Vec<(String, String)>,
 }
 
-const EVENT_COLUMNS: &str =
-    "id, tenant_id, event_type, payload, content_type, idempotency_key, request_hash, created_at_ms";
+const EVENT_COLUMNS: &str = "id, tenant_id, event_type, payload, content_type, idempotency_key, request_hash, created_at_ms";
 
 const INSERT_EVENTS: &str = "\
 INSERT INTO events ({columns}) VALUES {rows} \
@@ -365,10 +364,7 @@ impl Store {
                 }
                 rows.iter().map(subscriber).collect::<Result<_, _>>()?
             }
-            None => {
-                self.subscribers(&txn, tenant_id, &event.event_type)
-                    .await?
-            }
+            None => self.subscribers(&txn, tenant_id, &event.event_type).await?,
         };
         let published = self
             .send_again(&txn, tenant_id, &event, &subscribers, max_attempts)

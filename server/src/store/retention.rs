@@ -1,4 +1,5 @@
-//! Deleting finished deliveries past their retention window.
+//! Deleting finished deliveries past their retention window, and the
+//! events none of whose deliveries is left.
 
 use std::time::Duration;
 
@@ -19,7 +20,35 @@ DELETE FROM deliveries WHERE state = $1 AND id IN ( \
     LIMIT $3 {skip_locked} \
 )";
 
+/// One batch of events published before `$1` of which no delivery is
+/// left, oldest first.
+const DELETE_EVENTS: &str = "\
+DELETE FROM events WHERE id IN ( \
+    SELECT e.id FROM events e \
+    WHERE e.created_at_ms < $1 \
+        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
+    ORDER BY e.created_at_ms \
+    LIMIT $2 \
+)";
+
 impl Store {
+    /// Deletes at most `batch` events published before `cutoff_ms` of
+    /// which no delivery is left (retention deleted them, or none was
+    /// made). An event stays as long as any of its deliveries, so its
+    /// dead letters can be recovered. Returns how many.
+    pub async fn prune_events(&self, cutoff_ms: i64, batch: u64) -> Result<u64, StoreError> {
+        let values: Vec<Value> = vec![
+            cutoff_ms.into(),
+            i64::try_from(batch).unwrap_or(i64::MAX).into(),
+        ];
+        let _turn = self.write_turn().await;
+        let deleted = self
+            .db
+            .execute_raw(self.statement(DELETE_EVENTS, values))
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
     /// Deletes at most `batch` deliveries in `state` (which must be
     /// terminal) that finished more than `older_than` ago, with their
     /// attempts. Returns how many.

@@ -152,7 +152,10 @@ mod tests {
         let acme = Signer::Tenant("acme".into());
         let sealed = secret.seal(&sealer, &acme);
         assert!(!sealed.as_stored().contains(secret.expose()));
-        assert_eq!(SigningSecret::open(&sealed, &sealer, &acme).unwrap(), secret);
+        assert_eq!(
+            SigningSecret::open(&sealed, &sealer, &acme).unwrap(),
+            secret
+        );
         assert!(SigningSecret::open(&sealed, &sealer, &Signer::Tenant("other".into())).is_err());
         let endpoint = Signer::Endpoint {
             tenant_id: "acme".into(),

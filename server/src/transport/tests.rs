@@ -179,7 +179,10 @@ async fn rotation_signs_with_both_secrets() {
     let old = SigningSecret::generate();
     let new = SigningSecret::generate();
     let mut request = request(format!("http://{addr}/"));
-    request.signing = Arc::new(SigningKeys::new(&crate::tenants::Signer::Tenant("test".into()), [new.clone(), old.clone()]));
+    request.signing = Arc::new(SigningKeys::new(
+        &crate::tenants::Signer::Tenant("test".into()),
+        [new.clone(), old.clone()],
+    ));
     sender(Duration::from_secs(5))
         .send(&request)
         .await

@@ -13,9 +13,8 @@ use herald_proto::v1::{
     CreateEndpointRequest, CreateEventTypeRequest, DeleteEndpointRequest, DeliveryState, Event,
     EventDelivery, EventType, GetEndpointRequest, GetEventRequest, GetEventResponse,
     ListEndpointsRequest, ListEventsRequest, OutcomeKind, PublishRequest, PublishResponse,
-    RecoverEndpointRequest, ReplayEventRequest, RotateEndpointSecretRequest,
-    UpdateEndpointRequest, UpdateEventTypeRequest, WatchOutcomesRequest,
-    endpoint_service_client::EndpointServiceClient,
+    RecoverEndpointRequest, ReplayEventRequest, RotateEndpointSecretRequest, UpdateEndpointRequest,
+    UpdateEventTypeRequest, WatchOutcomesRequest, endpoint_service_client::EndpointServiceClient,
     event_service_client::EventServiceClient,
 };
 use herald_tests::{
@@ -54,8 +53,9 @@ impl Api {
         Self {
             endpoints: EndpointServiceClient::new(channel.clone()),
             events: EventServiceClient::new(channel.clone()),
-            deliveries:
-                herald_proto::v1::delivery_service_client::DeliveryServiceClient::new(channel),
+            deliveries: herald_proto::v1::delivery_service_client::DeliveryServiceClient::new(
+                channel,
+            ),
             key: key.map(str::to_owned),
         }
     }
@@ -174,10 +174,14 @@ async fn a_publish_reaches_matching_enabled_endpoints_only(backend: Backend) {
     assert_eq!(stored.event.expect("event").event_type, "order.created");
     assert!(stored.deliveries.is_empty());
 
-    let (exact, _) = api.endpoint(receiver.url("/exact"), &["order.created"]).await;
+    let (exact, _) = api
+        .endpoint(receiver.url("/exact"), &["order.created"])
+        .await;
     let (prefix, _) = api.endpoint(receiver.url("/prefix"), &["order.*"]).await;
     let (every, _) = api.endpoint(receiver.url("/every"), &[]).await;
-    let (invoices, _) = api.endpoint(receiver.url("/invoices"), &["invoice.paid"]).await;
+    let (invoices, _) = api
+        .endpoint(receiver.url("/invoices"), &["invoice.paid"])
+        .await;
     let (disabled, _) = api.endpoint(receiver.url("/disabled"), &["order.*"]).await;
     api.endpoints
         .clone()
@@ -267,7 +271,11 @@ async fn a_publish_reaches_matching_enabled_endpoints_only(backend: Backend) {
     seen_ids.dedup();
     assert_eq!(seen_ids.len(), 3, "a webhook-id per endpoint");
     assert!(receiver.requests("/disabled").is_empty());
-    assert_eq!(receiver.requests("/deleted").len(), 1, "only the cancelled one");
+    assert_eq!(
+        receiver.requests("/deleted").len(),
+        1,
+        "only the cancelled one"
+    );
 
     // The delivery shows where it came from; the outcome stream filters by
     // endpoint and by event type.
@@ -338,7 +346,10 @@ async fn a_publish_reaches_matching_enabled_endpoints_only(backend: Backend) {
         .into_inner()
         .events;
     let listed: Vec<&str> = events.iter().map(|e: &Event| e.id.as_str()).collect();
-    assert_eq!(listed, [order.event_id.as_str(), unwanted.event_id.as_str()]);
+    assert_eq!(
+        listed,
+        [order.event_id.as_str(), unwanted.event_id.as_str()]
+    );
     herald.stop().await;
 }
 
@@ -431,7 +442,10 @@ async fn endpoints_events_and_replays_are_walled_off_by_tenant(backend: Backend)
     let (alpha_endpoint, _) = alpha.endpoint(receiver.url("/alpha"), &[]).await;
     let (beta_endpoint, _) = beta.endpoint(receiver.url("/beta"), &[]).await;
     let published = alpha.publish_json("order.created", "{}").await;
-    assert_eq!(endpoints_of(&published.deliveries), [alpha_endpoint.clone()]);
+    assert_eq!(
+        endpoints_of(&published.deliveries),
+        std::slice::from_ref(&alpha_endpoint)
+    );
     alpha.settled(&published.event_id).await;
 
     let mut endpoints = beta.endpoints.clone();
@@ -489,7 +503,10 @@ async fn endpoints_events_and_replays_are_walled_off_by_tenant(backend: Backend)
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, beta_endpoint);
     assert_eq!(
-        beta.get_event(&published.event_id).await.expect_err("hidden").code(),
+        beta.get_event(&published.event_id)
+            .await
+            .expect_err("hidden")
+            .code(),
         Code::NotFound
     );
     let events = beta
@@ -534,7 +551,8 @@ async fn concurrent_retries_of_a_publish_store_one_event(backend: Backend) {
     let receiver = Receiver::start().await;
     let api = Api::connect(&herald, None).await;
     api.endpoint(receiver.url("/one"), &["payment.*"]).await;
-    api.endpoint(receiver.url("/two"), &["payment.settled"]).await;
+    api.endpoint(receiver.url("/two"), &["payment.settled"])
+        .await;
     let request = PublishRequest {
         event_type: "payment.settled".into(),
         payload: br#"{"amount":5}"#.to_vec(),
@@ -554,8 +572,20 @@ async fn concurrent_retries_of_a_publish_store_one_event(backend: Backend) {
     for answer in &answers {
         assert_eq!(answer.event_id, answers[0].event_id);
         assert_eq!(
-            sorted(answer.deliveries.iter().map(|d| d.delivery_id.clone()).collect()),
-            sorted(answers[0].deliveries.iter().map(|d| d.delivery_id.clone()).collect()),
+            sorted(
+                answer
+                    .deliveries
+                    .iter()
+                    .map(|d| d.delivery_id.clone())
+                    .collect()
+            ),
+            sorted(
+                answers[0]
+                    .deliveries
+                    .iter()
+                    .map(|d| d.delivery_id.clone())
+                    .collect()
+            ),
         );
     }
     assert_eq!(answers[0].deliveries.len(), 2);
@@ -602,7 +632,10 @@ async fn a_schema_refuses_payloads_that_do_not_match(backend: Backend) {
     };
     let refused = create(r#"{"type": 12}"#).await.expect_err("not a schema");
     assert_eq!(refused.code(), Code::InvalidArgument);
-    assert!(refused.message().starts_with("event_type.json_schema: "), "{refused:?}");
+    assert!(
+        refused.message().starts_with("event_type.json_schema: "),
+        "{refused:?}"
+    );
     create(schema).await.expect("create the type");
     assert_eq!(
         create(schema).await.expect_err("exists").code(),
@@ -620,7 +653,10 @@ async fn a_schema_refuses_payloads_that_do_not_match(backend: Backend) {
         mismatch.message()
     );
     let details = mismatch.get_error_details();
-    let violation = &details.bad_request().expect("a BadRequest").field_violations[0];
+    let violation = &details
+        .bad_request()
+        .expect("a BadRequest")
+        .field_violations[0];
     assert_eq!(violation.field, "payload");
     let not_json = publish("amount=5").await.expect_err("not JSON");
     assert_eq!(not_json.code(), Code::InvalidArgument);
@@ -645,7 +681,9 @@ async fn a_schema_refuses_payloads_that_do_not_match(backend: Backend) {
         }))
         .await
         .expect("remove the schema");
-    publish(r#"{"amount":0}"#).await.expect("no schema, no check");
+    publish(r#"{"amount":0}"#)
+        .await
+        .expect("no schema, no check");
     herald.stop().await;
 }
 
@@ -683,7 +721,9 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
     let (healthy, _) = api.endpoint(receiver.url("/healthy"), &["sync.*"]).await;
     let mut events = Vec::new();
     for n in 0..3 {
-        let published = api.publish_json("sync.done", &format!(r#"{{"n":{n}}}"#)).await;
+        let published = api
+            .publish_json("sync.done", &format!(r#"{{"n":{n}}}"#))
+            .await;
         api.settled(&published.event_id).await;
         events.push(published);
     }
@@ -704,7 +744,11 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
                 .recovered_count
         }
     };
-    assert_eq!(recover(true).await, 3, "the dry run counts the failed events");
+    assert_eq!(
+        recover(true).await,
+        3,
+        "the dry run counts the failed events"
+    );
     assert_eq!(receiver.requests("/broken").len(), 3);
 
     // Fixed: the endpoint moves to a URL that works, and recovery sends
@@ -735,8 +779,16 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
     for published in &events {
         api.settled(&published.event_id).await;
     }
-    assert_eq!(recover(true).await, 0, "nothing failed that was not sent again");
-    assert_eq!(receiver.requests("/healthy").len(), 3, "recovery is the endpoint's own");
+    assert_eq!(
+        recover(true).await,
+        0,
+        "nothing failed that was not sent again"
+    );
+    assert_eq!(
+        receiver.requests("/healthy").len(),
+        3,
+        "recovery is the endpoint's own"
+    );
 
     // A replay to one endpoint: a new delivery, with a new webhook-id.
     let first = &events[0];
@@ -750,7 +802,10 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
         .await
         .expect("replay")
         .into_inner();
-    assert_eq!(endpoints_of(&replayed.deliveries), [healthy.clone()]);
+    assert_eq!(
+        endpoints_of(&replayed.deliveries),
+        std::slice::from_ref(&healthy)
+    );
     let again = receiver.wait_for("/healthy", 4).await;
     let original = first
         .deliveries
@@ -758,7 +813,10 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
         .find(|d| d.endpoint_id == healthy)
         .expect("original");
     assert_ne!(again[3].header("webhook-id"), original.delivery_id);
-    assert_eq!(again[3].header("webhook-id"), replayed.deliveries[0].delivery_id);
+    assert_eq!(
+        again[3].header("webhook-id"),
+        replayed.deliveries[0].delivery_id
+    );
     // To every subscriber: both endpoints, the fixed one at its new URL.
     let everyone = api
         .events
@@ -777,6 +835,10 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
     receiver.wait_for("/fixed", 4).await;
     receiver.wait_for("/healthy", 5).await;
     let history = api.settled(&first.event_id).await;
-    assert_eq!(history.deliveries.len(), 2 + 1 + 1 + 2, "original, recovered, replayed");
+    assert_eq!(
+        history.deliveries.len(),
+        2 + 1 + 1 + 2,
+        "original, recovered, replayed"
+    );
     herald.stop().await;
 }

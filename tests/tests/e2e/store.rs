@@ -9,8 +9,10 @@ use herald_server::janitor::{Janitor, RetentionWindows};
 use herald_server::{
     destinations::policy::{CircuitPolicy, Policy},
     domain::{Decision, DeliveryState, Destination, HttpMethod, HttpRequest, OutcomeKind},
+    endpoints::Subscription,
+    secrets::Sealed,
     store::{
-        Actor, Channel, ClaimRequest, Store, StoreError,
+        Actor, Channel, ClaimRequest, NewEndpoint, NewEvent, Store, StoreError,
         records::{
             AttemptRecord, ClaimedDelivery, Completion, CompletionResult, DestinationRef, Enqueued,
             Lease, NewDelivery, RedriveSelection,
@@ -36,6 +38,7 @@ on_both_backends!(
     a_redrive_wakes_its_parked_destination,
     an_unreadable_row_is_dead_lettered_and_its_claim_goes_on,
     leases_of_any_number_are_given_back_in_one_statement,
+    an_event_is_kept_while_any_of_its_deliveries_is,
 );
 
 pub(crate) async fn store(backend: Backend) -> Option<(TestDb, Store)> {
@@ -385,6 +388,86 @@ async fn retention_deletes_exactly_what_is_past_its_window(backend: Backend) {
         attempts, 2,
         "the deleted deliveries' attempts went with them"
     );
+    raw.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+async fn an_event_is_kept_while_any_of_its_deliveries_is(backend: Backend) {
+    let Some((db, store)) = store(backend).await else {
+        return;
+    };
+    let url = "http://127.0.0.1:9/events";
+    let endpoint = NewEndpoint {
+        id: Uuid::now_v7(),
+        url: url.into(),
+        destination: Destination::of(&url.parse().unwrap()).unwrap(),
+        description: String::new(),
+        headers: Vec::new(),
+        subscription: Subscription::parse(&["kept.*"]).unwrap(),
+        enabled: true,
+        secret: Sealed::from_stored("unused".into()),
+    };
+    store
+        .create_endpoint(&Actor::command_line("default"), &endpoint)
+        .await
+        .unwrap();
+    let event = |event_type: &str| NewEvent {
+        tenant_id: "default".into(),
+        event_type: event_type.into(),
+        payload: Bytes::from_static(b"{}"),
+        content_type: None,
+        idempotency_key: None,
+        max_attempts: 3,
+        trace: None,
+    };
+    let published = store
+        .publish_batch(&[event("unwanted"), event("kept.one")])
+        .await
+        .unwrap();
+    let unwanted = published[0].as_ref().unwrap();
+    let kept = published[1].as_ref().unwrap();
+    assert!(unwanted.deliveries.is_empty());
+    assert_eq!(kept.deliveries.len(), 1);
+
+    let raw = Database::connect(db.url()).await.unwrap();
+    let run = |sql: &str| {
+        raw.execute_raw(Statement::from_string(
+            raw.get_database_backend(),
+            sql.to_owned(),
+        ))
+    };
+    // Both were published 8 days ago; the kept one's delivery is pending.
+    run(&format!(
+        "UPDATE events SET created_at_ms = created_at_ms - {}",
+        8 * DAY_MS
+    ))
+    .await
+    .unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    let janitor = Janitor {
+        store: store.clone(),
+        windows: RetentionWindows {
+            outcomes: 7 * day,
+            succeeded: 7 * day,
+            dead_lettered: 30 * day,
+            cancelled: 30 * day,
+            audit: 90 * day,
+        },
+    };
+    janitor.round().await;
+    let exists = |id: Uuid| {
+        let store = store.clone();
+        async move { store.get_event("default", id).await.unwrap().is_some() }
+    };
+    assert!(
+        !exists(unwanted.event_id).await,
+        "no delivery, past the window"
+    );
+    assert!(exists(kept.event_id).await, "its delivery is still there");
+    // Once retention took its delivery, it goes too.
+    run("DELETE FROM deliveries").await.unwrap();
+    janitor.round().await;
+    assert!(!exists(kept.event_id).await);
     raw.close().await.unwrap();
     store.close().await.unwrap();
 }
