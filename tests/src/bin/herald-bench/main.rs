@@ -45,8 +45,14 @@
 //!   with a limit of 50/s per destination, draining a backlog to one
 //!   destination for `--duration`: the rate delivered and the most
 //!   requests in any one second.
+//! - `publish`: events published by concurrent callers to 1, 3, 10 and 100
+//!   subscribed endpoints each (`--count` events, default 20,000, fewer
+//!   for wide fan-outs), then one event at a time to 1,000 endpoints:
+//!   events and deliveries accepted per second, and call to committed
+//!   answer.
 
 mod precise_timer;
+mod publish;
 mod receiver;
 mod report;
 mod scenarios;
@@ -72,7 +78,8 @@ struct Args {
     /// Deliveries for ceiling, burn-down and burn-down-one (default
     /// 100000), hot-destination (3000), failing-destination (500) and
     /// tenant A's flood in tenant-fairness (6000); calls for enqueue
-    /// (20000); serial enqueues for latency (1000).
+    /// (20000); serial enqueues for latency (1000); events per fan-out for
+    /// publish (20000).
     #[arg(long)]
     count: Option<u64>,
     /// For burn-down and burn-down-one: finished deliveries (with their attempts and
@@ -80,7 +87,7 @@ struct Args {
     /// grown database slows the hot path.
     #[arg(long, default_value_t = 0)]
     finished: u64,
-    /// Concurrent callers for enqueue.
+    /// Concurrent callers for enqueue and publish.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Offered deliveries per second for sustained and sustained-one.
@@ -119,12 +126,14 @@ enum Scenario {
     TenantFairness,
     /// Two replicas holding one destination to a rate limit.
     RateLimit,
+    /// Events published to 1, 3, 10, 100 and 1,000 endpoints each.
+    Publish,
     /// Every scenario above, in order.
     All,
 }
 
 /// Every scenario, in the order `all` runs them.
-const ALL: [Scenario; 11] = [
+const ALL: [Scenario; 12] = [
     Scenario::Ceiling,
     Scenario::BurnDown,
     Scenario::BurnDownOne,
@@ -136,6 +145,7 @@ const ALL: [Scenario; 11] = [
     Scenario::FailingDestination,
     Scenario::TenantFairness,
     Scenario::RateLimit,
+    Scenario::Publish,
 ];
 
 /// The database to run on.
@@ -172,6 +182,7 @@ async fn run(scenario: Scenario, backend: Backend, args: &Args) -> Vec<Report> {
         }
         Scenario::TenantFairness => scenarios::tenant_fairness(backend, count(6000)).await,
         Scenario::RateLimit => vec![scenarios::rate_limit(backend, args.duration).await],
+        Scenario::Publish => publish::publish(backend, count(20_000), args.concurrency).await,
         Scenario::All => unreachable!("expanded into each scenario"),
     }
 }
