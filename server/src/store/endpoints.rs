@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     Actor, AuditKind, Channel, Store, StoreError,
-    destinations::NewDestination,
+    destinations::{NewDestination, Wake},
     records::{DestinationRef, OutcomeRecord},
     unsigned,
 };
@@ -240,8 +240,9 @@ impl Store {
     }
 
     /// Applies `change` to `actor`'s tenant's endpoint `id`; `None` if it
-    /// has none. A new URL takes effect for deliveries made from then on;
-    /// those already made keep the URL they were made for.
+    /// has none. A new URL or new headers apply to its pending deliveries
+    /// too (their next attempt goes to the new URL, with the new headers),
+    /// and the new URL's destination is woken for them.
     pub async fn update_endpoint(
         &self,
         actor: &Actor,
@@ -288,6 +289,7 @@ impl Store {
             self.ensure_endpoint_destination(&txn, tenant_id, destination)
                 .await?;
         }
+        self.follow_endpoint(&txn, tenant_id, id, change).await?;
         if let Some(subscription) = &change.subscription {
             txn.execute_raw(self.statement(DELETE_PATTERNS, vec![id.into()]))
                 .await?;
@@ -307,6 +309,57 @@ impl Store {
         let record = self.endpoint_in(&txn, tenant_id, id).await?;
         txn.commit().await?;
         Ok(record)
+    }
+
+    /// Gives `id`'s pending deliveries the endpoint's new URL (and
+    /// destination) and headers, if they changed. One in flight finishes
+    /// at the old URL; its retries go to the new one.
+    async fn follow_endpoint(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant_id: &str,
+        id: Uuid,
+        change: &EndpointChange,
+    ) -> Result<(), StoreError> {
+        let mut values: Vec<Value> = vec![tenant_id.into(), id.into()];
+        let mut sets = Vec::new();
+        if let Some((url, destination)) = &change.url {
+            for (column, value) in [
+                ("url", url.clone()),
+                ("destination", destination.key.clone()),
+                ("host", destination.host.clone()),
+            ] {
+                values.push(value.into());
+                sets.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        if let Some(headers) = &change.headers {
+            values.push(headers_json(headers)?.into());
+            sets.push(format!("headers = ${}", values.len()));
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE deliveries SET {}, updated_at_ms = {{now}} \
+             WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'pending'",
+            sets.join(", ")
+        );
+        let moved = txn.execute_raw(self.statement(&sql, values)).await?;
+        if let Some((_, destination)) = &change.url
+            && moved.rows_affected() > 0
+        {
+            let wake = Wake {
+                destination: DestinationRef {
+                    tenant_id: tenant_id.to_owned(),
+                    destination: destination.key.clone(),
+                },
+                at_ms: None,
+                after: std::time::Duration::ZERO,
+            };
+            self.wake(txn, &[wake]).await?;
+        }
+        Ok(())
     }
 
     /// Deletes `actor`'s tenant's endpoint `id` and cancels its pending

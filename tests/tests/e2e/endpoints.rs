@@ -12,10 +12,11 @@ use herald_client::webhook::{self, Secret};
 use herald_proto::v1::{
     CreateEndpointRequest, CreateEventTypeRequest, DeleteEndpointRequest, DeliveryState, Event,
     EventDelivery, EventType, GetEndpointRequest, GetEventRequest, GetEventResponse,
-    ListEndpointsRequest, ListEventsRequest, OutcomeKind, PublishRequest, PublishResponse,
-    RecoverEndpointRequest, ReplayEventRequest, RotateEndpointSecretRequest, UpdateEndpointRequest,
-    UpdateEventTypeRequest, WatchOutcomesRequest, endpoint_service_client::EndpointServiceClient,
-    event_service_client::EventServiceClient,
+    ListEndpointsRequest, ListEventsRequest, OutcomeKind, PauseDestinationRequest, PublishRequest,
+    PublishResponse, RecoverEndpointRequest, ReplayEventRequest, RotateEndpointSecretRequest,
+    UpdateEndpointRequest, UpdateEventTypeRequest, WatchOutcomesRequest,
+    destination_service_client::DestinationServiceClient,
+    endpoint_service_client::EndpointServiceClient, event_service_client::EventServiceClient,
 };
 use herald_tests::{
     Backend, PATIENCE, Receiver, Recorded, Reply, TestHerald, create_tenant, on_both_backends,
@@ -31,7 +32,8 @@ on_both_backends!(
     endpoints_events_and_replays_are_walled_off_by_tenant,
     concurrent_retries_of_a_publish_store_one_event,
     a_schema_refuses_payloads_that_do_not_match,
-    replay_and_recovery_send_events_again
+    replay_and_recovery_send_events_again,
+    pending_deliveries_follow_a_changed_url_and_headers
 );
 
 /// The endpoint and event services, as one caller (a tenant's key, or
@@ -840,5 +842,64 @@ async fn replay_and_recovery_send_events_again(backend: Backend) {
         2 + 1 + 1 + 2,
         "original, recovered, replayed"
     );
+    herald.stop().await;
+}
+
+async fn pending_deliveries_follow_a_changed_url_and_headers(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    let down = Receiver::start().await;
+    let up = Receiver::start().await;
+    let api = Api::connect(&herald, None).await;
+    // Held at a paused destination (made with the endpoint), the
+    // deliveries stay pending.
+    let (endpoint, _) = api.endpoint(down.url("/old"), &[]).await;
+    let channel = Channel::from_shared(format!("http://{}", herald.addr()))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connect");
+    DestinationServiceClient::new(channel)
+        .pause_destination(api.request(PauseDestinationRequest {
+            destination: down.url("/"),
+            reason: "down for maintenance".into(),
+        }))
+        .await
+        .expect("pause");
+    let first = api.publish_json("build.finished", r#"{"n":1}"#).await;
+    let second = api.publish_json("build.finished", r#"{"n":2}"#).await;
+    api.endpoints
+        .clone()
+        .update_endpoint(api.request(UpdateEndpointRequest {
+            endpoint: Some(herald_proto::v1::Endpoint {
+                id: endpoint,
+                url: up.url("/new"),
+                headers: vec![herald_proto::v1::Header {
+                    name: "x-tenant".into(),
+                    value: "blue".into(),
+                }],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["url".into(), "headers".into()],
+            }),
+            policy: None,
+        }))
+        .await
+        .expect("move the endpoint");
+    let seen = up.wait_for("/new", 2).await;
+    let mut ids: Vec<&str> = seen.iter().map(|r| r.header("webhook-id")).collect();
+    ids.sort_unstable();
+    let mut expected = vec![
+        first.deliveries[0].delivery_id.as_str(),
+        second.deliveries[0].delivery_id.as_str(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "the pending deliveries moved, ids unchanged");
+    assert!(seen.iter().all(|r| r.header("x-tenant") == "blue"));
+    assert!(down.requests("/old").is_empty());
+    let moved = herald.get(&first.deliveries[0].delivery_id).await;
+    assert_eq!(moved.url, up.url("/new"));
     herald.stop().await;
 }

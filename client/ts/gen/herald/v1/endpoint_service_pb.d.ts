@@ -479,8 +479,9 @@ export declare const EndpointService: GenService<{
     output: typeof ListEndpointsResponseSchema;
   },
   /**
-   * Change an endpoint: the fields update_mask names. A new URL applies to
-   * deliveries made from then on; those made before keep theirs.
+   * Change an endpoint: the fields update_mask names. A new URL or new
+   * headers apply to its pending deliveries too: their next attempt goes
+   * to the new URL (an attempt in flight finishes at the old one).
    *
    * @generated from rpc herald.v1.EndpointService.UpdateEndpoint
    */
