@@ -121,6 +121,7 @@ struct StateLabels {
 pub struct Metrics {
     registry: Arc<Registry>,
     enqueued: Counter,
+    published: Counter,
     attempts: Family<AttemptLabels, Counter>,
     destination_events: Family<EventLabels, Counter>,
     probes: Counter,
@@ -188,6 +189,7 @@ impl Default for Metrics {
         let metrics = Self {
             registry: Arc::default(),
             enqueued: Counter::default(),
+            published: Counter::default(),
             attempts: Family::default(),
             destination_events: Family::default(),
             probes: Counter::default(),
@@ -215,6 +217,11 @@ impl Default for Metrics {
                 "deliveries_enqueued",
                 "Deliveries accepted (idempotent repeats not counted)",
                 &metrics.enqueued,
+            ),
+            (
+                "events_published",
+                "Events stored by Publish (idempotent repeats not counted)",
+                &metrics.published,
             ),
             (
                 "destination_probes",
@@ -328,6 +335,12 @@ impl Metrics {
     /// `count` deliveries were accepted.
     pub fn enqueued(&self, count: u64) {
         self.enqueued.inc_by(count);
+    }
+
+    /// An event was stored by a publish (its deliveries count as
+    /// enqueued).
+    pub fn published(&self) {
+        self.published.inc();
     }
 
     /// A call was refused UNAUTHENTICATED.
@@ -619,6 +632,7 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         let metrics = Metrics::default();
         metrics.enqueued(1);
+        metrics.published();
         metrics.attempted(
             AttemptResult::success,
             Duration::from_millis(3),
@@ -631,6 +645,7 @@ mod tests {
         encode(&mut text, &metrics.registry).unwrap();
         for line in [
             "herald_deliveries_enqueued_total 1",
+            "herald_events_published_total 1",
             "herald_attempts_total{result=\"success\"} 1",
             "herald_deliveries_succeeded_total 1",
             "herald_deliveries_redriven_total 1",

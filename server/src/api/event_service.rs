@@ -127,6 +127,9 @@ impl EventService for EventApi {
             })
             .await
             .map_err(ApiError::from)?;
+        if published.created {
+            self.metrics.published();
+        }
         self.made(&published);
         Ok(Response::new(PublishResponse {
             event_id: published.event_id.to_string(),
