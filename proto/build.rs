@@ -27,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out_dir.join("herald_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .emit_rerun_if_changed(false)
+        // google/rpc/status.proto (imported, kept beside the contract) is
+        // tonic-types' `Status`, which reads its details.
+        .extern_path(".google.rpc.Status", "::tonic_types::Status")
         .compile_fds(fds)?;
     Ok(())
 }

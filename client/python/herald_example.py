@@ -39,10 +39,10 @@ PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "proto"
 
 
 def load_stubs(out_dir: str):
-    """Generates the herald.v1 stubs into out_dir and imports them."""
+    """Generates the stubs of every file of the contract (herald.v1 and the
+    google.rpc.Status it imports) into out_dir and imports herald.v1's."""
     protos = sorted(
-        str(path.relative_to(PROTO_ROOT))
-        for path in (PROTO_ROOT / "herald" / "v1").glob("*.proto")
+        str(path.relative_to(PROTO_ROOT)) for path in PROTO_ROOT.rglob("*.proto")
     )
     well_known = importlib.resources.files("grpc_tools") / "_proto"
     status = protoc.main(

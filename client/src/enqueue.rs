@@ -6,7 +6,9 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{EnqueueBatchRequest, EnqueueRequest, Header};
+use herald_proto::v1::{
+    EnqueueBatchRequest, EnqueueRequest, Header, enqueue_batch_result::Result as BatchResult,
+};
 use serde::Serialize;
 
 use crate::{Client, Code, Error, HttpMethod};
@@ -160,18 +162,19 @@ pub(crate) async fn batch(
         .collect::<Result<Vec<_>, _>>()?;
     let request = client.request(EnqueueBatchRequest { deliveries });
     let response = client.grpc().enqueue_batch(request).await?.into_inner();
-    Ok(response
+    response
         .results
         .into_iter()
-        .map(|result| match result.accepted {
-            Some(accepted) => Ok(Enqueued {
+        .map(|result| match result.result {
+            Some(BatchResult::Accepted(accepted)) => Ok(Ok(Enqueued {
                 id: accepted.id,
                 created: accepted.created,
-            }),
-            None => Err(Refused {
-                code: Code::from_number(result.code),
-                message: result.error,
-            }),
+            })),
+            Some(BatchResult::Error(status)) => Ok(Err(Refused {
+                code: Code::from_number(status.code),
+                message: status.message,
+            })),
+            None => Err(Error::MissingField("result")),
         })
-        .collect())
+        .collect()
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// serialized; nothing was sent.
     #[error("cannot serialize the JSON body: {0}")]
     Json(serde_json::Error),
+    /// The request described cannot be sent as it is (e.g. a redrive
+    /// given both ids and filters); nothing was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
     /// Herald's answer lacked a field it always sets: the server and this
     /// client probably speak different versions of the contract.
     #[error(

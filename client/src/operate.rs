@@ -3,55 +3,87 @@
 
 use std::time::SystemTime;
 
-use herald_proto::v1::{DeliveryView, ListDeliveriesRequest, RedriveDeadLettersRequest};
+use herald_proto::v1::{
+    DeadLetterFilter, DeliveryIds, DeliveryView, ListDeliveriesRequest, RedriveDeadLettersRequest,
+    redrive_dead_letters_request::Selection,
+};
 
 use crate::{Client, DeliveryState, Error, RedriveReport};
 
 /// A redrive being described; finish with [`Redrive::send`]. Select by ids,
-/// or by any of the filters (not both).
+/// or by any of the filters (not both: sending both is
+/// [`Error::InvalidRequest`], and nothing is sent).
 #[derive(Debug)]
 #[must_use = "a redrive does nothing until `send` is awaited"]
 pub struct Redrive {
     client: Client,
-    request: RedriveDeadLettersRequest,
+    ids: Vec<String>,
+    filter: Option<DeadLetterFilter>,
+    dry_run: bool,
 }
 
 impl Redrive {
     pub(crate) fn new(client: Client) -> Self {
         Self {
             client,
-            request: RedriveDeadLettersRequest::default(),
+            ids: Vec::new(),
+            filter: None,
+            dry_run: false,
         }
     }
 
     /// Redrives exactly these dead letters.
     pub fn ids(mut self, ids: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.request.ids = ids.into_iter().map(Into::into).collect();
+        self.ids = ids.into_iter().map(Into::into).collect();
         self
     }
 
     /// Only those dead-lettered at or after `time`.
     pub fn dead_lettered_after(mut self, time: SystemTime) -> Self {
-        self.request.dead_lettered_after_time = Some(time.into());
+        self.filter().dead_lettered_after_time = Some(time.into());
         self
     }
 
     /// Only those dead-lettered before `time`.
     pub fn dead_lettered_before(mut self, time: SystemTime) -> Self {
-        self.request.dead_lettered_before_time = Some(time.into());
+        self.filter().dead_lettered_before_time = Some(time.into());
         self
     }
 
     /// Only those whose URL has this host.
     pub fn destination_host(mut self, host: impl Into<String>) -> Self {
-        self.request.destination_host = host.into();
+        self.filter().destination_host = host.into();
         self
     }
 
     /// Only count what would be redriven.
     pub fn dry_run(mut self) -> Self {
-        self.request.dry_run = true;
+        self.dry_run = true;
         self
+    }
+
+    /// The filter being described, begun empty.
+    fn filter(&mut self) -> &mut DeadLetterFilter {
+        self.filter.get_or_insert_with(DeadLetterFilter::default)
+    }
+
+    /// The request: the named ids or the filter, whichever was given
+    /// (neither leaves the selection unset, which the server refuses).
+    fn request(&mut self) -> Result<RedriveDeadLettersRequest, Error> {
+        let ids = std::mem::take(&mut self.ids);
+        let selection = match (ids.is_empty(), self.filter.take()) {
+            (false, Some(_)) => {
+                return Err(Error::InvalidRequest(
+                    "a redrive selects dead letters by ids or by filters, not both",
+                ));
+            }
+            (false, None) => Some(Selection::Deliveries(DeliveryIds { ids })),
+            (true, filter) => filter.map(Selection::Filter),
+        };
+        Ok(RedriveDeadLettersRequest {
+            selection,
+            dry_run: self.dry_run,
+        })
     }
 
     /// Sends the redrive; returns how many dead letters were (or, with
@@ -63,8 +95,9 @@ impl Redrive {
     /// Sends the redrive; returns the whole answer: how many dead letters
     /// were (or would be) redriven, and which of the named ids were not,
     /// each with why (not found, or not dead-lettered and in which state).
-    pub async fn report(self) -> Result<RedriveReport, Error> {
-        let request = self.client.request(self.request);
+    pub async fn report(mut self) -> Result<RedriveReport, Error> {
+        let request = self.request()?;
+        let request = self.client.request(request);
         let response = self.client.grpc().redrive_dead_letters(request).await?;
         Ok(response.into_inner().into())
     }

@@ -14,7 +14,7 @@ use futures::{
 };
 use herald_proto::{
     WATCH_AFTER_SEQUENCE,
-    v1::{WatchOutcomesRequest, WatchOutcomesResponse},
+    v1::{WatchOutcomesRequest, WatchOutcomesResponse, watch_outcomes_request::Start},
 };
 use tonic::{Response, Streaming};
 
@@ -29,8 +29,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// now and carries everything.
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
-    after_sequence: Option<u64>,
-    from_oldest: bool,
+    /// Where the stream starts: now when unset.
+    start: Option<Start>,
     delivery_ids: Vec<String>,
     kinds: Vec<OutcomeKind>,
     destination_host: String,
@@ -41,15 +41,13 @@ pub struct WatchOptions {
 impl WatchOptions {
     /// Starts after this sequence: pass the last one you processed.
     pub fn after(mut self, sequence: u64) -> Self {
-        self.after_sequence = Some(sequence);
-        self.from_oldest = false;
+        self.start = Some(Start::AfterSequence(sequence));
         self
     }
 
     /// Starts from the oldest outcome the server still keeps.
     pub fn from_oldest(mut self) -> Self {
-        self.from_oldest = true;
-        self.after_sequence = None;
+        self.start = Some(Start::FromOldest(true));
         self
     }
 
@@ -86,14 +84,13 @@ impl WatchOptions {
     /// Whether the stream starts now (neither after a sequence nor from
     /// the oldest outcome).
     fn starts_now(&self) -> bool {
-        self.after_sequence.is_none() && !self.from_oldest
+        self.start.is_none()
     }
 
     /// The request that (re)opens the stream after `last` yielded sequence.
     fn request(&self, last: Option<u64>) -> WatchOutcomesRequest {
         WatchOutcomesRequest {
-            after_sequence: last.or(self.after_sequence),
-            from_oldest: last.is_none() && self.from_oldest,
+            start: last.map(Start::AfterSequence).or(self.start),
             delivery_ids: self.delivery_ids.clone(),
             kinds: self.kinds.iter().map(|&kind| kind.number()).collect(),
             destination_host: self.destination_host.clone(),
@@ -238,11 +235,10 @@ mod tests {
             .kinds([OutcomeKind::DeadLettered])
             .destination_host("example.com");
         let first = options.request(None);
-        assert!(first.from_oldest);
-        assert_eq!(first.after_sequence, None);
+        assert_eq!(first.start, Some(Start::FromOldest(true)));
         let again = options.request(Some(41));
-        assert!(!again.from_oldest);
-        assert_eq!(again.after_sequence, Some(41));
+        assert_eq!(again.start, Some(Start::AfterSequence(41)));
+        assert_eq!(WatchOptions::default().request(None).start, None);
         assert_eq!(
             again.kinds,
             [i32::from(herald_proto::v1::OutcomeKind::DeadLettered)]

@@ -4,15 +4,42 @@
 use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{
-    Delivery, DeliveryState, EnqueueBatchRequest, EnqueueBatchResult, EnqueueRequest,
-    GetDeliveryRequest, Outcome, OutcomeKind, WatchOutcomesRequest, WatchOutcomesResponse,
-    delivery_service_client::DeliveryServiceClient,
+    DeadLetterFilter, Delivery, DeliveryIds, DeliveryState, EnqueueBatchRequest,
+    EnqueueBatchResult, EnqueueRequest, EnqueueResponse, GetDeliveryRequest, Outcome, OutcomeKind,
+    RedriveDeadLettersRequest, WatchOutcomesRequest, WatchOutcomesResponse,
+    delivery_service_client::DeliveryServiceClient, enqueue_batch_result::Result as BatchResult,
+    redrive_dead_letters_request::Selection,
 };
 use herald_server::{Config, RunningServer, config::InputLimits, secrets::SecretKeySettings};
 use tonic::transport::Channel;
 
 use crate::{Backend, PATIENCE, TestDb};
+
+/// What a batch accepted for one item; `None` when it refused it.
+pub fn accepted(result: &EnqueueBatchResult) -> Option<&EnqueueResponse> {
+    match result.result.as_ref()? {
+        BatchResult::Accepted(accepted) => Some(accepted),
+        BatchResult::Error(_) => None,
+    }
+}
+
+/// A redrive of exactly the dead letters `ids`.
+pub fn redrive_ids(ids: Vec<String>) -> RedriveDeadLettersRequest {
+    RedriveDeadLettersRequest {
+        selection: Some(Selection::Deliveries(DeliveryIds { ids })),
+        ..Default::default()
+    }
+}
+
+/// A redrive of the dead letters `filter` selects.
+pub fn redrive_filtered(filter: DeadLetterFilter) -> RedriveDeadLettersRequest {
+    RedriveDeadLettersRequest {
+        selection: Some(Selection::Filter(filter)),
+        ..Default::default()
+    }
+}
 
 /// A configuration for tests: every field the harness relies on is set
 /// here, so `HERALD_*` variables in the environment cannot change it.
@@ -198,7 +225,7 @@ impl TestHerald {
         let mut outcomes = self
             .client()
             .watch_outcomes(WatchOutcomesRequest {
-                from_oldest: true,
+                start: Some(Start::FromOldest(true)),
                 delivery_ids: vec![id.to_owned()],
                 ..Default::default()
             })

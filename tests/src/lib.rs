@@ -26,7 +26,9 @@ pub use admin::{
 };
 pub use db::{Backend, TestDb};
 pub use grpc_web::{GrpcWebStatus, browser_get, cors_preflight, grpc_web_call};
-pub use herald::{TestHerald, next_outcomes, test_config, wait_succeeded};
+pub use herald::{
+    TestHerald, accepted, next_outcomes, redrive_filtered, redrive_ids, test_config, wait_succeeded,
+};
 pub use metrics::{scrape, total};
 pub use process::HeraldProcess;
 pub use proxy::FaultProxy;

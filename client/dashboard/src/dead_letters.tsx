@@ -92,9 +92,14 @@ export function DeadLetters() {
   };
 
   const matching = (): Redrive => ({
-    destinationHost: host.trim(),
-    deadLetteredAfterTime: localTime(after),
-    deadLetteredBeforeTime: localTime(before) ?? beforeEveryDeadLetter(),
+    selection: {
+      case: "filter",
+      value: {
+        destinationHost: host.trim(),
+        deadLetteredAfterTime: localTime(after),
+        deadLetteredBeforeTime: localTime(before) ?? beforeEveryDeadLetter(),
+      },
+    },
   });
 
   return (
@@ -124,7 +129,9 @@ export function DeadLetters() {
       <div class="actions">
         <button
           disabled={selected.size === 0}
-          onClick={() => dryRun({ ids: [...selected] }, `the ${selected.size} selected`)}
+          onClick={() =>
+            dryRun({ selection: { case: "deliveries", value: { ids: [...selected] } } }, `the ${selected.size} selected`)
+          }
         >
           Redrive selected…
         </button>

@@ -128,12 +128,14 @@ export function DeliveryPage({ id }: { id: string }) {
                 {delivery.attempts.map((attempt) => (
                   <tr data-attempt={attempt.number}>
                     <td>{attempt.number}</td>
-                    <td>{time(attempt.startedTime)}</td>
+                    <td>{time(attempt.startTime)}</td>
                     <td>{duration(attempt.duration)}</td>
                     <td>
                       {attempt.statusCode
                         ? `HTTP ${attempt.statusCode}`
-                        : (AttemptError[attempt.error] ?? "").toLowerCase().replaceAll("_", " ") || "in flight"}
+                        : attempt.error === undefined
+                          ? "in flight"
+                          : (AttemptError[attempt.error] ?? String(attempt.error)).toLowerCase().replaceAll("_", " ")}
                     </td>
                     <td>{attempt.errorMessage || "—"}</td>
                     <td>

@@ -9,8 +9,9 @@ export function localTime(value: string): Timestamp | undefined {
 }
 
 /**
- * A redrive's `dead_lettered_before_time` that takes every dead letter: a
- * redrive selects by ids or by a filter, never by nothing.
+ * A redrive filter's `dead_lettered_before_time` that takes every dead
+ * letter: a redrive selects by ids or by a filter, and a filter must set
+ * at least one of its fields.
  */
 export function beforeEveryDeadLetter(): Timestamp {
   return timestampFromMs(Date.now() + 60_000);

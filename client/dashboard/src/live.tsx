@@ -78,8 +78,9 @@ export function Live() {
       let startedAfter: bigint | undefined;
       while (!abort.signal.aborted) {
         try {
+          const after = tally.lastSequence ?? startedAfter;
           const outcomes = herald.deliveries.watchOutcomes(
-            { afterSequence: tally.lastSequence ?? startedAfter },
+            after === undefined ? {} : { start: { case: "afterSequence", value: after } },
             {
               signal: abort.signal,
               // The stream is open, and counts from here, once its

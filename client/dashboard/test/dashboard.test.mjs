@@ -37,7 +37,7 @@ async function outcomeOf(client, id, kinds) {
   const timer = setTimeout(() => abort.abort(), PATIENCE_MS);
   try {
     for await (const { outcome } of client.watchOutcomes(
-      { fromOldest: true, deliveryIds: [id], kinds },
+      { start: { case: "fromOldest", value: true }, deliveryIds: [id], kinds },
       { signal: abort.signal },
     )) {
       return outcome;
@@ -128,7 +128,7 @@ describe("open loopback mode", () => {
       const { results } = await client.enqueueBatch({
         deliveries: Array.from({ length: batch }, () => ({ url: receiver.url("/burst") })),
       });
-      assert.ok(results.every((result) => result.accepted));
+      assert.ok(results.every((item) => item.result.case === "accepted"));
     }
     assert.equal(await watched, total);
     abort.abort();

@@ -49,10 +49,10 @@ impl From<wire::Attempt> for Attempt {
     fn from(attempt: wire::Attempt) -> Self {
         Self {
             number: attempt.number,
-            start_time: time(attempt.started_time),
+            start_time: time(attempt.start_time),
             duration: duration(attempt.duration),
             status_code: attempt.status_code,
-            error: (attempt.error != 0).then(|| AttemptError::from_number(attempt.error)),
+            error: attempt.error.map(AttemptError::from_number),
             error_message: attempt.error_message,
             response_excerpt: attempt.response_excerpt,
         }
@@ -190,7 +190,7 @@ mod tests {
                 },
                 wire::Attempt {
                     number: 2,
-                    error: wire::AttemptError::Timeout.into(),
+                    error: Some(wire::AttemptError::Timeout.into()),
                     ..Default::default()
                 },
             ],

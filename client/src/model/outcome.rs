@@ -41,7 +41,7 @@ impl From<wire::Outcome> for Outcome {
             kind: OutcomeKind::from_number(outcome.kind),
             attempt_number: outcome.attempt_number,
             status_code: outcome.status_code,
-            error: (outcome.error != 0).then(|| AttemptError::from_number(outcome.error)),
+            error: outcome.error.map(AttemptError::from_number),
             error_message: outcome.error_message,
             next_attempt_time: time(outcome.next_attempt_time),
             create_time: time(outcome.create_time),

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use herald_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
+use herald_proto::v1::enqueue_batch_result::Result as BatchResult;
 use herald_proto::v1::*;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -39,6 +40,7 @@ pub struct Seen {
     pub dead_letter_pages: Vec<ListDeadLettersRequest>,
     pub delivery_pages: Vec<ListDeliveriesRequest>,
     pub watches: Vec<WatchOutcomesRequest>,
+    pub redrives: Vec<RedriveDeadLettersRequest>,
     /// The `authorization` header of every call, whatever the RPC.
     pub authorizations: Vec<Option<String>>,
     /// The `traceparent` and `tracestate` headers of every call.
@@ -146,17 +148,18 @@ impl DeliveryService for Fake {
             .deliveries
             .into_iter()
             .map(|delivery| {
-                if delivery.url == "ftp://refused" {
-                    return EnqueueBatchResult {
-                        accepted: None,
-                        error: "url: scheme must be http or https".into(),
-                        code: tonic::Code::InvalidArgument as i32,
-                    };
-                }
-                self.seen.lock().unwrap().enqueues.push(delivery);
+                let result = if delivery.url == "ftp://refused" {
+                    BatchResult::Error(tonic_types::Status {
+                        code: tonic::Code::InvalidArgument.into(),
+                        message: "url: scheme must be http or https".into(),
+                        details: Vec::new(),
+                    })
+                } else {
+                    self.seen.lock().unwrap().enqueues.push(delivery);
+                    BatchResult::Accepted(self.enqueue.clone())
+                };
                 EnqueueBatchResult {
-                    accepted: Some(self.enqueue.clone()),
-                    ..Default::default()
+                    result: Some(result),
                 }
             })
             .collect();
@@ -224,9 +227,11 @@ impl DeliveryService for Fake {
 
     async fn redrive_dead_letters(
         &self,
-        _: Request<RedriveDeadLettersRequest>,
+        request: Request<RedriveDeadLettersRequest>,
     ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
-        Err(Status::unimplemented("not in the fake"))
+        let request = self.record(request);
+        self.seen.lock().unwrap().redrives.push(request);
+        Ok(Response::new(RedriveDeadLettersResponse::default()))
     }
 
     async fn list_deliveries(

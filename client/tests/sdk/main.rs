@@ -12,8 +12,9 @@ use herald_client::{
     Client, Code, Delivery, Error, HttpMethod, Outcome, OutcomeKind, WatchOptions,
 };
 use herald_proto::v1::{
-    self as wire, EnqueueRequest, EnqueueResponse, Header, ListDeadLettersRequest,
-    WatchOutcomesRequest, WatchOutcomesResponse,
+    self as wire, DeadLetterFilter, DeliveryIds, EnqueueRequest, EnqueueResponse, Header,
+    ListDeadLettersRequest, RedriveDeadLettersRequest, WatchOutcomesRequest, WatchOutcomesResponse,
+    redrive_dead_letters_request::Selection, watch_outcomes_request::Start,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -459,11 +460,11 @@ async fn watch_outcomes_streams_live_and_resumes_after_the_last_yielded() {
         fake.seen(|seen| seen.watches.clone()),
         [
             WatchOutcomesRequest {
-                after_sequence: Some(41),
+                start: Some(Start::AfterSequence(41)),
                 ..Default::default()
             },
             WatchOutcomesRequest {
-                after_sequence: Some(47),
+                start: Some(Start::AfterSequence(47)),
                 ..Default::default()
             },
         ]
@@ -501,7 +502,7 @@ async fn an_unavailable_watch_reconnects_but_a_broken_answer_ends_it() {
         [
             WatchOutcomesRequest::default(),
             WatchOutcomesRequest {
-                after_sequence: Some(1),
+                start: Some(Start::AfterSequence(1)),
                 ..Default::default()
             },
         ],
@@ -540,11 +541,11 @@ async fn a_watch_resumes_after_an_internal_answer_as_a_database_fails_over() {
         fake.seen(|seen| seen.watches.clone()),
         [
             WatchOutcomesRequest {
-                after_sequence: Some(4),
+                start: Some(Start::AfterSequence(4)),
                 ..Default::default()
             },
             WatchOutcomesRequest {
-                after_sequence: Some(5),
+                start: Some(Start::AfterSequence(5)),
                 ..Default::default()
             },
         ]
@@ -587,8 +588,7 @@ async fn a_filtered_watch_sends_exactly_its_filters() {
         fake.seen(|seen| seen.watches.clone()),
         [
             WatchOutcomesRequest {
-                after_sequence: None,
-                from_oldest: true,
+                start: Some(Start::FromOldest(true)),
                 delivery_ids: vec!["d-1".into(), "d-2".into()],
                 kinds: vec![
                     OutcomeKind::DeadLettered.number(),
@@ -599,7 +599,7 @@ async fn a_filtered_watch_sends_exactly_its_filters() {
                 event_type: "order.created".into(),
             },
             WatchOutcomesRequest {
-                after_sequence: Some(9),
+                start: Some(Start::AfterSequence(9)),
                 ..Default::default()
             },
         ],
@@ -661,4 +661,56 @@ async fn connect_failures_name_the_address() {
 fn the_client_is_cheap_to_share() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<Client>();
+}
+
+#[tokio::test]
+async fn a_redrive_sends_its_ids_or_its_filter_and_never_both() {
+    let fake = fake::start(Script::default()).await;
+    let client = connect(&fake).await;
+    let after = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+
+    client
+        .redrive_dead_letters()
+        .ids(["d-1", "d-2"])
+        .send()
+        .await
+        .unwrap();
+    client
+        .redrive_dead_letters()
+        .ids(Vec::<String>::new())
+        .dead_lettered_after(after)
+        .destination_host("api.example.com")
+        .dry_run()
+        .send()
+        .await
+        .unwrap();
+    let both = client
+        .redrive_dead_letters()
+        .ids(["d-1"])
+        .destination_host("api.example.com")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(both, Error::InvalidRequest(_)), "{both:?}");
+
+    assert_eq!(
+        fake.seen(|seen| seen.redrives.clone()),
+        [
+            RedriveDeadLettersRequest {
+                selection: Some(Selection::Deliveries(DeliveryIds {
+                    ids: vec!["d-1".into(), "d-2".into()],
+                })),
+                dry_run: false,
+            },
+            RedriveDeadLettersRequest {
+                selection: Some(Selection::Filter(DeadLetterFilter {
+                    dead_lettered_after_time: Some(after.into()),
+                    dead_lettered_before_time: None,
+                    destination_host: "api.example.com".into(),
+                })),
+                dry_run: true,
+            },
+        ],
+        "both ids and a filter are refused before anything is sent"
+    );
 }

@@ -51,7 +51,7 @@ async function enqueueAndWatch(client, request, kinds) {
   const timer = setTimeout(() => abort.abort(), PATIENCE_MS);
   try {
     for await (const { outcome } of client.watchOutcomes(
-      { fromOldest: true, deliveryIds: [id], kinds },
+      { start: { case: "fromOldest", value: true }, deliveryIds: [id], kinds },
       { signal: abort.signal },
     )) {
       return { id, outcome };

@@ -78,15 +78,16 @@ pub fn state(state: DeliveryState) -> proto::DeliveryState {
     }
 }
 
-fn attempt_error(kind: Option<AttemptErrorKind>) -> proto::AttemptError {
-    match kind {
-        None => proto::AttemptError::Unspecified,
-        Some(AttemptErrorKind::Connect) => proto::AttemptError::Connect,
-        Some(AttemptErrorKind::Timeout) => proto::AttemptError::Timeout,
-        Some(AttemptErrorKind::Io) => proto::AttemptError::Io,
-        Some(AttemptErrorKind::InvalidRequest) => proto::AttemptError::InvalidRequest,
-        Some(AttemptErrorKind::Blocked) => proto::AttemptError::Blocked,
-    }
+/// An attempt's error; unset (never UNSPECIFIED) when there was none.
+fn attempt_error(kind: Option<AttemptErrorKind>) -> Option<i32> {
+    let error = match kind? {
+        AttemptErrorKind::Connect => proto::AttemptError::Connect,
+        AttemptErrorKind::Timeout => proto::AttemptError::Timeout,
+        AttemptErrorKind::Io => proto::AttemptError::Io,
+        AttemptErrorKind::InvalidRequest => proto::AttemptError::InvalidRequest,
+        AttemptErrorKind::Blocked => proto::AttemptError::Blocked,
+    };
+    Some(error.into())
 }
 
 fn outcome_kind(kind: OutcomeKind) -> proto::OutcomeKind {
@@ -147,10 +148,10 @@ pub fn delivery(record: DeliveryRecord) -> proto::Delivery {
 fn attempt(record: AttemptRecord) -> proto::Attempt {
     proto::Attempt {
         number: record.number,
-        started_time: Some(timestamp(record.started_at_ms)),
+        start_time: Some(timestamp(record.started_at_ms)),
         duration: Some(duration_us(record.duration_us)),
         status_code: record.status_code.map_or(0, u32::from),
-        error: attempt_error(record.error_kind).into(),
+        error: attempt_error(record.error_kind),
         error_message: record.error_message.unwrap_or_default(),
         response_excerpt: record.response_excerpt.to_vec(),
     }
@@ -167,7 +168,7 @@ pub fn outcome(record: OutcomeRecord) -> proto::Outcome {
         kind: outcome_kind(record.kind).into(),
         attempt_number: record.attempt_number,
         status_code: record.status_code.map_or(0, u32::from),
-        error: attempt_error(record.error_kind).into(),
+        error: attempt_error(record.error_kind),
         error_message: record.error_message.unwrap_or_default(),
         next_attempt_time: record.next_attempt_at_ms.map(timestamp),
         create_time: Some(timestamp(record.created_at_ms)),
@@ -244,6 +245,15 @@ mod tests {
                 nanos: 999_999_999
             })
             .is_some()
+        );
+    }
+
+    #[test]
+    fn an_attempt_error_is_unset_when_there_was_none() {
+        assert_eq!(attempt_error(None), None, "never ATTEMPT_ERROR_UNSPECIFIED");
+        assert_eq!(
+            attempt_error(Some(AttemptErrorKind::Timeout)),
+            Some(proto::AttemptError::Timeout.into())
         );
     }
 

@@ -13,7 +13,7 @@ use herald_proto::{
         GetDeliveryRequest, GetDeliveryResponse, ListDeadLettersRequest, ListDeadLettersResponse,
         ListDeliveriesRequest, ListDeliveriesResponse, RedriveDeadLettersRequest,
         RedriveDeadLettersResponse, WatchOutcomesRequest, WatchOutcomesResponse,
-        delivery_service_server::DeliveryService,
+        delivery_service_server::DeliveryService, enqueue_batch_result::Result as BatchResult,
     },
 };
 use tokio_stream::wrappers::ReceiverStream;
@@ -106,13 +106,18 @@ fn accepted(enqueued: Enqueued) -> EnqueueResponse {
     }
 }
 
-/// A batch item's refusal: what Enqueue would have answered.
-fn refused(error: ApiError) -> EnqueueBatchResult {
-    let status = Status::from(error);
+/// A batch item's acceptance.
+fn accepted_item(enqueued: Enqueued) -> EnqueueBatchResult {
     EnqueueBatchResult {
-        accepted: None,
-        error: status.message().to_owned(),
-        code: status.code() as i32,
+        result: Some(BatchResult::Accepted(accepted(enqueued))),
+    }
+}
+
+/// A batch item's refusal: the status Enqueue would have answered with,
+/// details included.
+fn refused(error: ApiError) -> EnqueueBatchResult {
+    EnqueueBatchResult {
+        result: Some(BatchResult::Error(error.into())),
     }
 }
 
@@ -179,10 +184,7 @@ impl DeliveryService for DeliveryApi {
             results[position] = match result {
                 Ok(enqueued) => {
                     created += u64::from(enqueued.created);
-                    EnqueueBatchResult {
-                        accepted: Some(accepted(enqueued)),
-                        ..Default::default()
-                    }
+                    accepted_item(enqueued)
                 }
                 Err(error) => refused(ApiError::from(error)),
             };

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use prost::Message as _;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -197,6 +198,23 @@ impl From<ApiError> for Status {
     }
 }
 
+impl From<ApiError> for tonic_types::Status {
+    /// The error as a `google.rpc.Status` message, for an answer that
+    /// carries it inside a response (a batch item's refusal): the code,
+    /// message and details the call itself would have answered with.
+    fn from(error: ApiError) -> Self {
+        let status = Status::from(error);
+        let details = tonic_types::Status::decode(status.details())
+            .map(|encoded| encoded.details)
+            .unwrap_or_default();
+        Self {
+            code: status.code().into(),
+            message: status.message().to_owned(),
+            details,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tonic_types::StatusExt;
@@ -236,6 +254,31 @@ mod tests {
         assert_eq!(info.metadata["resume_after_sequence"], "41");
         assert_eq!(info.metadata["after_sequence"], "3");
         assert!(details.bad_request().is_none());
+    }
+
+    #[test]
+    fn an_error_inside_a_response_keeps_its_details() {
+        let inside = tonic_types::Status::from(ApiError::invalid("url", "is required"));
+        assert_eq!(inside.code, i32::from(Code::InvalidArgument));
+        assert_eq!(inside.message, "url: is required");
+        let status = Status::with_details(
+            Code::InvalidArgument,
+            inside.message.clone(),
+            inside.encode_to_vec().into(),
+        );
+        let details = status.get_error_details();
+        assert_eq!(
+            details
+                .bad_request()
+                .expect("a BadRequest")
+                .field_violations[0]
+                .field,
+            "url"
+        );
+        assert_eq!(
+            details.error_info().expect("an ErrorInfo").reason,
+            "INVALID_FIELD"
+        );
     }
 
     #[test]

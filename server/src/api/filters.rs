@@ -2,8 +2,9 @@
 //! INVALID_ARGUMENT naming the field at fault.
 
 use herald_proto::v1::{
-    DeliveryView as ProtoView, ListDeliveriesRequest, OutcomeKind as ProtoKind,
-    RedriveDeadLettersRequest, WatchOutcomesRequest,
+    DeadLetterFilter, DeliveryView as ProtoView, ListDeliveriesRequest, OutcomeKind as ProtoKind,
+    RedriveDeadLettersRequest, WatchOutcomesRequest, redrive_dead_letters_request::Selection,
+    watch_outcomes_request::Start,
 };
 use uuid::Uuid;
 
@@ -53,12 +54,17 @@ pub fn uuid_field(field: &'static str, raw: &str, what: &str) -> Result<Uuid, Ap
 /// The `destination_host` filter in the form stored hosts take (see
 /// [`Destination::host_named`]); `None` when not given.
 fn host(raw: &str) -> Result<Option<String>, ApiError> {
+    host_at("destination_host", raw)
+}
+
+/// [`host`] of the request field named `field`.
+fn host_at(field: &'static str, raw: &str) -> Result<Option<String>, ApiError> {
     if raw.is_empty() {
         return Ok(None);
     }
     Destination::host_named(raw).map(Some).ok_or_else(|| {
         ApiError::invalid(
-            "destination_host",
+            field,
             format!(
                 "{raw:?} is not a host: give the host alone, without scheme, port or path, \
                  e.g. api.example.com, bücher.example or [2001:db8::1]"
@@ -67,47 +73,59 @@ fn host(raw: &str) -> Result<Option<String>, ApiError> {
     })
 }
 
-/// Which dead letters a redrive selects: ids, or filters, never both.
+/// Which dead letters a redrive selects: named ids, or a filter.
 pub fn redrive_selection(
     request: &RedriveDeadLettersRequest,
 ) -> Result<RedriveSelection, ApiError> {
+    match &request.selection {
+        Some(Selection::Deliveries(named)) => {
+            if named.ids.is_empty() {
+                return Err(ApiError::invalid(
+                    "deliveries.ids",
+                    "is empty; name at least one dead letter",
+                ));
+            }
+            at_most("deliveries.ids", named.ids.len(), MAX_IDS)?;
+            let ids = named
+                .ids
+                .iter()
+                .map(|id| delivery_id("deliveries.ids", id))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RedriveSelection::Ids(distinct(ids)))
+        }
+        Some(Selection::Filter(filter)) => dead_letter_filter(filter),
+        None => Err(ApiError::invalid(
+            "selection",
+            "name the dead letters to redrive (deliveries), or select them by a filter \
+             (filter: dead_lettered_after_time, dead_lettered_before_time, destination_host)",
+        )),
+    }
+}
+
+/// A redrive's filter; at least one of its fields must be set.
+fn dead_letter_filter(filter: &DeadLetterFilter) -> Result<RedriveSelection, ApiError> {
     let after_ms = time_ms(
-        "dead_lettered_after_time",
-        request.dead_lettered_after_time.as_ref(),
+        "filter.dead_lettered_after_time",
+        filter.dead_lettered_after_time.as_ref(),
     )?;
     let before_ms = time_ms(
-        "dead_lettered_before_time",
-        request.dead_lettered_before_time.as_ref(),
+        "filter.dead_lettered_before_time",
+        filter.dead_lettered_before_time.as_ref(),
     )?;
-    let host = host(&request.destination_host)?;
-    let filtered = after_ms.is_some() || before_ms.is_some() || host.is_some();
-    if request.ids.is_empty() {
-        if !filtered {
-            return Err(ApiError::invalid(
-                "ids",
-                "name the dead letters to redrive, or select them by dead_lettered_after_time, \
-                 dead_lettered_before_time or destination_host",
-            ));
-        }
-        return Ok(RedriveSelection::Filter {
-            after_ms,
-            before_ms,
-            host,
-        });
-    }
-    if filtered {
+    let host = host_at("filter.destination_host", &filter.destination_host)?;
+    if after_ms.is_none() && before_ms.is_none() && host.is_none() {
         return Err(ApiError::invalid(
-            "ids",
-            "cannot be combined with time or destination filters; give one or the other",
+            "filter",
+            "is empty; set dead_lettered_after_time, dead_lettered_before_time or \
+             destination_host (to redrive every dead letter, a dead_lettered_before_time \
+             of now)",
         ));
     }
-    at_most("ids", request.ids.len(), MAX_IDS)?;
-    let ids = request
-        .ids
-        .iter()
-        .map(|id| delivery_id("ids", id))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RedriveSelection::Ids(distinct(ids)))
+    Ok(RedriveSelection::Filter {
+        after_ms,
+        before_ms,
+        host,
+    })
 }
 
 /// The filters of a delivery listing.
@@ -160,21 +178,24 @@ pub fn delivery_filter_text(filter: &DeliveryFilter) -> String {
 
 /// Where a watch starts and what it streams.
 pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), ApiError> {
-    let cursor = match (request.after_sequence, request.from_oldest) {
-        (Some(_), true) => {
+    let cursor = match request.start {
+        None => Cursor::Now,
+        Some(Start::FromOldest(true)) => Cursor::Oldest,
+        Some(Start::FromOldest(false)) => {
             return Err(ApiError::invalid(
                 "from_oldest",
-                "cannot be combined with after_sequence; give one or the other",
+                "is false; set it true to replay from the oldest outcome, or leave start unset \
+                 to watch from now",
             ));
         }
-        (None, true) => Cursor::Oldest,
-        (None, false) => Cursor::Now,
-        (Some(sequence), false) => Cursor::After(i64::try_from(sequence).map_err(|_| {
-            ApiError::invalid(
-                "after_sequence",
-                format!("{sequence} is beyond any sequence Herald assigns"),
-            )
-        })?),
+        Some(Start::AfterSequence(sequence)) => {
+            Cursor::After(i64::try_from(sequence).map_err(|_| {
+                ApiError::invalid(
+                    "after_sequence",
+                    format!("{sequence} is beyond any sequence Herald assigns"),
+                )
+            })?)
+        }
     };
     at_most("delivery_ids", request.delivery_ids.len(), MAX_IDS)?;
     at_most("kinds", request.kinds.len(), MAX_KINDS)?;
@@ -226,6 +247,8 @@ pub fn watch(request: &WatchOutcomesRequest) -> Result<(Cursor, OutcomeFilter), 
 
 #[cfg(test)]
 mod tests {
+    use herald_proto::v1::DeliveryIds;
+
     use super::*;
 
     fn field(error: ApiError) -> &'static str {
@@ -235,25 +258,48 @@ mod tests {
         }
     }
 
+    fn by_ids(ids: Vec<String>) -> RedriveDeadLettersRequest {
+        RedriveDeadLettersRequest {
+            selection: Some(Selection::Deliveries(DeliveryIds { ids })),
+            ..Default::default()
+        }
+    }
+
+    fn by_filter(filter: DeadLetterFilter) -> RedriveDeadLettersRequest {
+        RedriveDeadLettersRequest {
+            selection: Some(Selection::Filter(filter)),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn redrive_needs_ids_or_filters_but_not_both() {
+    fn redrive_needs_ids_or_a_filter_with_something_in_it() {
         let none = RedriveDeadLettersRequest::default();
-        assert_eq!(field(redrive_selection(&none).unwrap_err()), "ids");
-        let both = RedriveDeadLettersRequest {
-            ids: vec![Uuid::now_v7().to_string()],
-            destination_host: "example.com".into(),
+        assert_eq!(field(redrive_selection(&none).unwrap_err()), "selection");
+        let no_ids = by_ids(Vec::new());
+        assert_eq!(
+            field(redrive_selection(&no_ids).unwrap_err()),
+            "deliveries.ids"
+        );
+        let bad = by_ids(vec!["nope".into()]);
+        assert_eq!(
+            field(redrive_selection(&bad).unwrap_err()),
+            "deliveries.ids"
+        );
+        let empty = by_filter(DeadLetterFilter::default());
+        assert_eq!(field(redrive_selection(&empty).unwrap_err()), "filter");
+        let bad_host = by_filter(DeadLetterFilter {
+            destination_host: "example.com:443".into(),
             ..Default::default()
-        };
-        assert_eq!(field(redrive_selection(&both).unwrap_err()), "ids");
-        let bad = RedriveDeadLettersRequest {
-            ids: vec!["nope".into()],
-            ..Default::default()
-        };
-        assert_eq!(field(redrive_selection(&bad).unwrap_err()), "ids");
-        let by_host = RedriveDeadLettersRequest {
+        });
+        assert_eq!(
+            field(redrive_selection(&bad_host).unwrap_err()),
+            "filter.destination_host"
+        );
+        let by_host = by_filter(DeadLetterFilter {
             destination_host: "API.example.com".into(),
             ..Default::default()
-        };
+        });
         assert_eq!(
             redrive_selection(&by_host).unwrap(),
             RedriveSelection::Filter {
@@ -266,19 +312,26 @@ mod tests {
 
     #[test]
     fn watch_cursors_and_filters() {
-        let both = WatchOutcomesRequest {
-            after_sequence: Some(3),
-            from_oldest: true,
+        let start = |start| WatchOutcomesRequest {
+            start,
             ..Default::default()
         };
-        assert_eq!(field(watch(&both).unwrap_err()), "from_oldest");
+        assert_eq!(watch(&start(None)).unwrap().0, Cursor::Now);
+        assert_eq!(
+            watch(&start(Some(Start::AfterSequence(3)))).unwrap().0,
+            Cursor::After(3)
+        );
+        let not_oldest = start(Some(Start::FromOldest(false)));
+        assert_eq!(field(watch(&not_oldest).unwrap_err()), "from_oldest");
+        let beyond = start(Some(Start::AfterSequence(u64::MAX)));
+        assert_eq!(field(watch(&beyond).unwrap_err()), "after_sequence");
         let kinds = WatchOutcomesRequest {
             kinds: vec![0],
             ..Default::default()
         };
         assert_eq!(field(watch(&kinds).unwrap_err()), "kinds");
         let (cursor, filter) = watch(&WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             kinds: vec![ProtoKind::DeadLettered.into()],
             destination_host: "Example.COM".into(),
             ..Default::default()
@@ -315,10 +368,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(field(watch(&too_many).unwrap_err()), "kinds");
-        let redrive = RedriveDeadLettersRequest {
-            ids: vec![id.to_string(); 2],
-            ..Default::default()
-        };
+        let redrive = by_ids(vec![id.to_string(); 2]);
         assert_eq!(
             redrive_selection(&redrive).unwrap(),
             RedriveSelection::Ids(vec![id])

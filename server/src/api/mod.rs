@@ -91,13 +91,18 @@ pub async fn routes(
         .set_serving::<EndpointServiceServer<EndpointApi>>()
         .await;
     health.set_serving::<EventServiceServer<EventApi>>().await;
+    // tonic-types' set holds google.rpc's error details (ErrorInfo,
+    // BadRequest), which a batch item's refusal carries as `Any`s: with it
+    // reflection alone lets grpcurl print them.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let deliveries =
         DeliveryServiceServer::new(deliveries).max_decoding_message_size(max_message_bytes);

@@ -51,9 +51,9 @@ impl Failure {
         match error {
             herald_client::Error::Connect { .. } => Self::Unreachable,
             herald_client::Error::Rpc(_) => Self::Refused,
-            herald_client::Error::InvalidUrl { .. } | herald_client::Error::InvalidApiKey => {
-                Self::BadInput
-            }
+            herald_client::Error::InvalidUrl { .. }
+            | herald_client::Error::InvalidApiKey
+            | herald_client::Error::InvalidRequest(_) => Self::BadInput,
             _ => Self::Other,
         }
     }

@@ -44,7 +44,7 @@ pub fn delivery_json(delivery: &Delivery) -> Value {
         .map(|attempt| {
             json!({
                 "number": attempt.number,
-                "started_time": time(attempt.start_time),
+                "start_time": time(attempt.start_time),
                 "duration_ms": attempt.duration.map(|d| d.as_secs_f64() * 1e3),
                 "status_code": attempt.status_code,
                 "error": attempt.error.map(|error| error.as_str()),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{
     GetBacklogRequest, GetBacklogResponse, PauseDestinationRequest, SetDestinationPolicyRequest,
     WatchOutcomesRequest, destination_service_client::DestinationServiceClient,
@@ -56,7 +57,7 @@ async fn the_backlog_counts_each_kind_of_wait_for_its_tenant_only(backend: Backe
     let mut outcomes = herald
         .client()
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             ..Default::default()
         })
         .await

@@ -6,6 +6,7 @@
 //! that is missing or unreachable stops the start with what to do.
 
 use futures::StreamExt;
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{
     DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
 };
@@ -92,7 +93,7 @@ async fn serve_follows_the_file_and_print_shows_the_layers(backend: Backend) {
         .id;
     let mut outcomes = client
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             delivery_ids: vec![id.clone()],
             kinds: vec![OutcomeKind::DeadLettered.into()],
             ..Default::default()

@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
-use herald_proto::v1::{DeliveryState, ListDeadLettersRequest, RedriveDeadLettersRequest};
-use herald_tests::{Backend, Receiver, Reply, TestHerald, on_both_backends};
+use herald_proto::v1::{DeliveryState, ListDeadLettersRequest};
+use herald_tests::{Backend, Receiver, Reply, TestHerald, on_both_backends, redrive_ids};
 use tonic::Code;
 
 on_both_backends!(
@@ -84,10 +84,7 @@ async fn dead_letters_are_listed_oldest_first(backend: Backend) {
     }
     let redriven = herald
         .client()
-        .redrive_dead_letters(RedriveDeadLettersRequest {
-            ids: vec![ids[0].clone()],
-            ..Default::default()
-        })
+        .redrive_dead_letters(redrive_ids(vec![ids[0].clone()]))
         .await
         .expect("redrive")
         .into_inner();

@@ -76,7 +76,8 @@ async fn success_records_one_attempt(backend: Backend) {
         panic!("expected one attempt: {:?}", delivery.attempts)
     };
     assert_eq!((attempt.number, attempt.status_code), (1, 204));
-    assert!(attempt.duration.is_some() && attempt.started_time.is_some());
+    assert_eq!(attempt.error, None, "a response leaves the error unset");
+    assert!(attempt.duration.is_some() && attempt.start_time.is_some());
     herald.stop().await;
 }
 
@@ -228,7 +229,7 @@ async fn connection_refused_dead_letters_after_max_attempts(backend: Backend) {
     assert_eq!(delivery.attempt_count, 3);
     assert_eq!(delivery.attempts.len(), 3);
     for attempt in &delivery.attempts {
-        assert_eq!(attempt.error, i32::from(AttemptError::Connect));
+        assert_eq!(attempt.error, Some(i32::from(AttemptError::Connect)));
         assert_eq!(attempt.status_code, 0);
         assert!(
             attempt.error_message.contains(&closed.to_string()),

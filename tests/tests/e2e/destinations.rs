@@ -14,8 +14,8 @@ use futures::StreamExt;
 use herald_client::{Client, WatchOptions};
 use herald_proto::v1::{DeliveryState, EnqueueRequest, Outcome, OutcomeKind};
 use herald_tests::{
-    Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, create_tenant,
-    next_outcomes, on_both_backends, test_config,
+    Backend, HeraldProcess, PATIENCE, Receiver, Recorded, Reply, TestDb, TestHerald, accepted,
+    create_tenant, next_outcomes, on_both_backends, test_config,
 };
 use tonic::Code;
 
@@ -51,7 +51,7 @@ async fn enqueue(herald: &TestHerald, url: &str, count: usize, max_attempts: u32
         .enqueue_batch(deliveries)
         .await
         .into_iter()
-        .map(|result| result.accepted.expect("accepted").id)
+        .map(|result| accepted(&result).expect("accepted").id.clone())
         .collect()
 }
 

@@ -291,7 +291,9 @@ async fn a_publish_reaches_matching_enabled_endpoints_only(backend: Backend) {
                 .deliveries
                 .clone()
                 .watch_outcomes(api.request(WatchOutcomesRequest {
-                    from_oldest: true,
+                    start: Some(herald_proto::v1::watch_outcomes_request::Start::FromOldest(
+                        true,
+                    )),
                     kinds: vec![OutcomeKind::Succeeded.into()],
                     ..filter
                 }))

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{
     DeliveryState, EnqueueRequest, GetDeliveryRequest, OutcomeKind, WatchOutcomesRequest,
     delivery_service_client::DeliveryServiceClient,
@@ -86,7 +87,7 @@ pub(crate) async fn enqueue_many(
 async fn all_succeed(client: &DeliveryServiceClient<Channel>, ids: &[String]) {
     let mut waiting: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let request = WatchOutcomesRequest {
-        after_sequence: Some(0),
+        start: Some(Start::AfterSequence(0)),
         ..Default::default()
     };
     let mut outcomes = client

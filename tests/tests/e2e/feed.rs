@@ -6,6 +6,7 @@ use std::{collections::HashSet, time::SystemTime};
 
 use futures::StreamExt;
 use herald_client::{Client, OutcomeKind as Kind, WatchOptions};
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{OutcomeKind, WatchOutcomesRequest};
 use herald_server::store::{Store, records::OutcomeFilter};
 use herald_tests::{
@@ -225,6 +226,18 @@ async fn filters_pick_deliveries_kinds_and_hosts(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
+    let not_oldest = grpc
+        .watch_outcomes(WatchOutcomesRequest {
+            start: Some(Start::FromOldest(false)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(not_oldest.code(), Code::InvalidArgument);
+    assert!(
+        not_oldest.message().starts_with("from_oldest: "),
+        "{not_oldest:?}"
+    );
     herald.stop().await;
 }
 

@@ -5,7 +5,7 @@
 //! needs no key.
 
 use herald_proto::v1::{EnqueueRequest, GetDeliveryRequest};
-use herald_tests::{Backend, Receiver, TestHerald, create_tenant, on_both_backends};
+use herald_tests::{Backend, Receiver, TestHerald, accepted, create_tenant, on_both_backends};
 use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 
 use crate::HERALD;
@@ -107,7 +107,7 @@ async fn each_method_has_its_own_message_limit(backend: Backend) {
     let results = herald.enqueue_batch(deliveries).await;
     assert_eq!(results.len(), 4);
     assert!(
-        results.iter().all(|result| result.accepted.is_some()),
+        results.iter().all(|result| accepted(result).is_some()),
         "{results:?}"
     );
     herald.stop().await;

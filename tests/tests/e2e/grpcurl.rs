@@ -94,6 +94,44 @@ async fn grpcurl_lists_describes_and_enqueues_with_reflection_only() {
     assert_eq!(seen.header("x-from"), "grpcurl");
     assert!(answer.contains(seen.header("webhook-id")), "{answer}");
 
+    // The contract's oneofs in JSON, as the README writes them: a batch
+    // item is accepted or refused with a google.rpc.Status whose details
+    // reflection resolves; a redrive selects by a filter.
+    let batch = format!(
+        r#"{{"deliveries":[{{"url":"{}"}},{{"url":"ftp://nowhere"}}]}}"#,
+        receiver.url("/batched")
+    );
+    let redrive = r#"{"filter":{"destination_host":"127.0.0.1"},"dry_run":true}"#;
+    let blocking_addr = addr.clone();
+    let (batched, redriven) = tokio::task::spawn_blocking(move || {
+        let call = |request: &str, method: &str| {
+            run(
+                grpcurl,
+                &["-plaintext", "-d", request, &blocking_addr, method],
+            )
+        };
+        (
+            call(&batch, "herald.v1.DeliveryService/EnqueueBatch"),
+            call(redrive, "herald.v1.DeliveryService/RedriveDeadLetters"),
+        )
+    })
+    .await
+    .unwrap();
+    for expected in [
+        r#""accepted""#,
+        r#""error""#,
+        r#""message": "url: "#,
+        "type.googleapis.com/google.rpc.BadRequest",
+        r#""field":"url""#,
+    ] {
+        assert!(
+            batched.contains(expected),
+            "{expected} missing from:\n{batched}"
+        );
+    }
+    let redriven: String = redriven.split_whitespace().collect();
+    assert_eq!(redriven, "{}", "nothing to redrive yet: a count of 0");
+
     // The destination it went to, named by the same URL, and paused.
     let described = run(
         grpcurl,

@@ -3,11 +3,12 @@
 //! naming the field; headers that look like credentials are refused;
 //! repeated fields are bounded, and a repeat in a filter counts once.
 
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{
-    EnqueueRequest, Header, OutcomeKind, RedriveDeadLettersRequest, SetDestinationPolicyRequest,
-    WatchOutcomesRequest, destination_service_client::DestinationServiceClient,
+    EnqueueRequest, Header, OutcomeKind, SetDestinationPolicyRequest, WatchOutcomesRequest,
+    destination_service_client::DestinationServiceClient,
 };
-use herald_tests::{Backend, Receiver, TestHerald, next_outcomes, on_both_backends};
+use herald_tests::{Backend, Receiver, TestHerald, next_outcomes, on_both_backends, redrive_ids};
 use tonic::Code;
 
 on_both_backends!(
@@ -174,14 +175,11 @@ async fn repeated_fields_are_bounded_and_repeats_count_once(backend: Backend) {
     );
     let redrive = herald
         .client()
-        .redrive_dead_letters(RedriveDeadLettersRequest {
-            ids: vec![id.clone(); 1001],
-            ..Default::default()
-        })
+        .redrive_dead_letters(redrive_ids(vec![id.clone(); 1001]))
         .await;
     assert_eq!(
         refusal(redrive.unwrap_err()),
-        "ids: has 1001 values; the most is 1000"
+        "deliveries.ids: has 1001 values; the most is 1000"
     );
     let mut destinations = DestinationServiceClient::connect(format!("http://{}", herald.addr()))
         .await
@@ -209,7 +207,7 @@ async fn repeated_fields_are_bounded_and_repeats_count_once(backend: Backend) {
     let mut stream = herald
         .client()
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             delivery_ids: vec![delivered.clone(); 1000],
             kinds: vec![succeeded; 11],
             ..Default::default()

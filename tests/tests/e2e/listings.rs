@@ -16,7 +16,7 @@ use herald_proto::v1::{
     ListDeliveriesResponse,
 };
 use herald_server::store::{PageCursor, Store, records::DeliveryFilter};
-use herald_tests::{Backend, TestHerald, on_both_backends};
+use herald_tests::{Backend, TestHerald, accepted, on_both_backends};
 use prost::Message;
 use sea_orm::{ConnectionTrait, Database};
 use tonic::Code;
@@ -53,7 +53,7 @@ async fn enqueue_pending(herald: &TestHerald, host: &str, count: usize) {
                     .collect(),
             )
             .await;
-        assert!(results.iter().all(|result| result.accepted.is_some()));
+        assert!(results.iter().all(|result| accepted(result).is_some()));
     }
 }
 

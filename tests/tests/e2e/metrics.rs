@@ -3,6 +3,7 @@
 //! read the backlog.
 
 use futures::StreamExt;
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{CancelDeliveryRequest, EnqueueRequest, WatchOutcomesRequest};
 use herald_tests::{Backend, PATIENCE, Receiver, Reply, TestHerald, on_both_backends, scrape};
 
@@ -23,7 +24,7 @@ async fn counters_match_a_known_mix_of_outcomes(backend: Backend) {
     let mut outcomes = herald
         .client()
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             ..Default::default()
         })
         .await

@@ -8,11 +8,12 @@ use std::{
 
 use futures::StreamExt;
 use herald_proto::v1::{
-    CancelDeliveryRequest, DeliveryState, EnqueueRequest, ListDeliveriesRequest, OutcomeKind,
-    RedriveDeadLettersRequest,
+    CancelDeliveryRequest, DeadLetterFilter, DeliveryState, EnqueueRequest, ListDeliveriesRequest,
+    OutcomeKind, RedriveDeadLettersRequest,
 };
 use herald_tests::{
-    Backend, PATIENCE, Receiver, Reply, TestHerald, next_outcomes, on_both_backends, wait_succeeded,
+    Backend, PATIENCE, Receiver, Reply, TestHerald, next_outcomes, on_both_backends,
+    redrive_filtered, redrive_ids, wait_succeeded,
 };
 use tonic::Code;
 
@@ -113,9 +114,8 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
     }
     let mut client = herald.client();
     let redrive = |dry_run| RedriveDeadLettersRequest {
-        ids: ids.clone(),
         dry_run,
-        ..Default::default()
+        ..redrive_ids(ids.clone())
     };
     let counted = client
         .redrive_dead_letters(redrive(true))
@@ -129,9 +129,11 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
         "dry run changed nothing"
     );
     let none_yet = RedriveDeadLettersRequest {
-        dead_lettered_after_time: in_a_year(),
         dry_run: true,
-        ..Default::default()
+        ..redrive_filtered(DeadLetterFilter {
+            dead_lettered_after_time: in_a_year(),
+            ..Default::default()
+        })
     };
     assert_eq!(
         client
@@ -143,9 +145,11 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
         0
     );
     let elsewhere = RedriveDeadLettersRequest {
-        destination_host: "elsewhere.example".into(),
         dry_run: true,
-        ..Default::default()
+        ..redrive_filtered(DeadLetterFilter {
+            destination_host: "elsewhere.example".into(),
+            ..Default::default()
+        })
     };
     assert_eq!(
         client
@@ -195,11 +199,19 @@ async fn redrive_gives_dead_letters_a_fresh_budget(backend: Backend) {
             "one attempt used plus a fresh budget of two"
         );
     }
-    let neither = client
-        .redrive_dead_letters(RedriveDeadLettersRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(neither.code(), Code::InvalidArgument);
+    // A selection is required, and neither of its shapes may be empty.
+    for (request, field) in [
+        (RedriveDeadLettersRequest::default(), "selection"),
+        (redrive_ids(Vec::new()), "deliveries.ids"),
+        (redrive_filtered(DeadLetterFilter::default()), "filter"),
+    ] {
+        let refused = client.redrive_dead_letters(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            refused.message().starts_with(&format!("{field}: ")),
+            "{field}: {refused:?}"
+        );
+    }
     herald.stop().await;
 }
 

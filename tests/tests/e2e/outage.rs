@@ -13,9 +13,12 @@ use std::{
 };
 
 use futures::StreamExt;
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{EnqueueRequest, OutcomeKind, WatchOutcomesRequest};
 use herald_server::{Config, store::records::NewDelivery};
-use herald_tests::{Backend, FaultProxy, PATIENCE, Receiver, TestHerald, on_both_backends};
+use herald_tests::{
+    Backend, FaultProxy, PATIENCE, Receiver, TestHerald, accepted, on_both_backends,
+};
 use tonic::Code;
 
 use crate::store::{LEASE, claim, delivery, enqueue, store};
@@ -94,7 +97,7 @@ async fn enqueue_all(
         .enqueue_batch(requests)
         .await
         .into_iter()
-        .map(|result| result.accepted.expect("accepted").id)
+        .map(|result| accepted(&result).expect("accepted").id.clone())
         .collect()
 }
 
@@ -104,7 +107,7 @@ async fn not_succeeded(herald: &TestHerald, ids: &[String]) -> HashMap<String, O
     let mut waiting: Vec<&String> = ids.iter().collect();
     let mut failed = HashMap::new();
     let request = WatchOutcomesRequest {
-        after_sequence: Some(0),
+        start: Some(Start::AfterSequence(0)),
         ..Default::default()
     };
     let mut outcomes = herald

@@ -8,10 +8,13 @@ use std::{
 };
 
 use herald_proto::v1::{
-    DeliveryState, EnqueueRequest, NotRedriven, NotRedrivenReason, OutcomeKind,
+    DeadLetterFilter, DeliveryState, EnqueueRequest, NotRedriven, NotRedrivenReason, OutcomeKind,
     RedriveDeadLettersRequest, WatchOutcomesRequest,
 };
-use herald_tests::{Backend, Receiver, Reply, TestHerald, next_outcomes, on_both_backends};
+use herald_tests::{
+    Backend, Receiver, Reply, TestHerald, accepted, next_outcomes, on_both_backends,
+    redrive_filtered, redrive_ids,
+};
 
 on_both_backends!(
     a_redrive_by_filter_takes_every_batch_and_records_each,
@@ -39,7 +42,7 @@ async fn a_redrive_by_filter_takes_every_batch_and_records_each(backend: Backend
                 .collect(),
         )
         .await;
-    assert!(results.iter().all(|result| result.accepted.is_some()));
+    assert!(results.iter().all(|result| accepted(result).is_some()));
     for outcome in next_outcomes(&mut outcomes, DEAD_LETTERS).await {
         assert_eq!(outcome.kind, i32::from(OutcomeKind::DeadLettered));
     }
@@ -54,10 +57,10 @@ async fn a_redrive_by_filter_takes_every_batch_and_records_each(backend: Backend
         .unwrap()
         .into_inner();
     let redriven = client
-        .redrive_dead_letters(RedriveDeadLettersRequest {
+        .redrive_dead_letters(redrive_filtered(DeadLetterFilter {
             destination_host: "127.0.0.1".into(),
             ..Default::default()
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -133,9 +136,8 @@ async fn named_ids_not_redriven_are_reported_with_why(backend: Backend) {
     for dry_run in [true, false] {
         let answer = client
             .redrive_dead_letters(RedriveDeadLettersRequest {
-                ids: named.clone(),
                 dry_run,
-                ..Default::default()
+                ..redrive_ids(named.clone())
             })
             .await
             .unwrap()

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use herald_proto::v1::{DeliveryState, EnqueueRequest};
-use herald_tests::{Backend, Receiver, TestHerald, on_both_backends, wait_succeeded};
+use herald_tests::{Backend, Receiver, TestHerald, accepted, on_both_backends, wait_succeeded};
 
 on_both_backends!(
     a_scheduler_without_room_holds_new_deliveries_in_the_database,
@@ -101,7 +101,7 @@ async fn a_backlog_is_sent_once_each(backend: Backend) {
         .enqueue_batch(deliveries)
         .await
         .into_iter()
-        .map(|result| result.accepted.expect("accepted").id)
+        .map(|result| accepted(&result).expect("accepted").id.clone())
         .collect();
     let succeeded = wait_succeeded(&mut outcomes, BACKLOG).await;
     assert_eq!(succeeded, ids);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{
     EnqueueRequest, OutcomeKind, WatchOutcomesRequest,
     delivery_service_client::DeliveryServiceClient,
@@ -47,7 +48,7 @@ async fn a_stopping_replica_starts_nothing_and_gives_leases_back_within_the_grac
     let retry = enqueue(&mut client, receiver.url("/retry")).await;
     let mut outcomes = client
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             delivery_ids: vec![retry],
             ..Default::default()
         })
@@ -74,7 +75,7 @@ async fn a_stopping_replica_starts_nothing_and_gives_leases_back_within_the_grac
     );
     let stalled_watch = stalled
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             ..Default::default()
         })
         .await

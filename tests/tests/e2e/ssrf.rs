@@ -58,7 +58,7 @@ async fn private_destinations_are_refused_without_the_allowlist(backend: Backend
     let delivery = herald.wait_terminal(&id).await;
     assert_eq!(delivery.state, i32::from(DeliveryState::DeadLettered));
     let attempt = &delivery.attempts[0];
-    assert_eq!(attempt.error, i32::from(AttemptError::Blocked));
+    assert_eq!(attempt.error, Some(i32::from(AttemptError::Blocked)));
     assert!(
         attempt.error_message.contains("loopback")
             && attempt.error_message.contains("HERALD_ALLOW_TARGET_CIDRS"),

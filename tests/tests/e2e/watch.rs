@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use herald_client::{Client, WatchOptions};
+use herald_proto::v1::watch_outcomes_request::Start;
 use herald_proto::v1::{Outcome, OutcomeKind, WatchOutcomesRequest};
 use herald_tests::{
     Backend, PATIENCE, Receiver, Reply, TestDb, TestHerald, next_outcomes, on_both_backends,
@@ -70,6 +71,10 @@ async fn streams_outcomes_as_they_happen(backend: Backend) {
         .find(|o| o.kind == i32::from(OutcomeKind::RetryScheduled))
         .unwrap();
     assert_eq!((retry.attempt_number, retry.status_code), (1, 503));
+    assert!(
+        outcomes.iter().all(|o| o.error.is_none()),
+        "every attempt got a response, so no outcome has an error: {outcomes:?}"
+    );
     assert!(retry.next_attempt_time.is_some(), "a retry says when");
     let dead = outcomes.iter().find(|o| o.delivery_id == rejected).unwrap();
     assert_eq!(dead.error_message, "HTTP 404 Not Found");
@@ -89,7 +94,7 @@ async fn replays_from_a_sequence_then_tails(backend: Backend) {
     let mut everything = herald
         .client()
         .watch_outcomes(WatchOutcomesRequest {
-            after_sequence: Some(0),
+            start: Some(Start::AfterSequence(0)),
             ..Default::default()
         })
         .await
@@ -106,7 +111,7 @@ async fn replays_from_a_sequence_then_tails(backend: Backend) {
     let mut resumed = herald
         .client()
         .watch_outcomes(WatchOutcomesRequest {
-            after_sequence: Some(replayed[0].sequence),
+            start: Some(Start::AfterSequence(replayed[0].sequence)),
             ..Default::default()
         })
         .await
@@ -211,7 +216,7 @@ async fn a_prune_during_the_first_replay_read_is_refused(backend: Backend) {
     let mut everything = herald
         .client()
         .watch_outcomes(WatchOutcomesRequest {
-            from_oldest: true,
+            start: Some(Start::FromOldest(true)),
             ..Default::default()
         })
         .await
@@ -241,7 +246,7 @@ async fn a_prune_during_the_first_replay_read_is_refused(backend: Backend) {
     let mut client = herald.client();
     let watch = tokio::spawn(async move {
         let request = WatchOutcomesRequest {
-            after_sequence: Some(cursor),
+            start: Some(Start::AfterSequence(cursor)),
             ..Default::default()
         };
         match client.watch_outcomes(request).await {

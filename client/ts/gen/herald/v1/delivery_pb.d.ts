@@ -54,9 +54,9 @@ export declare type Attempt = Message<"herald.v1.Attempt"> & {
   /**
    * When the request started.
    *
-   * @generated from field: google.protobuf.Timestamp started_time = 2;
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
    */
-  startedTime?: Timestamp | undefined;
+  startTime?: Timestamp | undefined;
 
   /**
    * From the start of the request to the end of reading the response.
@@ -73,11 +73,12 @@ export declare type Attempt = Message<"herald.v1.Attempt"> & {
   statusCode: number;
 
   /**
-   * Why there was no response; ATTEMPT_ERROR_UNSPECIFIED if there was one.
+   * Why there was no response; unset if there was one (then status_code
+   * holds it).
    *
-   * @generated from field: herald.v1.AttemptError error = 5;
+   * @generated from field: optional herald.v1.AttemptError error = 5;
    */
-  error: AttemptError;
+  error?: AttemptError | undefined;
 
   /**
    * What went wrong, for people: the transport error, or why the status failed.
@@ -378,7 +379,8 @@ export declare const DeliveryStateSchema: GenEnum<DeliveryState>;
  */
 export enum AttemptError {
   /**
-   * The attempt got an HTTP response; see status_code.
+   * Never sent: an attempt that got an HTTP response leaves its error
+   * unset.
    *
    * @generated from enum value: ATTEMPT_ERROR_UNSPECIFIED = 0;
    */

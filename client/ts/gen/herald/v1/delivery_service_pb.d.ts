@@ -6,6 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { Message } from "@bufbuild/protobuf";
 import type { Delivery, DeliveryState, Header, HttpMethod } from "./delivery_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Status } from "../../google/rpc/status_pb.js";
 import type { Outcome, OutcomeKind } from "./outcome_pb.js";
 
 /**
@@ -163,33 +164,36 @@ export declare type EnqueueBatchResponse = Message<"herald.v1.EnqueueBatchRespon
 export declare const EnqueueBatchResponseSchema: GenMessage<EnqueueBatchResponse>;
 
 /**
- * What became of one delivery of a batch.
+ * What became of one delivery of a batch: accepted or refused, never both.
  *
  * @generated from message herald.v1.EnqueueBatchResult
  */
 export declare type EnqueueBatchResult = Message<"herald.v1.EnqueueBatchResult"> & {
   /**
-   * Set when the delivery was accepted (created or found by its key).
+   * Always set to one of the two.
    *
-   * @generated from field: herald.v1.EnqueueResponse accepted = 1;
+   * @generated from oneof herald.v1.EnqueueBatchResult.result
    */
-  accepted?: EnqueueResponse | undefined;
-
-  /**
-   * Why it was refused, when it was: the message Enqueue would have given,
-   * e.g. "url: is required".
-   *
-   * @generated from field: string error = 2;
-   */
-  error: string;
-
-  /**
-   * The gRPC code Enqueue would have answered with, when refused
-   * (INVALID_ARGUMENT, ALREADY_EXISTS); OK when accepted.
-   *
-   * @generated from field: int32 code = 3;
-   */
-  code: number;
+  result: {
+    /**
+     * The delivery was accepted (created, or found by its idempotency key).
+     *
+     * @generated from field: herald.v1.EnqueueResponse accepted = 1;
+     */
+    value: EnqueueResponse;
+    case: "accepted";
+  } | {
+    /**
+     * The delivery was refused: the status Enqueue would have answered
+     * with, its code (INVALID_ARGUMENT, ALREADY_EXISTS, ...), message
+     * (e.g. "url: is required") and details (an ErrorInfo, and a
+     * BadRequest naming the field at fault).
+     *
+     * @generated from field: google.rpc.Status error = 4;
+     */
+    value: Status;
+    case: "error";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -311,22 +315,31 @@ export declare const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersRe
  */
 export declare type WatchOutcomesRequest = Message<"herald.v1.WatchOutcomesRequest"> & {
   /**
-   * Replay recorded outcomes with a sequence greater than this, then stream
-   * new ones (to resume, pass the last sequence you received). When neither
-   * this nor from_oldest is set, stream only outcomes recorded from now on.
-   * A sequence older than the retention window answers OUT_OF_RANGE.
+   * Where the stream starts. Unset: only outcomes recorded from now on.
    *
-   * @generated from field: optional uint64 after_sequence = 1;
+   * @generated from oneof herald.v1.WatchOutcomesRequest.start
    */
-  afterSequence?: bigint | undefined;
-
-  /**
-   * Replay from the oldest retained outcome, then stream new ones. Not
-   * together with after_sequence.
-   *
-   * @generated from field: bool from_oldest = 2;
-   */
-  fromOldest: boolean;
+  start: {
+    /**
+     * Replay recorded outcomes with a sequence greater than this, then
+     * stream new ones (to resume, pass the last sequence you received). A
+     * sequence older than the retention window answers OUT_OF_RANGE.
+     *
+     * @generated from field: uint64 after_sequence = 1;
+     */
+    value: bigint;
+    case: "afterSequence";
+  } | {
+    /**
+     * Replay from the oldest retained outcome, then stream new ones. Only
+     * true may be set (false answers INVALID_ARGUMENT: leave start unset
+     * to watch from now).
+     *
+     * @generated from field: bool from_oldest = 2;
+     */
+    value: boolean;
+    case: "fromOldest";
+  } | { case: undefined; value?: undefined };
 
   /**
    * Only outcomes of these deliveries (at most 1000; a repeat counts
@@ -433,40 +446,35 @@ export declare type CancelDeliveryResponse = Message<"herald.v1.CancelDeliveryRe
 export declare const CancelDeliveryResponseSchema: GenMessage<CancelDeliveryResponse>;
 
 /**
- * Which dead letters to redrive: either `ids`, or any of the filters (a
- * dead letter must match all filters given).
+ * Which dead letters to redrive, named or filtered, and whether only to
+ * count them.
  *
  * @generated from message herald.v1.RedriveDeadLettersRequest
  */
 export declare type RedriveDeadLettersRequest = Message<"herald.v1.RedriveDeadLettersRequest"> & {
   /**
-   * Exactly these deliveries (each must be dead-lettered). At most 1000;
-   * a repeat counts once.
+   * Which dead letters: one of the two is required.
    *
-   * @generated from field: repeated string ids = 1;
+   * @generated from oneof herald.v1.RedriveDeadLettersRequest.selection
    */
-  ids: string[];
-
-  /**
-   * Only those dead-lettered at or after this time.
-   *
-   * @generated from field: google.protobuf.Timestamp dead_lettered_after_time = 2;
-   */
-  deadLetteredAfterTime?: Timestamp | undefined;
-
-  /**
-   * Only those dead-lettered before this time.
-   *
-   * @generated from field: google.protobuf.Timestamp dead_lettered_before_time = 3;
-   */
-  deadLetteredBeforeTime?: Timestamp | undefined;
-
-  /**
-   * Only those whose URL has this host, e.g. "api.example.com".
-   *
-   * @generated from field: string destination_host = 4;
-   */
-  destinationHost: string;
+  selection: {
+    /**
+     * Exactly these deliveries (each must be dead-lettered).
+     *
+     * @generated from field: herald.v1.DeliveryIds deliveries = 6;
+     */
+    value: DeliveryIds;
+    case: "deliveries";
+  } | {
+    /**
+     * Every dead letter that matches all of the filter's fields (at least
+     * one must be set).
+     *
+     * @generated from field: herald.v1.DeadLetterFilter filter = 7;
+     */
+    value: DeadLetterFilter;
+    case: "filter";
+  } | { case: undefined; value?: undefined };
 
   /**
    * Count what would be redriven, change nothing.
@@ -483,6 +491,62 @@ export declare type RedriveDeadLettersRequest = Message<"herald.v1.RedriveDeadLe
 export declare const RedriveDeadLettersRequestSchema: GenMessage<RedriveDeadLettersRequest>;
 
 /**
+ * Deliveries named by id.
+ *
+ * @generated from message herald.v1.DeliveryIds
+ */
+export declare type DeliveryIds = Message<"herald.v1.DeliveryIds"> & {
+  /**
+   * Delivery ids, as returned by Enqueue. One to 1000; a repeat counts
+   * once.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+};
+
+/**
+ * Describes the message herald.v1.DeliveryIds.
+ * Use `create(DeliveryIdsSchema)` to create a new message.
+ */
+export declare const DeliveryIdsSchema: GenMessage<DeliveryIds>;
+
+/**
+ * Dead letters selected by when they were dead-lettered and where they go.
+ * A dead letter must match every field set; at least one must be.
+ *
+ * @generated from message herald.v1.DeadLetterFilter
+ */
+export declare type DeadLetterFilter = Message<"herald.v1.DeadLetterFilter"> & {
+  /**
+   * Only those dead-lettered at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp dead_lettered_after_time = 1;
+   */
+  deadLetteredAfterTime?: Timestamp | undefined;
+
+  /**
+   * Only those dead-lettered before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp dead_lettered_before_time = 2;
+   */
+  deadLetteredBeforeTime?: Timestamp | undefined;
+
+  /**
+   * Only those whose URL has this host, e.g. "api.example.com".
+   *
+   * @generated from field: string destination_host = 3;
+   */
+  destinationHost: string;
+};
+
+/**
+ * Describes the message herald.v1.DeadLetterFilter.
+ * Use `create(DeadLetterFilterSchema)` to create a new message.
+ */
+export declare const DeadLetterFilterSchema: GenMessage<DeadLetterFilter>;
+
+/**
  * What the redrive did.
  *
  * @generated from message herald.v1.RedriveDeadLettersResponse
@@ -496,7 +560,7 @@ export declare type RedriveDeadLettersResponse = Message<"herald.v1.RedriveDeadL
   count: bigint;
 
   /**
-   * The named ids (RedriveDeadLettersRequest.ids) that were not redriven
+   * The named ids (RedriveDeadLettersRequest.deliveries) that were not redriven
    * (with dry_run: would not be), in request order, each with why.
    *
    * @generated from field: repeated herald.v1.NotRedriven not_redriven = 2;

@@ -56,11 +56,13 @@ export declare type Outcome = Message<"herald.v1.Outcome"> & {
   statusCode: number;
 
   /**
-   * Why there was no response; ATTEMPT_ERROR_UNSPECIFIED if there was one.
+   * Why the attempt got no response; unset if it got one, and for
+   * outcomes that are not an attempt's (a cancellation, a redrive, a
+   * destination's event).
    *
-   * @generated from field: herald.v1.AttemptError error = 6;
+   * @generated from field: optional herald.v1.AttemptError error = 6;
    */
-  error: AttemptError;
+  error?: AttemptError | undefined;
 
   /**
    * What went wrong, for people; empty on success.
