@@ -90,7 +90,11 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
             let key = NewApiKey::generate();
             let secret = SigningSecret::generate();
             store
-                .create_tenant(name, &key, &secret.seal(&sealer, &Signer::Tenant(name.to_owned())))
+                .create_tenant(
+                    name,
+                    &key,
+                    &secret.seal(&sealer, &Signer::Tenant(name.to_owned())),
+                )
                 .await?;
             println!("tenant:         {name}");
             println!(
@@ -121,7 +125,11 @@ pub async fn tenant(command: TenantCommand, database: DatabaseArgs) -> CliResult
                 .require_sealer(&database.database_url, false)?;
             let secret = SigningSecret::generate();
             store
-                .rotate_signing_secret(&name, &secret.seal(&sealer, &Signer::Tenant(name.clone())), grace)
+                .rotate_signing_secret(
+                    &name,
+                    &secret.seal(&sealer, &Signer::Tenant(name.clone())),
+                    grace,
+                )
                 .await?;
             println!("signing secret: {}  (signs from now on)", secret.expose());
             println!(
