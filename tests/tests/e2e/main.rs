@@ -10,6 +10,7 @@ mod dead_letters;
 mod delivery;
 mod destinations;
 mod destinations_api;
+mod endpoints_cli;
 mod enqueue;
 mod faults;
 mod feed;
