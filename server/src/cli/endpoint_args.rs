@@ -46,7 +46,9 @@ pub struct PolicyArgs {
     cooldown_max: Option<Duration>,
 }
 
-fn wire_duration(duration: Duration) -> prost_types::Duration {
+/// A duration as the wire carries it (saturating, for the server to refuse
+/// as out of range).
+pub fn wire_duration(duration: Duration) -> prost_types::Duration {
     prost_types::Duration::try_from(duration).unwrap_or(prost_types::Duration {
         seconds: i64::MAX,
         nanos: 0,

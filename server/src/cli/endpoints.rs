@@ -13,7 +13,7 @@ use herald_proto::v1::{
 use serde_json::json;
 
 use super::{
-    endpoint_args::{PolicyArgs, parse_header},
+    endpoint_args::{PolicyArgs, parse_header, wire_duration},
     endpoint_render::{
         endpoint_detail, endpoint_json, endpoint_table, endpoint_with_destination_json,
     },
@@ -270,8 +270,7 @@ pub async fn endpoints(command: EndpointsCommand, common: Common) -> CliResult {
             let rotated = client
                 .rotate_endpoint_secret(RotateEndpointSecretRequest {
                     id,
-                    grace: grace
-                        .map(|grace| prost_types::Duration::try_from(grace).unwrap_or_default()),
+                    grace: grace.map(wire_duration),
                 })
                 .await?
                 .into_inner();
