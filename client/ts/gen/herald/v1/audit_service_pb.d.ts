@@ -218,6 +218,62 @@ export enum AuditEventKind {
    * @generated from enum value: AUDIT_EVENT_KIND_DESTINATION_ENABLED = 10;
    */
   DESTINATION_ENABLED = 10,
+
+  /**
+   * CreateEndpoint.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_ENDPOINT_CREATED = 11;
+   */
+  ENDPOINT_CREATED = 11,
+
+  /**
+   * UpdateEndpoint.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_ENDPOINT_UPDATED = 12;
+   */
+  ENDPOINT_UPDATED = 12,
+
+  /**
+   * DeleteEndpoint.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_ENDPOINT_DELETED = 13;
+   */
+  ENDPOINT_DELETED = 13,
+
+  /**
+   * RotateEndpointSecret.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_ENDPOINT_SECRET_ROTATED = 14;
+   */
+  ENDPOINT_SECRET_ROTATED = 14,
+
+  /**
+   * CreateEventType, UpdateEventType.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_EVENT_TYPE_SAVED = 15;
+   */
+  EVENT_TYPE_SAVED = 15,
+
+  /**
+   * DeleteEventType.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_EVENT_TYPE_DELETED = 16;
+   */
+  EVENT_TYPE_DELETED = 16,
+
+  /**
+   * ReplayEvent.
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_EVENT_REPLAYED = 17;
+   */
+  EVENT_REPLAYED = 17,
+
+  /**
+   * RecoverEndpoint (a batch of its deliveries).
+   *
+   * @generated from enum value: AUDIT_EVENT_KIND_ENDPOINT_RECOVERED = 18;
+   */
+  ENDPOINT_RECOVERED = 18,
 }
 
 /**
@@ -229,7 +285,9 @@ export declare const AuditEventKindSchema: GenEnum<AuditEventKind>;
  * The audit trail of the caller's tenant: one event per operator action
  * (tenant and API key created or revoked, signing secret rotated, delivery
  * cancelled, dead letters redriven, destination policy set, destination
- * paused, resumed or enabled), each recorded in the transaction that made
+ * paused, resumed or enabled, endpoints and event types created, changed
+ * or deleted, endpoint secrets rotated, events replayed, endpoints
+ * recovered), each recorded in the transaction that made
  * the change, with the API key that acted. Events are kept for the
  * server's audit retention (a year by default).
  *

@@ -233,6 +233,28 @@ export declare type Delivery = Message<"herald.v1.Delivery"> & {
    * @generated from field: google.protobuf.Timestamp deadline_time = 18;
    */
   deadlineTime?: Timestamp | undefined;
+
+  /**
+   * For a delivery made by publishing an event: the event's id (empty
+   * otherwise).
+   *
+   * @generated from field: string event_id = 19;
+   */
+  eventId: string;
+
+  /**
+   * The event's type, also sent to the receiver as `herald-event-type`.
+   *
+   * @generated from field: string event_type = 20;
+   */
+  eventType: string;
+
+  /**
+   * The endpoint it goes to; its secret signs the delivery.
+   *
+   * @generated from field: string endpoint_id = 21;
+   */
+  endpointId: string;
 };
 
 /**

@@ -350,6 +350,20 @@ export declare type WatchOutcomesRequest = Message<"herald.v1.WatchOutcomesReque
    * @generated from field: string destination_host = 5;
    */
   destinationHost: string;
+
+  /**
+   * Only outcomes of deliveries to this endpoint (made by publishing).
+   *
+   * @generated from field: string endpoint_id = 6;
+   */
+  endpointId: string;
+
+  /**
+   * Only outcomes of deliveries of events of this type.
+   *
+   * @generated from field: string event_type = 7;
+   */
+  eventType: string;
 };
 
 /**

@@ -90,6 +90,20 @@ export declare type Outcome = Message<"herald.v1.Outcome"> & {
    * @generated from field: string destination = 10;
    */
   destination: string;
+
+  /**
+   * For a delivery made by publishing an event: its endpoint's id.
+   *
+   * @generated from field: string endpoint_id = 11;
+   */
+  endpointId: string;
+
+  /**
+   * And the event's type.
+   *
+   * @generated from field: string event_type = 12;
+   */
+  eventType: string;
 };
 
 /**
