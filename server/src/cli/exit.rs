@@ -5,7 +5,7 @@
 
 use std::{error::Error, process::ExitCode};
 
-use super::server_args::ConnectError;
+use super::{input::InputError, server_args::ConnectError};
 use crate::{config::ConfigError, tenants::InvalidTenantName};
 
 /// The kinds of failure a script can tell apart by the exit code.
@@ -40,7 +40,10 @@ impl Failure {
         if error.is::<tonic::Status>() {
             return Self::Refused;
         }
-        if error.is::<ConfigError>() || error.is::<InvalidTenantName>() || error.is::<clap::Error>()
+        if error.is::<ConfigError>()
+            || error.is::<InvalidTenantName>()
+            || error.is::<clap::Error>()
+            || error.is::<InputError>()
         {
             return Self::BadInput;
         }
@@ -69,9 +72,14 @@ impl Failure {
     }
 }
 
-/// Says why the command failed, on stderr, and returns its exit code.
+/// Says why the command failed, on stderr, and returns its exit code. A
+/// refusal from a service the client crate does not wrap reads as the
+/// crate's do (`Herald answered InvalidArgument: ...`).
 pub fn report(error: &(dyn Error + 'static)) -> ExitCode {
-    eprintln!("error: {error}");
+    match error.downcast_ref::<tonic::Status>() {
+        Some(status) => eprintln!("error: {}", herald_client::Error::from(status.clone())),
+        None => eprintln!("error: {error}"),
+    }
     Failure::of(error).exit_code()
 }
 

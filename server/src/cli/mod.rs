@@ -1,9 +1,10 @@
 //! The `herald` command line: `serve` runs the server, `migrate` applies
 //! the schema and exits, `watch` prints outcomes as they happen, `tenant`
 //! and `key` manage who may call, `secrets` makes and rotates the key
-//! that seals signing secrets, `deliveries`, `dead-letters` and
-//! `destinations` act on a running server, `audit` lists what operators did, `config print` shows the
-//! effective configuration.
+//! that seals signing secrets, `deliveries`, `dead-letters`,
+//! `destinations`, `endpoints` and `events` act on a running server,
+//! `audit` lists what operators did, `config print` shows the effective
+//! configuration.
 //! `main.rs` only calls [`main`], so tests can build the very same entry
 //! point.
 //!
@@ -20,13 +21,22 @@ use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 mod audit;
 mod destination_render;
 mod destinations;
+mod endpoint_args;
+mod endpoint_render;
+mod endpoints;
+mod event_render;
+mod event_types;
+mod events;
 mod exit;
+mod input;
 mod operate;
+mod paging;
 mod render;
 mod secrets;
 mod server_args;
 mod tenant;
 mod watch;
+mod when;
 
 use crate::{Config, config::FileSettings, store::Store};
 
@@ -89,6 +99,22 @@ enum Command {
     Destinations {
         #[command(subcommand)]
         command: destinations::DestinationsCommand,
+        #[command(flatten)]
+        common: operate::Common,
+    },
+    /// Register endpoints, change, delete and recover them, rotate their
+    /// signing secrets, on a running server.
+    Endpoints {
+        #[command(subcommand)]
+        command: endpoints::EndpointsCommand,
+        #[command(flatten)]
+        common: operate::Common,
+    },
+    /// Publish events, look at them, replay them, and keep the event type
+    /// catalogue, on a running server.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
         #[command(flatten)]
         common: operate::Common,
     },
@@ -216,6 +242,8 @@ pub fn main() -> ExitCode {
             Command::Destinations { command, common } => {
                 destinations::destinations(command, common).await
             }
+            Command::Endpoints { command, common } => endpoints::endpoints(command, common).await,
+            Command::Events { command, common } => events::events(command, common).await,
             Command::Tenant { command, database } => tenant::tenant(command, database).await,
             Command::Key { command, database } => tenant::key(command, database).await,
             Command::Secrets { command, database } => secrets::secrets(command, database).await,

@@ -25,6 +25,14 @@ pub(super) fn or_dash(text: Option<String>) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
+/// Lines of `label value`, the values lined up, `-` for an empty one.
+pub(super) fn labelled<'a>(lines: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    lines
+        .into_iter()
+        .map(|(label, value)| format!("{label:<13} {}\n", or_dash(Some(value))))
+        .collect()
+}
+
 /// One attempt's result in a few words: the status, or the error class.
 fn attempt_result(attempt: &Attempt) -> String {
     if attempt.status_code != 0 {

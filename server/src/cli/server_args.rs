@@ -6,9 +6,36 @@ use std::path::PathBuf;
 use clap::Args;
 use herald_client::Client;
 use tonic::{
-    metadata::MetadataValue,
+    Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
+
+/// A channel whose every call carries the API key, if one was given.
+pub type AuthorizedChannel = InterceptedService<Channel, ApiKey>;
+
+/// The `authorization` header a call carries, if an API key was given.
+#[derive(Debug, Clone)]
+pub struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl ApiKey {
+    /// Puts the header on `request`.
+    fn stamp<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+    }
+}
+
+impl Interceptor for ApiKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        self.stamp(&mut request);
+        Ok(request)
+    }
+}
 
 /// Where the server is and how to call it.
 #[derive(Debug, Args)]
@@ -79,6 +106,34 @@ impl ServerArgs {
         &self,
         request: T,
     ) -> Result<(Channel, tonic::Request<T>), ConnectError> {
+        let channel = self.connect().await?;
+        let mut request = tonic::Request::new(request);
+        self.api_key()?.stamp(&mut request);
+        Ok((channel, request))
+    }
+
+    /// A channel to the server that sends the API key, if one was given,
+    /// with every call: for commands that make several calls.
+    pub async fn authorized(&self) -> Result<AuthorizedChannel, ConnectError> {
+        let api_key = self.api_key()?;
+        Ok(InterceptedService::new(self.connect().await?, api_key))
+    }
+
+    /// The API key as the `authorization` header's value.
+    fn api_key(&self) -> Result<ApiKey, ConnectError> {
+        self.api_key
+            .as_ref()
+            .map(|key| {
+                format!("Bearer {key}")
+                    .parse()
+                    .map_err(|_| ConnectError::ApiKey)
+            })
+            .transpose()
+            .map(ApiKey)
+    }
+
+    /// A connected channel, over TLS when a CA is given.
+    async fn connect(&self) -> Result<Channel, ConnectError> {
         let address = |source| ConnectError::Address {
             url: self.url(),
             source,
@@ -94,21 +149,13 @@ impl ServerArgs {
             let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             endpoint = endpoint.tls_config(tls).map_err(address)?;
         }
-        let channel = endpoint
+        endpoint
             .connect()
             .await
             .map_err(|source| ConnectError::Unreachable {
                 url: self.url(),
                 source,
-            })?;
-        let mut request = tonic::Request::new(request);
-        if let Some(key) = &self.api_key {
-            let value: MetadataValue<_> = format!("Bearer {key}")
-                .parse()
-                .map_err(|_| ConnectError::ApiKey)?;
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok((channel, request))
+            })
     }
 
     /// A connected client carrying the API key, if one was given.

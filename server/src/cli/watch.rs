@@ -36,6 +36,12 @@ pub struct WatchArgs {
     /// Only deliveries to this URL host.
     #[arg(long)]
     host: Option<String>,
+    /// Only deliveries to this endpoint (made by publishing).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Only deliveries of events of this type.
+    #[arg(long)]
+    event_type: Option<String>,
 }
 
 /// Outcome kinds as typed on the command line.
@@ -80,6 +86,12 @@ pub async fn run(args: WatchArgs) -> Result<(), Box<dyn std::error::Error>> {
         .kinds(args.kinds.into_iter().map(OutcomeKind::from));
     if let Some(host) = args.host {
         options = options.destination_host(host);
+    }
+    if let Some(endpoint) = args.endpoint {
+        options = options.endpoint_id(endpoint);
+    }
+    if let Some(event_type) = args.event_type {
+        options = options.event_type(event_type);
     }
     if let Some(after) = args.after {
         options = options.after(after);

@@ -11,6 +11,7 @@ mod delivery;
 mod destinations;
 mod destinations_api;
 mod endpoints;
+mod endpoints_cli;
 mod enqueue;
 mod faults;
 mod feed;

@@ -133,11 +133,11 @@ async fn operators_inspect_cancel_and_redrive_from_the_shell(backend: Backend) {
 }
 
 /// The exit code of a command the server refused (a gRPC status).
-const REFUSED: i32 = 4;
+pub(crate) const REFUSED: i32 = 4;
 
 /// The exit code of a failing command that wrote nothing on stdout and
 /// `message` on stderr.
-fn failure(output: &Output, message: &str) -> i32 {
+pub(crate) fn failure(output: &Output, message: &str) -> i32 {
     assert!(
         output.stdout.is_empty(),
         "stdout: {}",
