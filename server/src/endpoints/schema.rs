@@ -44,13 +44,22 @@ pub enum PayloadRefused {
     #[error("is not JSON ({0}); the event type has a JSON Schema, so its payloads must be JSON")]
     NotJson(String),
     /// The first place where the payload breaks the schema.
-    #[error("does not match the event type's schema at {path:?}: {message}")]
+    #[error("does not match the event type's schema at {}: {message}", place(path))]
     Mismatch {
         /// JSON Pointer to the failing value (`""` for the whole payload).
         path: String,
         /// What the schema says is wrong there.
         message: String,
     },
+}
+
+/// Where in a payload a JSON Pointer points, for people.
+fn place(pointer: &str) -> String {
+    if pointer.is_empty() {
+        "the top level (\"\")".to_owned()
+    } else {
+        format!("{pointer:?}")
+    }
 }
 
 impl PayloadSchema {
@@ -185,6 +194,11 @@ mod tests {
             PayloadRefused::Mismatch { path, .. } => assert_eq!(path, "/lines/1/sku"),
             other => panic!("{other:?}"),
         }
+        let missing = schema.check(br#"{"id": "o1"}"#).unwrap_err();
+        assert!(
+            missing.to_string().contains("at the top level (\"\")"),
+            "{missing}"
+        );
         assert!(matches!(
             schema.check(b"not json"),
             Err(PayloadRefused::NotJson(_))
