@@ -34,6 +34,7 @@ mod store;
 mod tenants;
 mod tls;
 mod trace_context;
+mod upgrades;
 mod watch;
 
 /// The `herald` binary under test (the same entry point as `herald serve`).
