@@ -68,6 +68,12 @@ pub struct Config {
     #[serde(serialize_with = "humane")]
     pub migration_lock_timeout: Duration,
 
+    /// Connections for the read-only calls (listings, lookups, the
+    /// backlog), a pool apart from the one enqueues and delivery use, so
+    /// heavy reading cannot hold up enqueues.
+    #[arg(long, env = "HERALD_READ_POOL_SIZE", default_value_t = crate::store::DEFAULT_READ_CONNECTIONS)]
+    pub read_pool_size: u32,
+
     /// Longest one attempt may take, from connect to the end of the response.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "humane")]
@@ -446,6 +452,9 @@ impl Config {
             };
             return invalid(field, error.problem);
         }
+        if self.read_pool_size == 0 {
+            return invalid("HERALD_READ_POOL_SIZE", "must be at least 1".to_owned());
+        }
         if self.migration_lock_timeout.is_zero() {
             return invalid(
                 "HERALD_MIGRATION_LOCK_TIMEOUT",
@@ -488,9 +497,10 @@ impl Config {
 }
 
 impl Config {
-    /// How the store is opened: its migration lock timeout.
+    /// How the store is opened: its read pool and migration lock timeout.
     pub fn store_options(&self) -> crate::store::StoreOptions {
         crate::store::StoreOptions {
+            read_connections: self.read_pool_size,
             migration_lock_timeout: self.migration_lock_timeout,
         }
     }

@@ -262,6 +262,7 @@ async fn migrate(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let options = StoreOptions {
         migration_lock_timeout,
+        ..StoreOptions::default()
     };
     let store = Store::connect_with(database_url, options).await?;
     store.migrate().await?;

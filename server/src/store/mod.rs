@@ -163,6 +163,8 @@ const POSTGRES_REPLAY_READS: usize = 6;
 /// Most watcher replay reads at once on SQLite: two of the four.
 const SQLITE_REPLAY_READS: usize = 2;
 
+/// Connections of the read pool unless configured (`HERALD_READ_POOL_SIZE`).
+pub const DEFAULT_READ_CONNECTIONS: u32 = 4;
 /// Longest a migration statement waits for a lock on PostgreSQL unless
 /// configured (`HERALD_MIGRATION_LOCK_TIMEOUT`).
 pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,6 +172,11 @@ pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a store is opened, beyond its URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
+    /// Connections of the pool the read-only API calls use (listings,
+    /// lookups, the backlog), apart from the one enqueues, the scheduler
+    /// and every write use, so readers cannot take the writers'
+    /// connections however many or slow they are.
+    pub read_connections: u32,
     /// Longest a migration statement waits for a lock on PostgreSQL
     /// before it gives up.
     pub migration_lock_timeout: Duration,
@@ -178,6 +185,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
+            read_connections: DEFAULT_READ_CONNECTIONS,
             migration_lock_timeout: DEFAULT_MIGRATION_LOCK_TIMEOUT,
         }
     }
@@ -187,6 +195,8 @@ impl Default for StoreOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The read-only API calls' own pool (see [`StoreOptions`]).
+    reads: DatabaseConnection,
     /// The URL it was opened with, for the migrating connection.
     url: String,
     /// How it was opened.
@@ -249,6 +259,8 @@ impl Store {
                 pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
             });
         }
+        let mut read_options = options.clone();
+        read_options.max_connections(store_options.read_connections);
         options.max_connections(match dialect {
             Dialect::Sqlite => SQLITE_CONNECTIONS,
             Dialect::Postgres => POSTGRES_CONNECTIONS,
@@ -259,8 +271,10 @@ impl Store {
         let db = Database::connect(options)
             .await
             .map_err(|error| open::explain(url, dialect, create, error))?;
+        let reads = Database::connect(read_options).await?;
         Ok(Self {
             db,
+            reads,
             url: url.to_owned(),
             options: store_options,
             dialect,
@@ -372,6 +386,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<(), StoreError> {
+        self.reads.close().await?;
         self.db.close().await?;
         Ok(())
     }

@@ -24,6 +24,7 @@ mod metrics;
 mod operate;
 mod operator_cli;
 mod outage;
+mod read_pool;
 mod redrive;
 mod revocation;
 mod scheduling;

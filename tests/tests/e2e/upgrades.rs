@@ -410,6 +410,7 @@ async fn a_migration_waiting_for_a_lock_stops_and_names_what_was_open() {
         .expect("a pid");
     let options = StoreOptions {
         migration_lock_timeout: Duration::from_millis(300),
+        ..StoreOptions::default()
     };
     let store = Store::connect_with(db.url(), options)
         .await
