@@ -136,7 +136,9 @@ impl Store {
         }
         let migrating = self.migration_connection().await?;
         let applied = Migrator::apply_pending(&migrating).await;
-        let result = match applied {
+        // Closed first, so the transactions listed below are others'.
+        migrating.close().await?;
+        match applied {
             Err(failed) if is_lock_timeout(&failed.source) => {
                 let holders = open_transactions(&self.db).await;
                 Err(SchemaError::LockTimeout {
@@ -148,9 +150,7 @@ impl Store {
             }
             Err(failed) => Err(SchemaError::Failed(failed).into()),
             Ok(()) => Ok(()),
-        };
-        migrating.close().await?;
-        result
+        }
     }
 
     /// One connection to this store's PostgreSQL database whose statements
