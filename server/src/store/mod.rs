@@ -384,7 +384,7 @@ impl Store {
         Statement::from_sql_and_values(self.backend(), self.dialect.sql(template), values)
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<(), StoreError> {
         self.reads.close().await?;
         self.db.close().await?;
