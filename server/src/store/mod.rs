@@ -259,14 +259,8 @@ impl Store {
                 pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
             });
         }
-        // The read pool pings a connection before every read: reads are not
-        // the hot path, and a connection an outage broke is then replaced
-        // instead of failing the read that finds it (the write pool's are
-        // found and replaced by the statements that retry on them).
         let mut read_options = options.clone();
-        read_options
-            .max_connections(store_options.read_connections)
-            .test_before_acquire_if_idle_for(Duration::ZERO);
+        read_options.max_connections(store_options.read_connections);
         options.max_connections(match dialect {
             Dialect::Sqlite => SQLITE_CONNECTIONS,
             Dialect::Postgres => POSTGRES_CONNECTIONS,

@@ -59,14 +59,31 @@ impl Store {
     /// A transaction on the read pool for a read the API makes: read-only
     /// with a statement timeout of [`LISTING_TIMEOUT`] on PostgreSQL. Map
     /// its statements' errors with [`timed_out`].
+    ///
+    /// A pooled connection a database outage broke fails its `BEGIN` and
+    /// leaves the pool; the read then begins on the next one, up to every
+    /// connection of the pool and one more, so the first reads after an
+    /// outage answer instead of failing one per broken connection.
     pub(super) async fn read_only(&self) -> Result<DatabaseTransaction, StoreError> {
+        let mut tries = self.options.read_connections + 1;
+        let txn = loop {
+            let begun = match self.dialect {
+                super::Dialect::Sqlite => self.reads.begin().await,
+                super::Dialect::Postgres => {
+                    self.reads
+                        .begin_with_config(None, Some(AccessMode::ReadOnly))
+                        .await
+                }
+            };
+            match begun.map_err(StoreError::from) {
+                Ok(txn) => break txn,
+                Err(error) if tries > 1 && error.is_unavailable() => tries -= 1,
+                Err(error) => return Err(error),
+            }
+        };
         if self.dialect != super::Dialect::Postgres {
-            return Ok(self.reads.begin().await?);
+            return Ok(txn);
         }
-        let txn = self
-            .reads
-            .begin_with_config(None, Some(AccessMode::ReadOnly))
-            .await?;
         txn.execute_unprepared(&format!(
             "SET LOCAL statement_timeout = {}",
             LISTING_TIMEOUT.as_millis()
