@@ -11,7 +11,13 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.create_table(api_keys()).await?;
+        // Every step can run again: an install whose first run of this
+        // migration stopped halfway (SQLite ran it outside a transaction
+        // before it asked for one) finishes it instead of failing on what
+        // is already there.
+        manager
+            .create_table(api_keys().if_not_exists().to_owned())
+            .await?;
         manager
             .create_index(
                 Index::create()
@@ -19,6 +25,7 @@ impl MigrationTrait for Migration {
                     .table(ApiKeys::Table)
                     .col(ApiKeys::KeyHash)
                     .unique()
+                    .if_not_exists()
                     .to_owned(),
             )
             .await?;
@@ -32,6 +39,10 @@ impl MigrationTrait for Migration {
                 .big_integer()
                 .to_owned(),
         ] {
+            let name = column.get_column_name();
+            if manager.has_column("tenants", &name).await? {
+                continue;
+            }
             manager
                 .alter_table(
                     Table::alter()
@@ -42,6 +53,11 @@ impl MigrationTrait for Migration {
                 .await?;
         }
         Ok(())
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        // On SQLite too: all or nothing.
+        Some(true)
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -53,23 +53,20 @@ async fn swap(
     predicate: &str,
     old: &str,
 ) -> Result<(), DbErr> {
-    let create = |concurrently: &str| {
-        format!(
-            "CREATE UNIQUE INDEX {concurrently} IF NOT EXISTS {new} \
-             ON deliveries (tenant_id, idempotency_key) {predicate}"
-        )
-    };
     if manager.get_database_backend() == DbBackend::Postgres {
         let db = manager.get_connection();
-        crate::concurrent_index::drop_invalid(db, new).await?;
-        db.execute_unprepared(&create("CONCURRENTLY")).await?;
-        db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {old}"))
-            .await?;
+        let definition = format!("ON deliveries (tenant_id, idempotency_key) {predicate}");
+        crate::concurrent_index::create_unique_concurrently(db, new, &definition).await?;
+        crate::concurrent_index::drop_concurrently(db, old).await?;
         return Ok(());
     }
     let txn = manager.begin().await?;
     let db = txn.get_connection();
-    db.execute_unprepared(&create("")).await?;
+    db.execute_unprepared(&format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {new} \
+         ON deliveries (tenant_id, idempotency_key) {predicate}"
+    ))
+    .await?;
     db.execute_unprepared(&format!("DROP INDEX IF EXISTS {old}"))
         .await?;
     txn.commit().await

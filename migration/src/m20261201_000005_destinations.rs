@@ -146,9 +146,7 @@ impl MigrationTrait for Migration {
         for (name, definition) in DELIVERY_INDEXES {
             crate::concurrent_index::create_concurrently(db, name, definition).await?;
         }
-        db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {GLOBAL_DUE}"))
-            .await?;
-        Ok(())
+        crate::concurrent_index::drop_concurrently(db, GLOBAL_DUE).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

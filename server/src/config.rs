@@ -56,9 +56,23 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Apply pending migrations at start.
+    /// Apply pending migrations at start. Off, the server refuses to
+    /// start on a schema that lacks any, naming them.
     #[arg(long, env = "HERALD_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,
+
+    /// Longest a migration statement waits for a lock on PostgreSQL before
+    /// the migration stops (and says which transactions were open); it
+    /// goes on from there when run again.
+    #[arg(long, env = "HERALD_MIGRATION_LOCK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "humane")]
+    pub migration_lock_timeout: Duration,
+
+    /// Connections for the read-only calls (listings, lookups, the
+    /// backlog), a pool apart from the one enqueues and delivery use, so
+    /// heavy reading cannot hold up enqueues.
+    #[arg(long, env = "HERALD_READ_POOL_SIZE", default_value_t = crate::store::DEFAULT_READ_CONNECTIONS)]
+    pub read_pool_size: u32,
 
     /// Longest one attempt may take, from connect to the end of the response.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -438,6 +452,15 @@ impl Config {
             };
             return invalid(field, error.problem);
         }
+        if self.read_pool_size == 0 {
+            return invalid("HERALD_READ_POOL_SIZE", "must be at least 1".to_owned());
+        }
+        if self.migration_lock_timeout.is_zero() {
+            return invalid(
+                "HERALD_MIGRATION_LOCK_TIMEOUT",
+                "must be above zero (a migration would wait for locks without end)".to_owned(),
+            );
+        }
         if self.feed_buffer == 0 {
             return invalid("HERALD_FEED_BUFFER", "must be at least 1".to_owned());
         }
@@ -474,6 +497,14 @@ impl Config {
 }
 
 impl Config {
+    /// How the store is opened: its read pool and migration lock timeout.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            read_connections: self.read_pool_size,
+            migration_lock_timeout: self.migration_lock_timeout,
+        }
+    }
+
     /// Every destination's policy unless it sets its own.
     pub fn destination_policy(&self) -> Policy {
         Policy {

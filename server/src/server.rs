@@ -146,7 +146,8 @@ impl RunningServer {
     }
 }
 
-/// Opens the database (migrating it unless `config.migrate` is off), binds
+/// Opens the database (migrating it unless `config.migrate` is off, when
+/// it must be migrated already), binds
 /// the listener and starts serving and delivering.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     config.validate()?;
@@ -154,11 +155,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         url: crate::config::redact_url(&config.database_url),
         source,
     };
-    let store = Store::connect(&config.database_url)
+    let store = Store::connect_with(&config.database_url, config.store_options())
         .await
         .map_err(database)?;
     if config.migrate {
         store.migrate().await.map_err(database)?;
+    } else {
+        store.require_migrated().await.map_err(database)?;
     }
     store.look_at_every_destination().await.map_err(database)?;
     let auth = Authenticator::new(store.clone(), config.credential_cache);

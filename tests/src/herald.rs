@@ -51,6 +51,8 @@ pub fn test_config(database_url: &str) -> Config {
         cors_origins: Vec::new(),
         database_url: database_url.to_owned(),
         migrate: true,
+        migration_lock_timeout: Duration::from_secs(5),
+        read_pool_size: 4,
         request_timeout: Duration::from_secs(2),
         lease_duration: Duration::from_secs(5),
         max_attempts: 5,

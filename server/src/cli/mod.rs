@@ -13,7 +13,7 @@
 //! (`database_url` for `tenant`, `key` and `migrate`); `HERALD_*` variables
 //! override it, flags override both.
 
-use std::{ffi::OsString, io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{ffi::OsString, io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
@@ -38,7 +38,11 @@ mod tenant;
 mod watch;
 mod when;
 
-use crate::{Config, config::FileSettings, store::Store};
+use crate::{
+    Config,
+    config::FileSettings,
+    store::{Store, StoreOptions},
+};
 
 /// Durable HTTP/webhook delivery over gRPC.
 #[derive(Parser)]
@@ -65,6 +69,9 @@ enum Command {
             default_value = "sqlite://herald.db"
         )]
         database_url: String,
+        /// Longest a migration statement waits for a lock on PostgreSQL.
+        #[arg(long, env = "HERALD_MIGRATION_LOCK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+        migration_lock_timeout: Duration,
     },
     /// Print outcomes as they happen, with a summary every few seconds.
     Watch(watch::WatchArgs),
@@ -230,7 +237,10 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => serve(*config).await,
-            Command::Migrate { database_url } => migrate(&database_url).await,
+            Command::Migrate {
+                database_url,
+                migration_lock_timeout,
+            } => migrate(&database_url, migration_lock_timeout).await,
             Command::Watch(args) => watch::run(args).await,
             Command::Config {
                 command: ConfigCommand::Print(config),
@@ -274,8 +284,15 @@ fn print_config(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn migrate(database_url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Store::connect(database_url).await?;
+async fn migrate(
+    database_url: &str,
+    migration_lock_timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let options = StoreOptions {
+        migration_lock_timeout,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(database_url, options).await?;
     store.migrate().await?;
     store.close().await?;
     tracing::info!("migrations applied");

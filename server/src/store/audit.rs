@@ -226,7 +226,12 @@ impl Store {
             " ORDER BY at_ms DESC, id DESC LIMIT ?",
             i64::from(query.limit).into(),
         );
-        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
+        let txn = self.read_only().await?;
+        let rows = txn
+            .query_all_raw(self.statement(&sql, values))
+            .await
+            .map_err(super::read::timed_out)?;
+        txn.commit().await?;
         rows.iter()
             .map(|row| {
                 let kind: String = row.try_get_by_index(3)?;

@@ -107,11 +107,14 @@ impl Store {
         tenant: &str,
         values: Vec<sea_orm::Value>,
     ) -> Result<Backlog, StoreError> {
-        let row = self
-            .db
+        let txn = self.read_only().await?;
+        let row = txn
             .query_one_raw(self.statement(&BACKLOG.replace("{tenant}", tenant), values))
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the backlog query returned no row".into()))?;
+            .await
+            .map_err(super::read::timed_out)?;
+        txn.commit().await?;
+        let row =
+            row.ok_or_else(|| StoreError::Corrupt("the backlog query returned no row".into()))?;
         Ok(Backlog {
             due: row.try_get_by_index(0)?,
             scheduled_retries: row.try_get_by_index(1)?,

@@ -115,10 +115,12 @@ impl Store {
         }
         values.push(i64::try_from(page.limit).unwrap_or(i64::MAX).into());
         let limit = format!("LIMIT ${}", values.len());
-        let rows = self
-            .db
+        let txn = self.read_only().await?;
+        let rows = txn
             .query_all_raw(self.statement(&show(&filter, &limit), values))
-            .await?;
+            .await
+            .map_err(super::read::timed_out)?;
+        txn.commit().await?;
         rows.iter().map(|row| record(row, defaults)).collect()
     }
 
@@ -129,7 +131,16 @@ impl Store {
         destination: &DestinationRef,
         defaults: &Policy,
     ) -> Result<Option<DestinationRecord>, StoreError> {
-        self.show_one(&self.db, destination, defaults).await
+        let txn = self.read_only().await?;
+        let shown =
+            self.show_one(&txn, destination, defaults)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Database(error) => super::read::timed_out(error),
+                    other => other,
+                })?;
+        txn.commit().await?;
+        Ok(shown)
     }
 
     /// Applies `update` to `destination`'s own policy, making its row if it

@@ -37,6 +37,7 @@ mod read;
 pub mod records;
 mod redrive;
 mod retention;
+mod schema;
 mod sealed_secrets;
 mod sql;
 mod stranded;
@@ -44,8 +45,6 @@ mod tenants;
 mod unreadable;
 
 use std::{sync::Arc, time::Duration};
-
-use herald_migration::{Migrator, MigratorTrait};
 
 use crate::domain::HttpRequest;
 use sea_orm::{
@@ -68,6 +67,7 @@ pub use notify::{Channel, Listener};
 pub use open::OpenError;
 pub use publish::{EndpointDelivery, EventRecord, NewEvent, Published, Skipped};
 pub use read::PageCursor;
+pub use schema::SchemaError;
 pub use sealed_secrets::StoredSecrets;
 pub use tenants::{ApiKeySummary, Revoked, TenantSummary};
 
@@ -134,9 +134,10 @@ pub enum StoreError {
     /// The server is stopping and takes no more enqueues.
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// A listing ran longer than it may (PostgreSQL's statement timeout).
+    /// A read for the API (a listing, a lookup, the backlog) ran longer
+    /// than it may (PostgreSQL's statement timeout).
     #[error(
-        "the listing took longer than {0:?} and was stopped; narrow it with filters (state, \
+        "the read took longer than {0:?} and was stopped; narrow a listing with filters (state, \
          destination_host, created_after_time, created_before_time) or a smaller page_size"
     )]
     ListingTimedOut(Duration),
@@ -146,6 +147,10 @@ pub enum StoreError {
     /// The database is not there to use yet; the message says what to do.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// This build will not run on the schema, or could not migrate it;
+    /// the message says what to do.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     /// The listening connection failed.
     #[error("listening for work: {0}")]
     Listen(#[from] sea_orm::sqlx::Error),
@@ -166,10 +171,44 @@ const POSTGRES_REPLAY_READS: usize = 6;
 /// Most watcher replay reads at once on SQLite: two of the four.
 const SQLITE_REPLAY_READS: usize = 2;
 
+/// Connections of the read pool unless configured (`HERALD_READ_POOL_SIZE`).
+pub const DEFAULT_READ_CONNECTIONS: u32 = 4;
+/// Longest a migration statement waits for a lock on PostgreSQL unless
+/// configured (`HERALD_MIGRATION_LOCK_TIMEOUT`).
+pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a store is opened, beyond its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections of the pool the read-only API calls use (listings,
+    /// lookups, the backlog), apart from the one enqueues, the scheduler
+    /// and every write use, so readers cannot take the writers'
+    /// connections however many or slow they are.
+    pub read_connections: u32,
+    /// Longest a migration statement waits for a lock on PostgreSQL
+    /// before it gives up.
+    pub migration_lock_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            read_connections: DEFAULT_READ_CONNECTIONS,
+            migration_lock_timeout: DEFAULT_MIGRATION_LOCK_TIMEOUT,
+        }
+    }
+}
+
 /// Handle to Herald's database; cheap to clone (a pool inside).
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The read-only API calls' own pool (see [`StoreOptions`]).
+    reads: DatabaseConnection,
+    /// The URL it was opened with, for the migrating connection.
+    url: String,
+    /// How it was opened.
+    options: StoreOptions,
     dialect: Dialect,
     /// Tags this store's announcements, so its listeners can pass over
     /// their own echo (see [`notify`]).
@@ -187,15 +226,25 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url`. A SQLite file is created if missing and runs in
-    /// WAL mode with full fsync, so an acknowledged enqueue survives a crash.
+    /// Connects to `url` with the default [`StoreOptions`]. A SQLite file
+    /// is created if missing and runs in WAL mode with full fsync, so an
+    /// acknowledged enqueue survives a crash.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::open(url, open::Create::IfMissing).await
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects to `url` as [`Store::connect`] does, with `options`.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::open(url, open::Create::IfMissing, options).await
     }
 
     /// Connects to `url`, creating a missing SQLite file only if `create`
     /// says so.
-    async fn open(url: &str, create: open::Create) -> Result<Self, StoreError> {
+    async fn open(
+        url: &str,
+        create: open::Create,
+        store_options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let dialect = Dialect::from_url(url)
             .ok_or_else(|| StoreError::UnsupportedUrl(crate::config::redact_url(url)))?;
         let mut options = ConnectOptions::new(url.to_owned());
@@ -213,23 +262,29 @@ impl Store {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        if dialect == Dialect::Sqlite {
-            options.max_connections(SQLITE_CONNECTIONS);
-        } else {
-            options
-                .max_connections(POSTGRES_CONNECTIONS)
-                .map_sqlx_postgres_pool_opts(|pool| {
-                    pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
-                });
+        if dialect == Dialect::Postgres {
+            options.map_sqlx_postgres_pool_opts(|pool| {
+                pool.after_connect(|connection, _| Box::pin(nodelay::disable_nagle(connection)))
+            });
         }
+        let mut read_options = options.clone();
+        read_options.max_connections(store_options.read_connections);
+        options.max_connections(match dialect {
+            Dialect::Sqlite => SQLITE_CONNECTIONS,
+            Dialect::Postgres => POSTGRES_CONNECTIONS,
+        });
         if dialect == Dialect::Postgres {
             open::probe_postgres(url).await?;
         }
         let db = Database::connect(options)
             .await
             .map_err(|error| open::explain(url, dialect, create, error))?;
+        let reads = Database::connect(read_options).await?;
         Ok(Self {
             db,
+            reads,
+            url: url.to_owned(),
+            options: store_options,
             dialect,
             origin: uuid::Uuid::new_v4(),
             write_gate: (dialect == Dialect::Sqlite).then(Arc::default),
@@ -241,7 +296,8 @@ impl Store {
         })
     }
 
-    /// Applies every pending migration. On PostgreSQL, replicas starting
+    /// Applies every pending migration, once this build is found fit to
+    /// run on the schema (see [`schema`]). On PostgreSQL, replicas starting
     /// at the same time take turns (a session advisory lock on a connection
     /// of its own), so the second finds nothing left to do instead of
     /// failing on tables the first just created.
@@ -253,8 +309,7 @@ impl Store {
     /// snapshot to end, so the two would wait on each other for ever.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         if self.dialect != Dialect::Postgres {
-            Migrator::up(&self.db, None).await?;
-            return Ok(());
+            return self.apply_migrations().await;
         }
         let mut turn = self.db.get_postgres_connection_pool().acquire().await?;
         loop {
@@ -266,7 +321,7 @@ impl Store {
             }
             tokio::time::sleep(MIGRATION_TURN_POLL).await;
         }
-        let migrated = Migrator::up(&self.db, None).await;
+        let migrated = self.apply_migrations().await;
         let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock(7255002)")
             .execute(&mut *turn)
             .await;
@@ -337,8 +392,9 @@ impl Store {
         Statement::from_sql_and_values(self.backend(), self.dialect.sql(template), values)
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<(), StoreError> {
+        self.reads.close().await?;
         self.db.close().await?;
         Ok(())
     }

@@ -5,15 +5,14 @@
 //! exist is named with how to create it, and an unreachable PostgreSQL is
 //! reported after one short attempt rather than the pool's long timeout.
 
-use std::{collections::HashSet, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use herald_migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectionTrait, DbErr, Statement,
+    DbErr,
     sqlx::{Connection, postgres::PgConnectOptions},
 };
 
-use super::{Dialect, Store, StoreError};
+use super::{Dialect, Store, StoreError, StoreOptions};
 use crate::config::redact_url;
 
 /// Whether opening a SQLite database may create its file.
@@ -70,18 +69,6 @@ pub enum OpenError {
         url: String,
         /// What the attempt met.
         reason: String,
-    },
-    /// The schema lacks migrations this build knows.
-    #[error(
-        "the database {url} is not migrated ({pending} of {known} migrations pending); run `herald migrate` or `herald serve` first"
-    )]
-    NotMigrated {
-        /// The database, its password hidden.
-        url: String,
-        /// Migrations not applied yet.
-        pending: usize,
-        /// Migrations this build knows.
-        known: usize,
     },
 }
 
@@ -161,57 +148,11 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 
 impl Store {
     /// Opens an existing database whose schema has every migration this
-    /// build knows, for the commands that must not create or change one
-    /// (`tenant`, `key`).
+    /// build knows (and none it cannot run with), for the commands that
+    /// must not create or change one (`tenant`, `key`).
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
-        let store = Self::open(url, Create::Never).await?;
-        let known = Migrator::migrations().len();
-        let applied = store.applied_migrations().await?;
-        let pending = Migrator::migrations()
-            .iter()
-            .filter(|migration| !applied.contains(migration.name()))
-            .count();
-        if pending > 0 {
-            return Err(OpenError::NotMigrated {
-                url: redact_url(url),
-                pending,
-                known,
-            }
-            .into());
-        }
+        let store = Self::open(url, Create::Never, StoreOptions::default()).await?;
+        store.require_migrated().await?;
         Ok(store)
-    }
-
-    /// The names of the migrations applied, read without creating the
-    /// migrations table (an empty set when it does not exist).
-    async fn applied_migrations(&self) -> Result<HashSet<String>, StoreError> {
-        let exists = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
-            }
-            Dialect::Postgres => "SELECT to_regclass('seaql_migrations') IS NOT NULL",
-        };
-        let backend = self.db.get_database_backend();
-        let row = self
-            .db
-            .query_one_raw(Statement::from_string(backend, exists))
-            .await?;
-        let exists: bool = match row {
-            Some(row) => row.try_get_by_index(0)?,
-            None => false,
-        };
-        if !exists {
-            return Ok(HashSet::new());
-        }
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT version FROM seaql_migrations",
-            ))
-            .await?;
-        rows.iter()
-            .map(|row| row.try_get_by_index::<String>(0).map_err(StoreError::from))
-            .collect()
     }
 }

@@ -5,10 +5,14 @@
 //! A listing pages by keyset: `(time, id) < (X, Y)`, a row-value
 //! comparison both databases read as a range of an index on
 //! `(tenant, [state | host,] time, id)` (the spelled-out `time < X OR
-//! (time = X AND id < Y)` is read as neither). On PostgreSQL a listing runs
-//! in a read-only transaction with a statement timeout
-//! ([`LISTING_TIMEOUT`]), so one that would scan too much gives its
-//! connection back instead of holding it from enqueues and claims.
+//! (time = X AND id < Y)` is read as neither).
+//!
+//! Every read the API makes (these, the audit and destination listings,
+//! the backlog) runs on the store's read pool, apart from the connections
+//! enqueues and the scheduler use, so a dashboard listing hard cannot take
+//! them away; and on PostgreSQL in a read-only transaction with a
+//! statement timeout ([`LISTING_TIMEOUT`]), so one that would scan too
+//! much gives its connection back to the other readers.
 //!
 //! A listing streams its rows to a caller's `take`, which says when the
 //! page is full (by rows or by bytes), so at most one row past the page is
@@ -19,9 +23,9 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use sea_orm::{
-    AccessMode, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, Iterable,
-    Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr, Select, SelectModel,
-    Selector, StreamTrait, TransactionTrait, sea_query::Expr,
+    AccessMode, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    ExprTrait, Iterable, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RuntimeErr,
+    Select, SelectModel, Selector, StreamTrait, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -34,7 +38,7 @@ use super::{
 };
 use crate::domain::DeliveryState;
 
-/// Longest a listing's statement may run on PostgreSQL.
+/// Longest a statement of a read for the API may run on PostgreSQL.
 pub const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// PostgreSQL's `query_canceled`, which a statement timeout raises.
@@ -52,27 +56,67 @@ pub struct PageCursor {
 }
 
 impl Store {
+    /// A transaction on the read pool for a read the API makes: read-only
+    /// with a statement timeout of [`LISTING_TIMEOUT`] on PostgreSQL. Map
+    /// its statements' errors with [`timed_out`].
+    ///
+    /// A pooled connection a database outage broke fails its `BEGIN` and
+    /// leaves the pool; the read then begins on the next one, up to every
+    /// connection of the pool and one more, so the first reads after an
+    /// outage answer instead of failing one per broken connection.
+    pub(super) async fn read_only(&self) -> Result<DatabaseTransaction, StoreError> {
+        let mut tries = self.options.read_connections + 1;
+        let txn = loop {
+            let begun = match self.dialect {
+                super::Dialect::Sqlite => self.reads.begin().await,
+                super::Dialect::Postgres => {
+                    self.reads
+                        .begin_with_config(None, Some(AccessMode::ReadOnly))
+                        .await
+                }
+            };
+            match begun.map_err(StoreError::from) {
+                Ok(txn) => break txn,
+                Err(error) if tries > 1 && error.is_unavailable() => tries -= 1,
+                Err(error) => return Err(error),
+            }
+        };
+        if self.dialect != super::Dialect::Postgres {
+            return Ok(txn);
+        }
+        txn.execute_unprepared(&format!(
+            "SET LOCAL statement_timeout = {}",
+            LISTING_TIMEOUT.as_millis()
+        ))
+        .await?;
+        Ok(txn)
+    }
+
     /// One delivery of `tenant_id` with its attempts, oldest first.
     pub async fn get_delivery(
         &self,
         tenant_id: &str,
         id: Uuid,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let txn = self.read_only().await?;
         let Some(model) = deliveries::Entity::find_by_id(id)
             .filter(deliveries::Column::TenantId.eq(tenant_id))
-            .one(&self.db)
-            .await?
+            .one(&txn)
+            .await
+            .map_err(timed_out)?
         else {
             return Ok(None);
         };
         let attempts = attempts::Entity::find()
             .filter(attempts::Column::DeliveryId.eq(id))
             .order_by_asc(attempts::Column::Number)
-            .all(&self.db)
-            .await?
+            .all(&txn)
+            .await
+            .map_err(timed_out)?
             .into_iter()
             .map(attempt_record)
             .collect::<Result<Vec<_>, _>>()?;
+        txn.commit().await?;
         let mut delivery = delivery_record(model)?;
         delivery.attempts = attempts;
         Ok(Some(delivery))
@@ -151,18 +195,7 @@ impl Store {
         mut take: impl FnMut(DeliveryRecord) -> bool,
     ) -> Result<(), StoreError> {
         let query = in_view(query, view);
-        if self.dialect != super::Dialect::Postgres {
-            return stream_to(query, &self.db, &mut take).await;
-        }
-        let txn = self
-            .db
-            .begin_with_config(None, Some(AccessMode::ReadOnly))
-            .await?;
-        txn.execute_unprepared(&format!(
-            "SET LOCAL statement_timeout = {}",
-            LISTING_TIMEOUT.as_millis()
-        ))
-        .await?;
+        let txn = self.read_only().await?;
         stream_to(query, &txn, &mut take).await?;
         txn.commit().await?;
         Ok(())
@@ -271,7 +304,7 @@ fn page_query(
 
 /// A statement PostgreSQL cancelled at [`LISTING_TIMEOUT`], as
 /// [`StoreError::ListingTimedOut`].
-fn timed_out(error: DbErr) -> StoreError {
+pub(super) fn timed_out(error: DbErr) -> StoreError {
     let cancelled = match &error {
         DbErr::Query(RuntimeErr::SqlxError(sqlx)) | DbErr::Exec(RuntimeErr::SqlxError(sqlx)) => {
             sqlx.as_database_error()

@@ -26,6 +26,7 @@ mod metrics;
 mod operate;
 mod operator_cli;
 mod outage;
+mod read_pool;
 mod redrive;
 mod revocation;
 mod scheduling;
@@ -36,6 +37,7 @@ mod store;
 mod tenants;
 mod tls;
 mod trace_context;
+mod upgrades;
 mod watch;
 
 /// The `herald` binary under test (the same entry point as `herald serve`).
