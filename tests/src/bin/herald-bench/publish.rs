@@ -56,13 +56,6 @@ pub async fn publish(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
         .await
         .expect("connect");
     let url = receiver.url();
-    DestinationServiceClient::new(channel.clone())
-        .pause_destination(PauseDestinationRequest {
-            destination: url.clone(),
-            reason: "the publish benchmark measures accepting only".into(),
-        })
-        .await
-        .expect("pause the destination");
     let endpoints = EndpointServiceClient::new(channel.clone());
     for n in FAN_OUTS.into_iter().chain([WIDE]) {
         for i in 0..n {
@@ -77,6 +70,14 @@ pub async fn publish(backend: Backend, count: u64, concurrency: usize) -> Vec<Re
                 .expect("create an endpoint");
         }
     }
+    // Paused once its row exists (the first endpoint made it).
+    DestinationServiceClient::new(channel.clone())
+        .pause_destination(PauseDestinationRequest {
+            destination: url.clone(),
+            reason: "the publish benchmark measures accepting only".into(),
+        })
+        .await
+        .expect("pause the destination");
     let events = EventServiceClient::new(channel);
     let mut reports = Vec::new();
     for n in FAN_OUTS {
