@@ -8,7 +8,8 @@ use crate::{
     destinations::policy::PolicyUpdate,
     endpoints::{EventTypeName, PayloadSchema, Subscription, subscription::MAX_PATTERNS},
     store::{
-        EndpointDelivery, EndpointRecord, EventDelivery, EventRecord, EventTypeRecord, Skipped,
+        EndpointDelivery, EndpointRecord, EventDelivery, EventRecord, EventTypeRecord, Published,
+        Skipped,
     },
 };
 
@@ -52,6 +53,39 @@ pub fn json_schema(raw: String) -> Result<Option<String>, ApiError> {
     PayloadSchema::compile(&raw)
         .map_err(|problem| ApiError::invalid("event_type.json_schema", problem.to_string()))?;
     Ok(Some(raw))
+}
+
+/// The refusal of an `update_mask` that names no field; `updatable` are
+/// the fields it may name.
+pub fn empty_mask(updatable: &[&str]) -> ApiError {
+    ApiError::invalid(
+        "update_mask",
+        format!(
+            "names no field; give the fields to change (any of {})",
+            updatable.join(", ")
+        ),
+    )
+}
+
+/// The refusal of an `update_mask` naming `path`, which is not one of
+/// `updatable`.
+pub fn unchangeable(path: &str, updatable: &[&str]) -> ApiError {
+    ApiError::invalid(
+        "update_mask",
+        format!(
+            "names {path:?}, which cannot be changed; give any of {}",
+            updatable.join(", ")
+        ),
+    )
+}
+
+/// The deliveries a publish or replay made, and the endpoints it skipped,
+/// as the API shows them.
+pub fn fan_out(published: Published) -> (Vec<proto::EventDelivery>, Vec<proto::SkippedEndpoint>) {
+    (
+        published.deliveries.into_iter().map(made).collect(),
+        published.skipped.into_iter().map(skipped).collect(),
+    )
 }
 
 /// The destination policy change an endpoint's `policy` asks for.
@@ -118,7 +152,7 @@ pub fn event(record: EventRecord, with_payload: bool) -> proto::Event {
 }
 
 /// A delivery a publish or replay made.
-pub fn made(delivery: EndpointDelivery) -> proto::EventDelivery {
+fn made(delivery: EndpointDelivery) -> proto::EventDelivery {
     proto::EventDelivery {
         endpoint_id: delivery.endpoint_id.to_string(),
         delivery_id: delivery.delivery_id.to_string(),
@@ -139,7 +173,7 @@ pub fn event_delivery(delivery: EventDelivery) -> proto::EventDelivery {
 }
 
 /// An endpoint an event matched that got no delivery.
-pub fn skipped(skipped: Skipped) -> proto::SkippedEndpoint {
+fn skipped(skipped: Skipped) -> proto::SkippedEndpoint {
     proto::SkippedEndpoint {
         endpoint_id: skipped.endpoint_id.to_string(),
         reason: skipped.reason,

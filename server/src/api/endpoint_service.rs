@@ -167,24 +167,23 @@ impl EndpointService for EndpointApi {
                 .collect(),
             &self.limits.input,
         )?;
-        let new = NewEndpoint {
-            id: Uuid::now_v7(),
-            url,
-            destination,
-            description: description("description", request.description)?,
-            headers,
-            subscription: subscription(&request.event_types)?,
-            enabled: !request.disabled,
-            secret: crate::secrets::Sealed::from_stored(String::new()),
-        };
+        let description = description("description", request.description)?;
+        let subscription = subscription(&request.event_types)?;
         // The policy first: one out of range refuses the whole request
         // before the endpoint exists.
-        self.apply_policy(&caller, &new.destination, request.policy.as_ref())
+        self.apply_policy(&caller, &destination, request.policy.as_ref())
             .await?;
-        let (secret, sealed) = self.new_secret(&caller.tenant, new.id);
+        let id = Uuid::now_v7();
+        let (secret, sealed) = self.new_secret(&caller.tenant, id);
         let new = NewEndpoint {
+            id,
+            url,
+            destination,
+            description,
+            headers,
+            subscription,
+            enabled: !request.disabled,
             secret: sealed,
-            ..new
         };
         let record = self
             .store
@@ -261,14 +260,7 @@ impl EndpointService for EndpointApi {
             .map(|mask| mask.paths)
             .unwrap_or_default();
         if paths.is_empty() && request.policy.is_none() {
-            return Err(ApiError::invalid(
-                "update_mask",
-                format!(
-                    "names no field; give the fields to change (any of {})",
-                    UPDATABLE.join(", ")
-                ),
-            )
-            .into());
+            return Err(convert::empty_mask(&UPDATABLE).into());
         }
         let mut change = EndpointChange::default();
         for path in &paths {
@@ -292,16 +284,7 @@ impl EndpointService for EndpointApi {
                     )?);
                 }
                 "enabled" => change.enabled = Some(endpoint.enabled),
-                other => {
-                    return Err(ApiError::invalid(
-                        "update_mask",
-                        format!(
-                            "names {other:?}, which cannot be changed; give any of {}",
-                            UPDATABLE.join(", ")
-                        ),
-                    )
-                    .into());
-                }
+                other => return Err(convert::unchangeable(other, &UPDATABLE).into()),
             }
         }
         let current = self

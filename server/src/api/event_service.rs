@@ -131,19 +131,13 @@ impl EventService for EventApi {
             self.metrics.published();
         }
         self.made(&published);
+        let (event_id, created) = (published.event_id.to_string(), published.created);
+        let (deliveries, skipped) = convert::fan_out(published);
         Ok(Response::new(PublishResponse {
-            event_id: published.event_id.to_string(),
-            created: published.created,
-            deliveries: published
-                .deliveries
-                .into_iter()
-                .map(convert::made)
-                .collect(),
-            skipped: published
-                .skipped
-                .into_iter()
-                .map(convert::skipped)
-                .collect(),
+            event_id,
+            created,
+            deliveries,
+            skipped,
         }))
     }
 
@@ -236,17 +230,10 @@ impl EventService for EventApi {
                 None => no_event(id),
             })?;
         self.made(&published);
+        let (deliveries, skipped) = convert::fan_out(published);
         Ok(Response::new(ReplayEventResponse {
-            deliveries: published
-                .deliveries
-                .into_iter()
-                .map(convert::made)
-                .collect(),
-            skipped: published
-                .skipped
-                .into_iter()
-                .map(convert::skipped)
-                .collect(),
+            deliveries,
+            skipped,
         }))
     }
 
@@ -330,11 +317,7 @@ impl EventService for EventApi {
             .map(|mask| mask.paths)
             .unwrap_or_default();
         if paths.is_empty() {
-            return Err(ApiError::invalid(
-                "update_mask",
-                format!("names no field; give any of {}", UPDATABLE.join(", ")),
-            )
-            .into());
+            return Err(convert::empty_mask(&UPDATABLE).into());
         }
         let mut change = EventTypeChange::default();
         for path in &paths {
@@ -346,16 +329,7 @@ impl EventService for EventApi {
                     )?);
                 }
                 "json_schema" => change.json_schema = Some(json_schema(given.json_schema.clone())?),
-                other => {
-                    return Err(ApiError::invalid(
-                        "update_mask",
-                        format!(
-                            "names {other:?}, which cannot be changed; give any of {}",
-                            UPDATABLE.join(", ")
-                        ),
-                    )
-                    .into());
-                }
+                other => return Err(convert::unchangeable(other, &UPDATABLE).into()),
             }
         }
         let record = self

@@ -131,16 +131,8 @@ impl Store {
         destination: &DestinationRef,
         defaults: &Policy,
     ) -> Result<Option<DestinationRecord>, StoreError> {
-        let txn = self.read_only().await?;
-        let shown =
-            self.show_one(&txn, destination, defaults)
-                .await
-                .map_err(|error| match error {
-                    StoreError::Database(error) => super::read::timed_out(error),
-                    other => other,
-                })?;
-        txn.commit().await?;
-        Ok(shown)
+        self.on_read_pool(async |txn| self.show_one(txn, destination, defaults).await)
+            .await
     }
 
     /// Applies `update` to `destination`'s own policy, making its row if it

@@ -206,7 +206,8 @@ impl Store {
         tenant_id: &str,
         id: Uuid,
     ) -> Result<Option<EndpointRecord>, StoreError> {
-        self.endpoint_in(&self.db, tenant_id, id).await
+        self.on_read_pool(async |txn| self.endpoint_in(txn, tenant_id, id).await)
+            .await
     }
 
     /// `tenant_id`'s endpoints as `page` selects them, in id order.
@@ -235,8 +236,11 @@ impl Store {
              ORDER BY e.id LIMIT ${}",
             values.len()
         );
-        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
-        self.endpoints_from(&self.db, &rows).await
+        self.on_read_pool(async |txn| {
+            let rows = txn.query_all_raw(self.statement(&sql, values)).await?;
+            self.endpoints_from(txn, &rows).await
+        })
+        .await
     }
 
     /// Applies `change` to `actor`'s tenant's endpoint `id`; `None` if it

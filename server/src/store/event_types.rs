@@ -145,7 +145,8 @@ impl Store {
         tenant_id: &str,
         name: &str,
     ) -> Result<Option<EventTypeRecord>, StoreError> {
-        self.event_type_in(&self.db, tenant_id, name).await
+        self.on_read_pool(async |txn| self.event_type_in(txn, tenant_id, name).await)
+            .await
     }
 
     /// Up to `limit` of `tenant_id`'s event types named after `after`, by
@@ -165,7 +166,9 @@ impl Store {
             after.unwrap_or_default().into(),
             i64::try_from(limit).unwrap_or(i64::MAX).into(),
         ];
-        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
+        let rows = self
+            .on_read_pool(async |txn| Ok(txn.query_all_raw(self.statement(&sql, values)).await?))
+            .await?;
         rows.iter().map(event_type).collect()
     }
 

@@ -55,16 +55,22 @@ impl Store {
         tenant_id: &str,
         id: Uuid,
     ) -> Result<Option<(EventRecord, Vec<EventDelivery>, bool)>, StoreError> {
-        let Some(event) = self.event_in(&self.db, tenant_id, id).await? else {
-            return Ok(None);
-        };
         let sql = "SELECT id, endpoint_id, state, attempt_count, last_status_code, created_at_ms \
             FROM deliveries WHERE event_id = $1 AND tenant_id = $2 ORDER BY id LIMIT $3";
         let limit = i64::try_from(MAX_EVENT_DELIVERIES + 1).unwrap_or(i64::MAX);
-        let rows = self
-            .db
-            .query_all_raw(self.statement(sql, vec![id.into(), tenant_id.into(), limit.into()]))
+        let read = self
+            .on_read_pool(async |txn| {
+                let Some(event) = self.event_in(txn, tenant_id, id).await? else {
+                    return Ok(None);
+                };
+                let values = vec![id.into(), tenant_id.into(), limit.into()];
+                let rows = txn.query_all_raw(self.statement(sql, values)).await?;
+                Ok(Some((event, rows)))
+            })
             .await?;
+        let Some((event, rows)) = read else {
+            return Ok(None);
+        };
         let mut deliveries = rows
             .iter()
             .map(|row| {
@@ -120,7 +126,9 @@ impl Store {
              ORDER BY created_at_ms DESC, id DESC LIMIT ${}",
             values.len()
         );
-        let rows = self.db.query_all_raw(self.statement(&sql, values)).await?;
+        let rows = self
+            .on_read_pool(async |txn| Ok(txn.query_all_raw(self.statement(&sql, values)).await?))
+            .await?;
         rows.iter().map(event_record).collect()
     }
 }

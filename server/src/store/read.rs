@@ -92,6 +92,21 @@ impl Store {
         Ok(txn)
     }
 
+    /// Runs `read` in a transaction of [`Store::read_only`], its database
+    /// errors mapped by [`timed_out`], and ends the transaction.
+    pub(super) async fn on_read_pool<T>(
+        &self,
+        read: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.read_only().await?;
+        let value = read(&txn).await.map_err(|error| match error {
+            StoreError::Database(error) => timed_out(error),
+            other => other,
+        })?;
+        txn.commit().await?;
+        Ok(value)
+    }
+
     /// One delivery of `tenant_id` with its attempts, oldest first.
     pub async fn get_delivery(
         &self,
