@@ -13,6 +13,7 @@
 //! or shutdown.
 
 use std::{
+    collections::{HashMap, hash_map::Entry},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -28,6 +29,7 @@ use super::{
     SchedulerConfig,
     executor::{Draining, Executors},
     in_flight::InFlight,
+    keys::{HeldKeys, signer_of},
 };
 use crate::signal::Signal;
 use crate::{
@@ -36,6 +38,7 @@ use crate::{
         ClaimRequest, Claimed, Store, StoreError,
         records::{ClaimedDelivery, DestinationRef, Lease},
     },
+    tenants::Keyring,
 };
 
 /// Longest wait after a failed claim before trying again.
@@ -62,6 +65,8 @@ enum Outcome {
 /// The claim loop.
 pub struct Claimer {
     pub(super) store: Store,
+    /// Signing keys, read ahead of the attempts that need them.
+    pub(super) keyring: Keyring,
     pub(super) config: SchedulerConfig,
     pub(super) wakeup: Signal,
     /// Attempts in flight on this replica, at most `config.concurrency`.
@@ -198,6 +203,17 @@ impl Claimer {
             }
         };
         let got = deliveries.len();
+        // Each signer's keys are read once per claim, before any attempt
+        // starts, so the attempts go out in the order claimed instead of
+        // racing each other to the database.
+        let mut keys = HashMap::new();
+        for delivery in &deliveries {
+            let signer = signer_of(delivery);
+            if let Entry::Vacant(unread) = keys.entry(signer) {
+                let read = HeldKeys::read(&self.keyring, unread.key().clone()).await;
+                unread.insert(read);
+            }
+        }
         let mut unstarted = Vec::new();
         for delivery in deliveries {
             let permit = held.pop().expect("one permit per claimed row");
@@ -208,7 +224,8 @@ impl Claimer {
                 .in_flight
                 .start(delivery.destination_ref(), delivery.lease());
             let kept = (delivery.lease(), delivery.destination_ref());
-            if let Err(Draining) = self.executors.start(delivery, permit, slot) {
+            let keys = keys[&signer_of(&delivery)].clone();
+            if let Err(Draining) = self.executors.start(delivery, keys, permit, slot) {
                 unstarted.push(kept);
             }
         }

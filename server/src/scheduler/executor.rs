@@ -16,8 +16,8 @@
 //! already allowed, whose result was lost (invariant I4).
 //!
 //! Each attempt is signed with its own signer's keys (its tenant's, or its
-//! endpoint's: one destination may serve several endpoints), from the
-//! [`Keyring`]'s cache. A delivery whose endpoint was deleted meanwhile is
+//! endpoint's: one destination may serve several endpoints), read before
+//! it starts (see [`super::keys`]). A delivery whose endpoint was deleted meanwhile is
 //! dead-lettered unsent; one whose secrets cannot be read now is tried
 //! again a moment later, its attempt uncounted.
 
@@ -37,13 +37,14 @@ use super::{
     completer::Work,
     hand_over::{Ahead, HandOvers},
     in_flight::Slot,
+    keys::HeldKeys,
     retry::RetryPolicy,
 };
 use crate::{
     domain::{Decision, unix_ms},
     metrics::{AttemptResult, Metrics},
     store::records::{AttemptRecord, ClaimedDelivery, Completion, DestinationRef, Lease},
-    tenants::{Keyring, Signer, SigningKeys},
+    tenants::{Keyring, SigningKeys},
     transport::{
         AttemptReport, HttpSender, OutboundRequest, TransportError,
         classify::{classify, describe},
@@ -121,6 +122,7 @@ impl Executors {
     pub(super) fn start(
         &self,
         delivery: ClaimedDelivery,
+        keys: HeldKeys,
         permit: OwnedSemaphorePermit,
         slot: Slot,
     ) -> Result<(), Draining> {
@@ -129,6 +131,9 @@ impl Executors {
         let shared = Arc::clone(&self.shared);
         let attempts = async move {
             let mut delivery = delivery;
+            // The first attempt's keys were read with its claim; those of a
+            // delivery the slot passes to, as it was leased.
+            let mut keys = keys;
             let mut slot = slot;
             // Whether the slot came to this delivery from a success at its
             // destination: only then is the next one leased ahead.
@@ -139,9 +144,9 @@ impl Executors {
                 let may_hand_over = delivery.may_hand_over;
                 let lease_ends = delivery.lease_ends;
                 let threshold = delivery.failure_threshold;
-                let attempt = shared.attempt(delivery).instrument(span);
+                let attempt = shared.attempt(delivery, &keys).instrument(span);
                 let (completion, ahead) = if may_hand_over && chained {
-                    tokio::join!(attempt, shared.lease_ahead(&slot, threshold))
+                    tokio::join!(attempt, shared.lease_ahead(&slot, threshold, &keys))
                 } else {
                     (attempt.await, None)
                 };
@@ -160,12 +165,12 @@ impl Executors {
                 // past a receiver that asked to slow down.
                 let slowed = completion.slow_down.is_some();
                 let (next, void) = match ahead {
-                    Some(ahead) if !slowed && shared.hand_overs.may_start(&ahead) => {
-                        (Some(ahead.delivery), None)
+                    Some((ahead, keys)) if !slowed && shared.hand_overs.may_start(&ahead) => {
+                        (Some((ahead.delivery, keys)), None)
                     }
-                    Some(ahead) => (None, Some(ahead.delivery)),
+                    Some((ahead, _)) => (None, Some(ahead.delivery)),
                     None if succeeded && may_hand_over && !chained => {
-                        (shared.next_for(&slot, threshold).await, None)
+                        (shared.next_for(&slot, threshold, &keys).await, None)
                     }
                     None => (None, None),
                 };
@@ -195,10 +200,12 @@ impl Executors {
                     }
                     let next = match next {
                         Some(next) if handed && !running.draining => {
-                            running.leases.insert(next.lease(), next.destination_ref());
+                            running
+                                .leases
+                                .insert(next.0.lease(), next.0.destination_ref());
                             Some(next)
                         }
-                        Some(next) => {
+                        Some((next, _)) => {
                             running.leases.remove(&next.lease());
                             unstarted.push((next.lease(), next.destination_ref()));
                             None
@@ -212,9 +219,10 @@ impl Executors {
                 {
                     tracing::warn!(%error, "could not give back deliveries; their leases will expire");
                 }
-                if let Some(next) = next {
+                if let Some((next, next_keys)) = next {
                     slot.pass_to(next.lease());
                     delivery = next;
+                    keys = next_keys;
                     chained = true;
                     continue;
                 }
@@ -263,19 +271,12 @@ impl Executors {
 }
 
 impl Shared {
-    /// One attempt on `delivery`, signed with its signer's keys, counted
-    /// in flight while it runs.
-    async fn attempt(&self, delivery: ClaimedDelivery) -> Completion {
+    /// One attempt on `delivery`, signed with its signer's `keys`,
+    /// counted in flight while it runs.
+    async fn attempt(&self, delivery: ClaimedDelivery, keys: &HeldKeys) -> Completion {
         let _in_flight = self.metrics.in_flight();
-        let signer = match delivery.endpoint_id {
-            Some(id) => Signer::Endpoint {
-                tenant_id: delivery.tenant_id.clone(),
-                id,
-            },
-            None => Signer::Tenant(delivery.tenant_id.clone()),
-        };
-        let signing = match self.keyring.keys(&signer).await {
-            Ok(Some(keys)) => keys,
+        let signing = match &keys.read {
+            Ok(Some(keys)) => Arc::clone(keys),
             Ok(None) => {
                 return unsent(
                     delivery,
@@ -284,7 +285,7 @@ impl Shared {
                 );
             }
             Err(error) => {
-                tracing::error!(delivery_id = %delivery.id, %signer, %error, "reading signing secrets failed; the attempt waits");
+                tracing::error!(delivery_id = %delivery.id, %error, "reading signing secrets failed; the attempt waits");
                 return unsent(
                     delivery,
                     Decision::Retry {
@@ -298,20 +299,35 @@ impl Shared {
     }
 
     /// The destination's next due delivery for `slot`, whose attempt just
-    /// succeeded, unless shutdown has begun (see [`HandOvers`]).
-    async fn next_for(&self, slot: &Slot, failure_threshold: u32) -> Option<ClaimedDelivery> {
+    /// succeeded, with its signer's keys (`held`, while current), unless
+    /// shutdown has begun (see [`HandOvers`]).
+    async fn next_for(
+        &self,
+        slot: &Slot,
+        failure_threshold: u32,
+        held: &HeldKeys,
+    ) -> Option<(ClaimedDelivery, HeldKeys)> {
         if lock(&self.running).draining {
             return None;
         }
-        self.hand_overs
+        let next = self
+            .hand_overs
             .next_for(slot.destination(), failure_threshold)
-            .await
+            .await?;
+        let keys = held.for_next(&self.keyring, &next).await;
+        Some((next, keys))
     }
 
     /// The destination's next due delivery, leased for `slot` while its
-    /// attempt is in flight, unless shutdown has begun; kept among the
-    /// leases shutdown gives back.
-    async fn lease_ahead(&self, slot: &Slot, failure_threshold: u32) -> Option<Ahead> {
+    /// attempt is in flight, with its signer's keys (`held`, while
+    /// current), unless shutdown has begun; kept among the leases shutdown
+    /// gives back.
+    async fn lease_ahead(
+        &self,
+        slot: &Slot,
+        failure_threshold: u32,
+        held: &HeldKeys,
+    ) -> Option<(Ahead, HeldKeys)> {
         if lock(&self.running).draining {
             return None;
         }
@@ -322,7 +338,8 @@ impl Shared {
         lock(&self.running)
             .leases
             .insert(ahead.delivery.lease(), ahead.delivery.destination_ref());
-        Some(ahead)
+        let keys = held.for_next(&self.keyring, &ahead.delivery).await;
+        Some((ahead, keys))
     }
 }
 

@@ -28,6 +28,7 @@ mod completer;
 mod executor;
 mod hand_over;
 mod in_flight;
+mod keys;
 pub mod retry;
 
 use std::{
@@ -148,7 +149,7 @@ impl Scheduler {
         });
         let executors = Executors::new(
             sender,
-            keyring,
+            keyring.clone(),
             config.retry,
             metrics.clone(),
             inbox.clone(),
@@ -156,6 +157,7 @@ impl Scheduler {
         );
         let claimer = claimer::Claimer {
             store,
+            keyring,
             config,
             permits,
             in_flight,

@@ -27,6 +27,13 @@ struct Cache {
     generation: u64,
 }
 
+/// When keys were read, for [`Keyring::still_current`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeysStamp {
+    at: Instant,
+    generation: u64,
+}
+
 /// Cached keys per signer; cheap to clone (the cache is shared).
 #[derive(Clone)]
 pub struct Keyring {
@@ -97,6 +104,24 @@ impl Keyring {
                 .insert(signer.clone(), (Arc::clone(&keys), Instant::now()));
         }
         Ok(Some(keys))
+    }
+
+    /// Marks a moment, taken before keys are read, by which a holder of
+    /// those keys can later ask [`Keyring::still_current`].
+    pub fn stamp(&self) -> KeysStamp {
+        KeysStamp {
+            at: Instant::now(),
+            generation: self.lock().generation,
+        }
+    }
+
+    /// Whether keys read after `stamp` may still sign: nothing was
+    /// rotated or deleted since ([`Keyring::forget_all`]), and they are
+    /// younger than the cache's lifetime (a lifetime of zero keeps them
+    /// until a rotation is heard of).
+    pub fn still_current(&self, stamp: &KeysStamp) -> bool {
+        stamp.generation == self.lock().generation
+            && (self.ttl.is_zero() || stamp.at.elapsed() < self.ttl)
     }
 
     /// Drops every cached signer's keys (a secret was rotated somewhere,

@@ -11,7 +11,7 @@ mod keyring;
 mod reseal;
 mod signing_secret;
 
-pub use keyring::Keyring;
+pub use keyring::{Keyring, KeysStamp};
 pub use reseal::{Scope, reseal};
 pub use signing_secret::{Signer, SigningKeys, SigningSecret};
 
