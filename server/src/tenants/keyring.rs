@@ -138,3 +138,33 @@ impl Keyring {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretKey;
+
+    async fn keyring(ttl: Duration) -> Keyring {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        Keyring::new(store, Sealer::new(SecretKey::generate(), vec![]), ttl)
+    }
+
+    #[tokio::test]
+    async fn held_keys_stay_current_until_a_rotation_is_heard_of() {
+        let keyring = keyring(Duration::ZERO).await;
+        let stamp = keyring.stamp();
+        assert!(keyring.still_current(&stamp), "a lifetime of zero keeps them");
+        keyring.forget_all();
+        assert!(!keyring.still_current(&stamp), "a rotation ends them");
+        assert!(keyring.still_current(&keyring.stamp()));
+    }
+
+    #[tokio::test]
+    async fn held_keys_end_with_the_caches_lifetime() {
+        let keyring = keyring(Duration::from_millis(50)).await;
+        let stamp = keyring.stamp();
+        assert!(keyring.still_current(&stamp));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!keyring.still_current(&stamp), "older than the lifetime");
+    }
+}
