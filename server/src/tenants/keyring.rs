@@ -153,7 +153,10 @@ mod tests {
     async fn held_keys_stay_current_until_a_rotation_is_heard_of() {
         let keyring = keyring(Duration::ZERO).await;
         let stamp = keyring.stamp();
-        assert!(keyring.still_current(&stamp), "a lifetime of zero keeps them");
+        assert!(
+            keyring.still_current(&stamp),
+            "a lifetime of zero keeps them"
+        );
         keyring.forget_all();
         assert!(!keyring.still_current(&stamp), "a rotation ends them");
         assert!(keyring.still_current(&keyring.stamp()));
