@@ -1,6 +1,7 @@
 //! The gate every call passes before its message is read: `herald.v1`
 //! calls are authenticated from their headers (a refused one is answered
-//! without its body being read), and every call's message is held to its
+//! without its message being decoded; a short one is read and thrown
+//! away, so an HTTP/1.1 connection stays usable), and every call's message is held to its
 //! method's size limit as it arrives. The [`Caller`] found travels to the
 //! handler in the request's extensions.
 //!
@@ -16,6 +17,8 @@ use std::{
 };
 
 use std::net::IpAddr;
+
+use http_body_util::BodyExt;
 
 use tonic::{
     Status,
@@ -33,6 +36,12 @@ use super::{
     message_limit::{Limited, MessageLimits},
 };
 use crate::metrics::Metrics;
+
+/// The most of a refused call's message read to keep its connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// How long a refused call's message is waited for.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The path prefix of the calls that need a key.
 const AUTHENTICATED_PREFIX: &str = "/herald.v1.";
@@ -139,7 +148,10 @@ where
                     Ok(caller) => {
                         request.extensions_mut().insert::<Caller>(caller);
                     }
-                    Err(status) => return Ok(status.into_http()),
+                    Err(status) => {
+                        drain(request.into_body()).await;
+                        return Ok(status.into_http());
+                    }
                 }
             }
             inner
@@ -147,6 +159,25 @@ where
                 .await
         })
     }
+}
+
+/// Reads a refused call's message to its end and throws it away, if it is
+/// short and comes at once: over HTTP/1.1 (gRPC-web) a message left unread
+/// closes the connection, which the caller's client may already be
+/// reusing for its next call (it then fails to write, whatever that call
+/// was). A longer or slower one is left unread and its connection closed.
+async fn drain(mut body: Body) {
+    let read_all = async {
+        let mut read = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return };
+            read += frame.data_ref().map_or(0, |data| data.len());
+            if read > DRAIN_LIMIT {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_WAIT, read_all).await;
 }
 
 /// The address the call came from, over TCP or TLS.
