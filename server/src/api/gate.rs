@@ -41,7 +41,7 @@ use crate::metrics::Metrics;
 const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// How long a refused call's message is waited for.
-const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The path prefix of the calls that need a key.
 const AUTHENTICATED_PREFIX: &str = "/herald.v1.";

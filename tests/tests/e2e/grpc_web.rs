@@ -8,6 +8,11 @@ use herald_tests::{
     Backend, Receiver, TestDb, TestHerald, browser_get, cors_preflight, create_tenant,
     grpc_web_call, on_both_backends, test_config,
 };
+use prost::Message;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 use tonic::Code;
 
 use crate::HERALD;
@@ -16,7 +21,8 @@ on_both_backends!(
     a_grpc_web_call_meets_the_same_keys_and_walls,
     only_listed_origins_may_call_across_origins,
     the_dashboard_listener_serves_the_page_it_was_built_from,
-    the_dashboard_stays_on_loopback_while_no_tenant_exists
+    the_dashboard_stays_on_loopback_while_no_tenant_exists,
+    a_refused_call_leaves_its_connection_usable
 );
 
 const ENQUEUE: &str = "/herald.v1.DeliveryService/Enqueue";
@@ -183,4 +189,82 @@ async fn the_dashboard_stays_on_loopback_while_no_tenant_exists(backend: Backend
         message.contains("refusing to listen on 0.0.0.0:0 with no tenants"),
         "{message}"
     );
+}
+
+/// A call refused for its key has its short message read and thrown away,
+/// so the HTTP/1.1 connection it came on (as a browser's gRPC-web calls
+/// do) answers the caller's next call instead of being closed under it.
+async fn a_refused_call_leaves_its_connection_usable(backend: Backend) {
+    let Some(herald) = TestHerald::start(backend).await else {
+        return;
+    };
+    create_tenant(HERALD, herald.database_url(), "alpha");
+    let mut connection = TcpStream::connect(herald.addr()).await.expect("connect");
+    let message = GetDeliveryRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0];
+    body.extend(u32::try_from(message.len()).expect("short").to_be_bytes());
+    body.extend(message);
+    for call in 1..=3 {
+        let head = format!(
+            "POST {GET_DELIVERY} HTTP/1.1\r\nhost: herald\r\n\
+             content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\n\
+             authorization: Bearer hk_k3x9a0b1c2d4_wrong\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        // The head first and the message after it, as a browser or Node
+        // may send them: the refusal is decided on the head alone.
+        connection
+            .write_all(head.as_bytes())
+            .await
+            .expect("the connection takes the call");
+        wait_for_refusal_to_be_decided().await;
+        connection
+            .write_all(&body)
+            .await
+            .expect("the connection takes the message");
+        let answer = read_answer(&mut connection).await;
+        assert!(answer.starts_with("http/1.1 200"), "call {call}: {answer}");
+        assert!(
+            answer.contains(&format!("grpc-status: {}", Code::Unauthenticated as i32)),
+            "call {call}: {answer}"
+        );
+    }
+    herald.stop().await;
+}
+
+/// Lets the server decide on a head before its message follows.
+async fn wait_for_refusal_to_be_decided() {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// One HTTP/1.1 answer from `connection`: its head, lower-cased, once its
+/// body (`content-length` bytes) has been read too.
+async fn read_answer(connection: &mut TcpStream) -> String {
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(end) = read.windows(4).position(|bytes| bytes == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().expect("a length"));
+            if read.len() >= end + 4 + length {
+                return head;
+            }
+        }
+        let n = tokio::time::timeout(herald_tests::PATIENCE, connection.read(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "the connection was closed: {}",
+            String::from_utf8_lossy(&read)
+        );
+        read.extend_from_slice(&buffer[..n]);
+    }
 }
