@@ -480,14 +480,8 @@ fn attempt_record(number: u32, report: AttemptReport) -> AttemptRecord {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use uuid::Uuid;
-
     use super::*;
-    use crate::{
-        domain::{HttpMethod, HttpRequest},
-        transport::{TargetPolicy, TransportConfig},
-    };
+    use crate::transport::{TargetPolicy, TransportConfig};
 
     const POLICY: RetryPolicy = RetryPolicy {
         min_backoff: Duration::from_millis(1),
@@ -499,29 +493,9 @@ mod tests {
     /// would be a connection error, not the unsent dead letter expected.
     fn claimed(attempt_number: u32, deadline_at_ms: Option<i64>) -> ClaimedDelivery {
         ClaimedDelivery {
-            id: Uuid::now_v7(),
-            tenant_id: "default".into(),
-            request: HttpRequest {
-                method: HttpMethod::Post,
-                url: "http://127.0.0.1:9/unused".into(),
-                headers: Vec::new(),
-                content_type: None,
-                body: Bytes::new(),
-            },
-            destination: "http://127.0.0.1:9".into(),
-            probe: false,
-            failure_threshold: 10,
-            may_hand_over: false,
             attempt_number,
-            resend: false,
-            max_attempts: 3,
             deadline_at_ms,
-            lease_token: Uuid::new_v4(),
-            lease_ends: tokio::time::Instant::now(),
-            trace: None,
-            created_at_ms: 0,
-            endpoint_id: None,
-            event_type: None,
+            ..ClaimedDelivery::unsendable("default")
         }
     }
 

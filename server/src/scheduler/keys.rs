@@ -22,17 +22,17 @@ pub(super) struct HeldKeys {
     signer: Signer,
     /// What the read found.
     pub(super) read: Result<Option<Arc<SigningKeys>>, String>,
-    stamp: KeysStamp,
+    /// When they were read; `None` when the read failed.
+    stamp: Option<KeysStamp>,
 }
 
 impl HeldKeys {
     /// Reads `signer`'s keys through `keyring` (its cache, or the database).
     pub(super) async fn read(keyring: &Keyring, signer: Signer) -> Self {
-        let stamp = keyring.stamp();
-        let read = keyring
-            .keys(&signer)
-            .await
-            .map_err(|error| format!("{signer}: {error}"));
+        let (read, stamp) = match keyring.keys(&signer).await {
+            Ok((keys, stamp)) => (Ok(keys), Some(stamp)),
+            Err(error) => (Err(format!("{signer}: {error}")), None),
+        };
         Self {
             signer,
             read,
@@ -44,7 +44,10 @@ impl HeldKeys {
     /// these, while they are its signer's and still current; else read.
     pub(super) async fn for_next(&self, keyring: &Keyring, next: &ClaimedDelivery) -> Self {
         let signer = signer_of(next);
-        if signer == self.signer && self.read.is_ok() && keyring.still_current(&self.stamp) {
+        let current = self
+            .stamp
+            .is_some_and(|stamp| keyring.still_current(&stamp));
+        if signer == self.signer && current {
             return self.clone();
         }
         Self::read(keyring, signer).await
@@ -59,5 +62,46 @@ pub(super) fn signer_of(delivery: &ClaimedDelivery) -> Signer {
             id,
         },
         None => Signer::Tenant(delivery.tenant_id.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        secrets::{Sealer, SecretKey},
+        store::Store,
+    };
+
+    #[tokio::test]
+    async fn a_slot_keeps_its_keys_for_its_signer_until_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let sealer = Sealer::new(SecretKey::generate(), vec![]);
+        let keyring = Keyring::new(store, sealer, Duration::ZERO);
+        let ours = ClaimedDelivery::unsendable("default");
+        let held = HeldKeys::read(&keyring, signer_of(&ours)).await;
+        let keys = |held: &HeldKeys| held.read.clone().unwrap().unwrap();
+
+        let next = held.for_next(&keyring, &ours).await;
+        assert!(Arc::ptr_eq(&keys(&held), &keys(&next)), "kept, not read");
+
+        // An endpoint's delivery reads its endpoint's keys: there is no
+        // such endpoint here, which the read says.
+        let theirs = ClaimedDelivery {
+            endpoint_id: Some(uuid::Uuid::now_v7()),
+            ..ClaimedDelivery::unsendable("default")
+        };
+        let other = held.for_next(&keyring, &theirs).await;
+        assert_eq!(other.signer, signer_of(&theirs));
+        assert!(matches!(other.read, Ok(None)), "its own, read");
+
+        keyring.forget_all();
+        let after = held.for_next(&keyring, &ours).await;
+        assert!(!Arc::ptr_eq(&keys(&held), &keys(&after)), "read again");
     }
 }

@@ -284,6 +284,38 @@ pub struct ClaimedDelivery {
 }
 
 impl ClaimedDelivery {
+    /// A claim of `tenant_id`'s first attempt at a URL nobody listens on
+    /// (if it were sent, the attempt would be a connection error), for
+    /// tests of what happens around an attempt.
+    #[cfg(test)]
+    pub fn unsendable(tenant_id: &str) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            tenant_id: tenant_id.into(),
+            request: HttpRequest {
+                method: crate::domain::HttpMethod::Post,
+                url: "http://127.0.0.1:9/unused".into(),
+                headers: Vec::new(),
+                content_type: None,
+                body: Bytes::new(),
+            },
+            destination: "http://127.0.0.1:9".into(),
+            probe: false,
+            failure_threshold: 10,
+            may_hand_over: false,
+            attempt_number: 1,
+            resend: false,
+            max_attempts: 3,
+            deadline_at_ms: None,
+            lease_token: Uuid::new_v4(),
+            lease_ends: tokio::time::Instant::now(),
+            trace: None,
+            created_at_ms: 0,
+            endpoint_id: None,
+            event_type: None,
+        }
+    }
+
     /// The lease this claim holds, to release or fence by.
     pub fn lease(&self) -> Lease {
         Lease {

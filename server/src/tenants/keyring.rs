@@ -56,19 +56,33 @@ impl Keyring {
         }
     }
 
-    /// The keys that sign `signer`'s deliveries now; `None` for an
-    /// endpoint that no longer exists. A tenant without a secret (the
-    /// open-mode default before any rotation) gets one here. A secret that
-    /// cannot be opened is an error, not an unsigned delivery.
-    pub async fn keys(&self, signer: &Signer) -> Result<Option<Arc<SigningKeys>>, StoreError> {
+    /// The keys that sign `signer`'s deliveries now, and when they were
+    /// read from the database (for [`Keyring::still_current`]); `None`
+    /// for an endpoint that no longer exists. A tenant without a secret
+    /// (the open-mode default before any rotation) gets one here. A secret
+    /// that cannot be opened is an error, not an unsigned delivery.
+    pub async fn keys(
+        &self,
+        signer: &Signer,
+    ) -> Result<(Option<Arc<SigningKeys>>, KeysStamp), StoreError> {
         let generation = {
             let cache = self.lock();
             if let Some((keys, loaded)) = cache.signers.get(signer)
                 && loaded.elapsed() < self.ttl
             {
-                return Ok(Some(Arc::clone(keys)));
+                // Cached entries are dropped at every rotation, so this
+                // one was read in the current generation.
+                let stamp = KeysStamp {
+                    at: *loaded,
+                    generation: cache.generation,
+                };
+                return Ok((Some(Arc::clone(keys)), stamp));
             }
             cache.generation
+        };
+        let stamp = KeysStamp {
+            at: Instant::now(),
+            generation,
         };
         let stored = match signer {
             Signer::Tenant(tenant_id) => {
@@ -85,7 +99,7 @@ impl Keyring {
             Signer::Endpoint { tenant_id, id } => {
                 match self.store.endpoint_signing_secrets(tenant_id, *id).await? {
                     Some(stored) => stored,
-                    None => return Ok(None),
+                    None => return Ok((None, stamp)),
                 }
             }
         };
@@ -101,21 +115,12 @@ impl Keyring {
             }
             cache
                 .signers
-                .insert(signer.clone(), (Arc::clone(&keys), Instant::now()));
+                .insert(signer.clone(), (Arc::clone(&keys), stamp.at));
         }
-        Ok(Some(keys))
+        Ok((Some(keys), stamp))
     }
 
-    /// Marks a moment, taken before keys are read, by which a holder of
-    /// those keys can later ask [`Keyring::still_current`].
-    pub fn stamp(&self) -> KeysStamp {
-        KeysStamp {
-            at: Instant::now(),
-            generation: self.lock().generation,
-        }
-    }
-
-    /// Whether keys read after `stamp` may still sign: nothing was
+    /// Whether keys read at `stamp` may still sign: nothing was
     /// rotated or deleted since ([`Keyring::forget_all`]), and they are
     /// younger than the cache's lifetime (a lifetime of zero keeps them
     /// until a rotation is heard of).
@@ -144,28 +149,49 @@ mod tests {
     use super::*;
     use crate::secrets::SecretKey;
 
-    async fn keyring(ttl: Duration) -> Keyring {
-        let store = Store::connect("sqlite::memory:").await.unwrap();
+    /// A keyring with lifetime `ttl` over a migrated database of its own.
+    async fn keyring(dir: &tempfile::TempDir, ttl: Duration) -> Keyring {
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
         Keyring::new(store, Sealer::new(SecretKey::generate(), vec![]), ttl)
+    }
+
+    fn default_tenant() -> Signer {
+        Signer::Tenant("default".into())
+    }
+
+    #[tokio::test]
+    async fn cached_keys_carry_the_time_they_were_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = keyring(&dir, Duration::from_secs(10)).await;
+        let (first, read) = keyring.keys(&default_tenant()).await.unwrap();
+        let (again, cached) = keyring.keys(&default_tenant()).await.unwrap();
+        assert!(Arc::ptr_eq(&first.unwrap(), &again.unwrap()), "cached");
+        assert_eq!(cached.at, read.at, "a cache hit is as old as its read");
+        assert!(keyring.still_current(&cached));
     }
 
     #[tokio::test]
     async fn held_keys_stay_current_until_a_rotation_is_heard_of() {
-        let keyring = keyring(Duration::ZERO).await;
-        let stamp = keyring.stamp();
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = keyring(&dir, Duration::ZERO).await;
+        let (_, stamp) = keyring.keys(&default_tenant()).await.unwrap();
         assert!(
             keyring.still_current(&stamp),
             "a lifetime of zero keeps them"
         );
         keyring.forget_all();
         assert!(!keyring.still_current(&stamp), "a rotation ends them");
-        assert!(keyring.still_current(&keyring.stamp()));
+        let (_, reread) = keyring.keys(&default_tenant()).await.unwrap();
+        assert!(keyring.still_current(&reread));
     }
 
     #[tokio::test]
     async fn held_keys_end_with_the_caches_lifetime() {
-        let keyring = keyring(Duration::from_millis(50)).await;
-        let stamp = keyring.stamp();
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = keyring(&dir, Duration::from_millis(50)).await;
+        let (_, stamp) = keyring.keys(&default_tenant()).await.unwrap();
         assert!(keyring.still_current(&stamp));
         std::thread::sleep(Duration::from_millis(60));
         assert!(!keyring.still_current(&stamp), "older than the lifetime");

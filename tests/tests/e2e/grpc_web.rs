@@ -6,7 +6,7 @@
 use herald_proto::v1::{EnqueueRequest, EnqueueResponse, GetDeliveryRequest, GetDeliveryResponse};
 use herald_tests::{
     Backend, Receiver, TestDb, TestHerald, browser_get, cors_preflight, create_tenant,
-    grpc_web_call, on_both_backends, test_config,
+    grpc_web_call, on_both_backends, scrape, test_config, total,
 };
 use prost::Message;
 use tokio::{
@@ -195,9 +195,14 @@ async fn the_dashboard_stays_on_loopback_while_no_tenant_exists(backend: Backend
 /// so the HTTP/1.1 connection it came on (as a browser's gRPC-web calls
 /// do) answers the caller's next call instead of being closed under it.
 async fn a_refused_call_leaves_its_connection_usable(backend: Backend) {
-    let Some(herald) = TestHerald::start(backend).await else {
+    let Some(herald) = TestHerald::start_with(backend, |c| {
+        c.metrics_addr = Some("127.0.0.1:0".parse().expect("an address"));
+    })
+    .await
+    else {
         return;
     };
+    let metrics = herald.metrics_addr().expect("metrics on");
     create_tenant(HERALD, herald.database_url(), "alpha");
     let mut connection = TcpStream::connect(herald.addr()).await.expect("connect");
     let message = GetDeliveryRequest {
@@ -220,7 +225,7 @@ async fn a_refused_call_leaves_its_connection_usable(backend: Backend) {
             .write_all(head.as_bytes())
             .await
             .expect("the connection takes the call");
-        wait_for_refusal_to_be_decided().await;
+        refused(metrics, call).await;
         connection
             .write_all(&body)
             .await
@@ -235,9 +240,21 @@ async fn a_refused_call_leaves_its_connection_usable(backend: Backend) {
     herald.stop().await;
 }
 
-/// Lets the server decide on a head before its message follows.
-async fn wait_for_refusal_to_be_decided() {
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// Returns once the server behind `metrics` has refused `count` calls'
+/// keys: it decided on the head, and its message has not been sent yet.
+async fn refused(metrics: std::net::SocketAddr, count: u32) {
+    let counted = async {
+        while total(
+            &scrape(metrics).await,
+            "herald_authentication_failures_total",
+        ) < f64::from(count)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(herald_tests::PATIENCE, counted)
+        .await
+        .expect("the refusal is counted in time");
 }
 
 /// One HTTP/1.1 answer from `connection`: its head, lower-cased, once its
